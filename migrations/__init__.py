@@ -1,0 +1,1 @@
+"""The format's own schema steps, one self-contained file per step."""

@@ -1,0 +1,28 @@
+"""tmodel: a versioned, safe, compressed file format for PyTorch models and checkpoints.
+
+The torch-free layers (errors, limits, digests, codecs, container, manifest, reader, writer) import without
+torch; `save`, `load` and `open` need it and are imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import TModelError
+from .limits import DEFAULT_LIMITS, Limits
+
+if TYPE_CHECKING:
+    from .api import TModelFile, load, open_file as open, save  # noqa: A004
+
+__all__ = ["DEFAULT_LIMITS", "Limits", "TModelError", "TModelFile", "load", "open", "save"]
+__version__ = "0.1.0"
+
+_LAZY = {"save": "save", "load": "load", "open": "open_file", "TModelFile": "TModelFile"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import api
+
+        return getattr(api, _LAZY[name])
+    raise AttributeError(f"module 'tmodel' has no attribute {name!r}")

@@ -1,0 +1,165 @@
+"""save / load / open: the only place that knows the order of the steps."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+import torch
+
+from . import digests
+from .errors import InvalidArgument, NotFound, UnsupportedType, TModelError
+from .limits import DEFAULT_LIMITS, Limits
+from .manifest import SCHEMA_VERSION, Manifest, check_metadata
+from .objtree import flatten, rebuild
+from .reader import Progress, Reader
+from .tensors import device_of, materialize, plan, read_slice, TORCH_DTYPES
+from .writer import DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, Options, write_atomic
+
+PathLike = str | os.PathLike[str]
+
+
+def save(
+    obj: Any,
+    path: PathLike,
+    *,
+    metadata: dict[str, Any] | None = None,
+    codec: str = "auto",
+    level: int = DEFAULT_LEVEL,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    threads: int = 0,
+    checksum: str = digests.DEFAULT,
+    progress: Progress | None = None,
+) -> None:
+    """Save a state dict or checkpoint (dict/list/tuple/str/int/float/bool/None/bytes/tensors) atomically.
+
+    >>> tmodel.save({"w": torch.ones(2)}, "ckpt.tmodel", metadata={"step": 10})
+    """
+    try:
+        meta = check_metadata(metadata or {})
+    except TModelError as exc:
+        raise UnsupportedType(str(exc)) from None
+    flat = flatten(obj)
+    planned = plan(flat.tensors, flat.names, codec)
+    options = Options(chunk_size=chunk_size, level=level, threads=threads, checksum=checksum)
+
+    def finish(blobs: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "required_features": [],
+            "checksum": checksum,
+            "blobs": blobs,
+            "tensors": planned.entries,
+            "root": flat.root,
+            "metadata": meta,
+            "extensions": {},
+        }
+
+    write_atomic(path, planned.sources, finish, options, progress)
+    del planned
+
+
+def load(
+    path: PathLike, map_location: str | torch.device | None = None, *, limits: Limits = DEFAULT_LIMITS,
+    threads: int = 0,
+) -> Any:
+    """Load what `save` wrote: the same structure, tensors bit-exact, shared storages still shared.
+
+    >>> ckpt = tmodel.load("ckpt.tmodel", map_location="cpu")
+    """
+    device = device_of(map_location)
+    with Reader(path, limits, threads) as reader:
+        tensors = materialize(reader, range(len(reader.manifest.tensors)), device)
+        return rebuild(reader.manifest.root, tensors)
+
+
+class TensorSlice:
+    """A tensor not yet read: index it to read only the chunks the slice needs."""
+
+    def __init__(self, file: TModelFile, index: int) -> None:
+        self._file = file
+        self._index = index
+
+    def get_shape(self) -> list[int]:
+        return list(self._file.manifest.tensors[self._index].shape)
+
+    def get_dtype(self) -> torch.dtype:
+        return TORCH_DTYPES[self._file.manifest.tensors[self._index].dtype]
+
+    def __getitem__(self, key: Any) -> torch.Tensor:
+        return read_slice(self._file.reader, self._index, key)
+
+
+class TModelFile:
+    """A lazily read .tmodel file; use as a context manager.
+
+    >>> with tmodel.open("ckpt.tmodel") as f:
+    ...     w = f.get_slice("w")[:1]
+    """
+
+    def __init__(self, path: PathLike, limits: Limits = DEFAULT_LIMITS, threads: int = 0) -> None:
+        self._reader: Reader | None = Reader(path, limits, threads)
+        self.manifest: Manifest = self._reader.manifest
+        self._index = {t.name: i for i, t in enumerate(self.manifest.tensors)}
+
+    @property
+    def reader(self) -> Reader:
+        if self._reader is None:
+            raise InvalidArgument("the file is closed")
+        return self._reader
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self.manifest.metadata)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+    def _lookup(self, name: str) -> int:
+        try:
+            return self._index[name]
+        except (KeyError, TypeError):
+            raise NotFound(f"no tensor named {name!r}") from None
+
+    def get_tensor(self, name: str, map_location: str | torch.device | None = None) -> torch.Tensor:
+        """Read one tensor (only its blob)."""
+        return materialize(self.reader, [self._lookup(name)], device_of(map_location))[0]
+
+    def get_slice(self, name: str) -> TensorSlice:
+        return TensorSlice(self, self._lookup(name))
+
+    def load(self, map_location: str | torch.device | None = None) -> Any:
+        """The whole saved object, as `tmodel.load` returns it."""
+        tensors = materialize(self.reader, range(len(self.manifest.tensors)), device_of(map_location))
+        return rebuild(self.manifest.root, tensors)
+
+    def verify(self, progress: Progress | None = None) -> None:
+        """Check every checksum and decode every chunk; raise the first problem found."""
+        self.reader.verify(progress)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def __enter__(self) -> TModelFile:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+
+def open_file(path: PathLike, *, limits: Limits = DEFAULT_LIMITS, threads: int = 0) -> TModelFile:
+    """Open a file lazily: the manifest is read and validated now, tensors when asked for."""
+    return TModelFile(path, limits, threads)

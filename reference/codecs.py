@@ -1,0 +1,127 @@
+"""Chunk codecs (SPEC.md §6): raw, zstd, and byte-grouping + zstd with a per-plane raw fallback.
+
+Rules: a chunk is a list of segments. `raw` has one segment, the bytes. `zstd` has one segment: a single
+zstd frame when it is strictly shorter than the chunk, else the chunk's bytes stored raw. `bytegroup-zstd`
+with width w has w segments, segment k holding byte k of every w-byte element (plane k), each plane a
+zstd frame when strictly shorter than the plane, else the plane raw. Decoders check every frame's header
+(content size present and equal to the expected length, window within the limit, no dictionary) before
+decompressing, and reject trailing bytes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import zstandard
+
+from .errors import BadCompressedData, BadTensor, UnknownCodec
+
+Buffer = bytes | bytearray | memoryview
+
+RAW = "raw"
+ZSTD = "zstd"
+BYTEGROUP_ZSTD = "bytegroup-zstd"
+CODECS = (RAW, ZSTD, BYTEGROUP_ZSTD)
+MAX_WIDTH = 16
+
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    cache: dict[int, zstandard.ZstdCompressor] = _local.__dict__.setdefault("c", {})
+    if level not in cache:
+        cache[level] = zstandard.ZstdCompressor(
+            level=level, write_content_size=True, write_checksum=False, write_dict_id=False, threads=0
+        )
+    return cache[level]
+
+
+def _decompressor(max_window: int) -> zstandard.ZstdDecompressor:
+    cache: dict[int, zstandard.ZstdDecompressor] = _local.__dict__.setdefault("d", {})
+    if max_window not in cache:
+        cache[max_window] = zstandard.ZstdDecompressor(max_window_size=max_window)
+    return cache[max_window]
+
+
+def segment_count(codec: str, width: int) -> int:
+    """How many segments each chunk of this codec has."""
+    if codec == BYTEGROUP_ZSTD:
+        return width
+    if codec in (RAW, ZSTD):
+        return 1
+    raise UnknownCodec(f"unknown codec {codec!r}")
+
+
+def check_chunk(codec: str, width: int, raw_len: int, segments: Sequence[int], where: str) -> None:
+    """Validate a chunk's segment lengths against its decoded length, before any byte is read."""
+    if len(segments) != segment_count(codec, width):
+        raise BadTensor(f"{where}: codec {codec} needs {segment_count(codec, width)} segments, not {len(segments)}")
+    if codec == RAW:
+        if segments[0] != raw_len:
+            raise BadTensor(f"{where}: raw segment of {segments[0]} bytes for {raw_len} decoded bytes")
+        return
+    plane = raw_len // width if codec == BYTEGROUP_ZSTD else raw_len
+    for n in segments:
+        if n < 1 or n > plane:
+            raise BadTensor(f"{where}: segment of {n} bytes for a plane of {plane} bytes")
+
+
+def encode_chunk(codec: str, width: int, data: Buffer, level: int) -> list[Buffer]:
+    """Encode one chunk into its segments."""
+    if codec == RAW:
+        return [data]
+    if codec == ZSTD:
+        return [_shorter(data, level)]
+    if codec == BYTEGROUP_ZSTD:
+        whole = bytes(data)
+        return [_shorter(whole[k::width], level) for k in range(width)]
+    raise UnknownCodec(f"unknown codec {codec!r}")
+
+
+def _shorter(plane: Buffer, level: int) -> Buffer:
+    frame = _compressor(level).compress(plane)
+    return frame if len(frame) < len(plane) else plane
+
+
+def decode_chunk(codec: str, width: int, segments: Sequence[Buffer], out: memoryview, max_window: int) -> None:
+    """Decode a chunk's segments into `out`, whose length is the chunk's decoded length."""
+    raw_len = len(out)
+    if codec == RAW:
+        out[:] = segments[0]
+    elif codec == ZSTD:
+        out[:] = _plane(segments[0], raw_len, max_window)
+    elif codec == BYTEGROUP_ZSTD:
+        plane_len = raw_len // width
+        merged = bytearray(raw_len)
+        for k, seg in enumerate(segments):
+            merged[k::width] = _plane(seg, plane_len, max_window)
+        out[:] = merged
+    else:
+        raise UnknownCodec(f"unknown codec {codec!r}")
+
+
+def _plane(seg: Buffer, expected: int, max_window: int) -> Buffer:
+    if len(seg) == expected:
+        return seg
+    try:
+        params = zstandard.get_frame_parameters(seg)
+    except zstandard.ZstdError as exc:
+        raise BadCompressedData(f"not a zstd frame: {exc}") from None
+    if params.content_size != expected:
+        raise BadCompressedData(
+            f"zstd frame declares content size {params.content_size}, the manifest {expected}"
+            if params.content_size != zstandard.CONTENTSIZE_UNKNOWN
+            else "zstd frame without a content size"
+        )
+    if params.window_size > max_window:
+        raise BadCompressedData(f"zstd window of {params.window_size} bytes exceeds the limit {max_window}")
+    if params.dict_id != 0:
+        raise BadCompressedData("zstd frame needs a dictionary")
+    try:
+        result = _decompressor(max_window).decompress(seg, max_output_size=expected, allow_extra_data=False)
+    except zstandard.ZstdError as exc:
+        raise BadCompressedData(f"corrupt zstd frame: {exc}") from None
+    if len(result) != expected:
+        raise BadCompressedData(f"zstd frame decoded to {len(result)} bytes, expected {expected}")
+    return result

@@ -1,0 +1,194 @@
+"""Validating, random-access reading of a container (SPEC.md §7).
+
+Rules: the file is opened once and read through that descriptor only; the header, trailer and manifest
+are validated (manifest digest first, then msgpack, then schema and layout) before any blob is touched;
+each chunk's digest is checked before it is decoded, into memory the caller allocated.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+
+from . import codecs, digests
+from .container import (
+    HEADER_SIZE,
+    TRAILER_SIZE,
+    align,
+    check_header,
+    check_manifest_digest,
+    open_regular,
+    parse_trailer,
+    pread_exact,
+    preadinto_exact,
+    unpack_manifest,
+)
+from .errors import BadLayout, BadValue, ChecksumMismatch, InvalidArgument, Truncated
+from .limits import DEFAULT_LIMITS, Limits
+from .manifest import Blob, Manifest, parse, tensor_extent
+
+Progress = Callable[[int, int], None]
+
+
+class Reader:
+    """An open, validated .tmodel file; torch-free."""
+
+    def __init__(self, path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS, threads: int = 0) -> None:
+        self.path = os.fspath(path)
+        self.limits = limits
+        self._threads = threads
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._starts: dict[int, list[int]] = {}
+        self._fd, self.file_size = open_regular(path)
+        try:
+            self.manifest = self._read_manifest()
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def _read_manifest(self) -> Manifest:
+        size = self.file_size
+        header = pread_exact(self._fd, min(size, HEADER_SIZE), 0)
+        check_header(header)
+        if size < HEADER_SIZE + TRAILER_SIZE:
+            raise Truncated(f"file of {size} bytes has no room for a trailer")
+        trailer_raw = pread_exact(self._fd, TRAILER_SIZE, size - TRAILER_SIZE)
+        trailer = parse_trailer(trailer_raw, size, self.limits)
+        raw = pread_exact(self._fd, trailer.manifest_length, trailer.manifest_offset)
+        check_manifest_digest(trailer, header, raw, trailer_raw)
+        wire = unpack_manifest(raw, self.limits)
+        return parse(wire, self.limits, trailer.manifest_offset, size)
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._fd < 0:
+                raise InvalidArgument("the file is closed")
+            if self._pool is None:
+                from .writer import default_threads
+
+                self._pool = ThreadPoolExecutor(max_workers=self._threads or default_threads())
+            return self._pool
+
+    # -- blobs ------------------------------------------------------------------------------------------
+    def chunk_span(self, blob: int, lo: int, hi: int) -> tuple[int, int]:
+        """The chunks [first, last) that hold decoded bytes [lo, hi) of a blob."""
+        b = self.manifest.blobs[blob]
+        if not 0 <= lo <= hi <= b.nbytes:
+            raise InvalidArgument(f"byte range {lo}:{hi} outside blob {blob}")
+        if lo == hi:
+            return 0, 0
+        return lo // b.chunk_size, -(-hi // b.chunk_size)
+
+    def decode(self, blob: int, out: memoryview, first: int = 0, last: int | None = None) -> None:
+        """Decode chunks [first, last) of a blob into `out`, which spans exactly their decoded bytes."""
+        self.decode_many([(blob, out, first, last)])
+
+    def decode_many(self, requests: Sequence[tuple[int, memoryview, int, int | None]]) -> None:
+        """Decode several (blob, out, first, last) requests, their chunks spread over the worker threads."""
+        jobs: list[tuple[Blob, int, int, int, memoryview]] = []
+        padded: list[int] = []
+        for blob, out, first, last in requests:
+            b = self.manifest.blobs[blob]
+            stop = len(b.chunks) if last is None else last
+            base = first * b.chunk_size
+            expected = min(b.nbytes, stop * b.chunk_size) - base
+            if not 0 <= first <= stop <= len(b.chunks) or len(out) != expected:
+                raise InvalidArgument(f"output of {len(out)} bytes for chunks {first}:{stop} of blob {blob}")
+            starts = self._chunk_starts(blob)
+            for j in range(first, stop):
+                lo = j * b.chunk_size - base
+                jobs.append((b, blob, j, starts[j], out[lo : lo + min(b.chunk_size, b.nbytes - j * b.chunk_size)]))
+            if stop == len(b.chunks) and stop > first:
+                padded.append(blob)
+        if len(jobs) == 1:
+            self._decode_chunk(*jobs[0])
+        elif jobs:
+            for _ in self._executor().map(lambda a: self._decode_chunk(*a), jobs):
+                pass
+        for blob in padded:
+            self._check_padding(blob)
+
+    def _chunk_starts(self, blob: int) -> list[int]:
+        starts = self._starts.get(blob)
+        if starts is None:
+            b = self.manifest.blobs[blob]
+            starts = []
+            pos = b.offset
+            for c in b.chunks:
+                starts.append(pos)
+                pos += sum(c.segments)
+            self._starts[blob] = starts
+        return starts
+
+    def _decode_chunk(self, b: Blob, blob: int, j: int, start: int, out: memoryview) -> None:
+        chunk = b.chunks[j]
+        check = digests.digest_function(self.manifest.checksum)
+        if b.codec == codecs.RAW:
+            preadinto_exact(self._fd, out, start)
+            if check(out) != chunk.digest:
+                raise ChecksumMismatch(f"blob {blob} chunk {j}: checksum mismatch")
+            return
+        stored = pread_exact(self._fd, sum(chunk.segments), start)
+        if check(stored) != chunk.digest:
+            raise ChecksumMismatch(f"blob {blob} chunk {j}: checksum mismatch")
+        view = memoryview(stored)
+        segments: list[memoryview] = []
+        pos = 0
+        for n in chunk.segments:
+            segments.append(view[pos : pos + n])
+            pos += n
+        codecs.decode_chunk(b.codec, b.width, segments, out, self.limits.max_window_size)
+
+    def _check_padding(self, blob: int) -> None:
+        b = self.manifest.blobs[blob]
+        end = b.offset + b.length
+        pad = pread_exact(self._fd, align(end) - end, end)
+        if pad.count(0) != len(pad):
+            raise BadLayout(f"padding after blob {blob} is not zero")
+
+    def verify(self, progress: Progress | None = None) -> None:
+        """Check every checksum, decode every chunk, check padding and the values of bool tensors."""
+        total = sum(b.nbytes for b in self.manifest.blobs)
+        done = 0
+        bool_blobs = {t.blob for t in self.manifest.tensors if t.dtype == "bool" and t.blob is not None}
+        for i, b in enumerate(self.manifest.blobs):
+            for j in range(0, len(b.chunks), 16):
+                hi = min(len(b.chunks), j + 16)
+                scratch = bytearray(min(b.nbytes, hi * b.chunk_size) - j * b.chunk_size)
+                self.decode(i, memoryview(scratch), j, hi)
+                if i in bool_blobs:
+                    check_bool_bytes(scratch, f"blob {i}")
+                done += len(scratch)
+                if progress is not None:
+                    progress(done, total)
+
+
+def check_bool_bytes(data: bytes | bytearray | memoryview, where: str) -> None:
+    """Bool tensors hold only bytes 0 and 1."""
+    if bytes(data).translate(None, b"\x00\x01"):
+        raise BadValue(f"{where}: a bool tensor holds a byte other than 0 or 1")
+
+
+def tensor_byte_range(m: Manifest, index: int) -> tuple[int, int]:
+    """Decoded bytes [lo, hi) of its blob that tensor `index` reads."""
+    t = m.tensors[index]
+    return t.offset, t.offset + tensor_extent(t)
