@@ -12,7 +12,8 @@ from .errors import TModelError
 from .limits import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
-    from .api import TModelFile, load, open_file as open, save  # noqa: A004
+    from .api import TModelFile, load, save
+    from .api import open_file as open
 
 __all__ = ["DEFAULT_LIMITS", "Limits", "TModelError", "TModelFile", "load", "open", "save"]
 __version__ = "0.1.0"

@@ -10,12 +10,12 @@ from typing import Any
 import torch
 
 from . import digests
-from .errors import InvalidArgument, NotFound, UnsupportedType, TModelError
+from .errors import InvalidArgument, NotFound, TModelError, UnsupportedType
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest import SCHEMA_VERSION, Manifest, check_metadata
 from .objtree import flatten, rebuild
 from .reader import Progress, Reader
-from .tensors import device_of, materialize, plan, read_slice, TORCH_DTYPES
+from .tensors import TORCH_DTYPES, device_of, materialize, plan, read_slice
 from .writer import DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, Options, write_atomic
 
 PathLike = str | os.PathLike[str]
@@ -58,11 +58,13 @@ def save(
         }
 
     write_atomic(path, planned.sources, finish, options, progress)
-    del planned
 
 
 def load(
-    path: PathLike, map_location: str | torch.device | None = None, *, limits: Limits = DEFAULT_LIMITS,
+    path: PathLike,
+    map_location: str | torch.device | None = None,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
     threads: int = 0,
 ) -> Any:
     """Load what `save` wrote: the same structure, tensors bit-exact, shared storages still shared.

@@ -56,7 +56,9 @@ def segment_count(codec: str, width: int) -> int:
 def check_chunk(codec: str, width: int, raw_len: int, segments: Sequence[int], where: str) -> None:
     """Validate a chunk's segment lengths against its decoded length, before any byte is read."""
     if len(segments) != segment_count(codec, width):
-        raise BadTensor(f"{where}: codec {codec} needs {segment_count(codec, width)} segments, not {len(segments)}")
+        raise BadTensor(
+            f"{where}: codec {codec} needs {segment_count(codec, width)} segments, not {len(segments)}"
+        )
     if codec == RAW:
         if segments[0] != raw_len:
             raise BadTensor(f"{where}: raw segment of {segments[0]} bytes for {raw_len} decoded bytes")
@@ -84,7 +86,9 @@ def _shorter(plane: Buffer, level: int) -> Buffer:
     return frame if len(frame) < len(plane) else plane
 
 
-def decode_chunk(codec: str, width: int, segments: Sequence[Buffer], out: memoryview, max_window: int) -> None:
+def decode_chunk(
+    codec: str, width: int, segments: Sequence[Buffer], out: memoryview, max_window: int
+) -> None:
     """Decode a chunk's segments into `out`, whose length is the chunk's decoded length."""
     raw_len = len(out)
     if codec == RAW:

@@ -80,10 +80,12 @@ class Trailer:
 
 def pack_trailer(manifest_offset: int, manifest: bytes, digest_name: str, header: bytes) -> bytes:
     """The trailer for a manifest at `manifest_offset`, with its digest computed."""
-    algo_id, length, _ = digests.ALGORITHMS[digest_name]
+    algo_id, _length, _ = digests.ALGORITHMS[digest_name]
     prefix = struct.pack("<QQH6s", manifest_offset, len(manifest), algo_id, bytes(6))
     digest = manifest_digest(digest_name, header, manifest, prefix)
-    return _TRAILER.pack(manifest_offset, len(manifest), algo_id, bytes(6), digest.ljust(32, b"\0"), END_MAGIC)
+    return _TRAILER.pack(
+        manifest_offset, len(manifest), algo_id, bytes(6), digest.ljust(32, b"\0"), END_MAGIC
+    )
 
 
 def manifest_digest(name: str, header: bytes, manifest: bytes, prefix: bytes) -> bytes:
@@ -132,16 +134,16 @@ def _no_ext(code: int, data: bytes) -> Any:
 
 
 def _pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[Any] = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise ManifestDecodeError(f"duplicate map key {dup!r} in the manifest")
+    out: dict[Any, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ManifestDecodeError(f"duplicate map key {key!r} in the manifest")
+        out[key] = value
     return out
 
 
 def unpack_manifest(raw: bytes, limits: Limits) -> Any:
-    """Decode msgpack strictly: str keys only, no ext/timestamp, no duplicates, no trailing bytes, bounded depth."""
+    """Strict msgpack: str keys, no ext or timestamp, no duplicate keys or trailing bytes, bounded depth."""
     n = len(raw)
     try:
         obj = msgpack.unpackb(

@@ -59,9 +59,9 @@ DTYPES: dict[str, tuple[int, int]] = {
 Size = Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)]
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 
-Scalar = Union[None, bool, int, float, str, bytes]
 MetaValue = TypeAliasType(
-    "MetaValue", Union[None, bool, int, float, str, bytes, list["MetaValue"], dict[str, "MetaValue"]]
+    "MetaValue",
+    "Union[bool, int, float, str, bytes, list[MetaValue], dict[str, MetaValue], None]",  # noqa: UP007
 )
 
 
@@ -121,7 +121,7 @@ class TensorRef(BaseModel):
 
 
 Node = TypeAliasType(
-    "Node", Union[None, bool, int, float, str, bytes, ListNode, TupleNode, DictNode, TensorRef]
+    "Node", bool | int | float | str | bytes | ListNode | TupleNode | DictNode | TensorRef | None
 )
 
 
@@ -214,13 +214,17 @@ def _check_blobs(m: Manifest, limits: Limits, digest_len: int, manifest_offset: 
     for i, b in enumerate(m.blobs):
         where = f"blob {i}"
         if b.offset != expected:
-            raise BadLayout(f"{where} starts at {b.offset}, expected {expected} (blobs are packed, {ALIGNMENT}-aligned)")
+            raise BadLayout(
+                f"{where} starts at {b.offset}, expected {expected} (blobs are packed, {ALIGNMENT}-aligned)"
+            )
         if b.codec not in codecs.CODECS:
             raise UnknownCodec(f"{where}: unknown codec {b.codec!r}")
         if b.codec != codecs.BYTEGROUP_ZSTD and b.width != 1:
             raise BadTensor(f"{where}: codec {b.codec} requires width 1")
         if b.chunk_size > limits.max_chunk_size:
-            raise LimitExceeded(f"{where}: chunk size {b.chunk_size} exceeds the limit {limits.max_chunk_size}")
+            raise LimitExceeded(
+                f"{where}: chunk size {b.chunk_size} exceeds the limit {limits.max_chunk_size}"
+            )
         if b.nbytes % b.width or b.chunk_size % b.width:
             raise BadTensor(f"{where}: sizes are not multiples of the width {b.width}")
         total_bytes += b.nbytes
@@ -228,7 +232,9 @@ def _check_blobs(m: Manifest, limits: Limits, digest_len: int, manifest_offset: 
             raise LimitExceeded(f"decoded size exceeds {cap} bytes for a file of {file_size} bytes")
         n_chunks = -(-b.nbytes // b.chunk_size)
         if len(b.chunks) != n_chunks:
-            raise BadTensor(f"{where}: {len(b.chunks)} chunks for {b.nbytes} bytes in chunks of {b.chunk_size}")
+            raise BadTensor(
+                f"{where}: {len(b.chunks)} chunks for {b.nbytes} bytes in chunks of {b.chunk_size}"
+            )
         total_chunks += n_chunks
         if total_chunks > limits.max_chunks:
             raise LimitExceeded(f"more than {limits.max_chunks} chunks")
@@ -237,7 +243,9 @@ def _check_blobs(m: Manifest, limits: Limits, digest_len: int, manifest_offset: 
             raw_len = min(b.chunk_size, b.nbytes - j * b.chunk_size)
             codecs.check_chunk(b.codec, b.width, raw_len, c.segments, f"{where} chunk {j}")
             if len(c.digest) != digest_len:
-                raise BadTensor(f"{where} chunk {j}: digest of {len(c.digest)} bytes, {m.checksum} has {digest_len}")
+                raise BadTensor(
+                    f"{where} chunk {j}: digest of {len(c.digest)} bytes, {m.checksum} has {digest_len}"
+                )
             stored += sum(c.segments)
         if stored != b.length:
             raise BadLayout(f"{where}: segments add up to {stored} bytes, the blob has {b.length}")
@@ -252,7 +260,7 @@ def tensor_extent(t: TensorEntry) -> int:
     itemsize = DTYPES[t.dtype][0]
     if any(d == 0 for d in t.shape):
         return 0
-    return itemsize * (1 + sum((d - 1) * s for d, s in zip(t.shape, t.strides)))
+    return itemsize * (1 + sum((d - 1) * s for d, s in zip(t.shape, t.strides, strict=False)))
 
 
 def _check_tensors(m: Manifest, limits: Limits) -> None:
@@ -283,7 +291,9 @@ def _check_tensors(m: Manifest, limits: Limits) -> None:
         if t.offset % itemsize:
             raise BadTensor(f"{where}: offset {t.offset} is not a multiple of the item size {itemsize}")
         if t.offset + extent > m.blobs[t.blob].nbytes:
-            raise BadTensor(f"{where}: view reaches byte {t.offset + extent} of a {m.blobs[t.blob].nbytes}-byte blob")
+            raise BadTensor(
+                f"{where}: view reaches byte {t.offset + extent} of a {m.blobs[t.blob].nbytes}-byte blob"
+            )
         used[t.blob] = True
         del i
     if not all(used):

@@ -64,14 +64,24 @@ def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, taken: 
             if k is not None and type(k) not in (bool, int, float, str, bytes):
                 raise UnsupportedType(f"{path}: unsupported dict key type {type(k).__name__}")
             sub = _key_repr(k)
-            items.append([_flatten(k, path + sub, keys, out, taken, depth + 1),
-                          _flatten(v, path + sub, (*keys, str(k)), out, taken, depth + 1)])
+            items.append(
+                [
+                    _flatten(k, path + sub, keys, out, taken, depth + 1),
+                    _flatten(v, path + sub, (*keys, str(k)), out, taken, depth + 1),
+                ]
+            )
         return {"dict": items}
     if isinstance(obj, (list, tuple)):
         tag = "list" if isinstance(obj, list) else "tuple"
-        return {tag: [_flatten(v, f"{path}[{i}]", (*keys, str(i)), out, taken, depth + 1) for i, v in enumerate(obj)]}
+        return {
+            tag: [
+                _flatten(v, f"{path}[{i}]", (*keys, str(i)), out, taken, depth + 1) for i, v in enumerate(obj)
+            ]
+        }
     if isinstance(obj, (bool, int, float, str, bytes)):  # subclasses: enums, numpy-free scalars and the like
-        raise UnsupportedType(f"{path}: unsupported type {type(obj).__name__} (a subclass of {type(obj).__mro__[1].__name__})")
+        raise UnsupportedType(
+            f"{path}: unsupported type {type(obj).__name__} (a subclass of {type(obj).__mro__[1].__name__})"
+        )
     raise UnsupportedType(f"{path}: unsupported type {type(obj).__name__}")
 
 

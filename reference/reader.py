@@ -36,7 +36,9 @@ Progress = Callable[[int, int], None]
 class Reader:
     """An open, validated .tmodel file; torch-free."""
 
-    def __init__(self, path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS, threads: int = 0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS, threads: int = 0
+    ) -> None:
         self.path = os.fspath(path)
         self.limits = limits
         self._threads = threads
@@ -116,7 +118,9 @@ class Reader:
             starts = self._chunk_starts(blob)
             for j in range(first, stop):
                 lo = j * b.chunk_size - base
-                jobs.append((b, blob, j, starts[j], out[lo : lo + min(b.chunk_size, b.nbytes - j * b.chunk_size)]))
+                jobs.append(
+                    (b, blob, j, starts[j], out[lo : lo + min(b.chunk_size, b.nbytes - j * b.chunk_size)])
+                )
             if stop == len(b.chunks) and stop > first:
                 padded.append(blob)
         if len(jobs) == 1:

@@ -16,7 +16,7 @@ import torch
 
 from . import codecs
 from .errors import InvalidArgument, UnsupportedType
-from .manifest import DTYPES, Manifest, tensor_extent
+from .manifest import DTYPES, Manifest
 from .reader import Reader, check_bool_bytes
 from .writer import BlobSource
 
@@ -88,7 +88,7 @@ def _codec_for(codec: str, width: int) -> tuple[str, int]:
 def _extent(t: torch.Tensor) -> int:
     if t.numel() == 0:
         return 0
-    return t.element_size() * (1 + sum((d - 1) * s for d, s in zip(t.shape, t.stride())))
+    return t.element_size() * (1 + sum((d - 1) * s for d, s in zip(t.shape, t.stride(), strict=False)))
 
 
 def _storage_bytes(t: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
@@ -106,8 +106,15 @@ def plan(tensors: Sequence[torch.Tensor], names: Sequence[str], codec: str) -> P
         if t.numel() > 0:
             groups.setdefault((str(t.device), t.untyped_storage().data_ptr()), []).append(i)
     entries: list[dict[str, Any]] = [
-        {"name": n, "dtype": DTYPE_NAMES[t.dtype], "shape": list(t.shape), "strides": [], "blob": None, "offset": 0}
-        for n, t in zip(names, resolved)
+        {
+            "name": n,
+            "dtype": DTYPE_NAMES[t.dtype],
+            "shape": list(t.shape),
+            "strides": [],
+            "blob": None,
+            "offset": 0,
+        }
+        for n, t in zip(names, resolved, strict=False)
     ]
     for i, t in enumerate(resolved):
         entries[i]["strides"] = list(t.stride()) if t.numel() else _contiguous_strides(list(t.shape))
@@ -121,7 +128,7 @@ def plan(tensors: Sequence[torch.Tensor], names: Sequence[str], codec: str) -> P
             entries[members[0]]["strides"] = _contiguous_strides(list(first.shape))
             offsets = {members[0]: 0}
         else:
-            los = {i: resolved[i].storage_offset() * resolved[i].element_size() for i in members}
+            los = {i: int(resolved[i].storage_offset()) * resolved[i].element_size() for i in members}
             lo = min(los.values())
             hi = max(los[i] + _extent(resolved[i]) for i in members)
             data = _storage_bytes(first, lo, hi)
@@ -168,7 +175,11 @@ def materialize(reader: Reader, indices: Sequence[int], device: torch.device) ->
 
 
 def _view(
-    m: Manifest, i: int, storages: dict[int, torch.UntypedStorage], shift: int, device: torch.device | None = None
+    m: Manifest,
+    i: int,
+    storages: dict[int, torch.UntypedStorage],
+    shift: int,
+    device: torch.device | None = None,
 ) -> torch.Tensor:
     """Tensor `i` as a view of its blob's storage, whose byte 0 is blob byte `shift`."""
     t = m.tensors[i]
@@ -200,7 +211,7 @@ def read_slice(reader: Reader, index: int, key: Any) -> torch.Tensor:
         raise InvalidArgument(f"bad index for tensor {t.name!r} of shape {t.shape}: {exc}") from None
     if view.numel() == 0 or t.blob is None:
         return torch.empty(view.shape, dtype=dtype)
-    lo = view.storage_offset() * itemsize
+    lo = int(view.storage_offset()) * itemsize
     first, last = reader.chunk_span(t.blob, lo, lo + _extent(view))
     b = m.blobs[t.blob]
     start = first * b.chunk_size

@@ -5,6 +5,7 @@ file (temporary file in the same directory, fsync, rename, fsync of the director
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections import deque
@@ -98,10 +99,8 @@ def write_atomic(
             os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     _fsync_dir(directory)
 
@@ -187,7 +186,9 @@ def _write(
     pos = _pad(f, pos)
     manifest = pack_manifest(finish(records))
     if len(manifest) > DEFAULT_LIMITS.max_manifest_bytes:
-        raise LimitExceeded(f"manifest of {len(manifest)} bytes exceeds the limit {DEFAULT_LIMITS.max_manifest_bytes}")
+        raise LimitExceeded(
+            f"manifest of {len(manifest)} bytes exceeds the limit {DEFAULT_LIMITS.max_manifest_bytes}"
+        )
     f.write(manifest)
     f.write(pack_trailer(pos, manifest, options.checksum, header))
 

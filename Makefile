@@ -1,0 +1,37 @@
+# Two entry points (see README): `make demo` and `make test`. Both create .venv themselves.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip -q --disable-pip-version-check
+EDIT   := --config-settings editable_mode=strict
+
+.PHONY: demo test install lint typecheck imports pytest clean
+
+$(VENV)/.deps: pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -c constraints.txt -e '.[dev]' $(EDIT)
+	touch $@
+
+# Re-link the package each run: strict editable installs only see modules that existed at install time.
+install: $(VENV)/.deps
+	$(PIP) install --no-deps -e . $(EDIT)
+
+demo: install
+	$(PY) examples/end_to_end.py
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy -p tmodel
+
+imports: install
+	$(VENV)/bin/lint-imports
+
+pytest: install
+	$(PY) -m pytest -n 2 -p no:cacheprovider
+
+test: lint typecheck imports pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .hypothesis
