@@ -24,6 +24,7 @@ ZSTD = "zstd"
 BYTEGROUP_ZSTD = "bytegroup-zstd"
 CODECS = (RAW, ZSTD, BYTEGROUP_ZSTD)
 MAX_WIDTH = 16
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 _local = threading.local()
 
@@ -108,6 +109,8 @@ def decode_chunk(
 def _plane(seg: Buffer, expected: int, max_window: int) -> Buffer:
     if len(seg) == expected:
         return seg
+    if bytes(seg[:4]) != _ZSTD_MAGIC:
+        raise BadCompressedData("segment is not a zstd frame (bad frame magic)")
     try:
         params = zstandard.get_frame_parameters(seg)
     except zstandard.ZstdError as exc:

@@ -1,0 +1,63 @@
+"""format/ is generated from the reference implementation; these tests fail when the two drift apart."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import jsonschema
+import msgpack
+import torch
+
+import tmodel
+from tmodel.container import TRAILER_SIZE, unpack_manifest
+from tmodel.limits import DEFAULT_LIMITS
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATE = runpy.run_path(str(ROOT / "format" / "generate.py"), run_name="generate")
+
+
+def test_generated_files_match_the_code() -> None:
+    for path, text in GENERATE["outputs"]().items():
+        assert path.read_text() == text, f"{path.name} drifted: run `python format/generate.py`"
+
+
+def test_spec_lists_every_error_code_and_dtype() -> None:
+    spec = (ROOT / "SPEC.md").read_text()
+    layout = json.loads((ROOT / "format" / "layout.v1.json").read_text())
+    for err in layout["errors"]:
+        assert f"| `{err['code']}` | {err['phase']} |" in spec, err["code"]
+    for dtype in layout["dtypes"]:
+        assert f"`{dtype['name']}`" in spec, dtype["name"]
+
+
+def _as_json(value: object) -> object:
+    """msgpack bin becomes a str here only to run the JSON Schema validator over a real manifest."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_json(v) for v in value]
+    return value
+
+
+def test_a_written_manifest_validates_against_the_json_schema(tmp_path: Path) -> None:
+    path = tmp_path / "m.tmodel"
+    tmodel.save(
+        {"w": torch.arange(6.0).reshape(2, 3), "opt": {0: (1, None, b"x")}}, path, metadata={"a": [1.5]}
+    )
+    data = path.read_bytes()
+    offset = int.from_bytes(data[-TRAILER_SIZE : -TRAILER_SIZE + 8], "little")
+    wire = unpack_manifest(data[offset:-TRAILER_SIZE], DEFAULT_LIMITS)
+    schema = json.loads((ROOT / "format" / "manifest.v1.schema.json").read_text())
+    jsonschema.validate(_as_json(wire), schema)
+    wire["blobs"][0]["extra"] = 1
+    try:
+        jsonschema.validate(_as_json(wire), schema)
+    except jsonschema.ValidationError as exc:
+        assert "extra" in exc.message
+    else:
+        raise AssertionError("the schema accepted an unknown field")
+    assert msgpack.unpackb(data[offset:-TRAILER_SIZE])["schema_version"] == 1
