@@ -15,7 +15,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .manifest import SCHEMA_VERSION, Manifest, check_metadata
 from .objtree import flatten, rebuild
 from .reader import Progress, Reader
-from .tensors import TORCH_DTYPES, device_of, materialize, plan, read_slice
+from .tensors import TORCH_DTYPES, device_of, materialize, merge_planes, plan, read_slice
 from .writer import DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, Options, write_atomic
 
 PathLike = str | os.PathLike[str]
@@ -72,7 +72,7 @@ def load(
     >>> ckpt = tmodel.load("ckpt.tmodel", map_location="cpu")
     """
     device = device_of(map_location)
-    with Reader(path, limits, threads) as reader:
+    with Reader(path, limits, threads, merge_planes) as reader:
         tensors = materialize(reader, range(len(reader.manifest.tensors)), device)
         return rebuild(reader.manifest.root, tensors)
 
@@ -102,7 +102,7 @@ class TModelFile:
     """
 
     def __init__(self, path: PathLike, limits: Limits = DEFAULT_LIMITS, threads: int = 0) -> None:
-        self._reader: Reader | None = Reader(path, limits, threads)
+        self._reader: Reader | None = Reader(path, limits, threads, merge_planes)
         self.manifest: Manifest = self._reader.manifest
         self._index = {t.name: i for i, t in enumerate(self.manifest.tensors)}
 

@@ -37,9 +37,14 @@ class Reader:
     """An open, validated .tmodel file; torch-free."""
 
     def __init__(
-        self, path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS, threads: int = 0
+        self,
+        path: str | os.PathLike[str],
+        limits: Limits = DEFAULT_LIMITS,
+        threads: int = 0,
+        merge: codecs.Merge = codecs.merge_planes,
     ) -> None:
         self.path = os.fspath(path)
+        self._merge = merge
         self.limits = limits
         self._threads = threads
         self._pool: ThreadPoolExecutor | None = None
@@ -151,7 +156,8 @@ class Reader:
             if check(out) != chunk.digest:
                 raise ChecksumMismatch(f"blob {blob} chunk {j}: checksum mismatch")
             return
-        stored = pread_exact(self._fd, sum(chunk.segments), start)
+        stored = bytearray(sum(chunk.segments))  # writable, so a merge may wrap it without copying
+        preadinto_exact(self._fd, memoryview(stored), start)
         if check(stored) != chunk.digest:
             raise ChecksumMismatch(f"blob {blob} chunk {j}: checksum mismatch")
         view = memoryview(stored)
@@ -160,7 +166,7 @@ class Reader:
         for n in chunk.segments:
             segments.append(view[pos : pos + n])
             pos += n
-        codecs.decode_chunk(b.codec, b.width, segments, out, self.limits.max_window_size)
+        codecs.decode_chunk(b.codec, b.width, segments, out, self.limits.max_window_size, self._merge)
 
     def _check_padding(self, blob: int) -> None:
         b = self.manifest.blobs[blob]

@@ -54,6 +54,22 @@ def host_view(t: torch.Tensor) -> memoryview:
     return memoryview((ctypes.c_ubyte * n).from_address(t.data_ptr())).cast("B")
 
 
+def _wrap(buf: bytes | bytearray | memoryview) -> torch.Tensor:
+    """A uint8 tensor over a buffer without copying; read-only buffers are only ever read through it."""
+    if isinstance(buf, bytes):
+        address = ctypes.cast(ctypes.c_char_p(buf), ctypes.c_void_p).value or 0
+        return torch.frombuffer((ctypes.c_ubyte * len(buf)).from_address(address), dtype=torch.uint8)
+    return torch.frombuffer(buf, dtype=torch.uint8)
+
+
+def merge_planes(planes: Sequence[bytes | bytearray | memoryview], width: int, out: memoryview) -> None:
+    """The byte-group merge of SPEC.md §6.3 with torch: several times faster than slicing, and off the GIL."""
+    if len(out) == 0:
+        return
+    dst = torch.frombuffer(out, dtype=torch.uint8).view(-1, width)
+    torch.stack([_wrap(p) for p in planes], dim=1, out=dst)
+
+
 def check_tensor(t: torch.Tensor, path: str) -> None:
     """Refuse tensors the format cannot hold, naming where they are."""
     if type(t) not in _PLAIN_TYPES:
