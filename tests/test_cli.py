@@ -1,0 +1,312 @@
+"""The `tmodel` command line: exact exit codes, one-line `error[CODE]:` messages and never a traceback,
+both in a subprocess (`python -m tmodel.cli`) and in-process through `main`."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import safetensors.torch
+import torch
+
+import tmodel
+from tmodel import cli
+from tmodel.cli import from_json_value, main, to_json_value
+from tmodel.reader import Reader
+
+META: dict[str, Any] = {
+    "name": "tiny",
+    "step": 12,
+    "big": 2**64 - 1,
+    "lr": 1e-3,
+    "neg_zero": -0.0,
+    "inf": float("inf"),
+    "raw": b"\x00\xffab",
+    "none": None,
+    "flags": [True, False, [b"\x01"]],
+    "tagged": {"$bytes": "not bytes"},
+    "cfg": {"hidden": 64, "$x": 1},
+}
+
+
+def checkpoint() -> dict[str, torch.Tensor]:
+    w = torch.arange(64, dtype=torch.float32).reshape(8, 8)
+    return {
+        "w": w,
+        "w_tied": w,
+        "b": torch.zeros(8, dtype=torch.bfloat16),
+        "mask": torch.arange(10) % 2 == 0,
+        "empty": torch.zeros(0, 3),
+    }
+
+
+@pytest.fixture
+def good(tmp_path: Path) -> Path:
+    path = tmp_path / "good.tmodel"
+    tmodel.save(checkpoint(), path, metadata=META, chunk_size=64)
+    return path
+
+
+def damaged(path: Path, offset: int, dest: Path) -> Path:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    dest.write_bytes(bytes(data))
+    return dest
+
+
+@pytest.fixture
+def corrupt(good: Path, tmp_path: Path) -> Path:
+    with Reader(good) as r:
+        offset = r.manifest.blobs[0].offset + 3
+    return damaged(good, offset, tmp_path / "corrupt.tmodel")
+
+
+@pytest.fixture
+def bad_magic(good: Path, tmp_path: Path) -> Path:
+    return damaged(good, 1, tmp_path / "magic.tmodel")
+
+
+def run(mode: str, args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of the CLI, in a subprocess or in-process."""
+    if mode == "subprocess":
+        p = subprocess.run(
+            [sys.executable, "-m", "tmodel.cli", *args], capture_output=True, text=True, timeout=300
+        )
+        return p.returncode, p.stdout, p.stderr
+    capsys.readouterr()
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+MODES = ["inprocess", "subprocess"]
+
+
+def assert_error(result: tuple[int, str, str], code: str) -> None:
+    rc, out, err = result
+    assert rc == 1
+    assert out == ""
+    assert err.startswith(f"error[{code}]: ")
+    assert err.endswith("\n") and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+# -- verify ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", MODES)
+def test_verify_ok(mode: str, good: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with Reader(good) as r:
+        n = len(r.manifest.tensors)
+        checked = sum(b.nbytes for b in r.manifest.blobs)
+    assert run(mode, ["verify", str(good)], capsys) == (
+        0,
+        f"ok: {good} ({n} tensors, {checked} bytes checked)\n",
+        "",
+    )
+    assert (n, checked) == (5, 64 * 4 + 16 + 10)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("command", ["verify", "inspect"])
+def test_errors_are_one_line_with_code(
+    mode: str,
+    command: str,
+    corrupt: Path,
+    bad_magic: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if command == "verify":  # a flipped blob byte is only seen when the blob is read
+        assert_error(run(mode, [command, str(corrupt)], capsys), "CHECKSUM_MISMATCH")
+    assert_error(run(mode, [command, str(bad_magic)], capsys), "BAD_MAGIC")
+    assert_error(run(mode, [command, str(tmp_path / "nope.tmodel")], capsys), "IO_ERROR")
+    assert_error(run(mode, [command, str(tmp_path)], capsys), "NOT_REGULAR_FILE")
+    (tmp_path / "tiny").write_bytes(b"\x89TMO")
+    assert_error(run(mode, [command, str(tmp_path / "tiny")], capsys), "TRUNCATED")
+
+
+def test_flipped_manifest_byte_is_caught_by_inspect(
+    good: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    size = good.stat().st_size
+    bad = damaged(good, size - 64 - 5, tmp_path / "m.tmodel")  # inside the manifest
+    assert_error(run("inprocess", ["inspect", str(bad)], capsys), "CHECKSUM_MISMATCH")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_usage_errors_exit_2(mode: str, good: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (
+        [],
+        ["frobnicate"],
+        ["verify"],
+        ["inspect", str(good), "--bogus"],
+        ["convert", "a", "b", "--codec", "lz4"],
+    ):
+        rc, out, err = run(mode, args, capsys)
+        assert rc == 2, args
+        assert "usage:" in err and "Traceback" not in err
+    rc, out, _ = run(mode, ["--help"], capsys)
+    assert rc == 0 and "inspect" in out
+
+
+def test_keyboard_interrupt_exits_130_quietly(
+    good: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(self: Reader, progress: Any = None) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Reader, "verify", interrupted)
+    assert run("inprocess", ["verify", str(good)], capsys) == (130, "", "")
+
+
+def test_unexpected_exception_is_still_one_line(
+    good: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(self: Reader, progress: Any = None) -> None:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(Reader, "verify", broken)
+    assert_error(run("inprocess", ["verify", str(good)], capsys), "TMODEL")
+
+
+# -- progress bar ------------------------------------------------------------------------------------------
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_tty(
+    good: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tty = FakeTTY()
+    monkeypatch.setattr(sys, "stderr", tty)
+    assert main(["verify", str(good)]) == 0
+    drawn = tty.getvalue()
+    assert "\rverify [" in drawn and "100.0%" in drawn
+    assert drawn.endswith("\r") and "\n" not in drawn  # erased at the end, nothing left on the line
+    monkeypatch.undo()
+    assert run("inprocess", ["verify", str(good)], capsys)[2] == ""  # capsys stderr is no TTY
+
+
+def test_progress_bar_draws_and_erases() -> None:
+    out = FakeTTY()
+    bar = cli.ProgressBar(out, "x", width=10)
+    bar(5, 10)
+    bar(10, 10)
+    bar.close()
+    text = out.getvalue()
+    assert "\rx [#####.....]  50.0%" in text and "\rx [##########] 100.0%" in text
+    assert text.endswith("\r")
+
+
+# -- inspect -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", MODES)
+def test_inspect_json_round_trips_exact_values(
+    mode: str, good: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, err = run(mode, ["inspect", str(good), "--json"], capsys)
+    assert (rc, err) == (0, "")
+    doc = json.loads(out)
+    meta = from_json_value(doc["metadata"])
+    assert meta == META
+    assert [type(v) for v in meta.values()] == [type(v) for v in META.values()]
+    assert math.copysign(1.0, meta["neg_zero"]) == -1.0
+    assert doc["metadata"]["raw"] == {"$bytes": "00ff6162"}
+    assert doc["metadata"]["inf"] == {"$float": "inf"}
+    assert doc["metadata"]["tagged"] == {"$dict": {"$bytes": "not bytes"}}
+    ck = checkpoint()
+    assert [t["name"] for t in doc["tensors"]] == list(ck)
+    for t in doc["tensors"]:
+        want = ck[t["name"]]
+        assert t["shape"] == list(want.shape)
+        assert t["dtype"] == str(want.dtype).removeprefix("torch.")
+        assert t["raw_bytes"] == want.numel() * want.element_size()
+    with Reader(good) as r:
+        m = r.manifest
+        assert doc["file_bytes"] == r.file_size == good.stat().st_size
+    by_name = {t["name"]: t for t in doc["tensors"]}
+    assert by_name["w"]["blob"] == by_name["w_tied"]["blob"]
+    assert by_name["w"]["stored_bytes"] == m.blobs[by_name["w"]["blob"]].length
+    assert by_name["empty"] == {
+        "name": "empty",
+        "dtype": "float32",
+        "shape": [0, 3],
+        "strides": [3, 1],
+        "blob": None,
+        "offset": 0,
+        "codec": None,
+        "stored_bytes": 0,
+        "raw_bytes": 0,
+        "ratio": None,
+    }
+    totals = doc["totals"]
+    assert totals["tensors"] == 5 and totals["blobs"] == len(m.blobs) == 3
+    assert totals["stored_bytes"] == sum(b.length for b in m.blobs)  # the tied blob counted once
+    assert totals["raw_bytes"] == sum(b.nbytes for b in m.blobs) == 64 * 4 + 16 + 10
+    assert doc["blobs"][0]["chunks"] == len(m.blobs[0].chunks) == 4
+
+
+def test_inspect_table(good: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run("inprocess", ["inspect", str(good)], capsys)
+    assert (rc, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{good}: {good.stat().st_size} bytes, schema 1")
+    assert lines[1].split() == ["name", "dtype", "shape", "codec", "stored", "raw", "ratio"]
+    rows = {line.split()[0]: line.split() for line in lines[2:7]}
+    assert rows["w"][:4] == ["w", "float32", "[8,", "8]"]
+    assert rows["empty"][-3:] == ["0", "0", "-"]
+    assert lines[7].startswith("total: 5 tensors")
+    assert "3 blobs" in lines[7]
+    assert lines[8] == "metadata:"
+    assert '  name: "tiny"' in lines
+    assert '  raw: {"$bytes": "00ff6162"}' in lines
+
+
+def test_json_value_tags() -> None:
+    values: list[Any] = [float("-inf"), {"$only": 1}, {"$a": 1, "b": 2}, [b""], "$bytes", {}]
+    for v in values:
+        assert from_json_value(json.loads(json.dumps(to_json_value(v)))) == v
+    assert math.isnan(from_json_value(to_json_value(float("nan"))))
+    with pytest.raises(ValueError):
+        from_json_value({"$what": 1})
+
+
+# -- convert -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", MODES)
+def test_convert_command(mode: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tensors = {"a": torch.randn(4, 4), "b": torch.arange(5)}
+    src = tmp_path / "m.tmodel"
+    tmodel.save(tensors, src, metadata={"format": "pt"})
+    st = tmp_path / "m.safetensors"
+    assert run(mode, ["convert", str(src), str(st)], capsys) == (0, f"ok: {src} -> {st}\n", "")
+    got = safetensors.torch.load_file(str(st))
+    for k, t in tensors.items():
+        assert torch.equal(got[k], t) and got[k].dtype == t.dtype
+    back = tmp_path / "back.tmodel"
+    assert run(mode, ["convert", str(st), str(back), "--codec", "raw"], capsys)[0] == 0
+    with Reader(back) as r:
+        assert {b.codec for b in r.manifest.blobs} == {"raw"}
+        assert r.manifest.metadata == {"format": "pt"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_convert_errors(mode: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    nested = tmp_path / "n.tmodel"
+    tmodel.save({"model": {"w": torch.ones(1)}}, nested)
+    assert_error(
+        run(mode, ["convert", str(nested), str(tmp_path / "n.safetensors")], capsys), "UNSUPPORTED_TYPE"
+    )
+    assert_error(run(mode, ["convert", str(nested), str(tmp_path / "n.xyz")], capsys), "INVALID_ARGUMENT")
+    hostile = tmp_path / "h.safetensors"
+    hostile.write_bytes((10_000).to_bytes(8, "little") + b"{}")
+    assert_error(run(mode, ["convert", str(hostile), str(tmp_path / "h.tmodel")], capsys), "TRUNCATED")
+    evil_index = tmp_path / "e.safetensors.index.json"
+    evil_index.write_text(json.dumps({"weight_map": {"w": "../x.safetensors"}}))
+    assert_error(run(mode, ["convert", str(evil_index), str(tmp_path / "e.tmodel")], capsys), "BAD_NAME")
+    assert sorted(os.listdir(tmp_path)) == ["e.safetensors.index.json", "h.safetensors", "n.tmodel"]
