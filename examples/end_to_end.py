@@ -49,7 +49,8 @@ def main() -> None:
         path = os.path.join(tmp, "checkpoint.tmodel")
         t0 = time.perf_counter()
         tmodel.save(checkpoint, path, metadata={"run": "demo", "epochs": 1, "lr": 1e-3, "tags": ["example"]})
-        raw = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        unique = {t.data_ptr(): t for t in model.state_dict().values()}.values()
+        raw = sum(t.numel() * t.element_size() for t in unique)
         print(f"saved {path} in {time.perf_counter() - t0:.3f}s: {os.path.getsize(path):,} bytes on disk")
         print(f"(the model's parameters alone are {raw:,} bytes raw; the tied weight is stored once)\n")
         cli("inspect", path)
@@ -57,7 +58,9 @@ def main() -> None:
         loaded = tmodel.load(path)
         state = loaded["model"]
         assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
-        assert state["0.weight"].untyped_storage().data_ptr() == state["3.weight"].untyped_storage().data_ptr()
+        assert (
+            state["0.weight"].untyped_storage().data_ptr() == state["3.weight"].untyped_storage().data_ptr()
+        )
         fresh, fresh_opt, fresh_sched = build()
         fresh.load_state_dict(state)
         fresh_opt.load_state_dict(loaded["optim"])
@@ -67,7 +70,8 @@ def main() -> None:
         print("optimizer and scheduler state restored into fresh objects.")
         with tmodel.open(path) as f:
             rows = f.get_slice("model.0.weight")[:2, :4]
-            print(f"lazy read of model.0.weight[:2, :4] -> {tuple(rows.shape)}, {len(f.keys())} tensors in the file")
+            shape = tuple(rows.shape)
+            print(f"lazy read of model.0.weight[:2, :4] -> {shape}; {len(f.keys())} tensors in the file")
 
 
 if __name__ == "__main__":

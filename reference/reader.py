@@ -29,6 +29,7 @@ from .container import (
 from .errors import BadLayout, BadValue, ChecksumMismatch, InvalidArgument, Truncated
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest import Blob, Manifest, parse, tensor_extent
+from .threads import default_threads
 
 Progress = Callable[[int, int], None]
 
@@ -90,8 +91,6 @@ class Reader:
             if self._fd < 0:
                 raise InvalidArgument("the file is closed")
             if self._pool is None:
-                from .writer import default_threads
-
                 self._pool = ThreadPoolExecutor(max_workers=self._threads or default_threads())
             return self._pool
 

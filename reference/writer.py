@@ -18,19 +18,12 @@ from . import codecs, digests
 from .container import ALIGNMENT, align, pack_header, pack_manifest, pack_trailer
 from .errors import FileAccessError, InvalidArgument, LimitExceeded
 from .limits import DEFAULT_LIMITS
+from .threads import default_threads
 
 Buffer = bytes | bytearray | memoryview
 Progress = Callable[[int, int], None]
 DEFAULT_CHUNK_SIZE = 4 << 20
 DEFAULT_LEVEL = 1
-
-
-def default_threads() -> int:
-    """Worker threads: the CPUs this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
