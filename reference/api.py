@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from . import digests
+from .container import pack_manifest
 from .errors import InvalidArgument, NotFound, TModelError, UnsupportedType
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest import SCHEMA_VERSION, Manifest, check_metadata
@@ -41,9 +42,10 @@ def save(
         meta = check_metadata(metadata or {})
     except TModelError as exc:
         raise UnsupportedType(str(exc)) from None
+    options = Options(chunk_size=chunk_size, level=level, threads=threads, checksum=checksum).validated()
     flat = flatten(obj)
+    pack_manifest({"root": flat.root, "metadata": meta})  # refuse what cannot be encoded before writing
     planned = plan(flat.tensors, flat.names, codec)
-    options = Options(chunk_size=chunk_size, level=level, threads=threads, checksum=checksum)
 
     def finish(blobs: list[dict[str, Any]]) -> dict[str, Any]:
         return {

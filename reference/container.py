@@ -27,6 +27,7 @@ from .errors import (
     Truncated,
     UnknownChecksum,
     UnknownFeature,
+    UnsupportedType,
     UnsupportedVersion,
 )
 from .limits import Limits
@@ -126,7 +127,10 @@ def check_manifest_digest(trailer: Trailer, header: bytes, manifest: bytes, trai
 # -- msgpack ------------------------------------------------------------------------------------------
 def pack_manifest(obj: Any) -> bytes:
     """Canonical msgpack: maps in insertion order, str as str, bytes as bin, floats as float64."""
-    return bytes(msgpack.packb(obj, use_bin_type=True, use_single_float=False, strict_types=True))
+    try:
+        return bytes(msgpack.packb(obj, use_bin_type=True, use_single_float=False, strict_types=True))
+    except (UnicodeEncodeError, OverflowError, TypeError, ValueError) as exc:
+        raise UnsupportedType(f"cannot encode the manifest: {type(exc).__name__}: {exc}") from None
 
 
 def _no_ext(code: int, data: bytes) -> Any:

@@ -11,7 +11,7 @@ import math
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import TypeAliasType
 
 from . import codecs, digests
@@ -59,9 +59,11 @@ DTYPES: dict[str, tuple[int, int]] = {
 Size = Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)]
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 
+#: msgpack integers: int64 and uint64.
+Int = Annotated[int, Field(strict=True, ge=-(1 << 63), le=(1 << 64) - 1)]
 MetaValue = TypeAliasType(
     "MetaValue",
-    "Union[bool, int, float, str, bytes, list[MetaValue], dict[str, MetaValue], None]",  # noqa: UP007
+    "Union[bool, Int, float, str, bytes, list[MetaValue], dict[str, MetaValue], None]",  # noqa: UP007
 )
 
 
@@ -121,7 +123,7 @@ class TensorRef(BaseModel):
 
 
 Node = TypeAliasType(
-    "Node", bool | int | float | str | bytes | ListNode | TupleNode | DictNode | TensorRef | None
+    "Node", bool | Int | float | str | bytes | ListNode | TupleNode | DictNode | TensorRef | None
 )
 
 
@@ -144,7 +146,6 @@ class Manifest(BaseModel):
 
 
 _NAME = re.compile(r"[^\x00-\x1f\x7f/\\]+")
-_METADATA = TypeAdapter(dict[str, MetaValue])
 
 
 def check_name(name: str, limits: Limits) -> None:
@@ -155,12 +156,29 @@ def check_name(name: str, limits: Limits) -> None:
         raise BadName(f"tensor name of more than {limits.max_name_bytes} bytes")
 
 
-def check_metadata(metadata: Any) -> dict[str, Any]:
-    """Validate user metadata (str keys; None, bool, int, float, str, bytes, lists and maps of those)."""
-    try:
-        return dict(_METADATA.validate_python(metadata, strict=True))
-    except ValidationError as exc:
-        raise ManifestSchemaError(f"metadata: {_first_error(exc)}") from None
+def check_metadata(metadata: Any, max_depth: int = 64) -> dict[str, Any]:
+    """Check user metadata exactly (str keys; None, bool, int64/uint64, float, str, bytes, lists and maps of
+    those) and return it unchanged; pydantic would turn an out-of-range int into a float."""
+    if type(metadata) is not dict:
+        raise ManifestSchemaError(f"metadata must be a dict, not {type(metadata).__name__}")
+    stack: list[tuple[Any, str, int]] = [(metadata, "metadata", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        kind = type(value)
+        if depth > max_depth:
+            raise ManifestSchemaError(f"{where}: nested deeper than {max_depth}")
+        if kind is dict:
+            for k, v in value.items():
+                if type(k) is not str:
+                    raise ManifestSchemaError(f"{where}: key {k!r} is not a str")
+                stack.append((v, f"{where}[{k!r}]", depth + 1))
+        elif kind is list:
+            stack.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value))
+        elif kind is int and not -(1 << 63) <= value < 1 << 64:
+            raise ManifestSchemaError(f"{where}: integer {value} does not fit in 64 bits")
+        elif value is not None and kind not in (bool, int, float, str, bytes):
+            raise ManifestSchemaError(f"{where}: unsupported metadata type {kind.__name__}")
+    return metadata
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -7,6 +7,7 @@ Tensor names are key paths joined with "." when that gives a valid, unique name,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,8 @@ class Flattened:
 
 
 def _key_repr(key: Any) -> str:
+    if isinstance(key, str):
+        return "[" + json.dumps(key, ensure_ascii=False) + "]"
     return f"[{key!r}]"
 
 
@@ -47,7 +50,13 @@ def flatten(obj: Any) -> Flattened:
 def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, taken: set[str], depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise UnsupportedType(f"{path}: nested deeper than {MAX_DEPTH} levels")
-    if obj is None or type(obj) in (bool, str, bytes, float):
+    if type(obj) is str:
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UnsupportedType(f"{path}: string is not valid Unicode (a lone surrogate)") from None
+        return obj
+    if obj is None or type(obj) in (bool, bytes, float):
         return obj
     if type(obj) is int:
         if not INT_MIN <= obj <= INT_MAX:

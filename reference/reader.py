@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
@@ -178,14 +178,17 @@ class Reader:
         """Check every checksum, decode every chunk, check padding and the values of bool tensors."""
         total = sum(b.nbytes for b in self.manifest.blobs)
         done = 0
-        bool_blobs = {t.blob for t in self.manifest.tensors if t.dtype == "bool" and t.blob is not None}
+        regions = bool_regions(self.manifest, range(len(self.manifest.tensors)))
         for i, b in enumerate(self.manifest.blobs):
             for j in range(0, len(b.chunks), 16):
                 hi = min(len(b.chunks), j + 16)
-                scratch = bytearray(min(b.nbytes, hi * b.chunk_size) - j * b.chunk_size)
+                w_lo = j * b.chunk_size
+                scratch = bytearray(min(b.nbytes, hi * b.chunk_size) - w_lo)
                 self.decode(i, memoryview(scratch), j, hi)
-                if i in bool_blobs:
-                    check_bool_bytes(scratch, f"blob {i}")
+                for r_lo, r_hi in regions.get(i, ()):
+                    lo, up = max(r_lo, w_lo), min(r_hi, w_lo + len(scratch))
+                    if lo < up:
+                        check_bool_bytes(scratch[lo - w_lo : up - w_lo], f"blob {i}")
                 done += len(scratch)
                 if progress is not None:
                     progress(done, total)
@@ -197,7 +200,12 @@ def check_bool_bytes(data: bytes | bytearray | memoryview, where: str) -> None:
         raise BadValue(f"{where}: a bool tensor holds a byte other than 0 or 1")
 
 
-def tensor_byte_range(m: Manifest, index: int) -> tuple[int, int]:
-    """Decoded bytes [lo, hi) of its blob that tensor `index` reads."""
-    t = m.tensors[index]
-    return t.offset, t.offset + tensor_extent(t)
+def bool_regions(m: Manifest, indices: Iterable[int]) -> dict[int, list[tuple[int, int]]]:
+    """Per blob, the byte ranges [offset, offset + extent) of bool tensors: SPEC.md §5.3 requires every
+    byte there to be 0 or 1, which keeps the check linear in the blob's size whatever the strides."""
+    regions: dict[int, list[tuple[int, int]]] = {}
+    for i in indices:
+        t = m.tensors[i]
+        if t.dtype == "bool" and t.blob is not None:
+            regions.setdefault(t.blob, []).append((t.offset, t.offset + tensor_extent(t)))
+    return regions

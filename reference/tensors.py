@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from . import codecs
-from .errors import InvalidArgument, UnsupportedType
+from .errors import BadValue, InvalidArgument, UnsupportedType
 from .manifest import DTYPES, Manifest
-from .reader import Reader, check_bool_bytes
+from .reader import Reader, bool_regions, check_bool_bytes
 from .writer import BlobSource
 
 TORCH_DTYPES: dict[str, torch.dtype] = {
@@ -114,13 +114,31 @@ def _storage_bytes(t: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     return raw[lo:hi].cpu()
 
 
+def _bool_ok(t: torch.Tensor) -> bool:
+    return t.numel() == 0 or int(t.view(torch.uint8).max()) <= 1
+
+
+def _group_key(t: torch.Tensor, i: int, name: str) -> tuple[str, int]:
+    """Tensors with equal keys share a blob. A bool view whose byte range also holds other bytes
+    (it shares storage with, say, a uint8 tensor) gets its own blob, so that SPEC.md §5.3 holds."""
+    key = (str(t.device), t.untyped_storage().data_ptr())
+    if t.dtype == torch.bool:
+        lo = int(t.storage_offset())
+        if not _bool_ok(_storage_bytes(t, lo, lo + _extent(t))):
+            if not _bool_ok(t):
+                raise BadValue(f"{name}: a bool tensor holds a byte other than 0 or 1")
+            return ("own", i)
+    return key
+
+
 def plan(tensors: Sequence[torch.Tensor], names: Sequence[str], codec: str) -> Planned:
     """Group tensors by storage and describe the blobs that hold them."""
+    _codec_for(codec, 1)
     resolved = [t.resolve_conj().resolve_neg().detach() for t in tensors]
     groups: dict[tuple[str, int], list[int]] = {}
     for i, t in enumerate(resolved):
         if t.numel() > 0:
-            groups.setdefault((str(t.device), t.untyped_storage().data_ptr()), []).append(i)
+            groups.setdefault(_group_key(t, i, names[i]), []).append(i)
     entries: list[dict[str, Any]] = [
         {
             "name": n,
@@ -182,40 +200,47 @@ def materialize(reader: Reader, indices: Sequence[int], device: torch.device) ->
     blobs = sorted({b for i in indices if (b := m.tensors[i].blob) is not None})
     buffers = {b: torch.empty(m.blobs[b].nbytes, dtype=torch.uint8) for b in blobs}
     reader.decode_many([(b, host_view(buffers[b]), 0, None) for b in blobs])
-    storages = {b: buf.untyped_storage() for b, buf in buffers.items()}
-    out = [_view(m, i, storages, 0) for i in indices]
+    for b, regions in bool_regions(m, indices).items():
+        for lo, hi in regions:
+            _check_bool_bytes(buffers[b][lo:hi], b)
     if device.type != "cpu":
-        moved = {b: buf.to(device).untyped_storage() for b, buf in buffers.items()}
-        out = [_view(m, i, moved, 0, device) for i in indices]
-    return out
+        buffers = {b: buf.to(device) for b, buf in buffers.items()}
+    storages = {b: buf.untyped_storage() for b, buf in buffers.items()}
+    return [_view(m, i, storages, device) for i in indices]
+
+
+def _check_bool_bytes(region: torch.Tensor, blob: int) -> None:
+    if region.numel() and int(region.max()) > 1:
+        check_bool_bytes(b"\x02", f"blob {blob}")
 
 
 def _view(
-    m: Manifest,
-    i: int,
-    storages: dict[int, torch.UntypedStorage],
-    shift: int,
-    device: torch.device | None = None,
+    m: Manifest, i: int, storages: dict[int, torch.UntypedStorage], device: torch.device
 ) -> torch.Tensor:
-    """Tensor `i` as a view of its blob's storage, whose byte 0 is blob byte `shift`."""
+    """Tensor `i` as a view of its blob's storage."""
     t = m.tensors[i]
     dtype = TORCH_DTYPES[t.dtype]
     if t.blob is None:
         return torch.empty_strided(t.shape, t.strides, dtype=dtype, device=device)
     out = torch.empty(0, dtype=dtype, device=device)
-    out.set_(storages[t.blob], (t.offset - shift) // DTYPES[t.dtype][0], t.shape, t.strides)
-    if t.dtype == "bool":
-        _check_bool(out, t.name)
+    out.set_(storages[t.blob], t.offset // DTYPES[t.dtype][0], t.shape, t.strides)
     return out
 
 
-def _check_bool(t: torch.Tensor, name: str) -> None:
-    if t.numel() and int(t.view(torch.uint8).max()) > 1:
-        check_bool_bytes(b"\x02", f"tensor {name!r}")
+_BASIC = (int, slice, type(Ellipsis), type(None))
+
+
+def _check_key(key: Any) -> None:
+    """Only basic indexing selects a strided view, which is what lets a slice read only its chunks."""
+    parts = key if isinstance(key, tuple) else (key,)
+    for part in parts:
+        if isinstance(part, bool) or not isinstance(part, _BASIC):
+            raise InvalidArgument(f"get_slice supports ints, slices, ... and None, not {type(part).__name__}")
 
 
 def read_slice(reader: Reader, index: int, key: Any) -> torch.Tensor:
     """Basic indexing (ints, slices, Ellipsis, None) of one tensor, decoding only the chunks it needs."""
+    _check_key(key)
     m = reader.manifest
     t = m.tensors[index]
     dtype = TORCH_DTYPES[t.dtype]
@@ -228,14 +253,16 @@ def read_slice(reader: Reader, index: int, key: Any) -> torch.Tensor:
     if view.numel() == 0 or t.blob is None:
         return torch.empty(view.shape, dtype=dtype)
     lo = int(view.storage_offset()) * itemsize
-    first, last = reader.chunk_span(t.blob, lo, lo + _extent(view))
+    hi = lo + _extent(view)
+    first, last = reader.chunk_span(t.blob, lo, hi)
     b = m.blobs[t.blob]
     start = first * b.chunk_size
     pad = start % itemsize  # buffer byte 0 is blob byte start - pad, a whole number of items
     buf = torch.empty(pad + min(b.nbytes, last * b.chunk_size) - start, dtype=torch.uint8)
     reader.decode(t.blob, host_view(buf)[pad:], first, last)
+    if t.dtype == "bool":
+        _check_bool_bytes(buf[lo - start + pad : hi - start + pad], t.blob)
     out = torch.empty(0, dtype=dtype)
     out.set_(buf.untyped_storage(), (lo - start + pad) // itemsize, view.shape, view.stride())
-    if t.dtype == "bool":
-        _check_bool(out, t.name)
-    return out.clone()
+    # A copy frees the decoded chunks, but never allocates more than they took (stride-0 views stay views).
+    return out.clone() if view.numel() * itemsize <= buf.numel() else out

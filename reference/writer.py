@@ -91,9 +91,11 @@ def write_atomic(
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise FileAccessError(f"cannot write {target!r}: {exc.strerror or exc}") from None
         raise
     _fsync_dir(directory)
 
