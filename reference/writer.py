@@ -5,9 +5,7 @@ file (temporary file in the same directory, fsync, rename, fsync of the director
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from . import codecs, digests
+from .atomic import replace_atomically
 from .container import ALIGNMENT, align, pack_header, pack_manifest, pack_trailer
-from .errors import FileAccessError, InvalidArgument, LimitExceeded
+from .errors import InvalidArgument, LimitExceeded
 from .limits import DEFAULT_LIMITS
 from .threads import default_threads
 
@@ -78,39 +77,7 @@ def write_atomic(
 ) -> None:
     """Write blobs then the manifest that `finish` builds from the blob records, atomically at `path`."""
     options = options.validated()
-    target = os.path.abspath(os.fspath(path))
-    directory, base = os.path.split(target)
-    tmp = os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        f = open(tmp, "xb")  # noqa: SIM115 - closed below, before the rename
-    except OSError as exc:
-        raise FileAccessError(f"cannot create a file in {directory!r}: {exc.strerror}") from None
-    try:
-        with f:
-            _write(f, sources, finish, options, progress)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise FileAccessError(f"cannot write {target!r}: {exc.strerror or exc}") from None
-        raise
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
+    replace_atomically(path, lambda f: _write(f, sources, finish, options, progress))
 
 
 def _jobs(

@@ -16,17 +16,16 @@ import safetensors.torch
 import torch
 
 import tmodel
-from tmodel.convert import (
-    JSON_KEYS,
-    ST_DTYPES,
-    convert,
-    read_safetensors,
-    read_safetensors_index,
-    read_torch,
-    write_safetensors,
-)
+from tmodel.convert import convert, read_torch
 from tmodel.errors import TModelError
 from tmodel.reader import Reader
+from tmodel.safetensors_io import (
+    JSON_KEYS,
+    ST_DTYPES,
+    read_safetensors,
+    read_safetensors_index,
+    write_safetensors,
+)
 from tmodel.tensors import TORCH_DTYPES
 
 ST_NAMES = sorted(ST_DTYPES.values())
