@@ -1,0 +1,37 @@
+"""Golden files of every released schema version are frozen: their hashes never change, and the current
+reader still decodes each to its recorded canonical description."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from tmodel.conformance.describe import describe
+
+GOLDEN = Path(__file__).resolve().parents[1] / "conformance" / "golden"
+SUMS = {
+    line.split("  ", 1)[1]: line.split("  ", 1)[0]
+    for line in (GOLDEN / "SHA256SUMS").read_text().splitlines()
+    if line.strip()
+}
+CASES = sorted(p for p in GOLDEN.glob("v*/*.tmodel"))
+
+
+def test_every_frozen_file_is_listed_with_its_hash() -> None:
+    on_disk = {p.relative_to(GOLDEN).as_posix() for p in GOLDEN.glob("v*/*") if p.is_file()}
+    assert on_disk == set(SUMS)
+    for rel, digest in SUMS.items():
+        assert hashlib.sha256((GOLDEN / rel).read_bytes()).hexdigest() == digest, f"{rel} was modified"
+
+
+def test_there_are_golden_files_for_version_1() -> None:
+    assert len([p for p in CASES if p.parent.name == "v1"]) == 7
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_golden_file_loads_to_its_description(path: Path) -> None:
+    expected = json.loads(path.with_suffix(".json").read_text())
+    assert describe(str(path)) == expected
