@@ -1,9 +1,11 @@
 """The canonical description of a .tmodel file: what any conforming reader must decode from it, as JSON.
 
-Rules: tensors are listed in file order with name, dtype, shape and the sha256 of their elements' bytes
-(C order, little-endian); `root` and `metadata` are tagged JSON: {"$list": [...]}, {"$tuple": [...]},
-{"$dict": [[key, value], ...]}, {"$tensor": name}, {"$bytes": hex}, {"$float": "nan"|"inf"|"-inf"}; plain JSON
-scalars stand for themselves. Every map is tagged, so no user key can be mistaken for a tag.
+Rules: `schema_version` is the version the file was written as (older files are read through the chain);
+tensors are listed in file order with name, dtype, shape and the sha256 of their elements' bytes (C order,
+little-endian); `root`, `metadata` and module configs are tagged JSON: {"$list": [...]}, {"$tuple": [...]},
+{"$dict": [[key, value], ...]}, {"$tensor": name}, {"$module": index}, {"$dtype": name}, {"$bytes": hex},
+{"$float": "nan"|"inf"|"-inf"}; plain JSON scalars stand for themselves. Every map is tagged, so no user key
+can be mistaken for a tag. `modules` is present when the file holds modules.
 """
 
 from __future__ import annotations
@@ -15,7 +17,16 @@ from typing import Any
 import torch
 
 import tmodel
-from tmodel.manifest import DictNode, ListNode, Manifest, TensorRef, TupleNode
+from tmodel.manifest import (
+    DictNode,
+    DtypeNode,
+    ListNode,
+    Manifest,
+    ModuleRecord,
+    ModuleRef,
+    TensorRef,
+    TupleNode,
+)
 from tmodel.tensors import host_view
 
 
@@ -34,6 +45,10 @@ def _value(v: Any) -> Any:
 def _node(n: Any, m: Manifest) -> Any:
     if isinstance(n, TensorRef):
         return {"$tensor": m.tensors[n.tensor].name}
+    if isinstance(n, ModuleRef):
+        return {"$module": n.module}
+    if isinstance(n, DtypeNode):
+        return {"$dtype": n.dtype}
     if isinstance(n, ListNode):
         return {"$list": [_node(x, m) for x in n.items]}
     if isinstance(n, TupleNode):
@@ -62,9 +77,27 @@ def describe(path: str) -> dict[str, Any]:
             }
             for t in m.tensors
         ]
-        return {
-            "schema_version": m.schema_version,
+        out: dict[str, Any] = {
+            "schema_version": f.reader.source_schema_version,
             "tensors": tensors,
             "root": _node(m.root, m),
             "metadata": _value(dict(m.metadata)),
         }
+        if m.modules:
+            out["modules"] = [_module(r, m) for r in m.modules]
+        return out
+
+
+def _module(r: ModuleRecord, m: Manifest) -> dict[str, Any]:
+    name = {i: t.name for i, t in enumerate(m.tensors)}
+    return {
+        "type": r.type,
+        "version": r.version,
+        "config": {"$dict": [[k, _node(v, m)] for k, v in r.config.items()]},
+        "parameters": {
+            k: None if p is None else [name[p.tensor], p.requires_grad] for k, p in r.parameters.items()
+        },
+        "buffers": {k: None if b is None else name[b] for k, b in r.buffers.items()},
+        "children": dict(r.children),
+        "training": r.training,
+    }

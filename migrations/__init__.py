@@ -1,1 +1,48 @@
-"""The format's own schema steps, one self-contained file per step."""
+"""The format's own schema steps, one self-contained file per step (`v<N>_to_v<N+1>.py`), and the chain that
+applies them: a manifest of any released version is upgraded step by step to the current one before it is
+validated. Steps work on plain decoded msgpack maps and import nothing but the standard library."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from ..errors import ManifestSchemaError, UnsupportedVersion
+from . import v1_to_v2
+
+STEPS: tuple[ModuleType, ...] = (v1_to_v2,)
+OLDEST = 1
+CURRENT = STEPS[-1].TO_VERSION if STEPS else OLDEST
+
+
+def check_chain() -> None:
+    """Every version from OLDEST to CURRENT has exactly one step to the next."""
+    expected = OLDEST
+    for step in STEPS:
+        if expected != step.FROM_VERSION or expected + 1 != step.TO_VERSION:
+            raise AssertionError(f"schema step {step.__name__} breaks the chain at version {expected}")
+        expected += 1
+
+
+def upgrade(wire: Any) -> tuple[dict[str, Any], int]:
+    """Upgrade a decoded manifest to CURRENT; returns it and the version it was written as."""
+    if not isinstance(wire, dict):
+        raise ManifestSchemaError("manifest is not a map")
+    version = wire.get("schema_version")
+    if type(version) is not int:
+        raise ManifestSchemaError("schema_version is missing or not an integer")
+    if not OLDEST <= version <= CURRENT:
+        raise UnsupportedVersion(f"schema version {version}; this reader supports {OLDEST}..{CURRENT}")
+    source = version
+    for step in STEPS[version - OLDEST :]:
+        wire = step.upgrade(wire)
+    return wire, source
+
+
+def downgrade(wire: dict[str, Any], target: int) -> dict[str, Any]:
+    """Rewrite a CURRENT manifest as an older version, step by step; a step that cannot raises ValueError."""
+    if not OLDEST <= target <= CURRENT:
+        raise UnsupportedVersion(f"cannot write schema version {target}; versions are {OLDEST}..{CURRENT}")
+    for step in reversed(STEPS[target - OLDEST :]):
+        wire = step.downgrade(wire)
+    return wire

@@ -18,7 +18,14 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_LIMITS", "Limits", "TModelError", "TModelFile", "load", "open", "save"]
 __version__ = "0.1.0"
 
-_LAZY = {"save": "save", "load": "load", "open": "open_file", "TModelFile": "TModelFile"}
+_LAZY = {
+    "save": "save",
+    "load": "load",
+    "load_into": "load_into",
+    "open": "open_file",
+    "TModelFile": "TModelFile",
+    "LoadReport": "LoadReport",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -26,4 +33,9 @@ def __getattr__(name: str) -> Any:
         from . import api
 
         return getattr(api, _LAZY[name])
+    if name == "register":
+        from .nn import builtins  # noqa: F401  (torch.nn's layers are registered before any user layer)
+        from .nn.registry import register
+
+        return register
     raise AttributeError(f"module 'tmodel' has no attribute {name!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -11,9 +12,11 @@ import torch
 
 from . import digests
 from .container import pack_manifest
-from .errors import InvalidArgument, NotFound, TModelError, UnsupportedType
+from .errors import InvalidArgument, NotFound, StateMismatch, TModelError, UnsupportedType
 from .limits import DEFAULT_LIMITS, Limits
-from .manifest import SCHEMA_VERSION, Manifest, check_metadata
+from .manifest import SCHEMA_VERSION, DictNode, Manifest, ModuleRef, TensorRef, check_metadata
+from .module_tree import state_of
+from .nn.records import ModuleBuilder
 from .objtree import flatten, rebuild
 from .reader import Progress, Reader
 from .tensors import TORCH_DTYPES, device_of, materialize, merge_planes, plan, read_slice
@@ -57,6 +60,7 @@ def save(
             "root": flat.root,
             "metadata": meta,
             "extensions": {},
+            "modules": flat.records(),
         }
 
     write_atomic(path, planned.sources, finish, options, progress)
@@ -66,17 +70,106 @@ def load(
     path: PathLike,
     map_location: str | torch.device | None = None,
     *,
+    dtype: torch.dtype | None = None,
     limits: Limits = DEFAULT_LIMITS,
     threads: int = 0,
 ) -> Any:
-    """Load what `save` wrote: the same structure, tensors bit-exact, shared storages still shared.
+    """Load what `save` wrote: the same structure, tensors bit-exact, shared storages still shared, modules
+    rebuilt from registered classes. `map_location="meta"` builds without reading tensor data; `dtype` casts
+    floating-point tensors.
 
-    >>> ckpt = tmodel.load("ckpt.tmodel", map_location="cpu")
+    >>> model = tmodel.load("model.tmodel", map_location="cpu")
     """
-    device = device_of(map_location)
     with Reader(path, limits, threads, merge_planes) as reader:
-        tensors = materialize(reader, range(len(reader.manifest.tensors)), device)
-        return rebuild(reader.manifest.root, tensors)
+        return _load_root(reader, device_of(map_location), dtype)
+
+
+def _tensors(reader: Reader, device: torch.device, dtype: torch.dtype | None) -> list[torch.Tensor]:
+    m = reader.manifest
+    if device.type == "meta":
+        tensors = [
+            torch.empty_strided(t.shape, t.strides, dtype=TORCH_DTYPES[t.dtype], device="meta")
+            for t in m.tensors
+        ]
+    else:
+        tensors = materialize(reader, range(len(m.tensors)), device)
+    if dtype is not None:
+        if not dtype.is_floating_point:
+            raise InvalidArgument(f"dtype must be a floating-point dtype, not {dtype}")
+        tensors = [t.to(dtype) if t.is_floating_point() else t for t in tensors]
+    return tensors
+
+
+def _load_root(reader: Reader, device: torch.device, dtype: torch.dtype | None) -> Any:
+    tensors = _tensors(reader, device, dtype)
+    return rebuild(reader.manifest.root, tensors, ModuleBuilder(reader.manifest, tensors, device))
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What `load_into` matched: keys the model has and the file lacks, the reverse, and shape mismatches."""
+
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[str]
+
+    def __bool__(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+
+def load_into(
+    model: torch.nn.Module,
+    path: PathLike,
+    *,
+    strict: bool = True,
+    key: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> LoadReport:
+    """Load the weights a file holds (a saved module, or a state dict; `key` picks an entry of the file's
+    top-level dict) into a model you built. Strict by default: any missing, unexpected or mismatched key
+    raises STATE_MISMATCH with the full report. The file's layer types need not be registered.
+
+    >>> report = tmodel.load_into(model, "ckpt.tmodel", key="model", strict=False)
+    """
+    with Reader(path, limits, 0, merge_planes) as reader:
+        m = reader.manifest
+        keys = _state_keys(m, key)
+        want = model.state_dict()
+        missing = sorted(set(want) - set(keys))
+        unexpected = sorted(set(keys) - set(want))
+        common = [k for k in want if k in keys]
+        mismatched = sorted(
+            f"{k}: file {list(m.tensors[keys[k]].shape)}, model {list(want[k].shape)}"
+            for k in common
+            if list(m.tensors[keys[k]].shape) != list(want[k].shape)
+        )
+        report = LoadReport(missing, unexpected, mismatched)
+        if strict and not report:
+            raise StateMismatch(
+                f"weights do not match the model: missing {missing}, unexpected {unexpected}, "
+                f"mismatched {mismatched}"
+            )
+        bad = {s.split(":")[0] for s in mismatched}
+        take = [k for k in common if k not in bad]
+        tensors = materialize(reader, [keys[k] for k in take], torch.device("cpu"))
+        with torch.no_grad():
+            for k, t in zip(take, tensors, strict=True):
+                want[k].copy_(t)
+        return report
+
+
+def _state_keys(m: Manifest, key: str | None) -> dict[str, int]:
+    node = m.root
+    if key is not None:
+        entries = dict((k, v) for k, v in node.items) if isinstance(node, DictNode) else {}
+        if key not in entries:
+            raise NotFound(f"the file's top level has no entry {key!r}")
+        node = entries[key]
+    if isinstance(node, ModuleRef):
+        return state_of(m, node.module)
+    if isinstance(node, DictNode) and all(type(k) is str and isinstance(v, TensorRef) for k, v in node.items):
+        return {str(k): v.tensor for k, v in node.items if isinstance(v, TensorRef)}
+    raise InvalidArgument("the file (or its entry `key`) holds neither a module nor a state dict")
 
 
 class TensorSlice:
@@ -143,10 +236,11 @@ class TModelFile:
     def get_slice(self, name: str) -> TensorSlice:
         return TensorSlice(self, self._lookup(name))
 
-    def load(self, map_location: str | torch.device | None = None) -> Any:
+    def load(
+        self, map_location: str | torch.device | None = None, *, dtype: torch.dtype | None = None
+    ) -> Any:
         """The whole saved object, as `tmodel.load` returns it."""
-        tensors = materialize(self.reader, range(len(self.manifest.tensors)), device_of(map_location))
-        return rebuild(self.manifest.root, tensors)
+        return _load_root(self.reader, device_of(map_location), dtype)
 
     def verify(self, progress: Progress | None = None) -> None:
         """Check every checksum and decode every chunk; raise the first problem found."""

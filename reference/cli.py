@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from . import codecs
 from .errors import FileAccessError, TModelError
 from .manifest import DTYPES, Manifest
+from .module_tree import architecture, render
 from .reader import Reader
 
 CODECS = ("auto", codecs.RAW, codecs.ZSTD, codecs.BYTEGROUP_ZSTD)
@@ -65,7 +66,7 @@ def _ratio(raw: int, stored: int) -> float | None:
     return round(raw / stored, 4) if stored else None
 
 
-def inspect_document(path: str, m: Manifest, file_size: int) -> dict[str, Any]:
+def inspect_document(path: str, m: Manifest, file_size: int, schema_version: int) -> dict[str, Any]:
     """The `inspect --json` object, built from the manifest alone.
 
     tensors[i].stored_bytes / ratio describe the tensor's blob (shared blobs repeat them); raw_bytes is
@@ -93,7 +94,7 @@ def inspect_document(path: str, m: Manifest, file_size: int) -> dict[str, Any]:
     return {
         "file": path,
         "file_bytes": file_size,
-        "schema_version": m.schema_version,
+        "schema_version": schema_version,
         "checksum": m.checksum,
         "tensors": tensors,
         "blobs": [
@@ -116,6 +117,7 @@ def inspect_document(path: str, m: Manifest, file_size: int) -> dict[str, Any]:
             "ratio": _ratio(raw, stored),
         },
         "metadata": to_json_value(dict(m.metadata)),
+        "architecture": architecture(m),
     }
 
 
@@ -161,6 +163,9 @@ def _render(doc: dict[str, Any]) -> str:
     )
     lines = [f"{doc['file']}: {doc['file_bytes']} bytes, schema {doc['schema_version']}, {doc['checksum']}"]
     lines += _table(rows, {4, 5, 6})
+    if doc["architecture"]:
+        lines.append("architecture:")
+        lines += render(doc["architecture"])
     meta = doc["metadata"]
     lines.append("metadata:" + ("" if meta else " (none)"))
     lines += [f"  {k}: {json.dumps(v, ensure_ascii=False)}" for k, v in meta.items()]
@@ -169,7 +174,7 @@ def _render(doc: dict[str, Any]) -> str:
 
 def _inspect(args: argparse.Namespace, out: TextIO) -> int:
     with Reader(args.file) as reader:
-        doc = inspect_document(args.file, reader.manifest, reader.file_size)
+        doc = inspect_document(args.file, reader.manifest, reader.file_size, reader.source_schema_version)
     out.write((json.dumps(doc, indent=2) if args.json else _render(doc)) + "\n")
     return 0
 

@@ -92,6 +92,23 @@ class BadValue(TModelError):
     code, phase = "BAD_VALUE", "data"
 
 
+# -- model phase: rebuilding modules from records -----------------------------------------------------
+class UnregisteredType(TModelError):
+    code, phase = "UNREGISTERED_TYPE", "model"
+
+
+class BadConfig(TModelError):
+    code, phase = "BAD_CONFIG", "model"
+
+
+class LayerVersionError(TModelError):
+    code, phase = "LAYER_VERSION", "model"
+
+
+class StateMismatch(TModelError):
+    code, phase = "STATE_MISMATCH", "model"
+
+
 # -- usage and io: the caller's side ------------------------------------------------------------------
 class UnsupportedType(TModelError):
     code, phase = "UNSUPPORTED_TYPE", "usage"
@@ -131,6 +148,10 @@ ALL_ERRORS: tuple[type[TModelError], ...] = (
     ChecksumMismatch,
     BadCompressedData,
     BadValue,
+    UnregisteredType,
+    BadConfig,
+    LayerVersionError,
+    StateMismatch,
     UnsupportedType,
     NotFound,
     InvalidArgument,

@@ -15,6 +15,7 @@ class Limits:
     max_manifest_bytes: int = 256 * MiB
     max_tensors: int = 1_000_000
     max_blobs: int = 1_000_000
+    max_modules: int = 1_000_000
     max_chunks: int = 10_000_000
     max_rank: int = 64
     max_depth: int = 128

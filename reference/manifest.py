@@ -29,7 +29,7 @@ from .errors import (
 )
 from .limits import Limits
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KNOWN_FEATURES: frozenset[str] = frozenset()
 INT64_MAX = (1 << 63) - 1
 
@@ -122,16 +122,63 @@ class TensorRef(BaseModel):
     tensor: Size
 
 
+class ModuleRef(BaseModel):
+    """A module of the `modules` table (schema 2)."""
+
+    model_config = _STRICT
+    module: Size
+
+
+class DtypeNode(BaseModel):
+    """A torch dtype used as a value, e.g. in a layer's config (schema 2); a name of the dtype table."""
+
+    model_config = _STRICT
+    dtype: str
+
+
 Node = TypeAliasType(
-    "Node", bool | Int | float | str | bytes | ListNode | TupleNode | DictNode | TensorRef | None
+    "Node",
+    bool
+    | Int
+    | float
+    | str
+    | bytes
+    | ListNode
+    | TupleNode
+    | DictNode
+    | TensorRef
+    | ModuleRef
+    | DtypeNode
+    | None,
 )
 
 
-class Manifest(BaseModel):
-    """Schema version 1: tensors, their blobs, the saved object tree, and typed user metadata."""
+class ParamRef(BaseModel):
+    """A parameter: the tensor that holds it and whether it requires grad."""
 
     model_config = _STRICT
-    schema_version: Literal[1]
+    tensor: Size
+    requires_grad: bool
+
+
+class ModuleRecord(BaseModel):
+    """One module: its registered layer type and version, its config, its own tensors, its children."""
+
+    model_config = _STRICT
+    type: str
+    version: Annotated[int, Field(strict=True, ge=1, le=INT64_MAX)]
+    config: dict[str, Node]
+    parameters: dict[str, ParamRef | None]
+    buffers: dict[str, Size | None]
+    children: dict[str, Size | None]
+    training: bool
+
+
+class Manifest(BaseModel):
+    """Schema version 2: tensors, their blobs, modules, the saved object tree, and typed user metadata."""
+
+    model_config = _STRICT
+    schema_version: Literal[2]
     required_features: list[str]
     checksum: str
     blobs: list[Blob]
@@ -139,6 +186,7 @@ class Manifest(BaseModel):
     root: Node
     metadata: dict[str, MetaValue]
     extensions: dict[str, MetaValue]
+    modules: list[ModuleRecord]
 
     def to_wire(self) -> dict[str, Any]:
         """The plain structure that is msgpack-encoded into the file."""
@@ -207,7 +255,11 @@ def parse(wire: Any, limits: Limits, manifest_offset: int, file_size: int) -> Ma
 
 def _precheck_counts(wire: dict[str, Any], limits: Limits) -> None:
     """Refuse oversized tables before pydantic builds objects for them."""
-    for key, cap in (("tensors", limits.max_tensors), ("blobs", limits.max_blobs)):
+    for key, cap in (
+        ("tensors", limits.max_tensors),
+        ("blobs", limits.max_blobs),
+        ("modules", limits.max_modules),
+    ):
         table = wire.get(key)
         if isinstance(table, list) and len(table) > cap:
             raise LimitExceeded(f"{len(table)} {key} exceed the limit {cap}")
@@ -221,6 +273,7 @@ def check_semantics(m: Manifest, limits: Limits, manifest_offset: int, file_size
     digest_len = digests.digest_length(m.checksum)
     _check_blobs(m, limits, digest_len, manifest_offset, file_size)
     _check_tensors(m, limits)
+    _check_modules(m, limits)
     _check_tree(m)
 
 
@@ -318,12 +371,90 @@ def _check_tensors(m: Manifest, limits: Limits) -> None:
         raise BadLayout(f"blob {used.index(False)} is referenced by no tensor")
 
 
+TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def check_local_name(name: str, limits: Limits, where: str) -> None:
+    """Names of parameters, buffers and children: tensor-name rules, and no '.' (torch's own rule)."""
+    if "." in name:
+        raise BadName(f"{where}: local name {name!r} contains '.'")
+    check_name(name, limits)
+
+
+def _check_modules(m: Manifest, limits: Limits) -> None:
+    """Records refer to existing tensors and modules, names are valid, and the module graph has no cycle."""
+    n_modules = len(m.modules)
+    edges: list[list[int]] = []
+    for i, rec in enumerate(m.modules):
+        where = f"module {i}"
+        if len(rec.type) > 256 or not TYPE_NAME.fullmatch(rec.type):
+            raise BadName(f"{where}: invalid layer type name {rec.type!r}")
+        out: list[int] = []
+        for name, p in rec.parameters.items():
+            check_local_name(name, limits, where)
+            if p is not None and p.tensor >= len(m.tensors):
+                raise BadTensor(
+                    f"{where}: parameter {name!r} refers to tensor {p.tensor} of {len(m.tensors)}"
+                )
+        for name, b in rec.buffers.items():
+            check_local_name(name, limits, where)
+            if b is not None and b >= len(m.tensors):
+                raise BadTensor(f"{where}: buffer {name!r} refers to tensor {b} of {len(m.tensors)}")
+        for name, c in rec.children.items():
+            check_local_name(name, limits, where)
+            if c is not None:
+                out.append(c)
+        stack: list[Any] = list(rec.config.values())
+        while stack:
+            node = stack.pop()
+            if isinstance(node, ModuleRef):
+                out.append(node.module)
+            elif isinstance(node, (ListNode, TupleNode)):
+                stack.extend(node.items)
+            elif isinstance(node, DictNode):
+                stack.extend(v for _, v in node.items)
+        if any(c >= n_modules for c in out):
+            raise BadTensor(f"{where}: refers to a module beyond the {n_modules} in the file")
+        edges.append(out)
+    _check_acyclic(edges)
+
+
+def _check_acyclic(edges: list[list[int]]) -> None:
+    state = [0] * len(edges)  # 0 new, 1 on the path, 2 done
+    for start in range(len(edges)):
+        if state[start]:
+            continue
+        path: list[tuple[int, int]] = [(start, 0)]
+        state[start] = 1
+        while path:
+            node, k = path[-1]
+            if k < len(edges[node]):
+                path[-1] = (node, k + 1)
+                nxt = edges[node][k]
+                if state[nxt] == 1:
+                    raise BadLayout(f"module {nxt} contains itself")
+                if state[nxt] == 0:
+                    state[nxt] = 1
+                    path.append((nxt, 0))
+            else:
+                state[node] = 2
+                path.pop()
+
+
 def _check_tree(m: Manifest) -> None:
     n = len(m.tensors)
     stack: list[Any] = [m.root]
+    for rec in m.modules:
+        stack.extend(rec.config.values())
     while stack:
         node = stack.pop()
-        if isinstance(node, TensorRef):
+        if isinstance(node, ModuleRef):
+            if node.module >= len(m.modules):
+                raise BadTensor(f"object tree refers to module {node.module} of {len(m.modules)}")
+        elif isinstance(node, DtypeNode):
+            if node.dtype not in DTYPES:
+                raise UnknownDtype(f"unknown dtype {node.dtype!r} in the object tree")
+        elif isinstance(node, TensorRef):
             if node.tensor >= n:
                 raise BadTensor(f"object tree refers to tensor {node.tensor} of {n}")
         elif isinstance(node, (ListNode, TupleNode)):

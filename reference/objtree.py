@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
 from .errors import BadName, ManifestSchemaError, UnsupportedType
 from .limits import DEFAULT_LIMITS
-from .manifest import DictNode, ListNode, Node, TensorRef, TupleNode, check_name
-from .tensors import check_tensor
+from .manifest import DictNode, DtypeNode, ListNode, ModuleRef, Node, TensorRef, TupleNode, check_name
+from .nn import builtins as _builtins  # noqa: F401  (registers torch.nn's layers)
+from .nn.records import ModuleBuilder, ModuleWriter
+from .tensors import DTYPE_NAMES, TORCH_DTYPES, check_tensor
 
 INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1
 MAX_DEPTH = 40  # Python nesting levels; each takes up to three msgpack levels of the 128 allowed
@@ -26,11 +29,23 @@ ROOT = "checkpoint"
 
 @dataclass
 class Flattened:
-    """The wire form of an object tree and the tensors it refers to, in order."""
+    """The wire form of an object tree, the tensors it refers to in order, and its module records."""
 
     root: Any
     tensors: list[torch.Tensor] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
+    taken: set[str] = field(default_factory=set)
+    modules: ModuleWriter | None = None
+
+    def add_tensor(self, t: torch.Tensor, keys: tuple[str, ...], path: str) -> int:
+        """Append a tensor named after its key path; returns its index."""
+        check_tensor(t, path)
+        self.tensors.append(t)
+        self.names.append(_name(keys, len(self.names), self.taken))
+        return len(self.tensors) - 1
+
+    def records(self) -> list[dict[str, Any]]:
+        return [] if self.modules is None else self.modules.records
 
 
 def _key_repr(key: Any) -> str:
@@ -42,12 +57,12 @@ def _key_repr(key: Any) -> str:
 def flatten(obj: Any) -> Flattened:
     """Turn a checkpoint into its wire tree, collecting tensors and naming them."""
     out = Flattened(root=None)
-    taken: set[str] = set()
-    out.root = _flatten(obj, ROOT, (), out, taken, 0)
+    out.modules = ModuleWriter(out.add_tensor)
+    out.root = _flatten(obj, ROOT, (), out, 0)
     return out
 
 
-def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, taken: set[str], depth: int) -> Any:
+def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise UnsupportedType(f"{path}: nested deeper than {MAX_DEPTH} levels")
     if type(obj) is str:
@@ -63,10 +78,14 @@ def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, taken: 
             raise UnsupportedType(f"{path}: integer {obj} does not fit in 64 bits")
         return obj
     if isinstance(obj, torch.Tensor):
-        check_tensor(obj, path)
-        out.tensors.append(obj)
-        out.names.append(_name(keys, len(out.names), taken))
-        return {"tensor": len(out.tensors) - 1}
+        return {"tensor": out.add_tensor(obj, keys, path)}
+    if isinstance(obj, torch.dtype):
+        if obj not in DTYPE_NAMES:
+            raise UnsupportedType(f"{path}: dtype {obj} is not in the format's dtype table")
+        return {"dtype": DTYPE_NAMES[obj]}
+    if isinstance(obj, nn.Module):
+        assert out.modules is not None
+        return {"module": out.modules.add(obj, keys, path)}
     if isinstance(obj, dict):
         items = []
         for k, v in obj.items():
@@ -75,17 +94,15 @@ def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, taken: 
             sub = _key_repr(k)
             items.append(
                 [
-                    _flatten(k, path + sub, keys, out, taken, depth + 1),
-                    _flatten(v, path + sub, (*keys, str(k)), out, taken, depth + 1),
+                    _flatten(k, path + sub, keys, out, depth + 1),
+                    _flatten(v, path + sub, (*keys, str(k)), out, depth + 1),
                 ]
             )
         return {"dict": items}
     if isinstance(obj, (list, tuple)):
         tag = "list" if isinstance(obj, list) else "tuple"
         return {
-            tag: [
-                _flatten(v, f"{path}[{i}]", (*keys, str(i)), out, taken, depth + 1) for i, v in enumerate(obj)
-            ]
+            tag: [_flatten(v, f"{path}[{i}]", (*keys, str(i)), out, depth + 1) for i, v in enumerate(obj)]
         }
     if isinstance(obj, (bool, int, float, str, bytes)):  # subclasses: enums, numpy-free scalars and the like
         raise UnsupportedType(
@@ -109,16 +126,20 @@ def _name(keys: tuple[str, ...], index: int, taken: set[str]) -> str:
     return candidate
 
 
-def rebuild(root: Node, tensors: Sequence[torch.Tensor]) -> Any:
-    """Turn a validated tree back into Python objects, tensors taken by index."""
+def rebuild(root: Node, tensors: Sequence[torch.Tensor], modules: ModuleBuilder) -> Any:
+    """Turn a validated tree back into Python objects: tensors taken by index, modules rebuilt."""
     if isinstance(root, TensorRef):
         return tensors[root.tensor]
+    if isinstance(root, ModuleRef):
+        return modules.build(root.module)
+    if isinstance(root, DtypeNode):
+        return TORCH_DTYPES[root.dtype]
     if isinstance(root, ListNode):
-        return [rebuild(v, tensors) for v in root.items]
+        return [rebuild(v, tensors, modules) for v in root.items]
     if isinstance(root, TupleNode):
-        return tuple(rebuild(v, tensors) for v in root.items)
+        return tuple(rebuild(v, tensors, modules) for v in root.items)
     if isinstance(root, DictNode):
-        result = {k: rebuild(v, tensors) for k, v in root.items}
+        result = {k: rebuild(v, tensors, modules) for k, v in root.items}
         if len(result) != len(root.items):
             raise ManifestSchemaError("dict node keys collide in Python (e.g. 1 and True)")
         return result

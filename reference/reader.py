@@ -29,6 +29,7 @@ from .container import (
 from .errors import BadLayout, BadValue, ChecksumMismatch, InvalidArgument, Truncated
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest import Blob, Manifest, parse, tensor_extent
+from .migrations import upgrade
 from .threads import default_threads
 
 Progress = Callable[[int, int], None]
@@ -68,7 +69,7 @@ class Reader:
         trailer = parse_trailer(trailer_raw, size, self.limits)
         raw = pread_exact(self._fd, trailer.manifest_length, trailer.manifest_offset)
         check_manifest_digest(trailer, header, raw, trailer_raw)
-        wire = unpack_manifest(raw, self.limits)
+        wire, self.source_schema_version = upgrade(unpack_manifest(raw, self.limits))
         return parse(wire, self.limits, trailer.manifest_offset, size)
 
     # -- lifecycle --------------------------------------------------------------------------------------

@@ -190,7 +190,10 @@ def device_of(map_location: Any) -> torch.device:
     if map_location is None:
         return torch.device("cpu")
     if isinstance(map_location, (str, torch.device)):
-        return torch.device(map_location)
+        try:
+            return torch.device(map_location)
+        except RuntimeError as exc:
+            raise InvalidArgument(f"bad map_location {map_location!r}: {exc}") from None
     raise InvalidArgument("map_location must be None, a string or a torch.device")
 
 

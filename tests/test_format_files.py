@@ -13,6 +13,7 @@ import torch
 import tmodel
 from tmodel.container import TRAILER_SIZE, unpack_manifest
 from tmodel.limits import DEFAULT_LIMITS
+from tmodel.manifest import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATE = runpy.run_path(str(ROOT / "format" / "generate.py"), run_name="generate")
@@ -25,7 +26,7 @@ def test_generated_files_match_the_code() -> None:
 
 def test_spec_lists_every_error_code_and_dtype() -> None:
     spec = (ROOT / "SPEC.md").read_text()
-    layout = json.loads((ROOT / "format" / "layout.v1.json").read_text())
+    layout = json.loads((ROOT / "format" / f"layout.v{SCHEMA_VERSION}.json").read_text())
     for err in layout["errors"]:
         assert f"| `{err['code']}` | {err['phase']} |" in spec, err["code"]
     for dtype in layout["dtypes"]:
@@ -51,7 +52,7 @@ def test_a_written_manifest_validates_against_the_json_schema(tmp_path: Path) ->
     data = path.read_bytes()
     offset = int.from_bytes(data[-TRAILER_SIZE : -TRAILER_SIZE + 8], "little")
     wire = unpack_manifest(data[offset:-TRAILER_SIZE], DEFAULT_LIMITS)
-    schema = json.loads((ROOT / "format" / "manifest.v1.schema.json").read_text())
+    schema = json.loads((ROOT / "format" / f"manifest.v{SCHEMA_VERSION}.schema.json").read_text())
     jsonschema.validate(_as_json(wire), schema)
     wire["blobs"][0]["extra"] = 1
     try:
@@ -60,4 +61,4 @@ def test_a_written_manifest_validates_against_the_json_schema(tmp_path: Path) ->
         assert "extra" in exc.message
     else:
         raise AssertionError("the schema accepted an unknown field")
-    assert msgpack.unpackb(data[offset:-TRAILER_SIZE])["schema_version"] == 1
+    assert msgpack.unpackb(data[offset:-TRAILER_SIZE])["schema_version"] == SCHEMA_VERSION

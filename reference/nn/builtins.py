@@ -1,0 +1,191 @@
+"""Registrations of torch.nn's own layers under `torch.nn.<Name>`, version 1.
+
+Rules: a layer's config is its constructor's arguments, read back from the attributes torch stores them
+under; arguments torch does not store are left at their defaults, which is only correct where the state the
+argument initialises is restored from the file anyway (PReLU's `init`, Embedding's `_weight`). Tensor-valued
+arguments (loss weights) are restored as buffers, so their config value is None. `device` and `dtype` are
+never config: tensors carry their own. Classes that hold code (callables) or are abstract stay unregistered,
+so saving one fails with the unregistered-layer error.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
+
+from ..errors import BadConfig
+from .registry import register_class
+
+_SKIP = {"self", "device", "dtype", "factory_kwargs"}
+#: Classes left unregistered on purpose: abstract bases, wrappers, lazy (uninitialised) modules, and
+#: layers whose constructor takes code.
+UNSUPPORTED: dict[str, str] = {
+    "Module": "the abstract base class",
+    "Container": "deprecated abstract container",
+    "RNNBase": "abstract base of RNN/LSTM/GRU",
+    "RNNCellBase": "abstract base of the cells",
+    "DataParallel": "a wrapper: save its .module",
+    "TripletMarginWithDistanceLoss": "its config is a Python callable",
+    **{
+        name: "uninitialised lazy module: run a forward pass first, it then becomes its eager class"
+        for name in dir(nn)
+        if name.startswith("Lazy")
+    },
+}
+
+
+def _generic(
+    cls: type[nn.Module], overrides: dict[str, Callable[[Any], Any]]
+) -> Callable[[nn.Module], dict[str, Any]]:
+    params = [
+        p
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.name not in _SKIP
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+
+    def get_config(module: nn.Module) -> dict[str, Any]:
+        config: dict[str, Any] = {}
+        for p in params:
+            if p.name in overrides:
+                config[p.name] = overrides[p.name](module)
+                continue
+            if p.name in module.__dict__ or hasattr(module, p.name):
+                value = getattr(module, p.name)
+                if p.name == "bias" and (value is None or isinstance(value, torch.Tensor)):
+                    value = value is not None
+                elif isinstance(value, torch.Tensor):
+                    value = None  # restored as a buffer
+                config[p.name] = value
+            elif p.default is not inspect.Parameter.empty:
+                config[p.name] = p.default
+            else:
+                raise BadConfig(f"{cls.__name__}: cannot read back constructor argument {p.name!r}")
+        return config
+
+    return get_config
+
+
+def _activation(module: nn.Module) -> Any:
+    act = module.activation
+    if act is F.relu:
+        return "relu"
+    if act is F.gelu:
+        return "gelu"
+    if isinstance(act, nn.Module):
+        return act
+    raise BadConfig(
+        f"{type(module).__name__}: activation {act!r} is code, not data; pass 'relu', 'gelu' or a module"
+    )
+
+
+def _layer_overrides(cross: bool) -> dict[str, Callable[[Any], Any]]:
+    return {
+        "d_model": lambda m: m.self_attn.embed_dim,
+        "nhead": lambda m: m.self_attn.num_heads,
+        "dim_feedforward": lambda m: m.linear1.out_features,
+        "dropout": lambda m: m.dropout.p,
+        "activation": _activation,
+        "layer_norm_eps": lambda m: m.norm1.eps,
+        "batch_first": lambda m: m.self_attn.batch_first,
+        "bias": lambda m: m.linear1.bias is not None,
+    }
+
+
+_RNN_KEYS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional")
+
+OVERRIDES: dict[type[nn.Module], dict[str, Callable[[Any], Any]]] = {
+    nn.MultiheadAttention: {
+        "bias": lambda m: m.in_proj_bias is not None,
+        "add_bias_kv": lambda m: m.bias_k is not None,
+    },
+    nn.PairwiseDistance: {"p": lambda m: m.norm},
+    nn.AdaptiveLogSoftmaxWithLoss: {"cutoffs": lambda m: list(m.cutoffs[:-1])},
+    nn.TransformerEncoderLayer: _layer_overrides(False),
+    nn.TransformerDecoderLayer: _layer_overrides(True),
+    nn.TransformerEncoder: {"encoder_layer": lambda m: m.layers[0]},
+    nn.TransformerDecoder: {"decoder_layer": lambda m: m.layers[0]},
+}
+
+
+def _rnn_config(module: nn.Module) -> dict[str, Any]:
+    config = {k: getattr(module, k) for k in _RNN_KEYS}
+    if isinstance(module, nn.LSTM):
+        config["proj_size"] = module.proj_size
+    if isinstance(module, nn.RNN):
+        config["nonlinearity"] = module.nonlinearity
+    return config
+
+
+def _transformer_config(module: nn.Module) -> dict[str, Any]:
+    m: Any = module
+    return {
+        "d_model": m.d_model,
+        "nhead": m.nhead,
+        "batch_first": m.batch_first,
+        "custom_encoder": m.encoder,
+        "custom_decoder": m.decoder,
+    }
+
+
+def _append_parameter(module: nn.Module, kind: str, name: str, value: Any) -> None:
+    plist: Any = module
+    if kind == "parameter" and name not in module._parameters:
+        if name != str(len(plist)):
+            raise BadConfig(f"ParameterList entry {name!r} out of order")
+        plist.append(value)
+    else:
+        setattr(module, name, value)
+
+
+def _put_parameter(module: nn.Module, kind: str, name: str, value: Any) -> None:
+    pdict: Any = module
+    if kind == "parameter":
+        pdict[name] = value
+    else:
+        setattr(module, name, value)
+
+
+def _empty(cls: type[nn.Module]) -> Callable[[dict[str, Any]], nn.Module]:
+    return lambda config: cls()
+
+
+def _classes() -> list[type[nn.Module]]:
+    found = {obj for obj in vars(nn).values() if isinstance(obj, type) and issubclass(obj, nn.Module)}
+    return sorted(found | {NonDynamicallyQuantizableLinear}, key=lambda c: c.__name__)
+
+
+def register_builtins() -> list[str]:
+    """Register every supported torch.nn layer; returns the names registered."""
+    names = []
+    for cls in _classes():
+        if cls.__name__ in UNSUPPORTED:
+            continue
+        name = f"torch.nn.{cls.__name__}"
+        if cls in (nn.Sequential, nn.ModuleList, nn.ModuleDict):
+            register_class(cls, name, 1, lambda m: {}, _empty(cls))
+        elif cls is nn.ParameterList:
+            register_class(cls, name, 1, lambda m: {}, _empty(cls), attach=_append_parameter)
+        elif cls is nn.ParameterDict:
+            register_class(cls, name, 1, lambda m: {}, _empty(cls), attach=_put_parameter)
+        elif cls in (nn.RNN, nn.LSTM, nn.GRU):
+            register_class(cls, name, 1, _rnn_config, _construct(cls))
+        elif cls is nn.Transformer:
+            register_class(cls, name, 1, _transformer_config, _construct(cls))
+        else:
+            register_class(cls, name, 1, _generic(cls, OVERRIDES.get(cls, {})), _construct(cls))
+        names.append(name)
+    return names
+
+
+def _construct(cls: type[nn.Module]) -> Callable[[dict[str, Any]], nn.Module]:
+    return lambda config: cls(**config)
+
+
+BUILTIN_NAMES = register_builtins()

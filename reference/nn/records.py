@@ -1,0 +1,224 @@
+"""Modules <-> module records (SPEC.md §5.7): save walks a module tree into records and tensors; load
+rebuilds it from registered classes only, then puts every saved parameter and buffer in place.
+
+Rules: a module object reached twice is recorded once, and a parameter shared by two modules is one
+tensor, so ties survive. Children are recorded before config values, so tensors get their state-dict names.
+On load a layer is constructed from its config; children its constructor built are filled in place and must
+match the file's record (type, parameters, persistent buffers, children), children it did not build are
+built from their records and attached. Nothing is looked up by a name from the file except in the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import BadConfig, LayerVersionError, StateMismatch
+from ..manifest import DictNode, DtypeNode, ListNode, Manifest, ModuleRef, TensorRef, TupleNode
+from ..tensors import DTYPE_NAMES, TORCH_DTYPES
+from .registry import spec_for_module, spec_for_name
+
+#: Adds a tensor to the file under a key path and returns its index.
+Sink = Callable[[torch.Tensor, tuple[str, ...], str], int]
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1
+
+
+class ModuleWriter:
+    """Collects module records for one file."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.records: list[dict[str, Any]] = []
+        self._modules: dict[int, int] = {}
+        self._tensors: dict[int, int] = {}
+        self._keep: list[Any] = []  # keeps ids unique while the file is written
+
+    def add(self, module: nn.Module, keys: tuple[str, ...], path: str) -> int:
+        """The record index of `module`, recording it (and everything below it) the first time."""
+        known = self._modules.get(id(module))
+        if known is not None:
+            return known
+        spec = spec_for_module(module, path)
+        index = len(self.records)
+        self._modules[id(module)] = index
+        self._keep.append(module)
+        record: dict[str, Any] = {"type": spec.name, "version": spec.version}
+        self.records.append(record)
+        children = {
+            name: None if child is None else self.add(child, (*keys, name), f"{path}.{name}")
+            for name, child in module._modules.items()
+        }
+        config = spec.get_config(module)
+        spec.validate(config, "on save")
+        record["config"] = {
+            k: self._value(v, (*keys, f"~{k}"), f"{path} config[{k!r}]") for k, v in config.items()
+        }
+        record["parameters"] = {
+            name: None
+            if p is None
+            else {"tensor": self._tensor(p, (*keys, name), path), "requires_grad": p.requires_grad}
+            for name, p in module._parameters.items()
+        }
+        record["buffers"] = {
+            name: None if b is None else self._tensor(b, (*keys, name), path)
+            for name, b in module._buffers.items()
+            if name not in module._non_persistent_buffers_set
+        }
+        record["children"] = children
+        record["training"] = module.training
+        return index
+
+    def _tensor(self, t: torch.Tensor, keys: tuple[str, ...], path: str) -> int:
+        known = self._tensors.get(id(t))
+        if known is None:
+            known = self.sink(t, keys, path)
+            self._tensors[id(t)] = known
+            self._keep.append(t)
+        return known
+
+    def _value(self, v: Any, keys: tuple[str, ...], path: str) -> Any:
+        """A config value as a manifest node: data only (SPEC.md §5.7)."""
+        if v is None or type(v) in (bool, float, bytes):
+            return v
+        if type(v) is str:
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadConfig(f"{path}: string is not valid Unicode") from None
+            return v
+        if type(v) is int:
+            if not _INT_MIN <= v <= _INT_MAX:
+                raise BadConfig(f"{path}: integer {v} does not fit in 64 bits")
+            return v
+        if isinstance(v, torch.dtype):
+            if v not in DTYPE_NAMES:
+                raise BadConfig(f"{path}: dtype {v} is not in the format's dtype table")
+            return {"dtype": DTYPE_NAMES[v]}
+        if isinstance(v, nn.Module):
+            return {"module": self.add(v, keys, path)}
+        if isinstance(v, list):
+            return {"list": [self._value(x, keys, f"{path}[{i}]") for i, x in enumerate(v)]}
+        if isinstance(v, tuple):
+            return {"tuple": [self._value(x, keys, f"{path}[{i}]") for i, x in enumerate(v)]}
+        if isinstance(v, dict):
+            items = []
+            for k, x in v.items():
+                if k is not None and type(k) not in (bool, int, float, str, bytes):
+                    raise BadConfig(f"{path}: dict key {k!r} is not a scalar")
+                items.append([self._value(k, keys, path), self._value(x, keys, f"{path}[{k!r}]")])
+            return {"dict": items}
+        raise BadConfig(
+            f"{path}: config value of type {type(v).__name__} is not data (numbers, strings, "
+            "bools, None, lists, tuples, dicts, torch dtypes, modules)"
+        )
+
+
+class ModuleBuilder:
+    """Rebuilds the modules of one file from registered classes and its tensors."""
+
+    def __init__(self, manifest: Manifest, tensors: Sequence[torch.Tensor], device: torch.device) -> None:
+        self.m = manifest
+        self.tensors = tensors
+        self.device = device
+        self.built: dict[int, nn.Module] = {}
+        self._filled: set[tuple[int, int]] = set()
+        self._params: dict[int, nn.Parameter] = {}
+
+    def build(self, index: int) -> nn.Module:
+        """The module of record `index`, constructed from its config (once)."""
+        if index in self.built:
+            return self.built[index]
+        rec = self.m.modules[index]
+        where = f"module {index} ({rec.type})"
+        spec = spec_for_name(rec.type, where)
+        if rec.version != spec.version:
+            newer = rec.version > spec.version
+            raise LayerVersionError(
+                f"{where}: the file has layer version {rec.version}, "
+                f"this program registers version {spec.version}"
+                + (
+                    "; upgrade the code that defines it"
+                    if newer
+                    else f"; no migration from version {rec.version}"
+                )
+            )
+        config = {k: self.value(v) for k, v in rec.config.items()}
+        spec.validate(config, "on load")
+        with torch.device(self.device):
+            try:
+                module = spec.from_config(config)
+            except (TypeError, ValueError, RuntimeError, AssertionError) as exc:
+                raise BadConfig(f"{where}: constructing from the saved config failed: {exc}") from None
+        self.built[index] = module
+        self.fill(index, module)
+        return module
+
+    def value(self, node: Any) -> Any:
+        """A config node as a Python value (modules built, dtypes resolved)."""
+        if isinstance(node, ModuleRef):
+            return self.build(node.module)
+        if isinstance(node, DtypeNode):
+            return TORCH_DTYPES[node.dtype]
+        if isinstance(node, ListNode):
+            return [self.value(x) for x in node.items]
+        if isinstance(node, TupleNode):
+            return tuple(self.value(x) for x in node.items)
+        if isinstance(node, DictNode):
+            return {k: self.value(v) for k, v in node.items}
+        if isinstance(node, TensorRef):
+            raise BadConfig("a layer config cannot hold a tensor")
+        return node
+
+    def fill(self, index: int, module: nn.Module) -> None:
+        """Put record `index`'s tensors and children into a module built for it."""
+        if (index, id(module)) in self._filled:
+            return
+        self._filled.add((index, id(module)))
+        rec = self.m.modules[index]
+        where = f"module {index} ({rec.type})"
+        spec = spec_for_name(rec.type, where)
+        if type(module) is not spec.cls:
+            raise StateMismatch(
+                f"{where}: the constructor built a {type(module).__name__}, the file has {rec.type}"
+            )
+        for name, child_index in rec.children.items():
+            existing = module._modules.get(name)
+            if child_index is None:
+                module._modules[name] = None
+            elif existing is None:
+                module.add_module(name, self.build(child_index))
+            else:
+                self.built.setdefault(child_index, existing)
+                self.fill(child_index, existing)
+        _same_names(where, "children", set(rec.children), set(module._modules))
+        for name, ref in rec.parameters.items():
+            spec.attach(
+                module, "parameter", name, None if ref is None else self._param(ref.tensor, ref.requires_grad)
+            )
+        _same_names(where, "parameters", set(rec.parameters), set(module._parameters))
+        for name, t in rec.buffers.items():
+            spec.attach(module, "buffer", name, None if t is None else self.tensors[t])
+        persistent = {n for n in module._buffers if n not in module._non_persistent_buffers_set}
+        _same_names(where, "persistent buffers", set(rec.buffers), persistent)
+        module.training = rec.training
+
+    def _param(self, tensor: int, requires_grad: bool) -> nn.Parameter:
+        p = self._params.get(tensor)
+        if p is None:
+            t = self.tensors[tensor]
+            grad_ok = t.is_floating_point() or t.is_complex()
+            p = nn.Parameter(t, requires_grad=requires_grad and grad_ok)
+            self._params[tensor] = p
+        return p
+
+
+def _same_names(where: str, what: str, saved: set[str], built: set[str]) -> None:
+    if saved != built:
+        missing, extra = sorted(saved - built), sorted(built - saved)
+        raise StateMismatch(
+            f"{where}: {what} differ from the file's: the code lacks {missing}, the file lacks {extra} "
+            "(did the layer change without a new version and migration?)"
+        )
