@@ -33,6 +33,10 @@ def __getattr__(name: str) -> Any:
         from . import api
 
         return getattr(api, _LAZY[name])
+    if name == "testing":
+        import importlib
+
+        return importlib.import_module(".testing", __name__)
     if name == "register":
         from .nn import builtins  # noqa: F401  (torch.nn's layers are registered before any user layer)
         from .nn.registry import register
