@@ -10,6 +10,7 @@ so saving one fails with the unregistered-layer error.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -114,6 +115,33 @@ OVERRIDES: dict[type[nn.Module], dict[str, Callable[[Any], Any]]] = {
 }
 
 
+def _lce_options(module: nn.Module) -> dict[str, Any] | None:
+    options: Any = module.options
+    if options is None:
+        return None
+    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+
+
+_LCE: Any = getattr(nn, "LinearCrossEntropyLoss", None)
+if _LCE is not None:
+    # torch stores in_features and bias on the inner Linear, and options as a frozen dataclass of data
+    OVERRIDES[_LCE] = {
+        "in_features": lambda m: m.linear.in_features,
+        "bias": lambda m: m.linear.bias is not None,
+        "options": _lce_options,
+    }
+
+
+def _construct_lce(config: dict[str, Any]) -> nn.Module:
+    options = config.get("options")
+    if options is not None:
+        if not isinstance(options, dict):
+            raise BadConfig(f"LinearCrossEntropyLoss: options must be a dict of fields, not {options!r}")
+        options = nn.LinearCrossEntropyOptions(**options)
+    module: nn.Module = _LCE(**{**config, "options": options})
+    return module
+
+
 def _rnn_config(module: nn.Module) -> dict[str, Any]:
     config = {k: getattr(module, k) for k in _RNN_KEYS}
     if isinstance(module, nn.LSTM):
@@ -132,6 +160,17 @@ def _transformer_config(module: nn.Module) -> dict[str, Any]:
         "custom_encoder": m.encoder,
         "custom_decoder": m.decoder,
     }
+
+
+def _construct_transformer(config: dict[str, Any]) -> nn.Module:
+    """Build around placeholders, then attach the loaded encoder and decoder: the constructor re-initialises
+    every parameter of the modules it is given (`_reset_parameters`), which would overwrite loaded weights."""
+    encoder, decoder = config.get("custom_encoder"), config.get("custom_decoder")
+    if not (isinstance(encoder, nn.Module) and isinstance(decoder, nn.Module)):
+        raise BadConfig("Transformer: custom_encoder and custom_decoder must be modules")
+    module = nn.Transformer(**{**config, "custom_encoder": nn.Identity(), "custom_decoder": nn.Identity()})
+    module.encoder, module.decoder = encoder, decoder
+    return module
 
 
 def _append_parameter(module: nn.Module, kind: str, name: str, value: Any) -> None:
@@ -177,7 +216,9 @@ def register_builtins() -> list[str]:
         elif cls in (nn.RNN, nn.LSTM, nn.GRU):
             register_class(cls, name, 1, _rnn_config, _construct(cls))
         elif cls is nn.Transformer:
-            register_class(cls, name, 1, _transformer_config, _construct(cls))
+            register_class(cls, name, 1, _transformer_config, _construct_transformer)
+        elif cls is _LCE:
+            register_class(cls, name, 1, _generic(cls, OVERRIDES[cls]), _construct_lce)
         else:
             register_class(cls, name, 1, _generic(cls, OVERRIDES.get(cls, {})), _construct(cls))
         names.append(name)
