@@ -15,8 +15,8 @@ from .container import pack_manifest
 from .errors import InvalidArgument, NotFound, StateMismatch, TModelError, UnsupportedType
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest import SCHEMA_VERSION, DictNode, Manifest, ModuleRef, TensorRef, check_metadata
-from .module_tree import state_of
-from .nn.records import ModuleBuilder
+from .module_tree import roots, state_of
+from .nn.records import ModuleBuilder, dry_run
 from .objtree import flatten, rebuild
 from .reader import Progress, Reader
 from .tensors import TORCH_DTYPES, device_of, materialize, merge_planes, plan, read_slice
@@ -101,8 +101,11 @@ def _tensors(reader: Reader, device: torch.device, dtype: torch.dtype | None) ->
 
 
 def _load_root(reader: Reader, device: torch.device, dtype: torch.dtype | None) -> Any:
+    m = reader.manifest
+    if m.modules and device.type != "meta":
+        dry_run(m, [i for _, i in roots(m)], reader.limits)
     tensors = _tensors(reader, device, dtype)
-    return rebuild(reader.manifest.root, tensors, ModuleBuilder(reader.manifest, tensors, device))
+    return rebuild(m.root, tensors, ModuleBuilder(m, tensors, device))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ class Limits:
     decoded_slack: int = 64 * MiB
     #: absolute cap on the decoded bytes one file may declare.
     max_total_bytes: int = 1 << 50
+    #: what rebuilding modules may allocate beyond the file's own tensors (non-persistent buffers).
+    max_unsaved_bytes: int = 1 * GiB
 
     def max_decoded_bytes(self, file_size: int) -> int:
         """The most decoded bytes a file of `file_size` bytes may declare."""

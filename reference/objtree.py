@@ -131,7 +131,7 @@ def rebuild(root: Node, tensors: Sequence[torch.Tensor], modules: ModuleBuilder)
     if isinstance(root, TensorRef):
         return tensors[root.tensor]
     if isinstance(root, ModuleRef):
-        return modules.build(root.module)
+        return modules.rebuild(root.module)
     if isinstance(root, DtypeNode):
         return TORCH_DTYPES[root.dtype]
     if isinstance(root, ListNode):

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
 from ..errors import BadConfig
-from .registry import register_class
+from .registry import mark_unsupported, register_class
 
 _SKIP = {"self", "device", "dtype", "factory_kwargs"}
 #: Classes left unregistered on purpose: abstract bases, wrappers, lazy (uninitialised) modules, and
@@ -205,14 +205,15 @@ def register_builtins() -> list[str]:
     names = []
     for cls in _classes():
         if cls.__name__ in UNSUPPORTED:
+            mark_unsupported(cls, UNSUPPORTED[cls.__name__])
             continue
         name = f"torch.nn.{cls.__name__}"
         if cls in (nn.Sequential, nn.ModuleList, nn.ModuleDict):
-            register_class(cls, name, 1, lambda m: {}, _empty(cls))
+            register_class(cls, name, 1, lambda m: {}, _empty(cls), adopts=True)
         elif cls is nn.ParameterList:
-            register_class(cls, name, 1, lambda m: {}, _empty(cls), attach=_append_parameter)
+            register_class(cls, name, 1, lambda m: {}, _empty(cls), attach=_append_parameter, adopts=True)
         elif cls is nn.ParameterDict:
-            register_class(cls, name, 1, lambda m: {}, _empty(cls), attach=_put_parameter)
+            register_class(cls, name, 1, lambda m: {}, _empty(cls), attach=_put_parameter, adopts=True)
         elif cls in (nn.RNN, nn.LSTM, nn.GRU):
             register_class(cls, name, 1, _rnn_config, _construct(cls))
         elif cls is nn.Transformer:

@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import BadConfig, LayerVersionError, StateMismatch
-from ..manifest import DictNode, DtypeNode, ListNode, Manifest, ModuleRef, TensorRef, TupleNode
+from ..errors import BadConfig, LayerVersionError, LimitExceeded, StateMismatch
+from ..limits import Limits
+from ..manifest import DictNode, DtypeNode, ListNode, Manifest, ModuleRecord, ModuleRef, TensorRef, TupleNode
 from ..tensors import DTYPE_NAMES, TORCH_DTYPES
 from .registry import spec_for_module, spec_for_name
 
@@ -117,7 +118,9 @@ class ModuleWriter:
 
 
 class ModuleBuilder:
-    """Rebuilds the modules of one file from registered classes and its tensors."""
+    """Rebuilds the modules of one file from registered classes and its tensors: first every layer is
+    constructed from its config, then the file's tensors are put in place, so a constructor that initialises
+    a module it was given cannot overwrite loaded weights."""
 
     def __init__(self, manifest: Manifest, tensors: Sequence[torch.Tensor], device: torch.device) -> None:
         self.m = manifest
@@ -125,10 +128,22 @@ class ModuleBuilder:
         self.device = device
         self.built: dict[int, nn.Module] = {}
         self._filled: set[tuple[int, int]] = set()
+        self._filled_index: set[int] = set()
         self._params: dict[int, nn.Parameter] = {}
 
+    def rebuild(self, index: int) -> nn.Module:
+        """The module of record `index`, constructed and filled, with every module its config used filled."""
+        module = self.build(index)
+        self.fill(index, module)
+        pending = [i for i in self.built if i not in self._filled_index]
+        while pending:
+            i = pending.pop()
+            self.fill(i, self.built[i])
+            pending = [j for j in self.built if j not in self._filled_index]
+        return module
+
     def build(self, index: int) -> nn.Module:
-        """The module of record `index`, constructed from its config (once)."""
+        """The module of record `index`, constructed from its config (once), not yet filled."""
         if index in self.built:
             return self.built[index]
         rec = self.m.modules[index]
@@ -150,14 +165,17 @@ class ModuleBuilder:
         with torch.device(self.device):
             try:
                 module = spec.from_config(config)
-            except (TypeError, ValueError, RuntimeError, AssertionError) as exc:
-                raise BadConfig(f"{where}: constructing from the saved config failed: {exc}") from None
+            except Exception as exc:  # the layer's own code, fed a config from the file
+                raise BadConfig(f"{where}: construction from the saved config failed: {exc!r}") from None
+        if type(module) is not spec.cls:
+            raise BadConfig(
+                f"{where}: from_config returned a {type(module).__name__}, not a {spec.cls.__name__}"
+            )
         self.built[index] = module
-        self.fill(index, module)
         return module
 
     def value(self, node: Any) -> Any:
-        """A config node as a Python value (modules built, dtypes resolved)."""
+        """A config node as a Python value (modules constructed, dtypes resolved)."""
         if isinstance(node, ModuleRef):
             return self.build(node.module)
         if isinstance(node, DtypeNode):
@@ -173,10 +191,11 @@ class ModuleBuilder:
         return node
 
     def fill(self, index: int, module: nn.Module) -> None:
-        """Put record `index`'s tensors and children into a module built for it."""
+        """Check record `index` against a module built for it, then put its tensors and children in place."""
         if (index, id(module)) in self._filled:
             return
         self._filled.add((index, id(module)))
+        self._filled_index.add(index)
         rec = self.m.modules[index]
         where = f"module {index} ({rec.type})"
         spec = spec_for_name(rec.type, where)
@@ -184,26 +203,46 @@ class ModuleBuilder:
             raise StateMismatch(
                 f"{where}: the constructor built a {type(module).__name__}, the file has {rec.type}"
             )
+        self._check(where, rec, module, spec.adopts)
         for name, child_index in rec.children.items():
             existing = module._modules.get(name)
             if child_index is None:
-                module._modules[name] = None
-            elif existing is None:
-                module.add_module(name, self.build(child_index))
+                continue
+            if existing is None:
+                child = self.build(child_index)
+                module.add_module(name, child)
+                self.fill(child_index, child)
             else:
                 self.built.setdefault(child_index, existing)
                 self.fill(child_index, existing)
-        _same_names(where, "children", set(rec.children), set(module._modules))
         for name, ref in rec.parameters.items():
-            spec.attach(
-                module, "parameter", name, None if ref is None else self._param(ref.tensor, ref.requires_grad)
-            )
-        _same_names(where, "parameters", set(rec.parameters), set(module._parameters))
+            value = None if ref is None else self._param(ref.tensor, ref.requires_grad)
+            spec.attach(module, "parameter", name, value)
         for name, t in rec.buffers.items():
             spec.attach(module, "buffer", name, None if t is None else self.tensors[t])
-        persistent = {n for n in module._buffers if n not in module._non_persistent_buffers_set}
-        _same_names(where, "persistent buffers", set(rec.buffers), persistent)
         module.training = rec.training
+
+    def _check(self, where: str, rec: ModuleRecord, module: nn.Module, adopts: bool) -> None:
+        """Names and shapes must agree before anything is attached (SPEC.md §5.7). A container that adopts
+        children or parameters starts empty: its new names must not shadow anything the module has."""
+        persistent = {n for n in module._buffers if n not in module._non_persistent_buffers_set}
+        for what, saved, built in (
+            ("children", rec.children, module._modules),
+            ("parameters", rec.parameters, module._parameters),
+        ):
+            if adopts and not built:
+                for name in saved:
+                    if hasattr(module, name):
+                        raise StateMismatch(f"{where}: {what[:-1]} name {name!r} shadows an attribute")
+            else:
+                _same_names(where, what, set(saved), set(built))
+        _same_names(where, "persistent buffers", set(rec.buffers), persistent)
+        for name, ref in rec.parameters.items():
+            _same_shape(
+                where, name, module._parameters.get(name), None if ref is None else self.tensors[ref.tensor]
+            )
+        for name, t in rec.buffers.items():
+            _same_shape(where, name, module._buffers.get(name), None if t is None else self.tensors[t])
 
     def _param(self, tensor: int, requires_grad: bool) -> nn.Parameter:
         p = self._params.get(tensor)
@@ -215,10 +254,41 @@ class ModuleBuilder:
         return p
 
 
+def _same_shape(where: str, name: str, built: torch.Tensor | None, saved: torch.Tensor | None) -> None:
+    if built is not None and saved is not None and tuple(built.shape) != tuple(saved.shape):
+        raise StateMismatch(
+            f"{where}: {name!r} is {list(saved.shape)} in the file, {list(built.shape)} from the config"
+        )
+
+
 def _same_names(where: str, what: str, saved: set[str], built: set[str]) -> None:
     if saved != built:
-        missing, extra = sorted(saved - built), sorted(built - saved)
+        only_file, only_code = sorted(saved - built), sorted(built - saved)
         raise StateMismatch(
-            f"{where}: {what} differ from the file's: the code lacks {missing}, the file lacks {extra} "
+            f"{where}: {what} differ: only in the file {only_file}, only in the code {only_code} "
             "(did the layer change without a new version and migration?)"
+        )
+
+
+def dry_run(m: Manifest, roots: Sequence[int], limits: Limits) -> None:
+    """Build every module on the meta device first: names and shapes are checked against the file and what
+    the constructors allocate beyond the file's tensors is bounded, before any real memory is spent."""
+    meta = torch.device("meta")
+    tensors = [
+        torch.empty_strided(t.shape, t.strides, dtype=TORCH_DTYPES[t.dtype], device=meta) for t in m.tensors
+    ]
+    builder = ModuleBuilder(m, tensors, meta)
+    built = [builder.rebuild(i) for i in roots]
+    seen: set[int] = set()
+    extra = 0
+    for root in built:
+        for module in root.modules():
+            for name, buf in module._buffers.items():
+                if buf is not None and name in module._non_persistent_buffers_set and id(buf) not in seen:
+                    seen.add(id(buf))
+                    extra += buf.numel() * buf.element_size()
+    if extra > limits.max_unsaved_bytes:
+        raise LimitExceeded(
+            f"rebuilding the modules would allocate {extra} bytes of unsaved buffers "
+            f"(limit {limits.max_unsaved_bytes})"
         )

@@ -45,6 +45,8 @@ class LayerSpec:
     from_config: FromConfig
     config_model: type[BaseModel] | None = None
     attach: Attach = _default_attach
+    #: a container built empty that adopts the file's children or parameters (Sequential, ParameterList)
+    adopts: bool = False
 
     def validate(self, config: dict[str, Any], when: str) -> None:
         """Check a config against the layer's declared model, if it has one."""
@@ -60,9 +62,22 @@ class LayerSpec:
 
 _BY_NAME: dict[str, LayerSpec] = {}
 _BY_CLASS: dict[type[nn.Module], LayerSpec] = {}
+_WHY_NOT: dict[type[nn.Module], str] = {}
+
+
+def mark_unsupported(cls: type[nn.Module], reason: str) -> None:
+    """Record why a class is deliberately left unregistered, for the error a save of it raises."""
+    _WHY_NOT[cls] = reason
 
 
 def _add(spec: LayerSpec) -> None:
+    _check_new(spec)
+    _BY_NAME[spec.name] = spec
+    _BY_CLASS[spec.cls] = spec
+
+
+def _check_new(spec: LayerSpec) -> None:
+    """Refuse a registration before anything about the class is changed."""
     if not TYPE_NAME.fullmatch(spec.name) or len(spec.name) > 256:
         raise InvalidArgument(f"invalid layer name {spec.name!r}: dotted identifiers, e.g. 'acme.Gate'")
     if spec.version < 1:
@@ -73,8 +88,6 @@ def _add(spec: LayerSpec) -> None:
         )
     if spec.cls in _BY_CLASS:
         raise InvalidArgument(f"{spec.cls!r} is already registered as {_BY_CLASS[spec.cls].name!r}")
-    _BY_NAME[spec.name] = spec
-    _BY_CLASS[spec.cls] = spec
 
 
 def _captured_config(module: nn.Module) -> dict[str, Any]:
@@ -84,14 +97,22 @@ def _captured_config(module: nn.Module) -> dict[str, Any]:
     return dict(args)
 
 
-def _capture_init(cls: type[nn.Module]) -> None:
-    """Wrap `cls.__init__` so each instance records the arguments it was built with (outermost call wins)."""
-    original = cls.__init__
-    signature = inspect.signature(original)
+def _check_capturable(cls: type[nn.Module]) -> None:
+    if cls.__init__ is nn.Module.__init__:
+        return  # a stateless layer with no __init__ of its own: its config is empty
+    signature = inspect.signature(cls.__init__)
     if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in signature.parameters.values()):
         raise InvalidArgument(
             f"{cls.__name__}.__init__ takes *args: define get_config() and from_config() to register it"
         )
+
+
+def _capture_init(cls: type[nn.Module]) -> None:
+    """Wrap `cls.__init__` so each instance records the arguments it was built with (outermost call wins)."""
+    original = cls.__init__
+    signature = inspect.signature(original)
+    if original is nn.Module.__init__:
+        signature = inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)])
 
     @functools.wraps(original)
     def __init__(self: nn.Module, *args: Any, **kwargs: Any) -> None:
@@ -123,11 +144,14 @@ def register(name: str, version: int = 1, *, config: type[BaseModel] | None = No
             raise InvalidArgument("tmodel.register decorates nn.Module subclasses")
         own_get = cls.__dict__.get("get_config")
         own_from = cls.__dict__.get("from_config")
-        if own_get is None:
-            _capture_init(cls)
         get_config: GetConfig = (lambda m: dict(m.get_config())) if own_get else _captured_config  # type: ignore[operator]
         from_config: FromConfig = (lambda c: cls.from_config(c)) if own_from else (lambda c: cls(**c))  # type: ignore[attr-defined]
-        _add(LayerSpec(name, version, cls, get_config, from_config, config))
+        spec = LayerSpec(name, version, cls, get_config, from_config, config)
+        _check_new(spec)
+        if own_get is None:
+            _check_capturable(cls)
+            _capture_init(cls)
+        _add(spec)
         return cls
 
     return decorate
@@ -141,9 +165,10 @@ def register_class(
     from_config: FromConfig,
     *,
     attach: Attach = _default_attach,
+    adopts: bool = False,
 ) -> None:
     """Register a class you do not own (torch.nn's layers) with explicit config functions."""
-    _add(LayerSpec(name, version, cls, get_config, from_config, None, attach))
+    _add(LayerSpec(name, version, cls, get_config, from_config, None, attach, adopts))
 
 
 def unregister(name: str) -> None:
@@ -158,6 +183,10 @@ def spec_for_module(module: nn.Module, where: str) -> LayerSpec:
     spec = _BY_CLASS.get(type(module))
     if spec is None:
         cls = type(module)
+        if cls in _WHY_NOT:
+            raise UnregisteredType(
+                f"{where}: {cls.__module__}.{cls.__qualname__} cannot be saved: {_WHY_NOT[cls]}"
+            )
         raise UnregisteredType(
             f"{where}: {cls.__module__}.{cls.__qualname__} is not a registered layer; decorate it with "
             f'@tmodel.register("your.{cls.__name__}", version=1)'
