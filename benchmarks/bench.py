@@ -107,13 +107,19 @@ def digest(obj: Any) -> str:
 
 
 def make_shim(src: str, parent: str) -> str:
-    """A directory whose `tmodel` is src/reference, to import a fixed checkout instead of the install."""
+    """A directory whose `tmodel` is src/reference plus migrations/: a fixed checkout, not the install."""
     pkg = os.path.join(os.path.abspath(src), "reference")
     if not os.path.isfile(os.path.join(pkg, "__init__.py")):
         raise SystemExit(f"--tmodel-src: {pkg} has no __init__.py")
     shim = os.path.join(parent, "shim")
-    os.makedirs(shim, exist_ok=True)
-    os.symlink(pkg, os.path.join(shim, "tmodel"))
+    target = os.path.join(shim, "tmodel")
+    os.makedirs(target, exist_ok=True)
+    for entry in os.listdir(pkg):  # the package is reference/ plus the folders pyproject.toml maps into it
+        os.symlink(os.path.join(pkg, entry), os.path.join(target, entry))
+    for sub in ("migrations", "conformance"):
+        folder = os.path.join(os.path.abspath(src), sub)
+        if os.path.isdir(folder):
+            os.symlink(folder, os.path.join(target, sub))
     return shim
 
 
