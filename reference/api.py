@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,12 +18,14 @@ from .limits import DEFAULT_LIMITS, Limits
 from .manifest import SCHEMA_VERSION, DictNode, Manifest, ModuleRef, TensorRef, check_metadata
 from .module_tree import roots, state_of
 from .nn.records import ModuleBuilder, dry_run
+from .nn.upgrade import Upgraded, migrate, plans
 from .objtree import flatten, rebuild
 from .reader import Progress, Reader
-from .tensors import TORCH_DTYPES, device_of, materialize, merge_planes, plan, read_slice
+from .tensors import DTYPE_NAMES, TORCH_DTYPES, device_of, materialize, merge_planes, plan, read_slice
 from .writer import DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, Options, write_atomic
 
 PathLike = str | os.PathLike[str]
+log = logging.getLogger("tmodel")
 
 
 def save(
@@ -102,10 +105,40 @@ def _tensors(reader: Reader, device: torch.device, dtype: torch.dtype | None) ->
 
 def _load_root(reader: Reader, device: torch.device, dtype: torch.dtype | None) -> Any:
     m = reader.manifest
+    steps = plans(m) if m.modules else {}
+    if steps and device.type == "meta":
+        raise InvalidArgument(
+            "layers of this file need migration steps, which read tensors: load it on a device"
+        )
+    tensors = _tensors(reader, device, dtype)
+    if steps:
+        up = migrate(m, tensors.__getitem__)
+        m = _upgraded_manifest(m, up)
+        tensors = [tensors[i] for i in up.kept] + [t.tensor.to(device) for t in up.new]
+        log.info("tmodel: upgraded %s in memory: %s", reader.path, "; ".join(up.applied))
     if m.modules and device.type != "meta":
         dry_run(m, [i for _, i in roots(m)], reader.limits)
-    tensors = _tensors(reader, device, dtype)
     return rebuild(m.root, tensors, ModuleBuilder(m, tensors, device))
+
+
+def _upgraded_manifest(m: Manifest, up: Upgraded) -> Manifest:
+    """The manifest a migrated file would have, for rebuilding in memory (new tensors have no blob yet)."""
+    wire = m.to_wire()
+    kept = [{**wire["tensors"][i], "name": up.renamed.get(i, wire["tensors"][i]["name"])} for i in up.kept]
+    wire["tensors"] = kept + [
+        {
+            "name": t.name,
+            "dtype": DTYPE_NAMES[t.tensor.dtype],
+            "shape": list(t.tensor.shape),
+            "strides": list(t.tensor.stride()),
+            "blob": None,
+            "offset": 0,
+        }
+        for t in up.new
+    ]
+    wire["modules"] = up.modules
+    wire["root"] = up.root
+    return Manifest.model_validate(wire, strict=True)
 
 
 @dataclass(frozen=True)

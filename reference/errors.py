@@ -109,6 +109,10 @@ class StateMismatch(TModelError):
     code, phase = "STATE_MISMATCH", "model"
 
 
+class MigrationError(TModelError):
+    code, phase = "MIGRATION", "model"
+
+
 # -- usage and io: the caller's side ------------------------------------------------------------------
 class UnsupportedType(TModelError):
     code, phase = "UNSUPPORTED_TYPE", "usage"
@@ -152,6 +156,7 @@ ALL_ERRORS: tuple[type[TModelError], ...] = (
     BadConfig,
     LayerVersionError,
     StateMismatch,
+    MigrationError,
     UnsupportedType,
     NotFound,
     InvalidArgument,

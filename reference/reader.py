@@ -168,6 +168,15 @@ class Reader:
             pos += n
         codecs.decode_chunk(b.codec, b.width, segments, out, self.limits.max_window_size, self._merge)
 
+    def stored_chunk(self, blob: int, j: int) -> bytes:
+        """Chunk j of a blob as stored, its digest checked: for copying it into another file unchanged."""
+        b = self.manifest.blobs[blob]
+        chunk = b.chunks[j]
+        data = pread_exact(self._fd, sum(chunk.segments), self._chunk_starts(blob)[j])
+        if digests.digest_function(self.manifest.checksum)(data) != chunk.digest:
+            raise ChecksumMismatch(f"blob {blob} chunk {j}: checksum mismatch")
+        return data
+
     def _check_padding(self, blob: int) -> None:
         b = self.manifest.blobs[blob]
         end = b.offset + b.length

@@ -35,6 +35,23 @@ class BlobSource:
 
 
 @dataclass(frozen=True)
+class StoredBlob:
+    """A blob copied byte for byte from another file (a migration's untouched tensors): its chunks are
+    written as they were stored, their digests and segment lengths reused, nothing decoded."""
+
+    codec: str
+    width: int
+    nbytes: int
+    chunk_size: int
+    chunks: Sequence[tuple[bytes, list[int]]]  # (digest, segment lengths) per chunk
+    read: Callable[[int], bytes]  # the stored bytes of chunk j
+
+
+Source = BlobSource | StoredBlob
+_Job = tuple[str, int, memoryview, int, str] | tuple[StoredBlob, int]
+
+
+@dataclass(frozen=True)
 class Options:
     """Writer settings that do not change what a reader sees, only how it was produced."""
 
@@ -54,13 +71,17 @@ class Options:
         return self
 
 
-def _encode(job: tuple[str, int, memoryview, int, str]) -> tuple[list[Buffer], bytes]:
+def _encode(job: _Job) -> tuple[list[Buffer], bytes, list[int]]:
+    if isinstance(job[0], StoredBlob):
+        blob, j = job[0], int(job[1])
+        digest, lengths = blob.chunks[j]
+        return [blob.read(j)], digest, list(lengths)
     codec, width, data, level, checksum = job
     segments = codecs.encode_chunk(codec, width, data, level)
     h = digests.Hasher(checksum)
     for seg in segments:
         h.update(seg)
-    return segments, h.digest()
+    return segments, h.digest(), [len(s) for s in segments]
 
 
 def chunk_size_for(width: int, chunk_size: int) -> int:
@@ -70,7 +91,7 @@ def chunk_size_for(width: int, chunk_size: int) -> int:
 
 def write_atomic(
     path: str | os.PathLike[str],
-    sources: Sequence[BlobSource],
+    sources: Sequence[Source],
     finish: Callable[[list[dict[str, Any]]], dict[str, Any]],
     options: Options,
     progress: Progress | None = None,
@@ -80,18 +101,22 @@ def write_atomic(
     replace_atomically(path, lambda f: _write(f, sources, finish, options, progress))
 
 
-def _jobs(
-    sources: Sequence[BlobSource], options: Options
-) -> Iterator[tuple[int, tuple[str, int, memoryview, int, str]]]:
+def _jobs(sources: Sequence[Source], options: Options) -> Iterator[tuple[int, int, _Job]]:
+    """(blob index, decoded length, job) for every chunk, in file order."""
     for i, src in enumerate(sources):
+        if isinstance(src, StoredBlob):
+            for j in range(len(src.chunks)):
+                yield i, min(src.chunk_size, src.nbytes - j * src.chunk_size), (src, j)
+            continue
         cs = chunk_size_for(src.width, options.chunk_size)
         for start in range(0, len(src.data), cs):
-            yield i, (src.codec, src.width, src.data[start : start + cs], options.level, options.checksum)
+            piece = src.data[start : start + cs]
+            yield i, len(piece), (src.codec, src.width, piece, options.level, options.checksum)
 
 
 def _write(
     f: BinaryIO,
-    sources: Sequence[BlobSource],
+    sources: Sequence[Source],
     finish: Callable[[list[dict[str, Any]]], dict[str, Any]],
     options: Options,
     progress: Progress | None,
@@ -99,26 +124,12 @@ def _write(
     header = pack_header()
     f.write(header)
     pos = len(header)
-    total = sum(len(s.data) for s in sources)
+    total = sum(s.nbytes if isinstance(s, StoredBlob) else len(s.data) for s in sources)
     done = 0
     threads = options.threads or default_threads()
-    records: list[dict[str, Any]] = []
-    for src in sources:
-        if len(src.data) == 0 or len(src.data) % src.width:
-            raise InvalidArgument("a blob must be non-empty and a multiple of its width")
-        records.append(
-            {
-                "offset": 0,
-                "length": 0,
-                "nbytes": len(src.data),
-                "codec": src.codec,
-                "width": src.width,
-                "chunk_size": chunk_size_for(src.width, options.chunk_size),
-                "chunks": [],
-            }
-        )
+    records = [_record(src, options) for src in sources]
     jobs = _jobs(sources, options)
-    pending: deque[tuple[int, int, Future[tuple[list[Buffer], bytes]]]] = deque()
+    pending: deque[tuple[int, int, Future[tuple[list[Buffer], bytes, list[int]]]]] = deque()
     with ThreadPoolExecutor(max_workers=threads) as pool:
 
         def fill() -> None:
@@ -126,12 +137,12 @@ def _write(
                 item = next(jobs, None)
                 if item is None:
                     return
-                pending.append((item[0], len(item[1][2]), pool.submit(_encode, item[1])))
+                pending.append((item[0], item[1], pool.submit(_encode, item[2])))
 
         fill()
         while pending:
             i, raw_len, future = pending.popleft()
-            segments, digest = future.result()
+            segments, digest, lengths = future.result()
             fill()
             record = records[i]
             if not record["chunks"]:
@@ -141,7 +152,7 @@ def _write(
                 f.write(seg)
                 pos += len(seg)
                 record["length"] += len(seg)
-            record["chunks"].append({"digest": digest, "segments": [len(s) for s in segments]})
+            record["chunks"].append({"digest": digest, "segments": lengths})
             done += raw_len
             if progress is not None:
                 progress(done, total)
@@ -153,6 +164,26 @@ def _write(
         )
     f.write(manifest)
     f.write(pack_trailer(pos, manifest, options.checksum, header))
+
+
+def _record(src: Source, options: Options) -> dict[str, Any]:
+    """The manifest entry of a blob, to be completed as its chunks are written."""
+    if isinstance(src, StoredBlob):
+        nbytes, codec, width, chunk_size = src.nbytes, src.codec, src.width, src.chunk_size
+    else:
+        if len(src.data) == 0 or len(src.data) % src.width:
+            raise InvalidArgument("a blob must be non-empty and a multiple of its width")
+        nbytes, codec, width = len(src.data), src.codec, src.width
+        chunk_size = chunk_size_for(src.width, options.chunk_size)
+    return {
+        "offset": 0,
+        "length": 0,
+        "nbytes": nbytes,
+        "codec": codec,
+        "width": width,
+        "chunk_size": chunk_size,
+        "chunks": [],
+    }
 
 
 def _pad(f: BinaryIO, pos: int) -> int:

@@ -207,6 +207,19 @@ def spec_for_name(name: str, where: str) -> LayerSpec:
     return spec
 
 
+def registered_spec(name: str) -> LayerSpec:
+    """The registration of a layer name, or UNREGISTERED_TYPE."""
+    return spec_for_name(name, name)
+
+
+def is_registered_name(name: str) -> bool:
+    return name in _BY_NAME
+
+
+def all_specs() -> list[LayerSpec]:
+    return [_BY_NAME[n] for n in sorted(_BY_NAME)]
+
+
 def registered_names() -> list[str]:
     return sorted(_BY_NAME)
 

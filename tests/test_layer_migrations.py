@@ -1,0 +1,227 @@
+"""Layer migrations: the worked example (frozen v1/v2 files load as v3 with the same outputs), rewriting
+files with untouched blobs copied byte for byte, downgrades, and the plan rules (gap, branch, newer)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+import tmodel
+import tmodel.rewrite
+from tmodel.errors import TModelError
+from tmodel.nn import migration, registry
+from tmodel.nn.migration import LayerRecord
+from tmodel.reader import Reader
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "examples" / "migrations" / "fixtures"
+sys.path.insert(0, str(ROOT))
+from examples.migrations import attention as example  # noqa: E402  (registers the example layers)
+
+FROZEN = {  # sha256 of the frozen fixtures: never regenerated
+    "attention.v1.tmodel": "081bf5b8ab1724deaddfe270e5ec48773cfd15cbcaadbaea43d5d53e5400c4bb",
+    "attention.v2.tmodel": "55455f8770df4efc8520a401bc4c832746a59fe31ad33ab8267ae69dd02ea192",
+    "running_norm.v1.tmodel": "77eff63285c52154546a21f318c0ac6a182e9e87218de53c7f3d6e1688a57302",
+    "scale.v1.tmodel": "2126266896f0d2655a876b0728858b503bb7bee1985a15f12009d3fde5fdb806",
+}
+
+
+def _layer(path: Path) -> tuple[str, int]:
+    with Reader(path) as r:
+        rec = r.manifest.modules[0]
+        return rec.type, rec.version
+
+
+@pytest.mark.parametrize("name", ["attention.v1.tmodel", "attention.v2.tmodel"])
+def test_frozen_attention_files_load_as_v3_with_identical_outputs(
+    name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="tmodel"):
+        ckpt = tmodel.load(FIXTURES / name)
+    model = ckpt["model"]
+    assert isinstance(model, example.Attention) and model.num_heads == 2
+    assert float(model.temperature) == 1.0 and model.temperature.dtype == torch.float32
+    with torch.no_grad():
+        assert torch.equal(model(ckpt["input"]), ckpt["output"])
+    upgraded = [r.getMessage() for r in caplog.records if "upgraded" in r.getMessage()]
+    assert len(upgraded) == 1 and "example.Attention v" in upgraded[0] and "-> v3" in upgraded[0]
+
+
+def test_v1_weights_are_split_exactly() -> None:
+    with Reader(FIXTURES / "attention.v1.tmodel") as r:
+        qkv_index = r.manifest.modules[0].parameters["qkv"]
+        assert qkv_index is not None
+    qkv = tmodel.open(FIXTURES / "attention.v1.tmodel").get_tensor("model.qkv")
+    model = tmodel.load(FIXTURES / "attention.v1.tmodel")["model"]
+    assert torch.equal(torch.cat([model.q, model.k, model.v]), qkv)
+
+
+def test_buffer_added_and_parameter_renamed() -> None:
+    norm = tmodel.load(FIXTURES / "running_norm.v1.tmodel")
+    assert (
+        int(norm["model"].num_batches_tracked) == 0 and norm["model"].num_batches_tracked.dtype == torch.long
+    )
+    assert torch.equal(norm["model"](norm["input"]), norm["output"])
+    scale = tmodel.load(FIXTURES / "scale.v1.tmodel")
+    assert sorted(dict(scale["model"].named_parameters())) == ["weight"]
+    assert torch.equal(scale["model"](scale["input"]), scale["output"])
+
+
+def test_rewrite_on_disk_copies_untouched_blobs_byte_for_byte(tmp_path: Path) -> None:
+    shutil.copy(FIXTURES / "scale.v1.tmodel", tmp_path / "scale.v1.tmodel")
+    out = tmp_path / "scale.v2.tmodel"
+    assert tmodel.rewrite.dry_run(tmp_path / "scale.v1.tmodel") == [
+        "example.Scale v1 -> v2: rename_w (1 module)"
+    ]
+    applied = tmodel.migrate_file(tmp_path / "scale.v1.tmodel", out)
+    assert applied == ["example.Scale v1 -> v2: rename_w (1 module)"]
+    assert _layer(out) == ("example.Scale", 2)
+    with Reader(tmp_path / "scale.v1.tmodel") as old, Reader(out) as new:
+        old_in = old.manifest.tensors[[t.name for t in old.manifest.tensors].index("input")]
+        new_in = new.manifest.tensors[[t.name for t in new.manifest.tensors].index("input")]
+        assert (
+            old.manifest.blobs[old_in.blob].chunks == new.manifest.blobs[new_in.blob].chunks
+        )  # copied, not re-encoded
+        assert [t.name for t in new.manifest.tensors] == ["model.weight", "input", "output"]
+        new.verify()
+    assert tmodel.rewrite.dry_run(out) == []
+    assert tmodel.migrate_file(out, tmp_path / "again.tmodel") == []
+
+
+def test_in_place_keeps_a_backup(tmp_path: Path) -> None:
+    path = tmp_path / "a.tmodel"
+    shutil.copy(FIXTURES / "attention.v1.tmodel", path)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    tmodel.migrate_file(path, in_place=True)
+    assert hashlib.sha256((tmp_path / "a.tmodel.bak").read_bytes()).hexdigest() == before
+    assert _layer(path) == ("example.Attention", 3)
+
+
+def test_downgrade_where_steps_declare_one(tmp_path: Path) -> None:
+    v3 = tmp_path / "v3.tmodel"
+    tmodel.migrate_file(FIXTURES / "attention.v1.tmodel", v3)
+    v1 = tmp_path / "back.v1.tmodel"
+    tmodel.migrate_file(v3, v1, targets={"example.Attention": 1})
+    with Reader(v1) as r:
+        rec = r.manifest.modules[0]
+        assert (rec.type, rec.version) == ("example.Attention", 1)
+        assert sorted(rec.parameters) == ["proj", "qkv"] and rec.buffers == {}
+        assert [k for k in rec.config] == ["dim", "n_heads"]
+    original = tmodel.open(FIXTURES / "attention.v1.tmodel").get_tensor("model.qkv")
+    assert torch.equal(tmodel.open(v1).get_tensor("model.qkv"), original)
+    with pytest.raises(TModelError) as err:
+        tmodel.migrate_file(
+            FIXTURES / "running_norm.v1.tmodel", tmp_path / "x.tmodel", targets={"example.RunningNorm": 0}
+        )
+    assert err.value.code in ("MIGRATION", "UNSUPPORTED_VERSION", "INVALID_ARGUMENT")
+
+
+def test_a_step_without_a_downgrade_refuses(tmp_path: Path) -> None:
+    v2 = tmp_path / "n2.tmodel"
+    tmodel.migrate_file(FIXTURES / "running_norm.v1.tmodel", v2)
+    with pytest.raises(TModelError) as err:
+        tmodel.migrate_file(v2, tmp_path / "n1.tmodel", targets={"example.RunningNorm": 1})
+    assert err.value.code == "MIGRATION" and "declares no downgrade" in str(err.value)
+
+
+# -- plans, in memory ---------------------------------------------------------------------------------------
+@pytest.fixture
+def layer() -> Any:
+    """A fresh layer name with cleanup."""
+    names: list[str] = []
+
+    def make(name: str, version: int) -> type[nn.Module]:
+        class Thing(nn.Module):
+            def __init__(self, dim: int = 2) -> None:
+                super().__init__()
+                self.w = nn.Parameter(torch.ones(dim))
+
+        registry.register(name, version=version)(Thing)
+        names.append(name)
+        return Thing
+
+    yield make
+    for name in names:
+        registry.unregister(name)
+        migration.unregister_steps(name)
+
+
+def test_plan_reports_gap_branch_and_newer(layer: Any) -> None:
+    layer("t.Gap", 3)
+    migration.migration("t.Gap", from_version=1)(lambda rec: None)
+    with pytest.raises(TModelError, match="no migration step from version 2") as err:
+        migration.upgrade_plan("t.Gap", 1)
+    assert err.value.code == "MIGRATION"
+    assert any("t.Gap" in p and "gap" in p for p in migration.check_chains())
+    migration.migration("t.Gap", from_version=2)(lambda rec: None)
+    migration.migration("t.Gap", from_version=2)(lambda rec: None)
+    with pytest.raises(TModelError, match="branch"):
+        migration.upgrade_plan("t.Gap", 1)
+    assert any("t.Gap" in p and "branch" in p for p in migration.check_chains())
+    with pytest.raises(TModelError) as newer:
+        migration.upgrade_plan("t.Gap", 4)
+    assert newer.value.code == "LAYER_VERSION" and "t.Gap" in str(newer.value)
+
+
+def test_check_chains_is_clean_for_the_example_layers() -> None:
+    problems = [p for p in migration.check_chains() if p.startswith("example.")]
+    assert problems == []
+
+
+def test_a_broken_step_is_reported_as_the_step_that_broke_it(layer: Any) -> None:
+    class Cfg(BaseModel):
+        dim: int
+
+    layer("t.Broken", 2)
+    record = LayerRecord("t.Broken", 1, {"dim": 2}, {})
+
+    def bad(rec: LayerRecord) -> None:
+        rec.config["dim"] = "two"
+
+    migration.migration("t.Broken", from_version=1, config=Cfg)(bad)
+    step = migration.upgrade_plan("t.Broken", 1)[0]
+    with pytest.raises(TModelError) as err:
+        migration.apply(step, record)
+    assert (
+        err.value.code == "BAD_CONFIG" and "t.Broken v1->v2 (" in str(err.value) and "bad" in str(err.value)
+    )
+
+    def crash(rec: LayerRecord) -> None:
+        raise KeyError("x")
+
+    with pytest.raises(TModelError) as err2:
+        migration.apply(
+            migration.Step("t.Broken", 1, crash, name="crash"), LayerRecord("t.Broken", 1, {}, {})
+        )
+    assert err2.value.code == "MIGRATION" and "crash" in str(err2.value)
+
+
+def test_only_touched_tensors_are_decoded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    loaded: list[int] = []
+    real = tmodel.rewrite.materialize
+
+    def spy(reader: Any, indices: Any, device: Any) -> Any:
+        loaded.extend(indices)
+        return real(reader, indices, device)
+
+    monkeypatch.setattr(tmodel.rewrite, "materialize", spy)
+    with Reader(FIXTURES / "attention.v1.tmodel") as r:
+        names = [t.name for t in r.manifest.tensors]
+    tmodel.migrate_file(FIXTURES / "scale.v1.tmodel", tmp_path / "s.tmodel")
+    assert loaded == []  # a rename decodes nothing
+    tmodel.migrate_file(FIXTURES / "attention.v1.tmodel", tmp_path / "a.tmodel")
+    assert [names[i] for i in loaded] == ["model.qkv"]  # the split reads the fused weight only
+
+
+def test_fixtures_are_frozen() -> None:
+    sums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in FIXTURES.glob("*.tmodel")}
+    assert sums == FROZEN
