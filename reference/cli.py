@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from . import codecs
+from .cli_migrate import add_commands
 from .errors import FileAccessError, TModelError
 from .manifest import DTYPES, Manifest
 from .module_tree import architecture, render
@@ -239,7 +240,9 @@ def _convert(args: argparse.Namespace, out: TextIO) -> int:
 
 # -- entry point -----------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tmodel", description="Inspect, verify and convert .tmodel files.")
+    p = argparse.ArgumentParser(
+        prog="tmodel", description="Inspect, verify, convert and migrate .tmodel files."
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     s = sub.add_parser("inspect", help="list tensors, sizes and metadata from the manifest")
     s.add_argument("file", metavar="FILE")
@@ -253,6 +256,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("dst", metavar="DST")
     s.add_argument("--codec", choices=CODECS, default="auto", help="codec of a .tmodel destination")
     s.set_defaults(run=_convert)
+    add_commands(sub)
     return p
 
 

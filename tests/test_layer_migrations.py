@@ -28,10 +28,13 @@ sys.path.insert(0, str(ROOT))
 from examples.migrations import attention as example  # noqa: E402  (registers the example layers)
 
 FROZEN = {  # sha256 of the frozen fixtures: never regenerated
-    "attention.v1.tmodel": "081bf5b8ab1724deaddfe270e5ec48773cfd15cbcaadbaea43d5d53e5400c4bb",
-    "attention.v2.tmodel": "55455f8770df4efc8520a401bc4c832746a59fe31ad33ab8267ae69dd02ea192",
-    "running_norm.v1.tmodel": "77eff63285c52154546a21f318c0ac6a182e9e87218de53c7f3d6e1688a57302",
-    "scale.v1.tmodel": "2126266896f0d2655a876b0728858b503bb7bee1985a15f12009d3fde5fdb806",
+    "example.Attention/v1.tmodel": "081bf5b8ab1724deaddfe270e5ec48773cfd15cbcaadbaea43d5d53e5400c4bb",
+    "example.Attention/v2.tmodel": "55455f8770df4efc8520a401bc4c832746a59fe31ad33ab8267ae69dd02ea192",
+    "example.Attention/v3.tmodel": "f13b1831f181b300e523dfde87171500572968759ca72ac8686e08d18371b14d",
+    "example.RunningNorm/v1.tmodel": "77eff63285c52154546a21f318c0ac6a182e9e87218de53c7f3d6e1688a57302",
+    "example.RunningNorm/v2.tmodel": "9700d0fb8eda7184d6b0d8722da29cf50c8fc8ab8fbc2353311a5c78320e9f2f",
+    "example.Scale/v1.tmodel": "2126266896f0d2655a876b0728858b503bb7bee1985a15f12009d3fde5fdb806",
+    "example.Scale/v2.tmodel": "eef92cba401ac8aa9c947e970c3a85ce0b8cb1f5633b8b501c93d9f998df9829",
 }
 
 
@@ -41,12 +44,12 @@ def _layer(path: Path) -> tuple[str, int]:
         return rec.type, rec.version
 
 
-@pytest.mark.parametrize("name", ["attention.v1.tmodel", "attention.v2.tmodel"])
+@pytest.mark.parametrize("name", ["v1.tmodel", "v2.tmodel"])
 def test_frozen_attention_files_load_as_v3_with_identical_outputs(
     name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="tmodel"):
-        ckpt = tmodel.load(FIXTURES / name)
+        ckpt = tmodel.load(FIXTURES / "example.Attention" / name)
     model = ckpt["model"]
     assert isinstance(model, example.Attention) and model.num_heads == 2
     assert float(model.temperature) == 1.0 and model.temperature.dtype == torch.float32
@@ -57,27 +60,27 @@ def test_frozen_attention_files_load_as_v3_with_identical_outputs(
 
 
 def test_v1_weights_are_split_exactly() -> None:
-    with Reader(FIXTURES / "attention.v1.tmodel") as r:
+    with Reader(FIXTURES / "example.Attention" / "v1.tmodel") as r:
         qkv_index = r.manifest.modules[0].parameters["qkv"]
         assert qkv_index is not None
-    qkv = tmodel.open(FIXTURES / "attention.v1.tmodel").get_tensor("model.qkv")
-    model = tmodel.load(FIXTURES / "attention.v1.tmodel")["model"]
+    qkv = tmodel.open(FIXTURES / "example.Attention" / "v1.tmodel").get_tensor("model.qkv")
+    model = tmodel.load(FIXTURES / "example.Attention" / "v1.tmodel")["model"]
     assert torch.equal(torch.cat([model.q, model.k, model.v]), qkv)
 
 
 def test_buffer_added_and_parameter_renamed() -> None:
-    norm = tmodel.load(FIXTURES / "running_norm.v1.tmodel")
+    norm = tmodel.load(FIXTURES / "example.RunningNorm" / "v1.tmodel")
     assert (
         int(norm["model"].num_batches_tracked) == 0 and norm["model"].num_batches_tracked.dtype == torch.long
     )
     assert torch.equal(norm["model"](norm["input"]), norm["output"])
-    scale = tmodel.load(FIXTURES / "scale.v1.tmodel")
+    scale = tmodel.load(FIXTURES / "example.Scale" / "v1.tmodel")
     assert sorted(dict(scale["model"].named_parameters())) == ["weight"]
     assert torch.equal(scale["model"](scale["input"]), scale["output"])
 
 
 def test_rewrite_on_disk_copies_untouched_blobs_byte_for_byte(tmp_path: Path) -> None:
-    shutil.copy(FIXTURES / "scale.v1.tmodel", tmp_path / "scale.v1.tmodel")
+    shutil.copy(FIXTURES / "example.Scale" / "v1.tmodel", tmp_path / "scale.v1.tmodel")
     out = tmp_path / "scale.v2.tmodel"
     assert tmodel.rewrite.dry_run(tmp_path / "scale.v1.tmodel") == [
         "example.Scale v1 -> v2: rename_w (1 module)"
@@ -99,7 +102,7 @@ def test_rewrite_on_disk_copies_untouched_blobs_byte_for_byte(tmp_path: Path) ->
 
 def test_in_place_keeps_a_backup(tmp_path: Path) -> None:
     path = tmp_path / "a.tmodel"
-    shutil.copy(FIXTURES / "attention.v1.tmodel", path)
+    shutil.copy(FIXTURES / "example.Attention" / "v1.tmodel", path)
     before = hashlib.sha256(path.read_bytes()).hexdigest()
     tmodel.migrate_file(path, in_place=True)
     assert hashlib.sha256((tmp_path / "a.tmodel.bak").read_bytes()).hexdigest() == before
@@ -108,7 +111,7 @@ def test_in_place_keeps_a_backup(tmp_path: Path) -> None:
 
 def test_downgrade_where_steps_declare_one(tmp_path: Path) -> None:
     v3 = tmp_path / "v3.tmodel"
-    tmodel.migrate_file(FIXTURES / "attention.v1.tmodel", v3)
+    tmodel.migrate_file(FIXTURES / "example.Attention" / "v1.tmodel", v3)
     v1 = tmp_path / "back.v1.tmodel"
     tmodel.migrate_file(v3, v1, targets={"example.Attention": 1})
     with Reader(v1) as r:
@@ -116,18 +119,20 @@ def test_downgrade_where_steps_declare_one(tmp_path: Path) -> None:
         assert (rec.type, rec.version) == ("example.Attention", 1)
         assert sorted(rec.parameters) == ["proj", "qkv"] and rec.buffers == {}
         assert [k for k in rec.config] == ["dim", "n_heads"]
-    original = tmodel.open(FIXTURES / "attention.v1.tmodel").get_tensor("model.qkv")
+    original = tmodel.open(FIXTURES / "example.Attention" / "v1.tmodel").get_tensor("model.qkv")
     assert torch.equal(tmodel.open(v1).get_tensor("model.qkv"), original)
     with pytest.raises(TModelError) as err:
         tmodel.migrate_file(
-            FIXTURES / "running_norm.v1.tmodel", tmp_path / "x.tmodel", targets={"example.RunningNorm": 0}
+            FIXTURES / "example.RunningNorm" / "v1.tmodel",
+            tmp_path / "x.tmodel",
+            targets={"example.RunningNorm": 0},
         )
     assert err.value.code in ("MIGRATION", "UNSUPPORTED_VERSION", "INVALID_ARGUMENT")
 
 
 def test_a_step_without_a_downgrade_refuses(tmp_path: Path) -> None:
     v2 = tmp_path / "n2.tmodel"
-    tmodel.migrate_file(FIXTURES / "running_norm.v1.tmodel", v2)
+    tmodel.migrate_file(FIXTURES / "example.RunningNorm" / "v1.tmodel", v2)
     with pytest.raises(TModelError) as err:
         tmodel.migrate_file(v2, tmp_path / "n1.tmodel", targets={"example.RunningNorm": 1})
     assert err.value.code == "MIGRATION" and "declares no downgrade" in str(err.value)
@@ -214,14 +219,98 @@ def test_only_touched_tensors_are_decoded(monkeypatch: pytest.MonkeyPatch, tmp_p
         return real(reader, indices, device)
 
     monkeypatch.setattr(tmodel.rewrite, "materialize", spy)
-    with Reader(FIXTURES / "attention.v1.tmodel") as r:
+    with Reader(FIXTURES / "example.Attention" / "v1.tmodel") as r:
         names = [t.name for t in r.manifest.tensors]
-    tmodel.migrate_file(FIXTURES / "scale.v1.tmodel", tmp_path / "s.tmodel")
+    tmodel.migrate_file(FIXTURES / "example.Scale" / "v1.tmodel", tmp_path / "s.tmodel")
     assert loaded == []  # a rename decodes nothing
-    tmodel.migrate_file(FIXTURES / "attention.v1.tmodel", tmp_path / "a.tmodel")
+    tmodel.migrate_file(FIXTURES / "example.Attention" / "v1.tmodel", tmp_path / "a.tmodel")
     assert [names[i] for i in loaded] == ["model.qkv"]  # the split reads the fused weight only
 
 
 def test_fixtures_are_frozen() -> None:
-    sums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in FIXTURES.glob("*.tmodel")}
+    sums = {
+        p.relative_to(FIXTURES).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in FIXTURES.glob("*/*.tmodel")
+    }
     assert sums == FROZEN
+
+
+@pytest.mark.parametrize(
+    "path", sorted(FIXTURES.glob("*/*.tmodel")), ids=lambda p: f"{p.parent.name}/{p.stem}"
+)
+def test_every_frozen_fixture_loads_through_the_chain_and_round_trips(path: Path) -> None:
+    model = tmodel.load(path)["model"]
+    spec = registry.spec_for_module(model, "fixture")
+    assert spec.name == path.parent.name
+    tmodel.testing.assert_roundtrip(model)
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "tmodel.cli", *args, "--import", "examples.migrations.attention"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_cli_migrate_dry_run_rewrite_and_downgrade(tmp_path: Path) -> None:
+    v1 = FIXTURES / "example.Attention" / "v1.tmodel"
+    rc, out, err = _cli("migrate", str(v1), "--dry-run")
+    assert (rc, err) == (0, "")
+    assert out == "example.Attention v1 -> v3: split_qkv -> rename_heads_add_temperature (1 module)\n"
+    rc, out, err = _cli("migrate", str(v1), "-o", str(tmp_path / "v3.tmodel"))
+    assert rc == 0 and _layer(tmp_path / "v3.tmodel") == ("example.Attention", 3)
+    rc, out, err = _cli(
+        "migrate",
+        str(tmp_path / "v3.tmodel"),
+        "-o",
+        str(tmp_path / "v2.tmodel"),
+        "--to",
+        "example.Attention=2",
+    )
+    assert rc == 0 and _layer(tmp_path / "v2.tmodel") == ("example.Attention", 2)
+    rc, out, err = _cli(
+        "migrate",
+        str(FIXTURES / "example.RunningNorm" / "v2.tmodel"),
+        "-o",
+        str(tmp_path / "n.tmodel"),
+        "--to",
+        "example.RunningNorm=1",
+    )
+    assert (
+        rc == 1
+        and err.startswith("error[MIGRATION]: ")
+        and "declares no downgrade" in err
+        and "Traceback" not in err
+    )
+
+
+def test_cli_migration_check_history_new(tmp_path: Path) -> None:
+    rc, out, err = _cli("migration", "check", "--fixtures", str(FIXTURES))
+    assert rc == 0 and out.startswith("ok: 3 layer(s)")
+    rc, out, err = _cli("migration", "check", "--fixtures", str(tmp_path))
+    assert (
+        rc == 1
+        and err.startswith("error[MIGRATION]: 7 problem(s)")
+        and "no frozen fixture of version 1" in out
+    )
+    rc, out, err = _cli("migration", "history", "example.Attention")
+    assert out.splitlines() == [
+        "example.Attention: version 3 (examples.migrations.attention.Attention)",
+        "  v1 -> v2: split_qkv, downgrade",
+        "  v2 -> v3: rename_heads_add_temperature, downgrade",
+    ]
+    rc, out, err = _cli("migration", "new", "example.Scale", "--dir", str(tmp_path / "steps"))
+    assert rc == 0
+    step = (tmp_path / "steps" / "example_scale_v2_to_v3.py").read_text()
+    assert '@tmodel.migration("example.Scale", from_version=2, downgrade=downgrade)' in step
+    assert (tmp_path / "steps" / "test_example_scale_v2_to_v3.py").exists()
+    rc, out, err = _cli(
+        "migration", "freeze", "example.Scale", "--config", '{"dim": 3}', "--dir", str(FIXTURES)
+    )
+    assert rc == 1 and "is frozen" in err

@@ -72,6 +72,7 @@ def _save(name: str, model: nn.Module, x: torch.Tensor) -> None:
     if os.path.exists(path):
         print(f"{path} is frozen; not rewritten", file=sys.stderr)
         return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with torch.no_grad():
         y = model(x)
     tmodel.save({"model": model, "input": x, "output": y}, path)
@@ -86,11 +87,11 @@ if __name__ == "__main__":
         tmodel.register("example.Attention", version=1)(AttentionV1)
         tmodel.register("example.RunningNorm", version=1)(RunningNormV1)
         tmodel.register("example.Scale", version=1)(ScaleV1)
-        _save("attention.v1.tmodel", AttentionV1(8, 2), x)
-        _save("running_norm.v1.tmodel", RunningNormV1(8), x)
-        _save("scale.v1.tmodel", ScaleV1(8), x)
+        _save("example.Attention/v1.tmodel", AttentionV1(8, 2), x)
+        _save("example.RunningNorm/v1.tmodel", RunningNormV1(8), x)
+        _save("example.Scale/v1.tmodel", ScaleV1(8), x)
     elif sys.argv[1:] == ["v2"]:
         tmodel.register("example.Attention", version=2)(AttentionV2)
-        _save("attention.v2.tmodel", AttentionV2(8, 2), x)
+        _save("example.Attention/v2.tmodel", AttentionV2(8, 2), x)
     else:
         raise SystemExit("usage: make_fixtures.py v1|v2")
