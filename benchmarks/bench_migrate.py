@@ -1,0 +1,120 @@
+"""Benchmark: migrating a >= 1 GB archive in which one layer changes, against a full rewrite.
+
+`python benchmarks/bench_migrate.py` writes a ~1.1 GB bf16 archive with the v1 code (24 MLP blocks and one
+attention layer whose fused qkv weight is split by the v1 -> v2 step), then, with the v2 code, times
+`tmodel.migrate_file` (untouched blobs copied byte for byte) against a full rewrite (`tmodel.load` of the
+file, which upgrades in memory, then `tmodel.save`). Medians of --repeat runs, warm page cache, os.sync()
+before each timed run. Prints the ratio and a pass/fail mark for the target (migrate <= 0.1 x rewrite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+from torch import nn
+
+import tmodel
+
+DIM, HIDDEN, BLOCKS = 2048, 8192, 16
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.up = nn.Parameter(torch.empty(hidden, dim, dtype=torch.bfloat16).normal_(0, 0.02))
+        self.down = nn.Parameter(torch.empty(dim, hidden, dtype=torch.bfloat16).normal_(0, 0.02))
+
+
+class AttnV1(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.qkv = nn.Parameter(torch.empty(3 * dim, dim, dtype=torch.bfloat16).normal_(0, 0.02))
+
+
+class AttnV2(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        for name in "qkv":
+            setattr(self, name, nn.Parameter(torch.empty(dim, dim, dtype=torch.bfloat16)))
+
+
+def register(version: int) -> None:
+    tmodel.register("bench.Block", version=1)(Block)
+    if version == 1:
+        tmodel.register("bench.Attn", version=1)(AttnV1)
+    else:
+        tmodel.register("bench.Attn", version=2)(AttnV2)
+
+        @tmodel.migration("bench.Attn", from_version=1)
+        def split_qkv(rec: tmodel.nn.migration.LayerRecord) -> None:  # type: ignore[name-defined]
+            dim = rec.config["dim"]
+            rec.split("qkv", {"q": dim, "k": dim, "v": dim})
+
+
+def write_v1(path: str) -> None:
+    register(1)
+    torch.manual_seed(0)
+    model = nn.Sequential(*[Block(DIM, HIDDEN) for _ in range(BLOCKS)], AttnV1(DIM))
+    tmodel.save(model, path)
+
+
+def timed(fn: object) -> float:
+    os.sync()
+    t0 = time.perf_counter()
+    fn()  # type: ignore[operator]
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--write-v1", metavar="PATH", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.write_v1:
+        write_v1(args.write_v1)
+        return
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        src = os.path.join(tmp, "v1.tmodel")
+        subprocess.run([sys.executable, __file__, "--write-v1", src], check=True)
+        size = os.path.getsize(src)
+        register(2)
+        import tmodel.nn.migration
+
+        out = os.path.join(tmp, "out.tmodel")
+
+        def migrate() -> None:
+            tmodel.migrate_file(src, out)
+
+        def rewrite() -> None:
+            model = tmodel.load(src)
+            tmodel.save(model, out)
+
+        migrate()  # warm-up, unmeasured
+        rewrite()
+        m = [timed(migrate) for _ in range(args.repeat)]
+        r = [timed(rewrite) for _ in range(args.repeat)]
+        with tmodel.open(out) as f:
+            names = [t.name for t in f.manifest.tensors]
+        assert "16.q" in names and "16.qkv" not in names, names[-4:]
+    mm, rr = statistics.median(m), statistics.median(r)
+    ratio = mm / rr
+    print(f"archive: {size / 1e9:.2f} GB ({BLOCKS} blocks of bf16 MLP weights + one attention layer, v1)")
+    print("| operation | median s | runs |")
+    print("|---|---:|---|")
+    for label, med, runs in (
+        ("tmodel migrate (one layer v1->v2, other blobs copied)", mm, m),
+        ("full rewrite (tmodel.load + tmodel.save)", rr, r),
+    ):
+        print(f"| {label} | {med:.3f} | {', '.join(f'{x:.3f}' for x in runs)} |")
+    print(f"migrate / rewrite = {ratio:.3f} (target <= 0.1): {'PASS' if ratio <= 0.1 else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()
