@@ -314,3 +314,49 @@ def test_cli_migration_check_history_new(tmp_path: Path) -> None:
         "migration", "freeze", "example.Scale", "--config", '{"dim": 3}', "--dir", str(FIXTURES)
     )
     assert rc == 1 and "is frozen" in err
+
+
+@pytest.mark.parametrize(
+    ("steps", "word"),
+    [
+        ("migration('t.Chain', from_version=1)(lambda rec: None)", "gap"),
+        (
+            "migration('t.Chain', from_version=1)(lambda rec: None)\n"
+            "migration('t.Chain', from_version=2)(lambda rec: None)\n"
+            "migration('t.Chain', from_version=2)(lambda rec: None)",
+            "branch",
+        ),
+    ],
+)
+def test_cli_migration_check_fails_on_a_gap_and_on_a_branch(tmp_path: Path, steps: str, word: str) -> None:
+    import os
+    import subprocess
+
+    (tmp_path / "chainmod.py").write_text(
+        "import torch\nfrom torch import nn\nimport tmodel\nfrom tmodel.nn.migration import migration\n\n"
+        "@tmodel.register('t.Chain', version=3)\nclass Chain(nn.Module):\n"
+        "    def __init__(self, dim: int = 2):\n        super().__init__()\n"
+        "        self.w = nn.Parameter(torch.ones(dim))\n\n" + steps + "\n"
+    )
+    for v in (1, 2, 3):
+        (tmp_path / "fx" / "t.Chain").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fx" / "t.Chain" / f"v{v}.tmodel").write_bytes(b"")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tmodel.cli",
+            "migration",
+            "check",
+            "--fixtures",
+            str(tmp_path / "fx"),
+            "--import",
+            "chainmod",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error[MIGRATION]: ") and "Traceback" not in proc.stderr
+    assert any(line.startswith("problem: t.Chain") and word in line for line in proc.stdout.splitlines())
