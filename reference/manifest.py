@@ -27,7 +27,7 @@ from .errors import (
     UnknownFeature,
     UnsupportedVersion,
 )
-from .limits import Limits
+from .limits import DEFAULT_LIMITS, Limits
 
 SCHEMA_VERSION = 2
 KNOWN_FEATURES: frozenset[str] = frozenset()
@@ -202,6 +202,21 @@ def check_name(name: str, limits: Limits) -> None:
         raise BadName(f"invalid tensor name {name!r}")
     if len(name.encode("utf-8", "surrogatepass")) > limits.max_name_bytes:
         raise BadName(f"tensor name of more than {limits.max_name_bytes} bytes")
+
+
+def unique_name(candidate: str, index: int, taken: set[str]) -> str:
+    """A tensor's name: `candidate` (its key path) when valid and free, else `tensor.<index>`; added to
+    `taken`. Used wherever tensors are named, so saves and migrations name alike (SPEC.md §5.6)."""
+    try:
+        check_name(candidate, DEFAULT_LIMITS)
+        ok = candidate not in taken
+    except BadName:
+        ok = False
+    name = candidate if ok else f"tensor.{index}"
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
 
 
 def check_metadata(metadata: Any, max_depth: int = 64) -> dict[str, Any]:

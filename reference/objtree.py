@@ -15,14 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import BadName, ManifestSchemaError, UnsupportedType
-from .limits import DEFAULT_LIMITS
-from .manifest import DictNode, DtypeNode, ListNode, ModuleRef, Node, TensorRef, TupleNode, check_name
+from .errors import ManifestSchemaError, UnsupportedType
+from .manifest import DictNode, DtypeNode, ListNode, ModuleRef, Node, TensorRef, TupleNode, unique_name
 from .nn import builtins as _builtins  # noqa: F401  (registers torch.nn's layers)
 from .nn.records import ModuleBuilder, ModuleWriter
-from .tensors import DTYPE_NAMES, TORCH_DTYPES, check_tensor
+from .tensors import TORCH_DTYPES, check_tensor
+from .values import NOT_PLAIN, plain_node
 
-INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1
 MAX_DEPTH = 40  # Python nesting levels; each takes up to three msgpack levels of the 128 allowed
 ROOT = "checkpoint"
 
@@ -41,7 +40,7 @@ class Flattened:
         """Append a tensor named after its key path; returns its index."""
         check_tensor(t, path)
         self.tensors.append(t)
-        self.names.append(_name(keys, len(self.names), self.taken))
+        self.names.append(unique_name(".".join(keys), len(self.names), self.taken))
         return len(self.tensors) - 1
 
     def records(self) -> list[dict[str, Any]]:
@@ -65,24 +64,11 @@ def flatten(obj: Any) -> Flattened:
 def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise UnsupportedType(f"{path}: nested deeper than {MAX_DEPTH} levels")
-    if type(obj) is str:
-        try:
-            obj.encode("utf-8")
-        except UnicodeEncodeError:
-            raise UnsupportedType(f"{path}: string is not valid Unicode (a lone surrogate)") from None
-        return obj
-    if obj is None or type(obj) in (bool, bytes, float):
-        return obj
-    if type(obj) is int:
-        if not INT_MIN <= obj <= INT_MAX:
-            raise UnsupportedType(f"{path}: integer {obj} does not fit in 64 bits")
-        return obj
+    node = plain_node(obj, path, UnsupportedType)
+    if node is not NOT_PLAIN:
+        return node
     if isinstance(obj, torch.Tensor):
         return {"tensor": out.add_tensor(obj, keys, path)}
-    if isinstance(obj, torch.dtype):
-        if obj not in DTYPE_NAMES:
-            raise UnsupportedType(f"{path}: dtype {obj} is not in the format's dtype table")
-        return {"dtype": DTYPE_NAMES[obj]}
     if isinstance(obj, nn.Module):
         assert out.modules is not None
         return {"module": out.modules.add(obj, keys, path)}
@@ -109,21 +95,6 @@ def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: 
             f"{path}: unsupported type {type(obj).__name__} (a subclass of {type(obj).__mro__[1].__name__})"
         )
     raise UnsupportedType(f"{path}: unsupported type {type(obj).__name__}")
-
-
-def _name(keys: tuple[str, ...], index: int, taken: set[str]) -> str:
-    candidate = ".".join(keys)
-    try:
-        check_name(candidate, DEFAULT_LIMITS)
-        ok = candidate not in taken
-    except BadName:
-        ok = False
-    if not ok:
-        candidate = f"tensor.{index}"
-        while candidate in taken:
-            candidate += "_"
-    taken.add(candidate)
-    return candidate
 
 
 def rebuild(root: Node, tensors: Sequence[torch.Tensor], modules: ModuleBuilder) -> Any:

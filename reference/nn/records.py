@@ -19,12 +19,12 @@ from torch import nn
 from ..errors import BadConfig, LayerVersionError, LimitExceeded, StateMismatch
 from ..limits import Limits
 from ..manifest import DictNode, DtypeNode, ListNode, Manifest, ModuleRecord, ModuleRef, TensorRef, TupleNode
-from ..tensors import DTYPE_NAMES, TORCH_DTYPES
+from ..tensors import TORCH_DTYPES
+from ..values import NOT_PLAIN, plain_node
 from .registry import spec_for_module, spec_for_name
 
 #: Adds a tensor to the file under a key path and returns its index.
 Sink = Callable[[torch.Tensor, tuple[str, ...], str], int]
-_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1
 
 
 class ModuleWriter:
@@ -82,22 +82,9 @@ class ModuleWriter:
 
     def _value(self, v: Any, keys: tuple[str, ...], path: str) -> Any:
         """A config value as a manifest node: data only (SPEC.md §5.7)."""
-        if v is None or type(v) in (bool, float, bytes):
-            return v
-        if type(v) is str:
-            try:
-                v.encode("utf-8")
-            except UnicodeEncodeError:
-                raise BadConfig(f"{path}: string is not valid Unicode") from None
-            return v
-        if type(v) is int:
-            if not _INT_MIN <= v <= _INT_MAX:
-                raise BadConfig(f"{path}: integer {v} does not fit in 64 bits")
-            return v
-        if isinstance(v, torch.dtype):
-            if v not in DTYPE_NAMES:
-                raise BadConfig(f"{path}: dtype {v} is not in the format's dtype table")
-            return {"dtype": DTYPE_NAMES[v]}
+        node = plain_node(v, path, BadConfig)
+        if node is not NOT_PLAIN:
+            return node
         if isinstance(v, nn.Module):
             return {"module": self.add(v, keys, path)}
         if isinstance(v, list):

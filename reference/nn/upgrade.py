@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 
-from ..errors import BadName, MigrationError
-from ..limits import DEFAULT_LIMITS
-from ..manifest import DictNode, DtypeNode, ListNode, Manifest, ModuleRef, TensorRef, TupleNode, check_name
+from ..errors import MigrationError
+from ..manifest import DictNode, DtypeNode, ListNode, Manifest, ModuleRef, TensorRef, TupleNode, unique_name
 from ..module_tree import roots
-from ..tensors import DTYPE_NAMES, TORCH_DTYPES
+from ..tensors import TORCH_DTYPES
+from ..values import NOT_PLAIN, plain_node
 from .migration import LayerRecord, Slot, Step, apply, plan, upgrade_plan
 from .registry import is_registered_name
 
@@ -122,7 +122,7 @@ def migrate(m: Manifest, load: Load, targets: dict[str, int] | None = None) -> U
     root = _remap_root(root, remap)
     for old in wanted:
         taken.discard(m.tensors[old].name)
-    renamed = {old: _new_name(name, old, taken) for old, name in wanted.items()}
+    renamed = {old: unique_name(name, old, taken) for old, name in wanted.items()}
     return Upgraded(records, root, kept, new, describe(m, per_record), renamed)
 
 
@@ -149,7 +149,9 @@ def _record_out(
         if slot.touched:
             assert slot.tensor is not None
             index = n_old + len(new)
-            new.append(NewTensor(_new_name(prefix + name, n_old + len(new), taken), slot.tensor.contiguous()))
+            new.append(
+                NewTensor(unique_name(prefix + name, n_old + len(new), taken), slot.tensor.contiguous())
+            )
         else:
             assert slot.source is not None
             index = slot.source
@@ -162,19 +164,6 @@ def _record_out(
     wire["parameters"] = params
     wire["buffers"] = buffers
     return wire
-
-
-def _new_name(candidate: str, index: int, taken: set[str]) -> str:
-    try:
-        check_name(candidate, DEFAULT_LIMITS)
-        ok = candidate not in taken
-    except BadName:
-        ok = False
-    name = candidate if ok else f"tensor.{index}"
-    while name in taken:
-        name += "_"
-    taken.add(name)
-    return name
 
 
 def _prefixes(m: Manifest) -> dict[int, str]:
@@ -211,19 +200,16 @@ def _value_in(node: Any) -> Any:
 def _config_out(v: Any) -> Any:
     if isinstance(v, ModuleRef):
         return {"module": v.module}
-    if isinstance(v, torch.dtype):
-        if v not in DTYPE_NAMES:
-            raise MigrationError(f"dtype {v} is not in the format's dtype table")
-        return {"dtype": DTYPE_NAMES[v]}
     if isinstance(v, list):
         return {"list": [_config_out(x) for x in v]}
     if isinstance(v, tuple):
         return {"tuple": [_config_out(x) for x in v]}
     if isinstance(v, dict):
         return {"dict": [[k, _config_out(x)] for k, x in v.items()]}
-    if v is None or type(v) in (bool, int, float, str, bytes):
-        return v
-    raise MigrationError(f"a step left a config value of type {type(v).__name__}, which is not data")
+    node = plain_node(v, "a migrated config", MigrationError)
+    if node is NOT_PLAIN:
+        raise MigrationError(f"a step left a config value of type {type(v).__name__}, which is not data")
+    return node
 
 
 def _wire(node: Any) -> Any:
