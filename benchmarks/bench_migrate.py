@@ -22,7 +22,7 @@ from torch import nn
 
 import tmodel
 
-DIM, HIDDEN, BLOCKS = 2048, 8192, 16
+DIM, HIDDEN, BLOCKS = 2048, 8192, 24
 
 
 class Block(nn.Module):
@@ -102,7 +102,7 @@ def main() -> None:
         r = [timed(rewrite) for _ in range(args.repeat)]
         with tmodel.open(out) as f:
             names = [t.name for t in f.manifest.tensors]
-        assert "16.q" in names and "16.qkv" not in names, names[-4:]
+        assert f"{BLOCKS}.q" in names and f"{BLOCKS}.qkv" not in names, names[-4:]
     mm, rr = statistics.median(m), statistics.median(r)
     ratio = mm / rr
     print(f"archive: {size / 1e9:.2f} GB ({BLOCKS} blocks of bf16 MLP weights + one attention layer, v1)")

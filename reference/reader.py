@@ -168,14 +168,12 @@ class Reader:
             pos += n
         codecs.decode_chunk(b.codec, b.width, segments, out, self.limits.max_window_size, self._merge)
 
-    def stored_chunk(self, blob: int, j: int) -> bytes:
-        """Chunk j of a blob as stored, its digest checked: for copying it into another file unchanged."""
-        b = self.manifest.blobs[blob]
-        chunk = b.chunks[j]
-        data = pread_exact(self._fd, sum(chunk.segments), self._chunk_starts(blob)[j])
-        if digests.digest_function(self.manifest.checksum)(data) != chunk.digest:
-            raise ChecksumMismatch(f"blob {blob} chunk {j}: checksum mismatch")
-        return data
+    @property
+    def fd(self) -> int:
+        """The descriptor the file was opened with (for copying stored bytes into another file)."""
+        if self._fd < 0:
+            raise InvalidArgument("the file is closed")
+        return self._fd
 
     def _check_padding(self, blob: int) -> None:
         b = self.manifest.blobs[blob]

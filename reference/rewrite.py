@@ -87,13 +87,9 @@ def _write(reader: Reader, m: Manifest, up: Upgraded, out: str, progress: Progre
 
 def _stored(reader: Reader, m: Manifest, b: int) -> StoredBlob:
     blob = m.blobs[b]
+    chunks = [(c.digest, list(c.segments)) for c in blob.chunks]
     return StoredBlob(
-        blob.codec,
-        blob.width,
-        blob.nbytes,
-        blob.chunk_size,
-        [(c.digest, list(c.segments)) for c in blob.chunks],
-        lambda j: reader.stored_chunk(b, j),
+        blob.codec, blob.width, blob.nbytes, blob.chunk_size, chunks, reader.fd, blob.offset, blob.length
     )
 
 
