@@ -17,6 +17,7 @@ install: $(VENV)/.deps
 
 demo: install
 	$(PY) examples/end_to_end.py
+	$(VENV)/bin/tmodel conformance run
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from . import codecs
 from .cli_migrate import add_commands
-from .errors import FileAccessError, TModelError
+from .errors import ConformanceFailure, FileAccessError, TModelError
 from .manifest import DTYPES, Manifest
 from .module_tree import architecture, render
 from .reader import Reader
@@ -238,6 +238,30 @@ def _convert(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _conformance(args: argparse.Namespace, out: TextIO) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from .conformance import runner  # the suite, its cases and the reference adapter
+
+    known: set[str] = set()
+    if args.known_failures:
+        with open(args.known_failures) as f:
+            known = {line.split("#")[0].strip() for line in f if line.split("#")[0].strip()}
+    tiers = tuple(t.strip().upper() for t in args.tier.split(","))
+    with tempfile.TemporaryDirectory() as tmp:
+        impl = args.impl or runner.DEFAULT_IMPL
+        report = runner.run(impl, tiers, known, args.timeout, args.memory, write_dir=Path(tmp))
+    for line in runner.summary(report):
+        out.write(line + "\n")
+    if args.junit:
+        runner.junit(report, Path(args.junit))
+    failed = len(report.failed) + len(report.problems)
+    if failed:
+        raise ConformanceFailure(f"{failed} of {len(report.results)} conformance checks failed")
+    return 0
+
+
 # -- entry point -----------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -256,6 +280,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("dst", metavar="DST")
     s.add_argument("--codec", choices=CODECS, default="auto", help="codec of a .tmodel destination")
     s.set_defaults(run=_convert)
+    s = sub.add_parser("conformance", help="run the conformance suite against an implementation")
+    csub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = csub.add_parser("run", help="drive an implementation over conformance/PROTOCOL.md through every case")
+    c.add_argument("--impl", default=None, help="the implementation's command (default: the reference)")
+    c.add_argument("--tier", default="MUST,SHOULD,MAY", help="comma-separated tiers to run")
+    c.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    c.add_argument("--known-failures", metavar="FILE", help="case ids expected to fail, one per line")
+    c.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    c.add_argument("--memory", type=int, default=4 << 30, help="address-space limit of the implementation")
+    c.set_defaults(run=_conformance)
     add_commands(sub)
     return p
 

@@ -126,6 +126,10 @@ class InvalidArgument(TModelError):
     code, phase = "INVALID_ARGUMENT", "usage"
 
 
+class ConformanceFailure(TModelError):
+    code, phase = "CONFORMANCE_FAILED", "usage"
+
+
 class FileAccessError(TModelError):
     code, phase = "IO_ERROR", "io"
 
@@ -160,6 +164,7 @@ ALL_ERRORS: tuple[type[TModelError], ...] = (
     UnsupportedType,
     NotFound,
     InvalidArgument,
+    ConformanceFailure,
     FileAccessError,
     NotRegularFile,
 )

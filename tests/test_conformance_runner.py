@@ -1,0 +1,88 @@
+"""The conformance runner: the reference passes; broken, crashing and hanging implementations fail the
+cases they should, within the time limit; known failures that start passing fail the run."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tmodel import cli
+from tmodel.conformance import runner
+
+
+def _impl(tmp_path: Path, body: str) -> str:
+    script = tmp_path / "impl.py"
+    script.write_text(textwrap.dedent(body))
+    return f"{sys.executable} {script}"
+
+
+HEAD = """
+import json, sys, time
+for line in sys.stdin:
+    req = json.loads(line)
+    op = req["op"]
+    if op == "hello":
+        hello = {"ok": True, "name": "x", "version": "0", "capabilities": ["read"], "schema_versions": [1]}
+        print(json.dumps(hello), flush=True)
+        continue
+    if op == "bye":
+        print(json.dumps({"ok": True}), flush=True)
+        break
+"""
+
+
+def test_the_reference_passes_every_case(tmp_path: Path) -> None:
+    report = runner.run(write_dir=tmp_path)
+    assert report.results and report.failed == [] and report.problems == []
+    assert {r.case.category for r in report.results} >= {"golden"}
+    assert any(r.case.id.endswith("#write") for r in report.results) or not any(
+        c.category != "golden" and "description" in c.expect for c in runner.collect()
+    )
+
+
+def test_wrong_answers_crashes_and_hangs_fail(tmp_path: Path) -> None:
+    wrong = _impl(tmp_path, HEAD + '    print(json.dumps({"ok": False, "error": "BAD_MAGIC"}), flush=True)\n')
+    report = runner.run(wrong, timeout=5)
+    assert len(report.failed) == len([r for r in report.results if "description" in r.case.expect])
+    crash = _impl(tmp_path, HEAD + "    sys.exit(3)\n")
+    report = runner.run(crash, timeout=5)
+    assert report.failed and all("crash or timeout" in r.detail for r in report.failed)
+    hang = _impl(tmp_path, HEAD + "    time.sleep(60)\n")
+    t0 = time.monotonic()
+    report = runner.run(hang, tiers=("MUST",), timeout=0.5)
+    assert all(not r.ok and "no answer within 0.5 s" in r.detail for r in report.results)
+    assert time.monotonic() - t0 < 0.5 * len(report.results) + 30
+
+
+def test_memory_limit_applies(tmp_path: Path) -> None:
+    greedy = _impl(
+        tmp_path,
+        HEAD
+        + "    x = bytearray(3 << 30)\n    print(json.dumps({'ok': True, 'description': {}}), flush=True)\n",
+    )
+    report = runner.run(greedy, tiers=("MUST",), memory=1 << 30, timeout=20)
+    assert report.results and all(not r.ok for r in report.results)
+
+
+def test_known_failures(tmp_path: Path) -> None:
+    case = runner.collect()[0].id
+    report = runner.run(known_failures={case})
+    assert report.problems == [f"known failure now passes, remove it from the list: {case}"]
+
+
+def test_cli_run_junit_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junit = tmp_path / "j.xml"
+    assert cli.main(["conformance", "run", "--junit", str(junit)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1].startswith("conformance: ") and out.splitlines()[-1].endswith(" 0 failed")
+    suite = ET.parse(junit).getroot()
+    assert suite.tag == "testsuite" and suite.get("failures") == "0" and int(suite.get("tests", "0")) >= 7
+    wrong = _impl(tmp_path, HEAD + '    print(json.dumps({"ok": False, "error": "BAD_MAGIC"}), flush=True)\n')
+    assert cli.main(["conformance", "run", "--impl", wrong, "--tier", "MUST"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error[CONFORMANCE_FAILED]: ")
