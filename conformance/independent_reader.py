@@ -1,0 +1,861 @@
+"""An independent reader of .tmodel files, written from SPEC.md alone.
+
+It does not import the `tmodel` package, torch or pydantic: only the standard library, numpy, zstandard and
+xxhash. `read_description(path)` validates a file as SPEC.md §9 requires and returns its canonical
+description (conformance/describe.py's format); failures raise `ReaderError` with a SPEC.md §10 code.
+Run as a script, it speaks the conformance protocol (conformance/PROTOCOL.md) on stdin/stdout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import stat
+import struct
+import sys
+import traceback
+from typing import Any
+
+import numpy as np
+import xxhash
+import zstandard
+
+MAGIC = b"\x89TMODEL\n"
+END_MAGIC = b"TMODEND\n"
+CONTAINER_VERSION = 1
+SCHEMA_VERSIONS = (1, 2)
+MIB = 1 << 20
+
+MAX_MANIFEST_BYTES = 256 * MIB
+MAX_TENSORS = 1_000_000
+MAX_BLOBS = 1_000_000
+MAX_MODULES = 1_000_000
+MAX_CHUNKS = 10_000_000
+MAX_RANK = 64
+MAX_DEPTH = 128
+MAX_NAME_BYTES = 1024
+MAX_CHUNK_SIZE = 256 * MIB
+MAX_WINDOW_SIZE = 256 * MIB
+
+# name -> (itemsize, width)
+DTYPES: dict[str, tuple[int, int]] = {
+    "float64": (8, 8),
+    "float32": (4, 4),
+    "float16": (2, 2),
+    "bfloat16": (2, 2),
+    "float8_e4m3fn": (1, 1),
+    "float8_e4m3fnuz": (1, 1),
+    "float8_e5m2": (1, 1),
+    "float8_e5m2fnuz": (1, 1),
+    "complex64": (8, 4),
+    "complex128": (16, 8),
+    "bool": (1, 1),
+    "int8": (1, 1),
+    "int16": (2, 2),
+    "int32": (4, 4),
+    "int64": (8, 8),
+    "uint8": (1, 1),
+    "uint16": (2, 2),
+    "uint32": (4, 4),
+    "uint64": (8, 8),
+}
+CODECS = ("raw", "zstd", "bytegroup-zstd")
+# checksum name -> (trailer digest_id, digest length)
+CHECKSUMS = {"xxh3-64": (1, 8), "sha256": (2, 32)}
+DIGEST_IDS = {1: "xxh3-64", 2: "sha256"}
+
+MANIFEST_KEYS_V2 = (
+    "schema_version",
+    "required_features",
+    "checksum",
+    "blobs",
+    "tensors",
+    "root",
+    "metadata",
+    "extensions",
+    "modules",
+)
+MANIFEST_KEYS_V1 = MANIFEST_KEYS_V2[:-1]
+BLOB_KEYS = ("offset", "length", "nbytes", "codec", "width", "chunk_size", "chunks")
+CHUNK_KEYS = ("digest", "segments")
+TENSOR_KEYS = ("name", "dtype", "shape", "strides", "blob", "offset")
+MODULE_KEYS = ("type", "version", "config", "parameters", "buffers", "children", "training")
+PARAM_KEYS = ("tensor", "requires_grad")
+NODE_TAGS = ("list", "tuple", "dict", "tensor", "module", "dtype")
+TYPE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+HASH_PIECE = 16 * MIB
+
+
+class ReaderError(Exception):
+    """A rejected file: `code` is a SPEC.md §10 error code."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+
+
+def _fail(code: str, message: str = "") -> None:
+    raise ReaderError(code, message)
+
+
+def align(x: int) -> int:
+    return (x + 63) // 64 * 64
+
+
+# ---------------------------------------------------------------------------------------------------------
+# strict msgpack (§4)
+
+
+class _Decoder:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        if n > len(self.data) - self.pos:
+            _fail("MANIFEST_DECODE", "incomplete object")
+        b = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return b
+
+    def uint(self, n: int) -> int:
+        return int.from_bytes(self.take(n), "big")
+
+    def count(self, n: int, per_item: int) -> int:
+        if n * per_item > len(self.data) - self.pos:
+            _fail("MANIFEST_DECODE", "element count exceeds the remaining bytes")
+        return n
+
+    def obj(self, depth: int) -> Any:
+        t = self.take(1)[0]
+        if t <= 0x7F:
+            return t
+        if t >= 0xE0:
+            return t - 0x100
+        if 0x80 <= t <= 0x8F:
+            return self.map(t & 0x0F, depth)
+        if 0x90 <= t <= 0x9F:
+            return self.array(t & 0x0F, depth)
+        if 0xA0 <= t <= 0xBF:
+            return self.str(t & 0x1F)
+        if t == 0xC0:
+            return None
+        if t == 0xC2:
+            return False
+        if t == 0xC3:
+            return True
+        if t in (0xC4, 0xC5, 0xC6):
+            return bytes(self.take(self.uint(1 << (t - 0xC4))))
+        if t == 0xCA:
+            return struct.unpack(">f", self.take(4))[0]
+        if t == 0xCB:
+            return struct.unpack(">d", self.take(8))[0]
+        if 0xCC <= t <= 0xCF:
+            return self.uint(1 << (t - 0xCC))
+        if 0xD0 <= t <= 0xD3:
+            n = 1 << (t - 0xD0)
+            return int.from_bytes(self.take(n), "big", signed=True)
+        if t in (0xD9, 0xDA, 0xDB):
+            return self.str(self.uint(1 << (t - 0xD9)))
+        if t in (0xDC, 0xDD):
+            return self.array(self.uint(2 if t == 0xDC else 4), depth)
+        if t in (0xDE, 0xDF):
+            return self.map(self.uint(2 if t == 0xDE else 4), depth)
+        if t in (0xC7, 0xC8, 0xC9) or 0xD4 <= t <= 0xD8:
+            _fail("MANIFEST_DECODE", "extension type")
+        _fail("MANIFEST_DECODE", f"invalid type byte 0x{t:02x}")
+
+    def str(self, n: int) -> str:
+        raw = self.take(n)
+        try:
+            return raw.decode("utf-8", "strict")
+        except UnicodeDecodeError:
+            _fail("MANIFEST_DECODE", "str is not valid UTF-8")
+        raise AssertionError
+
+    def array(self, n: int, depth: int) -> list[Any]:
+        if depth + 1 > MAX_DEPTH:
+            _fail("LIMIT_EXCEEDED", "manifest nesting deeper than max_depth")
+        self.count(n, 1)
+        return [self.obj(depth + 1) for _ in range(n)]
+
+    def map(self, n: int, depth: int) -> dict[str, Any]:
+        if depth + 1 > MAX_DEPTH:
+            _fail("LIMIT_EXCEEDED", "manifest nesting deeper than max_depth")
+        self.count(n, 2)
+        out: dict[str, Any] = {}
+        for _ in range(n):
+            k = self.obj(depth + 1)
+            if type(k) is not str:
+                _fail("MANIFEST_DECODE", "map key is not a str")
+            if k in out:
+                _fail("MANIFEST_DECODE", f"duplicate map key {k!r}")
+            out[k] = self.obj(depth + 1)
+        return out
+
+
+def decode_msgpack(data: bytes) -> Any:
+    d = _Decoder(data)
+    obj = d.obj(0)
+    if d.pos != len(data):
+        _fail("MANIFEST_DECODE", "bytes left after the manifest object")
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------------------
+# schema helpers
+
+
+def _is_int(x: Any) -> bool:
+    return type(x) is int
+
+
+def _schema(ok: bool, what: str) -> None:
+    if not ok:
+        _fail("MANIFEST_SCHEMA", what)
+
+
+def _record(x: Any, keys: tuple[str, ...], what: str) -> dict[str, Any]:
+    _schema(type(x) is dict, f"{what} is not a map")
+    if set(x) != set(keys):
+        _fail("MANIFEST_SCHEMA", f"{what} keys {sorted(x)} != {sorted(keys)}")
+    return x
+
+
+def _int_list(x: Any, what: str) -> list[int]:
+    _schema(type(x) is list and all(_is_int(v) for v in x), f"{what} is not an array of int")
+    return x
+
+
+def check_name(name: str, what: str = "tensor name") -> None:
+    b = name.encode("utf-8")
+    if not name or len(b) > MAX_NAME_BYTES:
+        _fail("BAD_NAME", f"{what} {name!r}: empty or too long")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name) or "/" in name or "\\" in name or ".." in name:
+        _fail("BAD_NAME", f"{what} {name!r}: forbidden character or '..'")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# zstd (§6.4)
+
+
+def zstd_segment(seg: bytes, expected: int) -> bytes:
+    """Decode one zstd segment whose decoded length is `expected` (stored raw when len == expected)."""
+    n = len(seg)
+    if n < 1 or n > expected:
+        _fail("BAD_TENSOR", f"segment length {n} not in 1..{expected}")
+    if n == expected:
+        return seg
+    if n < 6 or seg[:4] != b"\x28\xb5\x2f\xfd":
+        _fail("BAD_COMPRESSED_DATA", "not a Zstandard frame")
+    fhd = seg[4]
+    fcs_flag = fhd >> 6
+    single = (fhd >> 5) & 1
+    reserved = (fhd >> 3) & 1
+    did_flag = fhd & 3
+    if reserved:
+        _fail("BAD_COMPRESSED_DATA", "reserved frame header bit set")
+    pos = 5
+    window = None
+    if not single:
+        wd = seg[pos]
+        pos += 1
+        exponent, mantissa = wd >> 3, wd & 7
+        base = 1 << (10 + exponent)
+        window = base + (base // 8) * mantissa
+    did_size = (0, 1, 2, 4)[did_flag]
+    if pos + did_size > n:
+        _fail("BAD_COMPRESSED_DATA", "truncated frame header")
+    did = int.from_bytes(seg[pos : pos + did_size], "little")
+    pos += did_size
+    if did != 0:
+        _fail("BAD_COMPRESSED_DATA", "dictionary id other than 0")
+    fcs_size = (1 if single else 0, 2, 4, 8)[fcs_flag]
+    if fcs_size == 0:
+        _fail("BAD_COMPRESSED_DATA", "frame content size missing")
+    if pos + fcs_size > n:
+        _fail("BAD_COMPRESSED_DATA", "truncated frame header")
+    fcs = int.from_bytes(seg[pos : pos + fcs_size], "little")
+    if fcs_size == 2:
+        fcs += 256
+    if fcs != expected:
+        _fail("BAD_COMPRESSED_DATA", f"content size {fcs} != {expected}")
+    if window is None:
+        window = fcs
+    if window > MAX_WINDOW_SIZE:
+        _fail("BAD_COMPRESSED_DATA", "window size above max_window_size")
+    try:
+        dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW_SIZE)
+        dobj = dctx.decompressobj()
+        out = dobj.decompress(seg)
+        complete = dobj.eof
+        left = dobj.unused_data
+    except zstandard.ZstdError as e:
+        raise ReaderError("BAD_COMPRESSED_DATA", str(e)) from None
+    if not complete:
+        _fail("BAD_COMPRESSED_DATA", "incomplete frame")
+    if left:
+        _fail("BAD_COMPRESSED_DATA", "data after the frame")
+    if len(out) != expected:
+        _fail("BAD_COMPRESSED_DATA", "decoded length differs from the content size")
+    return out
+
+
+def chunk_digest(algo: str, data: bytes) -> bytes:
+    if algo == "xxh3-64":
+        return xxhash.xxh3_64_digest(data)  # canonical (big-endian) form
+    return hashlib.sha256(data).digest()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the reader
+
+
+class Reader:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.phase = "container"
+
+    # -- I/O ----------------------------------------------------------------------------------------------
+    def _pread(self, offset: int, n: int) -> bytes:
+        try:
+            b = os.pread(self.fd, n, offset)
+        except OSError as e:
+            raise ReaderError("IO_ERROR", str(e)) from None
+        if len(b) != n:
+            _fail("TRUNCATED", "short read")
+        return b
+
+    def read(self) -> dict[str, Any]:
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except OSError as e:
+            raise ReaderError("IO_ERROR", str(e)) from None
+        try:
+            st = os.fstat(self.fd)
+            if not stat.S_ISREG(st.st_mode):
+                _fail("NOT_REGULAR_FILE", self.path)
+            self.size = st.st_size
+            return self._read()
+        finally:
+            os.close(self.fd)
+
+    def _read(self) -> dict[str, Any]:
+        size = self.size
+        # §3.1 header
+        head = self._pread(0, min(size, 64))
+        if len(head) < 64 and MAGIC.startswith(head[:8]):
+            _fail("TRUNCATED", "file shorter than the header")
+        if head[:8] != MAGIC:
+            _fail("BAD_MAGIC")
+        cv, flags = struct.unpack_from("<II", head, 8)
+        if cv == 0 or cv > CONTAINER_VERSION:
+            _fail("UNSUPPORTED_VERSION", f"container version {cv}")
+        if flags != 0:
+            _fail("UNKNOWN_FEATURE", f"required flags {flags:#x}")
+        if any(head[16:64]):
+            _fail("BAD_LAYOUT", "non-zero reserved header bytes")
+        # §3.2 trailer
+        if size < 128:
+            _fail("TRUNCATED", "file shorter than 128 bytes")
+        trailer = self._pread(size - 64, 64)
+        if trailer[56:64] != END_MAGIC:
+            _fail("TRUNCATED", "no trailer")
+        m_off, m_len, digest_id = struct.unpack_from("<QQH", trailer, 0)
+        if any(trailer[18:24]):
+            _fail("BAD_LAYOUT", "non-zero reserved trailer bytes")
+        if digest_id not in DIGEST_IDS:
+            _fail("UNKNOWN_CHECKSUM", f"digest id {digest_id}")
+        algo = DIGEST_IDS[digest_id]
+        dlen = CHECKSUMS[algo][1]
+        if any(trailer[24 + dlen : 56]):
+            _fail("BAD_LAYOUT", "non-zero bytes after the manifest digest")
+        if m_len > MAX_MANIFEST_BYTES:
+            _fail("LIMIT_EXCEEDED", "manifest_length above max_manifest_bytes")
+        if m_off < 64 or m_off % 64 or m_off + m_len != size - 64:
+            _fail("BAD_LAYOUT", "manifest offset/length do not fit the file")
+        mbytes = self._pread(m_off, m_len)
+        if chunk_digest(algo, head + mbytes + trailer[:24]) != trailer[24 : 24 + dlen]:
+            _fail("CHECKSUM_MISMATCH", "manifest digest")
+        self.manifest_offset = m_off
+        # §4 msgpack
+        self.phase = "manifest"
+        m = decode_msgpack(mbytes)
+        return self._manifest(m)
+
+    # -- manifest -----------------------------------------------------------------------------------------
+    def _manifest(self, m: Any) -> dict[str, Any]:
+        _schema(type(m) is dict, "manifest is not a map")
+        if "schema_version" not in m:
+            _fail("MANIFEST_SCHEMA", "schema_version missing")
+        sv = m["schema_version"]
+        _schema(_is_int(sv), "schema_version is not an int")
+        if sv not in SCHEMA_VERSIONS:
+            _fail("UNSUPPORTED_VERSION", f"schema version {sv}")
+        if "required_features" in m:
+            rf = m["required_features"]
+            _schema(type(rf) is list and all(type(x) is str for x in rf), "required_features")
+            if rf:
+                _fail("UNKNOWN_FEATURE", f"required features {rf}")
+        _record(m, MANIFEST_KEYS_V1 if sv == 1 else MANIFEST_KEYS_V2, "manifest")
+        if sv == 1:  # §12 v1_to_v2
+            m = dict(m, modules=[])
+        self.sv = sv
+        self.m = m
+        self._schema_top()
+        self._blobs()
+        self._tensors()
+        self._tree()
+        self._modules()
+        self.phase = "data"
+        data = self._data()
+        return self._describe(data)
+
+    def _schema_top(self) -> None:
+        m = self.m
+        _schema(type(m["checksum"]) is str, "checksum is not a string")
+        for key, limit in (("blobs", MAX_BLOBS), ("tensors", MAX_TENSORS), ("modules", MAX_MODULES)):
+            _schema(type(m[key]) is list, f"{key} is not an array")
+            if len(m[key]) > limit:
+                _fail("LIMIT_EXCEEDED", f"too many {key}")
+        _schema(type(m["metadata"]) is dict, "metadata is not a map")
+        _schema(type(m["extensions"]) is dict, "extensions is not a map")
+        # metadata / extension values: any strictly decoded msgpack object with str keys is a Value.
+        nchunks = 0
+        for i, b in enumerate(m["blobs"]):
+            _record(b, BLOB_KEYS, f"blob {i}")
+            for k in ("offset", "length", "nbytes", "width", "chunk_size"):
+                _schema(_is_int(b[k]), f"blob {i}.{k} is not an int")
+            _schema(type(b["codec"]) is str, f"blob {i}.codec is not a string")
+            _schema(type(b["chunks"]) is list, f"blob {i}.chunks is not an array")
+            nchunks += len(b["chunks"])
+            if nchunks > MAX_CHUNKS:
+                _fail("LIMIT_EXCEEDED", "too many chunks")
+            for j, c in enumerate(b["chunks"]):
+                _record(c, CHUNK_KEYS, f"blob {i} chunk {j}")
+                _schema(type(c["digest"]) is bytes, f"blob {i} chunk {j} digest is not bytes")
+                _int_list(c["segments"], f"blob {i} chunk {j} segments")
+        for i, t in enumerate(m["tensors"]):
+            _record(t, TENSOR_KEYS, f"tensor {i}")
+            _schema(type(t["name"]) is str, f"tensor {i} name is not a string")
+            _schema(type(t["dtype"]) is str, f"tensor {i} dtype is not a string")
+            _int_list(t["shape"], f"tensor {i} shape")
+            _int_list(t["strides"], f"tensor {i} strides")
+            _schema(t["blob"] is None or _is_int(t["blob"]), f"tensor {i} blob is not int or nil")
+            _schema(_is_int(t["offset"]), f"tensor {i} offset is not an int")
+        for i, r in enumerate(m["modules"]):
+            _record(r, MODULE_KEYS, f"module {i}")
+            _schema(type(r["type"]) is str, f"module {i} type is not a string")
+            _schema(_is_int(r["version"]) and r["version"] >= 1, f"module {i} version is not an int >= 1")
+            _schema(type(r["config"]) is dict, f"module {i} config is not a map")
+            _schema(type(r["parameters"]) is dict, f"module {i} parameters is not a map")
+            for k, p in r["parameters"].items():
+                if p is not None:
+                    _record(p, PARAM_KEYS, f"module {i} parameter {k}")
+                    _schema(_is_int(p["tensor"]), f"module {i} parameter {k} tensor is not an int")
+                    _schema(type(p["requires_grad"]) is bool, f"module {i} parameter {k} requires_grad")
+            for key in ("buffers", "children"):
+                _schema(type(r[key]) is dict, f"module {i} {key} is not a map")
+                for k, v in r[key].items():
+                    _schema(v is None or _is_int(v), f"module {i} {key}.{k} is not int or nil")
+            _schema(type(r["training"]) is bool, f"module {i} training is not a bool")
+
+    def _blobs(self) -> None:
+        m = self.m
+        if m["checksum"] not in CHECKSUMS:
+            _fail("UNKNOWN_CHECKSUM", m["checksum"])
+        self.algo = m["checksum"]
+        dlen = CHECKSUMS[self.algo][1]
+        expect = 64
+        total = 0
+        for i, b in enumerate(m["blobs"]):
+            if b["codec"] not in CODECS:
+                _fail("UNKNOWN_CODEC", b["codec"])
+            if b["offset"] != expect:
+                _fail("BAD_LAYOUT", f"blob {i} offset {b['offset']} != {expect}")
+            w, nb, cs = b["width"], b["nbytes"], b["chunk_size"]
+            if not 1 <= w <= 16 or (w != 1 and b["codec"] != "bytegroup-zstd"):
+                _fail("BAD_TENSOR", f"blob {i} width {w}")
+            if nb < 1 or nb % w:
+                _fail("BAD_TENSOR", f"blob {i} nbytes {nb}")
+            if cs < 1 or cs % w:
+                _fail("BAD_TENSOR", f"blob {i} chunk_size {cs}")
+            if cs > MAX_CHUNK_SIZE:
+                _fail("LIMIT_EXCEEDED", f"blob {i} chunk_size above max_chunk_size")
+            if len(b["chunks"]) != -(-nb // cs):
+                _fail("BAD_TENSOR", f"blob {i} has {len(b['chunks'])} chunks")
+            stored = 0
+            for j, c in enumerate(b["chunks"]):
+                raw_len = min((j + 1) * cs, nb) - j * cs
+                segs = c["segments"]
+                if len(c["digest"]) != dlen:
+                    _fail("BAD_TENSOR", f"blob {i} chunk {j} digest length")
+                if b["codec"] == "raw":
+                    if segs != [raw_len]:
+                        _fail("BAD_TENSOR", f"blob {i} chunk {j} raw segments {segs}")
+                elif b["codec"] == "zstd":
+                    if len(segs) != 1 or not 1 <= segs[0] <= raw_len:
+                        _fail("BAD_TENSOR", f"blob {i} chunk {j} zstd segments {segs}")
+                else:
+                    plane = raw_len // w
+                    if len(segs) != w or not all(1 <= s <= plane for s in segs):
+                        _fail("BAD_TENSOR", f"blob {i} chunk {j} bytegroup segments {segs}")
+                stored += sum(segs)
+            if b["length"] != stored:
+                _fail("BAD_TENSOR", f"blob {i} length {b['length']} != segment total {stored}")
+            total += nb
+            expect = align(b["offset"] + b["length"])
+        if self.manifest_offset != expect:
+            _fail("BAD_LAYOUT", f"manifest offset {self.manifest_offset} != {expect}")
+        if total > min(1 << 50, 1024 * self.size + 64 * MIB):
+            _fail("LIMIT_EXCEEDED", "decoded size limit")
+
+    def _tensors(self) -> None:
+        m = self.m
+        names: set[str] = set()
+        used: set[int] = set()
+        for t in m["tensors"]:
+            name = t["name"]
+            check_name(name)
+            if name in names:
+                _fail("BAD_NAME", f"duplicate tensor name {name!r}")
+            names.add(name)
+            if t["dtype"] not in DTYPES:
+                _fail("UNKNOWN_DTYPE", t["dtype"])
+            itemsize = DTYPES[t["dtype"]][0]
+            shape, strides = t["shape"], t["strides"]
+            if len(shape) > MAX_RANK:
+                _fail("LIMIT_EXCEEDED", f"tensor {name} rank {len(shape)}")
+            if len(strides) != len(shape) or any(s < 0 for s in strides) or any(s < 0 for s in shape):
+                _fail("BAD_TENSOR", f"tensor {name} shape/strides")
+            numel = math.prod(shape)
+            if numel * itemsize > (1 << 63) - 1:
+                _fail("BAD_TENSOR", f"tensor {name} too large")
+            blob, off = t["blob"], t["offset"]
+            if numel == 0:
+                if blob is not None or off != 0:
+                    _fail("BAD_TENSOR", f"empty tensor {name} with a blob or offset")
+                continue
+            if blob is None or not 0 <= blob < len(m["blobs"]):
+                _fail("BAD_TENSOR", f"tensor {name} blob {blob}")
+            if off < 0 or off % itemsize:
+                _fail("BAD_TENSOR", f"tensor {name} offset {off}")
+            extent = itemsize * (1 + sum((n - 1) * s for n, s in zip(shape, strides, strict=True)))
+            if off + extent > m["blobs"][blob]["nbytes"]:
+                _fail("BAD_TENSOR", f"tensor {name} extent beyond its blob")
+            used.add(blob)
+        for i in range(len(m["blobs"])):
+            if i not in used:
+                _fail("BAD_LAYOUT", f"blob {i} referenced by no tensor")
+
+    def _node(self, n: Any, module_refs: list[int] | None = None) -> None:
+        """Validate a §5.4 node (iteratively: depth is bounded by the decoder anyway)."""
+        stack = [n]
+        nt, nm = len(self.m["tensors"]), len(self.m["modules"])
+        while stack:
+            x = stack.pop()
+            if x is None or type(x) in (bool, int, float, str, bytes):
+                continue
+            _schema(type(x) is dict and len(x) == 1, "node is not a scalar or a one-key map")
+            ((tag, v),) = x.items()
+            _schema(tag in NODE_TAGS, f"unknown node tag {tag!r}")
+            if self.sv == 1:
+                _schema(tag not in ("module", "dtype"), f"{tag} node in a schema version 1 manifest")
+            if tag in ("list", "tuple"):
+                _schema(type(v) is list, f"{tag} node is not an array")
+                stack.extend(v)
+            elif tag == "dict":
+                _schema(type(v) is list, "dict node is not an array")
+                seen: set[Any] = set()
+                for e in v:
+                    _schema(type(e) is list and len(e) == 2, "dict entry is not a pair")
+                    k = e[0]
+                    _schema(
+                        k is None or type(k) in (bool, int, float, str, bytes), "dict key is not a scalar"
+                    )
+                    if type(k) is float and math.isnan(k):
+                        key: Any = ("nan", struct.pack(">d", k))
+                    elif type(k) in (bool, int, float):
+                        key = ("num", k)  # Python cannot tell 1, 1.0 and True apart (§5.4 MAY)
+                    else:
+                        key = (type(k).__name__, k)
+                    if key in seen:
+                        _fail("MANIFEST_SCHEMA", f"duplicate dict key {k!r}")
+                    seen.add(key)
+                    stack.append(e[1])
+            elif tag == "tensor":
+                _schema(_is_int(v), "tensor node is not an int")
+                if not 0 <= v < nt:
+                    _fail("BAD_TENSOR", f"tensor node {v} out of range")
+            elif tag == "module":
+                _schema(_is_int(v), "module node is not an int")
+                if not 0 <= v < nm:
+                    _fail("BAD_TENSOR", f"module node {v} out of range")
+                if module_refs is not None:
+                    module_refs.append(v)
+            else:
+                _schema(type(v) is str, "dtype node is not a string")
+                if v not in DTYPES:
+                    _fail("UNKNOWN_DTYPE", v)
+
+    def _tree(self) -> None:
+        self._node(self.m["root"])
+
+    def _modules(self) -> None:
+        mods = self.m["modules"]
+        nt, nm = len(self.m["tensors"]), len(mods)
+        edges: list[list[int]] = []
+        for i, r in enumerate(mods):
+            t = r["type"]
+            if len(t.encode("utf-8")) > 256 or not TYPE_RE.match(t):
+                _fail("BAD_NAME", f"module {i} type {t!r}")
+            out: list[int] = []
+            for v in r["config"].values():
+                self._node(v, out)
+            for key in ("parameters", "buffers", "children"):
+                for k, v in r[key].items():
+                    check_name(k, f"module {i} {key} name")
+                    if "." in k:
+                        _fail("BAD_NAME", f"module {i} {key} name {k!r} contains '.'")
+                    if v is None:
+                        continue
+                    idx = v["tensor"] if key == "parameters" else v
+                    limit = nm if key == "children" else nt
+                    if not 0 <= idx < limit:
+                        _fail("BAD_TENSOR", f"module {i} {key}.{k} index {idx} out of range")
+                    if key == "children":
+                        out.append(idx)
+            edges.append(out)
+        # cycle detection (iterative DFS, colours: 0 new, 1 on stack, 2 done)
+        colour = [0] * nm
+        for s in range(nm):
+            if colour[s]:
+                continue
+            stack = [(s, 0)]
+            colour[s] = 1
+            while stack:
+                node, k = stack[-1]
+                if k < len(edges[node]):
+                    stack[-1] = (node, k + 1)
+                    nxt = edges[node][k]
+                    if colour[nxt] == 1:
+                        _fail("BAD_LAYOUT", f"module graph has a cycle through record {nxt}")
+                    if colour[nxt] == 0:
+                        colour[nxt] = 1
+                        stack.append((nxt, 0))
+                else:
+                    colour[node] = 2
+                    stack.pop()
+
+    # -- data ---------------------------------------------------------------------------------------------
+    def _data(self) -> list[bytes]:
+        out = []
+        for b in self.m["blobs"]:
+            nb, cs, w, codec = b["nbytes"], b["chunk_size"], b["width"], b["codec"]
+            end = b["offset"] + b["length"]
+            stored = self._pread(b["offset"], b["length"])
+            buf = bytearray(nb)
+            pos = 0
+            for j, c in enumerate(b["chunks"]):
+                raw_len = min((j + 1) * cs, nb) - j * cs
+                n = sum(c["segments"])
+                chunk = stored[pos : pos + n]
+                pos += n
+                if chunk_digest(self.algo, chunk) != c["digest"]:
+                    _fail("CHECKSUM_MISMATCH", f"chunk {j} of the blob at {b['offset']}")
+                if codec == "raw":
+                    dec = chunk
+                elif codec == "zstd":
+                    dec = zstd_segment(chunk, raw_len)
+                else:
+                    plane = raw_len // w
+                    planes = []
+                    sp = 0
+                    for s in c["segments"]:
+                        planes.append(zstd_segment(chunk[sp : sp + s], plane))
+                        sp += s
+                    arr = np.frombuffer(b"".join(planes), dtype=np.uint8).reshape(w, plane)
+                    dec = arr.T.tobytes()
+                buf[j * cs : j * cs + raw_len] = dec
+            if any(self._pread(end, align(end) - end)):
+                _fail("BAD_LAYOUT", f"non-zero padding after the blob at {b['offset']}")
+            out.append(bytes(buf))
+        for t in self.m["tensors"]:
+            if t["dtype"] == "bool" and t["blob"] is not None:
+                extent = 1 + sum((n - 1) * s for n, s in zip(t["shape"], t["strides"], strict=True))
+                seg = np.frombuffer(out[t["blob"]], dtype=np.uint8)[t["offset"] : t["offset"] + extent]
+                if seg.size and int(seg.max()) > 1:
+                    _fail("BAD_VALUE", f"bool tensor {t['name']} holds a byte other than 0 or 1")
+        return out
+
+    def _tensor_sha256(self, t: dict[str, Any], data: list[bytes]) -> str:
+        h = hashlib.sha256()
+        if t["blob"] is None:
+            return h.hexdigest()
+        itemsize = DTYPES[t["dtype"]][0]
+        base = np.frombuffer(data[t["blob"]], dtype=np.uint8)
+        view = np.lib.stride_tricks.as_strided(
+            base[t["offset"] :],
+            shape=(*t["shape"], itemsize),
+            strides=(*(s * itemsize for s in t["strides"]), 1),
+            writeable=False,
+        )
+        _hash_view(h, view)
+        return h.hexdigest()
+
+    # -- description --------------------------------------------------------------------------------------
+    def _describe(self, data: list[bytes]) -> dict[str, Any]:
+        m = self.m
+        names = [t["name"] for t in m["tensors"]]
+        out: dict[str, Any] = {
+            "schema_version": self.sv,
+            "tensors": [
+                {
+                    "name": t["name"],
+                    "dtype": t["dtype"],
+                    "shape": list(t["shape"]),
+                    "sha256": self._tensor_sha256(t, data),
+                }
+                for t in m["tensors"]
+            ],
+            "root": _desc_node(m["root"], names),
+            "metadata": _desc_value(m["metadata"]),
+        }
+        if m["modules"]:
+            out["modules"] = [
+                {
+                    "type": r["type"],
+                    "version": r["version"],
+                    "config": {"$dict": [[k, _desc_node(v, names)] for k, v in r["config"].items()]},
+                    "parameters": {
+                        k: None if p is None else [names[p["tensor"]], p["requires_grad"]]
+                        for k, p in r["parameters"].items()
+                    },
+                    "buffers": {k: None if b is None else names[b] for k, b in r["buffers"].items()},
+                    "children": dict(r["children"]),
+                    "training": r["training"],
+                }
+                for r in m["modules"]
+            ]
+        return out
+
+
+def _hash_view(h: Any, view: np.ndarray) -> None:
+    """Feed a strided uint8 view's bytes in C order, never materialising more than HASH_PIECE bytes."""
+    if view.nbytes <= HASH_PIECE or view.ndim <= 1:
+        h.update(np.ascontiguousarray(view).tobytes())
+        return
+    if view.shape[0] == 1:
+        _hash_view(h, view[0])
+        return
+    step = max(1, HASH_PIECE // (view.nbytes // view.shape[0]))
+    for start in range(0, view.shape[0], step):
+        _hash_view(h, view[start : start + step])
+
+
+def _desc_value(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return {"$bytes": v.hex()}
+    if isinstance(v, float) and not math.isfinite(v):
+        return {"$float": "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")}
+    if isinstance(v, list):
+        return {"$list": [_desc_value(x) for x in v]}
+    if isinstance(v, dict):
+        return {"$dict": [[k, _desc_value(x)] for k, x in v.items()]}
+    return v
+
+
+def _desc_node(n: Any, names: list[str]) -> Any:
+    if type(n) is dict:
+        ((tag, v),) = n.items()
+        if tag == "tensor":
+            return {"$tensor": names[v]}
+        if tag == "module":
+            return {"$module": v}
+        if tag == "dtype":
+            return {"$dtype": v}
+        if tag == "list":
+            return {"$list": [_desc_node(x, names) for x in v]}
+        if tag == "tuple":
+            return {"$tuple": [_desc_node(x, names) for x in v]}
+        return {"$dict": [[_desc_value(k), _desc_node(x, names)] for k, x in v]}
+    return _desc_value(n)
+
+
+FALLBACK = {"container": "BAD_LAYOUT", "manifest": "MANIFEST_SCHEMA", "data": "BAD_COMPRESSED_DATA"}
+
+
+def read_description(path: str) -> dict[str, Any]:
+    """Validate the file at `path` and return its canonical description; raises ReaderError."""
+    return Reader(path).read()
+
+
+def handle(req: Any) -> dict[str, Any]:
+    if type(req) is not dict or type(req.get("op")) is not str:
+        return {"ok": False, "error": "INVALID_ARGUMENT"}
+    op = req["op"]
+    if op == "hello":
+        return {
+            "ok": True,
+            "name": "tmodel-independent-reader",
+            "version": "0.1",
+            "capabilities": ["read"],
+            "schema_versions": list(SCHEMA_VERSIONS),
+        }
+    if op == "bye":
+        return {"ok": True}
+    if op == "write":
+        return {"ok": False, "error": "UNSUPPORTED"}
+    if op != "read":
+        return {"ok": False, "error": "UNSUPPORTED"}
+    path = req.get("path")
+    if type(path) is not str:
+        return {"ok": False, "error": "INVALID_ARGUMENT"}
+    reader = Reader(path)
+    try:
+        return {"ok": True, "description": reader.read()}
+    except ReaderError as e:
+        print(f"read {path}: {e}", file=sys.stderr)
+        return {"ok": False, "error": e.code}
+    except MemoryError:
+        return {"ok": False, "error": "LIMIT_EXCEEDED"}
+    except RecursionError:
+        return {"ok": False, "error": "LIMIT_EXCEEDED"}
+    except OSError:
+        return {"ok": False, "error": "IO_ERROR"}
+    except Exception:
+        traceback.print_exc(file=sys.stderr)
+        return {"ok": False, "error": FALLBACK[reader.phase]}
+
+
+def main() -> int:
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            req = json.loads(line)
+        except ValueError:
+            resp: dict[str, Any] = {"ok": False, "error": "INVALID_ARGUMENT"}
+            req = None
+        else:
+            try:
+                resp = handle(req)
+            except Exception:  # never a traceback on stdout
+                traceback.print_exc(file=sys.stderr)
+                resp = {"ok": False, "error": "INVALID_ARGUMENT"}
+        try:
+            text = json.dumps(resp, allow_nan=False)
+        except ValueError:
+            text = json.dumps({"ok": False, "error": "INVALID_ARGUMENT"})
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+        if type(req) is dict and req.get("op") == "bye":
+            break
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

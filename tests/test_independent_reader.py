@@ -1,0 +1,245 @@
+"""The independent reader (conformance/independent_reader.py, written from SPEC.md alone) agrees with the
+reference: same canonical description for golden and freshly written files, same error code for damaged ones,
+and it speaks the conformance protocol."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import torch
+
+import tmodel
+from tmodel.conformance.describe import describe
+
+ROOT = Path(__file__).resolve().parent.parent
+READER = ROOT / "conformance" / "independent_reader.py"
+GOLDEN = sorted((ROOT / "conformance" / "golden" / "v1").glob("*.tmodel"))
+
+DTYPES = [
+    torch.float64,
+    torch.float32,
+    torch.float16,
+    torch.bfloat16,
+    torch.float8_e4m3fn,
+    torch.float8_e4m3fnuz,
+    torch.float8_e5m2,
+    torch.float8_e5m2fnuz,
+    torch.complex64,
+    torch.complex128,
+    torch.bool,
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+    torch.uint8,
+    torch.uint16,
+    torch.uint32,
+    torch.uint64,
+]
+
+
+def _load_reader() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("independent_reader", READER)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ir = _load_reader()
+
+
+def _json(x: Any) -> Any:
+    return json.loads(json.dumps(x))
+
+
+def _random_bits(dtype: torch.dtype, n: int, g: torch.Generator) -> torch.Tensor:
+    if dtype == torch.bool:
+        return torch.randint(0, 2, (n,), generator=g).bool()
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    raw = torch.randint(0, 256, (n * itemsize,), dtype=torch.uint8, generator=g)
+    return raw.view(dtype)
+
+
+def _all_dtypes() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return {str(d).removeprefix("torch."): _random_bits(d, 37, g) for d in DTYPES}
+
+
+def Net() -> torch.nn.Module:
+    """Built-in layers only: a shared child, an unset bias, buffers (BatchNorm), nesting."""
+    shared = torch.nn.Linear(4, 4)
+    return torch.nn.Sequential(
+        torch.nn.Linear(5, 4),
+        shared,
+        torch.nn.ReLU(),
+        shared,
+        torch.nn.Sequential(torch.nn.Linear(4, 3, bias=False), torch.nn.BatchNorm1d(3)),
+    )
+
+
+def _objects() -> dict[str, tuple[Any, dict[str, Any]]]:
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(6, 8, generator=g)
+    nested = {
+        "w": w,
+        "w_tied": w,
+        "w_t": w.t(),
+        "rows": w[1:5:2],
+        "col": w[:, 3],
+        "scalar": torch.tensor(2.5),
+        "empty": torch.empty(0, 4),
+        "tree": {3: (1.5, None, b"\x00\x01"), "nan": float("nan"), "flags": [True, False], 2.5: "x"},
+        "big": [2**63 - 1, -(2**63), 2**64 - 1],
+        "dtype": torch.bfloat16,
+    }
+    torch.manual_seed(3)
+    return {
+        "nested": (
+            nested,
+            {"metadata": {"step": 10, "tags": ["a", "b"], "blob": b"\xff", "inf": float("inf")}},
+        ),
+        "module": ({"model": Net(), "step": 3}, {}),
+        "module_root": (Net().eval(), {}),
+        "raw": (_all_dtypes(), {"codec": "raw"}),
+        "zstd": (_all_dtypes(), {"codec": "zstd", "chunk_size": 64}),
+        "bytegroup": (_all_dtypes(), {"codec": "bytegroup-zstd", "chunk_size": 48}),
+        "auto_small_chunks": (_all_dtypes(), {"chunk_size": 16}),
+        "compressible": ({"z": torch.zeros(3000), "a": torch.arange(5000)}, {"chunk_size": 1024}),
+        "sha256": ({"x": torch.arange(100, dtype=torch.float32)}, {"checksum": "sha256", "chunk_size": 64}),
+    }
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("indep")
+    out = {}
+    for name, (obj, kw) in _objects().items():
+        path = d / f"{name}.tmodel"
+        tmodel.save(obj, path, **kw)
+        out[name] = path
+    return out
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.stem)
+def test_golden(path: Path) -> None:
+    expected = json.loads(path.with_suffix(".json").read_text())
+    assert _json(ir.read_description(str(path))) == expected
+
+
+def test_reference_written(written: dict[str, Path]) -> None:
+    for name, path in written.items():
+        assert _json(ir.read_description(str(path))) == _json(describe(str(path))), name
+
+
+def _code_of_reference(path: Path) -> str | None:
+    try:
+        tmodel.load(path)
+    except tmodel.TModelError as e:
+        return str(e.code)
+    return None
+
+
+def _code_of_reader(path: Path) -> str | None:
+    try:
+        ir.read_description(str(path))
+    except ir.ReaderError as e:
+        return str(e.code)
+    return None
+
+
+def _corruptions(data: bytes) -> dict[str, bytes]:
+    m_off, m_len = struct.unpack_from("<QQ", data, len(data) - 64)
+
+    def flip(at: int) -> bytes:
+        b = bytearray(data)
+        b[at] ^= 0x40
+        return bytes(b)
+
+    return {
+        "bad_magic": flip(1),
+        "empty": b"",
+        "truncated_tail": data[:-10],
+        "truncated_half": data[: len(data) // 2],
+        "truncated_header": data[:5],
+        "blob_byte": flip(64 + 5),
+        "manifest_byte": flip(m_off + m_len // 2),
+        "header_reserved": flip(20),
+        "header_version": flip(8),
+        "trailer_reserved": flip(len(data) - 64 + 20),
+        "trailer_digest": flip(len(data) - 64 + 24),
+        "end_magic": flip(len(data) - 2),
+        "padding": flip(m_off - 1) if data[m_off - 1] == 0 else data,
+        "trailing_bytes": data + b"\0" * 64,
+    }
+
+
+@pytest.mark.parametrize("case", ["nested", "module", "zstd", "bytegroup", "sha256"])
+def test_corrupted_same_code(written: dict[str, Path], tmp_path: Path, case: str) -> None:
+    data = written[case].read_bytes()
+    for what, bad in _corruptions(data).items():
+        path = tmp_path / f"{what}.tmodel"
+        path.write_bytes(bad)
+        ref = _code_of_reference(path)
+        assert ref is not None or bad == data, what
+        assert _code_of_reader(path) == ref, what
+
+
+def test_not_regular_file(tmp_path: Path) -> None:
+    assert _code_of_reader(tmp_path) == "NOT_REGULAR_FILE"
+
+
+def test_reader_imports_nothing_forbidden() -> None:
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('r', {str(READER)!r})\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "bad = [n for n in sys.modules if n.split('.')[0] in ('tmodel', 'torch', 'pydantic')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
+
+
+def test_protocol(written: dict[str, Path], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tmodel"
+    bad.write_bytes(b"not a tmodel file at all" * 10)
+    paths = [*GOLDEN, *written.values()]
+    requests: list[dict[str, Any]] = [{"op": "hello"}]
+    requests += [{"op": "read", "path": str(p)} for p in paths]
+    requests += [
+        {"op": "read", "path": str(bad)},
+        {"op": "read", "path": str(tmp_path / "missing.tmodel")},
+        {"op": "write", "path": str(tmp_path / "w.tmodel"), "description": {}, "data": {}},
+        {"op": "frobnicate"},
+        {"op": "bye"},
+    ]
+    stdin = "".join(json.dumps(r) + "\n" for r in requests) + "this line is never read\n"
+    proc = subprocess.run(
+        [sys.executable, str(READER)], input=stdin, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == len(requests), proc.stdout
+    responses = [json.loads(line) for line in lines]
+    hello = responses[0]
+    assert hello["ok"] and hello["capabilities"] == ["read"] and hello["schema_versions"] == [1, 2]
+    for p, resp in zip(paths, responses[1 : 1 + len(paths)], strict=True):
+        assert resp["ok"], (p, resp)
+        if p.suffix == ".tmodel" and p.with_suffix(".json").exists():
+            assert resp["description"] == json.loads(p.with_suffix(".json").read_text())
+        else:
+            assert resp["description"] == _json(describe(str(p)))
+    tail = responses[1 + len(paths) :]
+    assert tail[0] == {"ok": False, "error": "BAD_MAGIC"}
+    assert tail[1] == {"ok": False, "error": "IO_ERROR"}
+    assert tail[2] == {"ok": False, "error": "UNSUPPORTED"}
+    assert tail[3] == {"ok": False, "error": "UNSUPPORTED"}
+    assert tail[4] == {"ok": True}
