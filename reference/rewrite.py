@@ -81,8 +81,7 @@ def _write(reader: Reader, m: Manifest, up: Upgraded, out: str, progress: Progre
             "modules": up.modules,
         }
 
-    write_atomic(out, sources, finish, Options(checksum=m.checksum), progress)
-    del planned
+    write_atomic(out, sources, finish, Options(checksum=m.checksum), progress)  # planned keeps the data alive
 
 
 def _stored(reader: Reader, m: Manifest, b: int) -> StoredBlob:

@@ -86,7 +86,8 @@ def _activation(module: nn.Module) -> Any:
     )
 
 
-def _layer_overrides(cross: bool) -> dict[str, Callable[[Any], Any]]:
+def _layer_overrides() -> dict[str, Callable[[Any], Any]]:
+    """Transformer encoder and decoder layers keep their arguments on their sublayers."""
     return {
         "d_model": lambda m: m.self_attn.embed_dim,
         "nhead": lambda m: m.self_attn.num_heads,
@@ -108,8 +109,8 @@ OVERRIDES: dict[type[nn.Module], dict[str, Callable[[Any], Any]]] = {
     },
     nn.PairwiseDistance: {"p": lambda m: m.norm},
     nn.AdaptiveLogSoftmaxWithLoss: {"cutoffs": lambda m: list(m.cutoffs[:-1])},
-    nn.TransformerEncoderLayer: _layer_overrides(False),
-    nn.TransformerDecoderLayer: _layer_overrides(True),
+    nn.TransformerEncoderLayer: _layer_overrides(),
+    nn.TransformerDecoderLayer: _layer_overrides(),
     nn.TransformerEncoder: {"encoder_layer": lambda m: m.layers[0]},
     nn.TransformerDecoder: {"decoder_layer": lambda m: m.layers[0]},
 }
