@@ -213,6 +213,15 @@ def _is_int(x: Any) -> bool:
     return type(x) is int
 
 
+def _is_nonneg(x: Any) -> bool:
+    return type(x) is int and x >= 0
+
+
+def _nonneg_list(x: Any, what: str) -> list[int]:
+    _schema(type(x) is list and all(_is_nonneg(v) for v in x), f"{what} is not an array of int >= 0")
+    return x
+
+
 def _schema(ok: bool, what: str) -> None:
     if not ok:
         _fail("MANIFEST_SCHEMA", what)
@@ -222,11 +231,6 @@ def _record(x: Any, keys: tuple[str, ...], what: str) -> dict[str, Any]:
     _schema(type(x) is dict, f"{what} is not a map")
     if set(x) != set(keys):
         _fail("MANIFEST_SCHEMA", f"{what} keys {sorted(x)} != {sorted(keys)}")
-    return x
-
-
-def _int_list(x: Any, what: str) -> list[int]:
-    _schema(type(x) is list and all(_is_int(v) for v in x), f"{what} is not an array of int")
     return x
 
 
@@ -428,7 +432,10 @@ class Reader:
         for i, b in enumerate(m["blobs"]):
             _record(b, BLOB_KEYS, f"blob {i}")
             for k in ("offset", "length", "nbytes", "width", "chunk_size"):
-                _schema(_is_int(b[k]), f"blob {i}.{k} is not an int")
+                _schema(_is_int(b[k]) and b[k] >= 0, f"blob {i}.{k} is not an int >= 0")
+            # Like the reference (the JSON Schema's minimum/maximum), fixed bounds are schema errors.
+            _schema(b["nbytes"] >= 1 and b["chunk_size"] >= 1, f"blob {i} nbytes/chunk_size < 1")
+            _schema(1 <= b["width"] <= 16, f"blob {i} width not in 1..16")
             _schema(type(b["codec"]) is str, f"blob {i}.codec is not a string")
             _schema(type(b["chunks"]) is list, f"blob {i}.chunks is not an array")
             nchunks += len(b["chunks"])
@@ -437,15 +444,15 @@ class Reader:
             for j, c in enumerate(b["chunks"]):
                 _record(c, CHUNK_KEYS, f"blob {i} chunk {j}")
                 _schema(type(c["digest"]) is bytes, f"blob {i} chunk {j} digest is not bytes")
-                _int_list(c["segments"], f"blob {i} chunk {j} segments")
+                _nonneg_list(c["segments"], f"blob {i} chunk {j} segments")
         for i, t in enumerate(m["tensors"]):
             _record(t, TENSOR_KEYS, f"tensor {i}")
             _schema(type(t["name"]) is str, f"tensor {i} name is not a string")
             _schema(type(t["dtype"]) is str, f"tensor {i} dtype is not a string")
-            _int_list(t["shape"], f"tensor {i} shape")
-            _int_list(t["strides"], f"tensor {i} strides")
-            _schema(t["blob"] is None or _is_int(t["blob"]), f"tensor {i} blob is not int or nil")
-            _schema(_is_int(t["offset"]), f"tensor {i} offset is not an int")
+            _nonneg_list(t["shape"], f"tensor {i} shape")
+            _nonneg_list(t["strides"], f"tensor {i} strides")
+            _schema(t["blob"] is None or _is_nonneg(t["blob"]), f"tensor {i} blob is not int >= 0 or nil")
+            _schema(_is_nonneg(t["offset"]), f"tensor {i} offset is not an int >= 0")
         for i, r in enumerate(m["modules"]):
             _record(r, MODULE_KEYS, f"module {i}")
             _schema(type(r["type"]) is str, f"module {i} type is not a string")
@@ -455,12 +462,12 @@ class Reader:
             for k, p in r["parameters"].items():
                 if p is not None:
                     _record(p, PARAM_KEYS, f"module {i} parameter {k}")
-                    _schema(_is_int(p["tensor"]), f"module {i} parameter {k} tensor is not an int")
+                    _schema(_is_nonneg(p["tensor"]), f"module {i} parameter {k} tensor is not an int >= 0")
                     _schema(type(p["requires_grad"]) is bool, f"module {i} parameter {k} requires_grad")
             for key in ("buffers", "children"):
                 _schema(type(r[key]) is dict, f"module {i} {key} is not a map")
                 for k, v in r[key].items():
-                    _schema(v is None or _is_int(v), f"module {i} {key}.{k} is not int or nil")
+                    _schema(v is None or _is_nonneg(v), f"module {i} {key}.{k} is not int >= 0 or nil")
             _schema(type(r["training"]) is bool, f"module {i} training is not a bool")
 
     def _blobs(self) -> None:
@@ -504,8 +511,8 @@ class Reader:
                     if len(segs) != w or not all(1 <= s <= plane for s in segs):
                         _fail("BAD_TENSOR", f"blob {i} chunk {j} bytegroup segments {segs}")
                 stored += sum(segs)
-            if b["length"] != stored:
-                _fail("BAD_TENSOR", f"blob {i} length {b['length']} != segment total {stored}")
+            if b["length"] != stored:  # SPEC.md names no code; the reference reports BAD_LAYOUT
+                _fail("BAD_LAYOUT", f"blob {i} length {b['length']} != segment total {stored}")
             total += nb
             expect = align(b["offset"] + b["length"])
         if self.manifest_offset != expect:
@@ -587,11 +594,11 @@ class Reader:
                     seen.add(key)
                     stack.append(e[1])
             elif tag == "tensor":
-                _schema(_is_int(v), "tensor node is not an int")
+                _schema(_is_nonneg(v), "tensor node is not an int >= 0")
                 if not 0 <= v < nt:
                     _fail("BAD_TENSOR", f"tensor node {v} out of range")
             elif tag == "module":
-                _schema(_is_int(v), "module node is not an int")
+                _schema(_is_nonneg(v), "module node is not an int >= 0")
                 if not 0 <= v < nm:
                     _fail("BAD_TENSOR", f"module node {v} out of range")
                 if module_refs is not None:

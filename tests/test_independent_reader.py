@@ -243,3 +243,137 @@ def test_protocol(written: dict[str, Path], tmp_path: Path) -> None:
     assert tail[2] == {"ok": False, "error": "UNSUPPORTED"}
     assert tail[3] == {"ok": False, "error": "UNSUPPORTED"}
     assert tail[4] == {"ok": True}
+
+
+def _resign(data: bytes, mutate: Any, *, raw_manifest: bytes | None = None) -> bytes:
+    """Re-encode the manifest after `mutate(wire)` (or replace it by `raw_manifest`), digest recomputed."""
+    import hashlib
+
+    import msgpack
+    import xxhash
+
+    m_off, m_len, digest_id = struct.unpack_from("<QQH", data, len(data) - 64)
+    if raw_manifest is None:
+        wire = msgpack.unpackb(data[m_off : m_off + m_len], raw=False, strict_map_key=False)
+        mutate(wire)
+        raw_manifest = msgpack.packb(wire, use_bin_type=True)
+    head = data[:64]
+    t0 = struct.pack("<QQH", m_off, len(raw_manifest), digest_id) + bytes(6)
+    body = head + raw_manifest + t0
+    digest = xxhash.xxh3_64_digest(body) if digest_id == 1 else hashlib.sha256(body).digest()
+    trailer = t0 + digest.ljust(32, b"\0") + b"TMODEND\n"
+    return data[:m_off] + raw_manifest + trailer
+
+
+def _set(path: tuple[Any, ...], value: Any) -> Any:
+    def mutate(w: Any) -> None:
+        for p in path[:-1]:
+            w = w[p]
+        w[path[-1]] = value
+
+    return mutate
+
+
+def _delete(path: tuple[Any, ...]) -> Any:
+    def mutate(w: Any) -> None:
+        for p in path[:-1]:
+            w = w[p]
+        del w[path[-1]]
+
+    return mutate
+
+
+MANIFEST_EDITS: dict[str, Any] = {
+    "schema_3": _set(("schema_version",), 3),
+    "schema_0": _set(("schema_version",), 0),
+    "schema_bool": _set(("schema_version",), True),
+    "schema_float": _set(("schema_version",), 2.0),
+    "required_feature": _set(("required_features",), ["org.example.x"]),
+    "extra_key": _set(("surprise",), 1),
+    "missing_metadata": _delete(("metadata",)),
+    "checksum_md5": _set(("checksum",), "md5"),
+    "codec_lz4": _set(("blobs", 0, "codec"), "lz4"),
+    "blob_offset": _set(("blobs", 0, "offset"), 128),
+    "blob_length": _set(("blobs", 0, "length"), 1),
+    "blob_nbytes_float": _set(("blobs", 0, "nbytes"), 4.0),
+    "chunk_size_zero": _set(("blobs", 0, "chunk_size"), 0),
+    "chunk_size_huge": _set(("blobs", 0, "chunk_size"), 1 << 40),
+    "width_3": _set(("blobs", 0, "width"), 3),
+    "digest_short": _set(("blobs", 0, "chunks", 0, "digest"), b"\0"),
+    "digest_str": _set(("blobs", 0, "chunks", 0, "digest"), "00000000"),
+    "dtype_float128": _set(("tensors", 0, "dtype"), "float128"),
+    "name_slash": _set(("tensors", 0, "name"), "a/b"),
+    "name_dotdot": _set(("tensors", 0, "name"), "a..b"),
+    "name_empty": _set(("tensors", 0, "name"), ""),
+    "name_control": _set(("tensors", 0, "name"), "a\x01"),
+    "name_long": _set(("tensors", 0, "name"), "x" * 1025),
+    "name_dup": lambda w: w["tensors"][1].__setitem__("name", w["tensors"][0]["name"]),
+    "shape_beyond": _set(("tensors", 0, "shape"), [10**6]),
+    "shape_negative": _set(("tensors", 0, "shape"), [-1]),
+    "strides_count": _set(("tensors", 0, "strides"), [1, 1, 1, 1, 1]),
+    "rank_65": lambda w: w["tensors"][0].update(shape=[1] * 65, strides=[0] * 65),
+    "offset_odd": _set(("tensors", 0, "offset"), 1),
+    "blob_none": _set(("tensors", 0, "blob"), None),
+    "blob_out_of_range": _set(("tensors", 0, "blob"), 99),
+    "overflow": lambda w: w["tensors"][0].update(shape=[2**32, 2**32], strides=[0, 0]),
+    "root_bad_tag": _set(("root",), {"class": "os.system"}),
+    "root_two_keys": _set(("root",), {"list": [], "tuple": []}),
+    "root_bare_array": _set(("root",), [1, 2]),
+    "root_tensor_range": _set(("root",), {"tensor": 999}),
+    "root_module_range": _set(("root",), {"module": 999}),
+    "root_dtype_unknown": _set(("root",), {"dtype": "float128"}),
+    "root_dict_dup_keys": _set(("root",), {"dict": [["a", 1], ["a", 2]]}),
+    "root_dict_triple": _set(("root",), {"dict": [["a", 1, 2]]}),
+    "root_dict_key_list": _set(("root",), {"dict": [[[1], 1]]}),
+    "metadata_not_map": _set(("metadata",), [1]),
+    "nbytes_0": _set(("blobs", 0, "nbytes"), 0),
+    "width_0": _set(("blobs", 0, "width"), 0),
+    "width_17": _set(("blobs", 0, "width"), 17),
+    "blob_offset_negative": _set(("blobs", 0, "offset"), -64),
+    "blob_length_plus_1": lambda w: w["blobs"][0].__setitem__("length", w["blobs"][0]["length"] + 1),
+    "strides_negative": _set(("tensors", 0, "strides"), [-1, 1]),
+    "tensor_offset_negative": _set(("tensors", 0, "offset"), -4),
+    "tensor_blob_negative": _set(("tensors", 0, "blob"), -1),
+    "segment_0": _set(("blobs", 0, "chunks", 0, "segments"), [0]),
+    "segment_negative": _set(("blobs", 0, "chunks", 0, "segments"), [-1]),
+    "chunk_extra": lambda w: w["blobs"][0]["chunks"].append(w["blobs"][0]["chunks"][0]),
+    "root_tensor_negative": _set(("root",), {"tensor": -1}),
+    "root_keys_true_1": _set(("root",), {"dict": [[1, 1], [True, 2]]}),
+    "root_keys_1_1.0": _set(("root",), {"dict": [[1, 1], [1.0, 2]]}),
+    "required_features_str": _set(("required_features",), "x"),
+}
+
+MODULE_EDITS: dict[str, Any] = {
+    "version_0": _set(("modules", 1, "version"), 0),
+    "type_empty_part": _set(("modules", 1, "type"), "torch..nn"),
+    "type_long": _set(("modules", 1, "type"), "a" * 257),
+    "child_out_of_range": _set(("modules", 0, "children", "0"), 99),
+    "child_negative": _set(("modules", 0, "children", "0"), -1),
+    "child_dotted_name": lambda w: w["modules"][0]["children"].__setitem__("a.b", 1),
+    "cycle": lambda w: w["modules"][1]["children"].__setitem__("loop", 0),
+    "self_cycle": lambda w: w["modules"][0]["children"].__setitem__("loop", 0),
+    "config_module_cycle": lambda w: w["modules"][1]["config"].__setitem__("t", {"module": 0}),
+    "param_extra_key": lambda w: w["modules"][1]["parameters"]["weight"].__setitem__("x", 1),
+    "param_out_of_range": lambda w: w["modules"][1]["parameters"]["weight"].__setitem__("tensor", 99),
+    "training_int": _set(("modules", 1, "training"), 1),
+    "buffer_out_of_range": lambda w: w["modules"][1]["buffers"].__setitem__("b", 99),
+    "missing_modules": lambda w: w.pop("modules"),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(MANIFEST_EDITS))
+def test_manifest_edits_same_code(written: dict[str, Path], tmp_path: Path, edit: str) -> None:
+    path = tmp_path / "edited.tmodel"
+    path.write_bytes(_resign(written["nested"].read_bytes(), MANIFEST_EDITS[edit]))
+    ref = _code_of_reference(path)
+    assert ref is not None
+    assert _code_of_reader(path) == ref
+
+
+@pytest.mark.parametrize("edit", sorted(MODULE_EDITS))
+def test_module_edits_same_code(written: dict[str, Path], tmp_path: Path, edit: str) -> None:
+    path = tmp_path / "edited.tmodel"
+    path.write_bytes(_resign(written["module"].read_bytes(), MODULE_EDITS[edit]))
+    ref = _code_of_reference(path)
+    assert ref is not None
+    assert _code_of_reader(path) == ref
