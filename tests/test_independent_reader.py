@@ -377,3 +377,91 @@ def test_module_edits_same_code(written: dict[str, Path], tmp_path: Path, edit: 
     ref = _code_of_reference(path)
     assert ref is not None
     assert _code_of_reader(path) == ref
+
+
+def _one_blob_file(stored: bytes, edit: Any, *, base: bytes) -> bytes:
+    """`base` (a one-blob, one-chunk file) with the blob's stored bytes replaced by `stored` (one segment,
+    chunk digest, length and layout recomputed) and `edit(wire)` applied."""
+    import msgpack
+    import xxhash
+
+    m_off, m_len = struct.unpack_from("<QQ", base, len(base) - 64)
+    wire = msgpack.unpackb(base[m_off : m_off + m_len], raw=False, strict_map_key=False)
+    blob = wire["blobs"][0]
+    blob["length"] = len(stored)
+    blob["chunks"][0] = {"digest": xxhash.xxh3_64_digest(stored), "segments": [len(stored)]}
+    edit(wire)
+    region = base[:64] + stored
+    region += bytes(-len(region) % 64)
+    fake = region + bytes(64)  # a stand-in for the manifest region and trailer, replaced by _resign
+    fake += struct.pack("<QQH", len(region), 0, 1) + bytes(38) + b"TMODEND\n"
+    return _resign(fake, lambda w: None, raw_manifest=msgpack.packb(wire, use_bin_type=True))
+
+
+def _frame(data: bytes, **kw: Any) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor(**kw).compress(data)
+
+
+def _payload_cases() -> dict[str, tuple[str, bytes, Any, str | None]]:
+    import zstandard
+
+    zeros = bytes(4096)
+    good = _frame(zeros)
+    no_size = zstandard.ZstdCompressor(write_content_size=False).compress(zeros)
+    assert good[4] & 0x20 and not good[4] & 0x03  # single segment, no dictionary id field
+    with_dict = good[:4] + bytes([good[4] | 0x01, 7]) + good[5:]  # a 1-byte dictionary id 7
+    skippable = b"\x50\x2a\x4d\x18" + struct.pack("<I", 4) + b"abcd"
+    wrong_size = _frame(bytes(2048))
+    big_window = bytearray(good)
+    # clear single-segment (bit 5) and set a 2 GiB window descriptor right after the descriptor byte
+    fhd = big_window[4]
+    assert fhd & 0x20
+    fcs_flag = fhd >> 6
+    header = bytes([fhd & ~0x20 & 0xFF]) + bytes([(31 - 10) << 3])
+    if fcs_flag == 0:  # single-segment implied a 1-byte size; without it the size needs flag 1 (2 bytes)
+        header = bytes([(fhd & ~0x20 & 0x3F) | 0x40]) + bytes([(31 - 10) << 3])
+        size_field = struct.pack("<H", 4096 - 256)
+        rest = good[6:]
+    else:
+        size_field = b""
+        rest = good[5:]
+    big_window = good[:4] + header + size_field + rest
+    nothing = lambda w: None  # noqa: E731
+    return {
+        "good_frame": ("zeros", good, nothing, None),
+        "stored_raw": ("zeros", zeros, nothing, None),
+        "no_content_size": ("zeros", no_size, nothing, "BAD_COMPRESSED_DATA"),
+        "dictionary": ("zeros", with_dict, nothing, "BAD_COMPRESSED_DATA"),
+        "skippable": ("zeros", skippable, nothing, "BAD_COMPRESSED_DATA"),
+        "trailing_after_frame": ("zeros", good + b"\0", nothing, "BAD_COMPRESSED_DATA"),
+        "two_frames": ("zeros", _frame(bytes(2048)) * 2, nothing, "BAD_COMPRESSED_DATA"),
+        "wrong_content_size": ("zeros", wrong_size, nothing, "BAD_COMPRESSED_DATA"),
+        "big_window": ("zeros", big_window, nothing, "BAD_COMPRESSED_DATA"),
+        "garbage_frame": ("zeros", good[:4] + b"\xff" * 20, nothing, "BAD_COMPRESSED_DATA"),
+        "truncated_frame": ("zeros", good[:-3], nothing, "BAD_COMPRESSED_DATA"),
+        "segment_too_long": ("zeros", zeros + b"\0", nothing, "BAD_TENSOR"),
+        "bool_2": ("bools", bytes([0, 1, 2, 1]), nothing, "BAD_VALUE"),
+        "bool_ok": ("bools", bytes([0, 1, 1, 1]), nothing, None),
+    }
+
+
+PAYLOAD_CASES = _payload_cases()
+
+
+@pytest.mark.parametrize("case", sorted(PAYLOAD_CASES))
+def test_payload_edits_same_code(tmp_path: Path, case: str) -> None:
+    kind, stored, edit, expected = PAYLOAD_CASES[case]
+    base = tmp_path / "base.tmodel"
+    if kind == "zeros":
+        tmodel.save({"z": torch.zeros(4096, dtype=torch.uint8)}, base, codec="zstd", chunk_size=1 << 20)
+    else:
+        tmodel.save({"b": torch.tensor([False, True, True, True])}, base, codec="raw")
+    path = tmp_path / "edited.tmodel"
+    path.write_bytes(_one_blob_file(stored, edit, base=base.read_bytes()))
+    ref = _code_of_reference(path)
+    assert ref == expected
+    assert _code_of_reader(path) == ref
+    if ref is None:
+        assert _json(ir.read_description(str(path))) == _json(describe(str(path)))
