@@ -63,11 +63,14 @@ def handle(req: dict[str, Any]) -> dict[str, Any]:
                 "ok": True,
                 "name": "tmodel-reference",
                 "version": tmodel.__version__,
-                "capabilities": ["read", "write"],
+                "capabilities": ["read", "write", "modules"],
                 "schema_versions": [1, 2],
             }
         if op == "read":
-            return {"ok": True, "description": describe(req["path"])}
+            description = describe(req["path"])
+            if description.get("modules"):
+                tmodel.load(req["path"])  # rebuilding is part of reading a model (SPEC.md §5.7)
+            return {"ok": True, "description": description}
         if op == "write":
             return _write(req)
         if op == "bye":
