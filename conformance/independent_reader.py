@@ -130,6 +130,10 @@ class _Decoder:
         return n
 
     def obj(self, depth: int) -> Any:
+        # `depth` counts every value, scalars included, the top-level object at 1 (as the reference does;
+        # SPEC.md §4/§8 do not define how nesting is counted).
+        if depth > MAX_DEPTH:
+            _fail("LIMIT_EXCEEDED", "manifest nesting deeper than max_depth")
         t = self.take(1)[0]
         if t <= 0x7F:
             return t
@@ -177,14 +181,10 @@ class _Decoder:
         raise AssertionError
 
     def array(self, n: int, depth: int) -> list[Any]:
-        if depth + 1 > MAX_DEPTH:
-            _fail("LIMIT_EXCEEDED", "manifest nesting deeper than max_depth")
         self.count(n, 1)
         return [self.obj(depth + 1) for _ in range(n)]
 
     def map(self, n: int, depth: int) -> dict[str, Any]:
-        if depth + 1 > MAX_DEPTH:
-            _fail("LIMIT_EXCEEDED", "manifest nesting deeper than max_depth")
         self.count(n, 2)
         out: dict[str, Any] = {}
         for _ in range(n):
@@ -199,7 +199,7 @@ class _Decoder:
 
 def decode_msgpack(data: bytes) -> Any:
     d = _Decoder(data)
-    obj = d.obj(0)
+    obj = d.obj(1)
     if d.pos != len(data):
         _fail("MANIFEST_DECODE", "bytes left after the manifest object")
     return obj

@@ -465,3 +465,68 @@ def test_payload_edits_same_code(tmp_path: Path, case: str) -> None:
     assert _code_of_reader(path) == ref
     if ref is None:
         assert _json(ir.read_description(str(path))) == _json(describe(str(path)))
+
+
+def _with_raw_metadata(data: bytes, raw_metadata: bytes) -> bytes:
+    import msgpack
+
+    m_off, m_len = struct.unpack_from("<QQ", data, len(data) - 64)
+    wire = msgpack.unpackb(data[m_off : m_off + m_len], raw=False)
+    parts = [bytes([0x80 | len(wire)])]
+    for k, v in wire.items():
+        parts.append(msgpack.packb(k))
+        parts.append(raw_metadata if k == "metadata" else msgpack.packb(v, use_bin_type=True))
+    return _resign(data, None, raw_manifest=b"".join(parts))
+
+
+MSGPACK_CASES: dict[str, bytes] = {
+    "ext_type": b"\x81\xa1e\xd4\x05\x00",
+    "timestamp": b"\x81\xa1t\xd6\xff\x00\x00\x00\x00",
+    "int_key": b"\x81\x01\xc0",
+    "duplicate_key": b"\x82\xa1a\xc0\xa1a\xc0",
+    "bad_utf8": b"\x81\xa1a\xa2\xc3\x28",
+    "surrogate_utf8": b"\x81\xa1a\xa3\xed\xa0\x80",
+    "never_used_c1": b"\x81\xa1a\xc1",
+    "array32_count_huge": b"\x81\xa1a\xdd\xff\xff\xff\xff\xc0",
+    "map32_count_huge": b"\x81\xa1a\xdf\xff\xff\xff\xff\xc0",
+    "float32_value": b"\x81\xa1a\xca\x3f\x80\x00\x00",
+    "depth_128_leaf": b"\x81\xa1a" + b"\x91" * 125 + b"\xc0",
+    "depth_129_leaf": b"\x81\xa1a" + b"\x91" * 126 + b"\xc0",
+    "depth_128_empty": b"\x81\xa1a" + b"\x91" * 125 + b"\x90",
+    "depth_129_empty": b"\x81\xa1a" + b"\x91" * 126 + b"\x90",
+}
+# Where the reference departs from SPEC.md, the independent reader follows SPEC.md: code it reports.
+SPEC_OVER_REFERENCE = {
+    # §4: "map keys that are not str" MUST be rejected [MANIFEST_DECODE]; the reference says MANIFEST_SCHEMA.
+    "bin_key": (b"\x81\xc4\x01a\xc0", "MANIFEST_DECODE"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MSGPACK_CASES))
+def test_msgpack_strictness_same_code(written: dict[str, Path], tmp_path: Path, case: str) -> None:
+    path = tmp_path / "edited.tmodel"
+    path.write_bytes(_with_raw_metadata(written["sha256"].read_bytes(), MSGPACK_CASES[case]))
+    assert _code_of_reader(path) == _code_of_reference(path)
+
+
+@pytest.mark.parametrize("case", sorted(SPEC_OVER_REFERENCE))
+def test_msgpack_spec_over_reference(written: dict[str, Path], tmp_path: Path, case: str) -> None:
+    raw, code = SPEC_OVER_REFERENCE[case]
+    path = tmp_path / "edited.tmodel"
+    path.write_bytes(_with_raw_metadata(written["sha256"].read_bytes(), raw))
+    assert _code_of_reader(path) == code
+    assert _code_of_reference(path) is not None
+
+
+def test_trailing_and_incomplete_manifest(written: dict[str, Path], tmp_path: Path) -> None:
+    data = written["nested"].read_bytes()
+    m_off, m_len = struct.unpack_from("<QQ", data, len(data) - 64)
+    manifest = data[m_off : m_off + m_len]
+    for what, raw in {
+        "trailing": manifest + b"\xc0",
+        "incomplete": manifest[:-1],
+        "not_a_map": b"\x91\x01",
+    }.items():
+        path = tmp_path / f"{what}.tmodel"
+        path.write_bytes(_resign(data, None, raw_manifest=raw))
+        assert _code_of_reader(path) == _code_of_reference(path), what
