@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -195,6 +196,10 @@ def test_corrupted_same_code(written: dict[str, Path], tmp_path: Path, case: str
 
 def test_not_regular_file(tmp_path: Path) -> None:
     assert _code_of_reader(tmp_path) == "NOT_REGULAR_FILE"
+    fifo = tmp_path / "fifo.tmodel"
+    os.mkfifo(fifo)
+    assert _code_of_reader(fifo) == "NOT_REGULAR_FILE"  # without blocking on the FIFO
+    assert _code_of_reader(tmp_path / "missing.tmodel") == "IO_ERROR"
 
 
 def test_reader_imports_nothing_forbidden() -> None:
@@ -530,3 +535,30 @@ def test_trailing_and_incomplete_manifest(written: dict[str, Path], tmp_path: Pa
         path = tmp_path / f"{what}.tmodel"
         path.write_bytes(_resign(data, None, raw_manifest=raw))
         assert _code_of_reader(path) == _code_of_reference(path), what
+
+
+V1_EDITS: dict[str, Any] = {
+    # §12: version 2 adds `modules` and the module/dtype nodes, so a version 1 manifest holding them is not a
+    # version 1 manifest (§5: exactly these keys). The reference upgrades first and validates afterwards,
+    # so it accepts both; the independent reader rejects them [MANIFEST_SCHEMA].
+    "v1_with_modules_key": lambda w: w.update(schema_version=1, modules=[]),
+    "v1_with_dtype_node": lambda w: (w.update(schema_version=1, root={"dtype": "float32"}), w.pop("modules")),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(V1_EDITS))
+def test_v1_spec_over_reference(written: dict[str, Path], tmp_path: Path, edit: str) -> None:
+    path = tmp_path / "edited.tmodel"
+    path.write_bytes(_resign(written["nested"].read_bytes(), V1_EDITS[edit]))
+    assert _code_of_reader(path) == "MANIFEST_SCHEMA"
+    assert _code_of_reference(path) is None
+
+
+def test_v1_upgrade(written: dict[str, Path], tmp_path: Path) -> None:
+    path = tmp_path / "v1.tmodel"
+    path.write_bytes(
+        _resign(written["sha256"].read_bytes(), lambda w: (w.pop("modules"), w.update(schema_version=1)))
+    )
+    got = _json(ir.read_description(str(path)))
+    assert got == _json(describe(str(path)))
+    assert got["schema_version"] == 1 and "modules" not in got
