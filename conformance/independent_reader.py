@@ -28,6 +28,7 @@ END_MAGIC = b"TMODEND\n"
 CONTAINER_VERSION = 1
 SCHEMA_VERSIONS = (1, 2)
 MIB = 1 << 20
+INT63 = (1 << 63) - 1
 
 MAX_MANIFEST_BYTES = 256 * MIB
 MAX_TENSORS = 1_000_000
@@ -214,7 +215,8 @@ def _is_int(x: Any) -> bool:
 
 
 def _is_nonneg(x: Any) -> bool:
-    return type(x) is int and x >= 0
+    """§4: every size, offset, length, count, index, shape and stride lies in 0 … 2^63 − 1."""
+    return type(x) is int and 0 <= x <= INT63
 
 
 def _nonneg_list(x: Any, what: str) -> list[int]:
@@ -432,7 +434,7 @@ class Reader:
         for i, b in enumerate(m["blobs"]):
             _record(b, BLOB_KEYS, f"blob {i}")
             for k in ("offset", "length", "nbytes", "width", "chunk_size"):
-                _schema(_is_int(b[k]) and b[k] >= 0, f"blob {i}.{k} is not an int >= 0")
+                _schema(_is_nonneg(b[k]), f"blob {i}.{k} is not an int in 0..2^63-1")
             # Like the reference (the JSON Schema's minimum/maximum), fixed bounds are schema errors.
             _schema(b["nbytes"] >= 1 and b["chunk_size"] >= 1, f"blob {i} nbytes/chunk_size < 1")
             _schema(1 <= b["width"] <= 16, f"blob {i} width not in 1..16")
@@ -456,7 +458,7 @@ class Reader:
         for i, r in enumerate(m["modules"]):
             _record(r, MODULE_KEYS, f"module {i}")
             _schema(type(r["type"]) is str, f"module {i} type is not a string")
-            _schema(_is_int(r["version"]) and r["version"] >= 1, f"module {i} version is not an int >= 1")
+            _schema(_is_nonneg(r["version"]) and r["version"] >= 1, f"module {i} version is not an int >= 1")
             _schema(type(r["config"]) is dict, f"module {i} config is not a map")
             _schema(type(r["parameters"]) is dict, f"module {i} parameters is not a map")
             for k, p in r["parameters"].items():

@@ -562,3 +562,29 @@ def test_v1_upgrade(written: dict[str, Path], tmp_path: Path) -> None:
     got = _json(ir.read_description(str(path)))
     assert got == _json(describe(str(path)))
     assert got["schema_version"] == 1 and "modules" not in got
+
+
+CASES = sorted((ROOT / "conformance" / "cases").glob("*/*.json"))
+
+
+@pytest.mark.skipif(not CASES, reason="no conformance case corpus")
+def test_case_corpus() -> None:
+    """Every case of conformance/cases/: valid ones give their description, hostile ones an allowed code.
+    Model-phase cases need the `modules` capability (rebuilding), which this reader does not claim."""
+    failures = []
+    for case in CASES:
+        spec = json.loads(case.read_text())
+        expect = spec["expect"]
+        path = case.with_name(spec["file"])
+        try:
+            got: Any = _json(ir.read_description(str(path)))
+        except ir.ReaderError as e:
+            got = e.code
+        if "error" in expect:
+            if expect["error"]["phase"] == "model":
+                continue
+            if got not in expect["error"]["codes"]:
+                failures.append((spec["id"], got if isinstance(got, str) else "ok"))
+        elif got != expect["description"]:
+            failures.append((spec["id"], got if isinstance(got, str) else "description differs"))
+    assert not failures
