@@ -17,7 +17,7 @@ import stat
 import struct
 import sys
 import traceback
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import xxhash
@@ -145,7 +145,7 @@ class _Decoder:
         if 0x90 <= t <= 0x9F:
             return self.array(t & 0x0F, depth)
         if 0xA0 <= t <= 0xBF:
-            return self.str(t & 0x1F)
+            return self.text(t & 0x1F)
         if t == 0xC0:
             return None
         if t == 0xC2:
@@ -164,7 +164,7 @@ class _Decoder:
             n = 1 << (t - 0xD0)
             return int.from_bytes(self.take(n), "big", signed=True)
         if t in (0xD9, 0xDA, 0xDB):
-            return self.str(self.uint(1 << (t - 0xD9)))
+            return self.text(self.uint(1 << (t - 0xD9)))
         if t in (0xDC, 0xDD):
             return self.array(self.uint(2 if t == 0xDC else 4), depth)
         if t in (0xDE, 0xDF):
@@ -173,7 +173,7 @@ class _Decoder:
             _fail("MANIFEST_DECODE", "extension type")
         _fail("MANIFEST_DECODE", f"invalid type byte 0x{t:02x}")
 
-    def str(self, n: int) -> str:
+    def text(self, n: int) -> str:
         raw = self.take(n)
         try:
             return raw.decode("utf-8", "strict")
@@ -221,7 +221,7 @@ def _is_nonneg(x: Any) -> bool:
 
 def _nonneg_list(x: Any, what: str) -> list[int]:
     _schema(type(x) is list and all(_is_nonneg(v) for v in x), f"{what} is not an array of int >= 0")
-    return x
+    return cast(list[int], x)
 
 
 def _schema(ok: bool, what: str) -> None:
@@ -233,7 +233,7 @@ def _record(x: Any, keys: tuple[str, ...], what: str) -> dict[str, Any]:
     _schema(type(x) is dict, f"{what} is not a map")
     if set(x) != set(keys):
         _fail("MANIFEST_SCHEMA", f"{what} keys {sorted(x)} != {sorted(keys)}")
-    return x
+    return cast(dict[str, Any], x)
 
 
 def check_name(name: str, what: str = "tensor name") -> None:

@@ -35,7 +35,10 @@ def upgrade(wire: Any) -> tuple[dict[str, Any], int]:
         raise UnsupportedVersion(f"schema version {version}; this reader supports {OLDEST}..{CURRENT}")
     source = version
     for step in STEPS[version - OLDEST :]:
-        wire = step.upgrade(wire)
+        try:
+            wire = step.upgrade(wire)
+        except ValueError as exc:
+            raise ManifestSchemaError(f"schema version {step.FROM_VERSION}: {exc}") from None
     return wire, source
 
 

@@ -140,6 +140,8 @@ def _no_ext(code: int, data: bytes) -> Any:
 def _pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
     out: dict[Any, Any] = {}
     for key, value in pairs:
+        if type(key) is not str:
+            raise ManifestDecodeError(f"map key {key!r} is not a msgpack str")
         if key in out:
             raise ManifestDecodeError(f"duplicate map key {key!r} in the manifest")
         out[key] = value

@@ -500,9 +500,9 @@ MSGPACK_CASES: dict[str, bytes] = {
     "depth_128_empty": b"\x81\xa1a" + b"\x91" * 125 + b"\x90",
     "depth_129_empty": b"\x81\xa1a" + b"\x91" * 126 + b"\x90",
 }
-# Where the reference departs from SPEC.md, the independent reader follows SPEC.md: code it reports.
+# Rules the reference once departed from: both readers now report SPEC.md's code.
 SPEC_OVER_REFERENCE = {
-    # §4: "map keys that are not str" MUST be rejected [MANIFEST_DECODE]; the reference says MANIFEST_SCHEMA.
+    # §4: "map keys that are not str" MUST be rejected [MANIFEST_DECODE], by both readers.
     "bin_key": (b"\x81\xc4\x01a\xc0", "MANIFEST_DECODE"),
 }
 
@@ -520,7 +520,7 @@ def test_msgpack_spec_over_reference(written: dict[str, Path], tmp_path: Path, c
     path = tmp_path / "edited.tmodel"
     path.write_bytes(_with_raw_metadata(written["sha256"].read_bytes(), raw))
     assert _code_of_reader(path) == code
-    assert _code_of_reference(path) is not None
+    assert _code_of_reference(path) == code
 
 
 def test_trailing_and_incomplete_manifest(written: dict[str, Path], tmp_path: Path) -> None:
@@ -539,19 +539,18 @@ def test_trailing_and_incomplete_manifest(written: dict[str, Path], tmp_path: Pa
 
 V1_EDITS: dict[str, Any] = {
     # §12: version 2 adds `modules` and the module/dtype nodes, so a version 1 manifest holding them is not a
-    # version 1 manifest (§5: exactly these keys). The reference upgrades first and validates afterwards,
-    # so it accepts both; the independent reader rejects them [MANIFEST_SCHEMA].
+    # version 1 manifest: both readers reject them [MANIFEST_SCHEMA].
     "v1_with_modules_key": lambda w: w.update(schema_version=1, modules=[]),
     "v1_with_dtype_node": lambda w: (w.update(schema_version=1, root={"dtype": "float32"}), w.pop("modules")),
 }
 
 
 @pytest.mark.parametrize("edit", sorted(V1_EDITS))
-def test_v1_spec_over_reference(written: dict[str, Path], tmp_path: Path, edit: str) -> None:
+def test_v1_manifests_hold_no_v2_content(written: dict[str, Path], tmp_path: Path, edit: str) -> None:
     path = tmp_path / "edited.tmodel"
     path.write_bytes(_resign(written["nested"].read_bytes(), V1_EDITS[edit]))
     assert _code_of_reader(path) == "MANIFEST_SCHEMA"
-    assert _code_of_reference(path) is None
+    assert _code_of_reference(path) == "MANIFEST_SCHEMA"
 
 
 def test_v1_upgrade(written: dict[str, Path], tmp_path: Path) -> None:
