@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -477,7 +478,7 @@ def _check_tree(m: Manifest) -> None:
         elif isinstance(node, DictNode):
             if any(k is not None and type(k) not in (bool, int, float, str, bytes) for k, _ in node.items):
                 raise ManifestSchemaError("a dict node key is not a scalar")
-            keys = {(type(k), k) for k, _ in node.items}
+            keys = {(type(k), struct.pack("<d", k) if type(k) is float else k) for k, _ in node.items}
             if len(keys) != len(node.items):
                 raise ManifestSchemaError("duplicate key in a dict node of the object tree")
             stack.extend(v for _, v in node.items)
