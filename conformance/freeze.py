@@ -26,7 +26,8 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 SUMS = GOLDEN / "SHA256SUMS"
 
 
-def _random(dtype: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+def random_tensor(dtype: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """Deterministic random bit patterns of any dtype (bool: 0 or 1)."""
     g = torch.Generator().manual_seed(seed)
     n = 1
     for d in shape:
@@ -38,8 +39,9 @@ def _random(dtype: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return raw.view(dt).reshape(shape)
 
 
-def _all_dtypes() -> dict[str, torch.Tensor]:
-    return {name: _random(name, (3, 5), i) for i, name in enumerate(TORCH_DTYPES)}
+def all_dtypes() -> dict[str, torch.Tensor]:
+    """One 3x5 tensor of every dtype."""
+    return {name: random_tensor(name, (3, 5), i) for i, name in enumerate(TORCH_DTYPES)}
 
 
 def _state_dict() -> dict[str, torch.Tensor]:
@@ -91,9 +93,9 @@ def _metadata() -> dict[str, Any]:
 #: case name -> (object, save options, metadata)
 CASES: dict[str, Callable[[], tuple[Any, dict[str, Any], dict[str, Any]]]] = {
     "state_dict_auto": lambda: (_state_dict(), {}, {"format": "state dict"}),
-    "all_dtypes_raw": lambda: (_all_dtypes(), {"codec": "raw"}, {}),
-    "all_dtypes_zstd": lambda: (_all_dtypes(), {"codec": "zstd"}, {}),
-    "all_dtypes_bytegroup": lambda: (_all_dtypes(), {"codec": "bytegroup-zstd"}, {}),
+    "all_dtypes_raw": lambda: (all_dtypes(), {"codec": "raw"}, {}),
+    "all_dtypes_zstd": lambda: (all_dtypes(), {"codec": "zstd"}, {}),
+    "all_dtypes_bytegroup": lambda: (all_dtypes(), {"codec": "bytegroup-zstd"}, {}),
     "checkpoint_nested": lambda: (_checkpoint(), {}, _metadata()),
     "sha256_checksum": lambda: (_state_dict(), {"checksum": "sha256"}, {}),
     "chunk_edges": lambda: (

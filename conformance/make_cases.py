@@ -28,9 +28,9 @@ from torch import nn
 import tmodel
 from tmodel.container import HEADER_SIZE, TRAILER_SIZE, align, pack_manifest, pack_trailer
 from tmodel.digests import ALGORITHMS, BY_ID
-from tmodel.tensors import TORCH_DTYPES
 
 from .describe import describe
+from .freeze import all_dtypes
 
 CASES = Path(__file__).resolve().parent / "cases"
 MiB = 1 << 20
@@ -102,22 +102,6 @@ PHASE = {
 
 
 # -- valid cases ---------------------------------------------------------------------------------------------
-def _random(dtype: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    n = 1
-    for d in shape:
-        n *= d
-    dt = TORCH_DTYPES[dtype]
-    if dt == torch.bool:
-        return (torch.randint(0, 2, (n,), generator=g) == 1).reshape(shape)
-    raw = torch.randint(0, 256, (n * dt.itemsize,), generator=g, dtype=torch.uint8)
-    return raw.view(dt).reshape(shape)
-
-
-def _all_dtypes() -> dict[str, torch.Tensor]:
-    return {name: _random(name, (3, 5), i) for i, name in enumerate(TORCH_DTYPES)}
-
-
 def _base() -> dict[str, Any]:
     """blobs: 0 = w (float32, bytegroup-zstd, 2 chunks), 1 = v (float32, same), 2 = m (bool, zstd)."""
     return {
@@ -175,13 +159,13 @@ VALID: dict[str, Valid] = {
         {"chunk_size": 32},
     ),
     "all_dtypes_raw": Valid(
-        _all_dtypes, "§5.3, §6.1", "every dtype, random bit patterns, codec raw", {"codec": "raw"}
+        all_dtypes, "§5.3, §6.1", "every dtype, random bit patterns, codec raw", {"codec": "raw"}
     ),
     "all_dtypes_zstd": Valid(
-        _all_dtypes, "§5.3, §6.2", "every dtype, random bit patterns, codec zstd", {"codec": "zstd"}
+        all_dtypes, "§5.3, §6.2", "every dtype, random bit patterns, codec zstd", {"codec": "zstd"}
     ),
     "all_dtypes_bytegroup": Valid(
-        _all_dtypes,
+        all_dtypes,
         "§5.3, §6.3",
         "every dtype, random bit patterns, codec bytegroup-zstd with the dtype's width",
         {"codec": "bytegroup-zstd"},
