@@ -43,7 +43,7 @@ def replace_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO],
 def remove_stale(directory: str, base: str) -> list[str]:
     """Delete `.<base>.<pid>.<hex>.tmp` files whose writing process no longer exists; returns them."""
     pattern = re.compile(re.escape(f".{base}.") + r"(\d+)\.[0-9a-f]{8}\.tmp")
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(directory)
     except OSError:
