@@ -110,13 +110,14 @@ def _load_root(reader: Reader, device: torch.device, dtype: torch.dtype | None) 
         raise InvalidArgument(
             "layers of this file need migration steps, which read tensors: load it on a device"
         )
+    if m.modules and not steps and device.type != "meta":
+        dry_run(m, [i for _, i in roots(m)], reader.limits)  # before any tensor memory is spent
     tensors = _tensors(reader, device, dtype)
     if steps:
         up = migrate(m, tensors.__getitem__)
         m = _upgraded_manifest(m, up)
         tensors = [tensors[i] for i in up.kept] + [t.tensor.to(device) for t in up.new]
         log.info("tmodel: upgraded %s in memory: %s", reader.path, "; ".join(up.applied))
-    if m.modules and device.type != "meta":
         dry_run(m, [i for _, i in roots(m)], reader.limits)
     return rebuild(m.root, tensors, ModuleBuilder(m, tensors, device))
 
