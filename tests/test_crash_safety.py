@@ -37,11 +37,17 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_target(tmp_path: Path)
     script = tmp_path / "saver.py"
     script.write_text(SAVER)
     rng = random.Random(1234)
+    probe = tmp_path / "probe.tmodel"  # how long one save takes here: kills land across that window
+    proc = subprocess.Popen([sys.executable, str(script), str(probe), "0"], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    t0 = time.monotonic()
+    assert proc.wait() == 0
+    window = time.monotonic() - t0
     completed = 0
     for k in range(KILLS):
         proc = subprocess.Popen([sys.executable, str(script), str(target), str(k)], stdout=subprocess.PIPE)
         assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
-        time.sleep(rng.uniform(0.0, 0.25))
+        time.sleep(rng.uniform(0.0, 0.9 * window))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         completed += proc.returncode == 0
@@ -50,6 +56,7 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_target(tmp_path: Path)
             names = [t.name for t in reader.manifest.tensors]
         assert names in (["generation"], [f"w{i}" for i in range(24)])
     assert completed < KILLS, "no save was interrupted: the kill window missed every write"
+    probe.unlink()
     tmodel.save({"generation": torch.tensor(1)}, target)
     assert _tmp_files(tmp_path) == []
     assert int(tmodel.load(target)["generation"]) == 1
