@@ -86,3 +86,27 @@ def _fuzz(env: Env, rnd: random.Random, seed_index: int, layer: str) -> None:
 @given(rnd=st.randoms(use_true_random=False), seed_index=st.integers(0, 63))
 def test_fuzz_layer(env: Env, layer: str, rnd: random.Random, seed_index: int) -> None:
     _fuzz(env, rnd, seed_index, layer)
+
+
+# -- findings of benchmarks/fuzz_campaign.py, minimized (each fails until the reader is fixed) ---------------
+@pytest.mark.parametrize("shape", [[2**32, 2**32, 0], [2**62, 2**62, 0]])
+def test_finding_empty_tensor_with_huge_leading_dims(tmp_path: Path, shape: list[int]) -> None:
+    """An empty tensor (numel 0, blob nil, offset 0) is valid per SPEC.md §5.2 whatever its other dims; but
+    when the zero comes after dims whose product overflows int64, tmodel.load raises torch's
+    `RuntimeError: numel: integer multiplication overflow` (from torch.empty_strided in tensors._view) instead
+    of succeeding or raising TModelError. Reader.verify accepts the file. ([0, 2**62, 2**62] loads fine.)"""
+    import torch
+
+    import tmodel
+
+    src = tmp_path / "empty.tmodel"
+    tmodel.save({"e": torch.zeros(0)}, src)
+    parts = fm.split(src.read_bytes())
+    region, wire = fm.layout(parts)
+    wire["tensors"][0]["shape"] = shape
+    wire["tensors"][0]["strides"] = [1] * len(shape)
+    path = tmp_path / "mutant.tmodel"
+    path.write_bytes(fm.sign(parts.header, region, fm.encode(wire), parts.digest_name))
+    fm.install_hang_guard()
+    result = fm.check_file(path)
+    assert result.ok, result.outcome
