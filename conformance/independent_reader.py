@@ -541,7 +541,7 @@ class Reader:
             if len(strides) != len(shape) or any(s < 0 for s in strides) or any(s < 0 for s in shape):
                 _fail("BAD_TENSOR", f"tensor {name} shape/strides")
             numel = math.prod(shape)
-            if numel * itemsize > (1 << 63) - 1:
+            if math.prod(d for d in shape if d) * itemsize > (1 << 63) - 1:
                 _fail("BAD_TENSOR", f"tensor {name} too large")
             blob, off = t["blob"], t["offset"]
             if numel == 0:

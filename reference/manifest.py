@@ -366,7 +366,7 @@ def _check_tensors(m: Manifest, limits: Limits) -> None:
         if len(t.strides) != len(t.shape):
             raise BadTensor(f"{where}: {len(t.strides)} strides for rank {len(t.shape)}")
         itemsize = DTYPES[t.dtype][0]
-        if math.prod(t.shape) * itemsize > INT64_MAX:
+        if math.prod(d for d in t.shape if d) * itemsize > INT64_MAX:  # zeros included, torch would overflow
             raise BadTensor(f"{where}: shape {t.shape} overflows")
         extent = tensor_extent(t)
         if extent == 0:

@@ -91,10 +91,9 @@ def test_fuzz_layer(env: Env, layer: str, rnd: random.Random, seed_index: int) -
 # -- findings of benchmarks/fuzz_campaign.py, minimized (each fails until the reader is fixed) ---------------
 @pytest.mark.parametrize("shape", [[2**32, 2**32, 0], [2**62, 2**62, 0]])
 def test_finding_empty_tensor_with_huge_leading_dims(tmp_path: Path, shape: list[int]) -> None:
-    """An empty tensor (numel 0, blob nil, offset 0) is valid per SPEC.md §5.2 whatever its other dims; but
-    when the zero comes after dims whose product overflows int64, tmodel.load raises torch's
-    `RuntimeError: numel: integer multiplication overflow` (from torch.empty_strided in tensors._view) instead
-    of succeeding or raising TModelError. Reader.verify accepts the file. ([0, 2**62, 2**62] loads fine.)"""
+    """Fuzz finding, fixed: an empty tensor whose other dimensions multiply past int64 made torch raise
+    `RuntimeError: numel: integer multiplication overflow` on load. SPEC.md §5.2 now bounds the product of
+    the non-zero dimensions, so both load and verify reject the file with BAD_TENSOR."""
     import torch
 
     import tmodel
@@ -109,4 +108,4 @@ def test_finding_empty_tensor_with_huge_leading_dims(tmp_path: Path, shape: list
     path.write_bytes(fm.sign(parts.header, region, fm.encode(wire), parts.digest_name))
     fm.install_hang_guard()
     result = fm.check_file(path)
-    assert result.ok, result.outcome
+    assert result.ok and result.outcome == "BAD_TENSOR/BAD_TENSOR", result.outcome
