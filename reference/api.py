@@ -21,7 +21,16 @@ from .nn.records import ModuleBuilder, dry_run
 from .nn.upgrade import Upgraded, migrate, plans
 from .objtree import flatten, rebuild
 from .reader import Progress, Reader
-from .tensors import DTYPE_NAMES, TORCH_DTYPES, device_of, materialize, merge_planes, plan, read_slice
+from .tensors import (
+    DTYPE_NAMES,
+    TORCH_DTYPES,
+    device_of,
+    materialize,
+    merge_planes,
+    meta_tensors,
+    plan,
+    read_slice,
+)
 from .writer import DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, Options, write_atomic
 
 PathLike = str | os.PathLike[str]
@@ -89,13 +98,8 @@ def load(
 
 def _tensors(reader: Reader, device: torch.device, dtype: torch.dtype | None) -> list[torch.Tensor]:
     m = reader.manifest
-    if device.type == "meta":
-        tensors = [
-            torch.empty_strided(t.shape, t.strides, dtype=TORCH_DTYPES[t.dtype], device="meta")
-            for t in m.tensors
-        ]
-    else:
-        tensors = materialize(reader, range(len(m.tensors)), device)
+    meta = device.type == "meta"
+    tensors = meta_tensors(m) if meta else materialize(reader, range(len(m.tensors)), device)
     if dtype is not None:
         if not dtype.is_floating_point:
             raise InvalidArgument(f"dtype must be a floating-point dtype, not {dtype}")

@@ -17,7 +17,7 @@ import torch
 from . import codecs
 from .errors import BadValue, InvalidArgument, UnsupportedType
 from .manifest import DTYPES, Manifest
-from .reader import Reader, bool_regions, check_bool_bytes
+from .reader import Reader, bool_regions
 from .writer import BlobSource
 
 TORCH_DTYPES: dict[str, torch.dtype] = {
@@ -214,7 +214,14 @@ def materialize(reader: Reader, indices: Sequence[int], device: torch.device) ->
 
 def _check_bool_bytes(region: torch.Tensor, blob: int) -> None:
     if region.numel() and int(region.max()) > 1:
-        check_bool_bytes(b"\x02", f"blob {blob}")
+        raise BadValue(f"blob {blob}: a bool tensor holds a byte other than 0 or 1")
+
+
+def meta_tensors(m: Manifest) -> list[torch.Tensor]:
+    """Every tensor of a file on the meta device: shapes, strides and dtypes, no data read or allocated."""
+    return [
+        torch.empty_strided(t.shape, t.strides, dtype=TORCH_DTYPES[t.dtype], device="meta") for t in m.tensors
+    ]
 
 
 def _view(

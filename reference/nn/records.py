@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import BadConfig, LayerVersionError, LimitExceeded, StateMismatch
 from ..limits import Limits
 from ..manifest import DictNode, DtypeNode, ListNode, Manifest, ModuleRecord, ModuleRef, TensorRef, TupleNode
-from ..tensors import TORCH_DTYPES
+from ..tensors import TORCH_DTYPES, meta_tensors
 from ..values import NOT_PLAIN, plain_node
 from .registry import spec_for_module, spec_for_name
 
@@ -260,11 +260,7 @@ def _same_names(where: str, what: str, saved: set[str], built: set[str]) -> None
 def dry_run(m: Manifest, roots: Sequence[int], limits: Limits) -> None:
     """Build every module on the meta device first: names and shapes are checked against the file and what
     the constructors allocate beyond the file's tensors is bounded, before any real memory is spent."""
-    meta = torch.device("meta")
-    tensors = [
-        torch.empty_strided(t.shape, t.strides, dtype=TORCH_DTYPES[t.dtype], device=meta) for t in m.tensors
-    ]
-    builder = ModuleBuilder(m, tensors, meta)
+    builder = ModuleBuilder(m, meta_tensors(m), torch.device("meta"))
     built = [builder.rebuild(i) for i in roots]
     seen: set[int] = set()
     extra = 0
