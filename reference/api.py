@@ -85,21 +85,25 @@ def load(
     dtype: torch.dtype | None = None,
     limits: Limits = DEFAULT_LIMITS,
     threads: int = 0,
+    mmap: bool = True,
 ) -> Any:
     """Load what `save` wrote: the same structure, tensors bit-exact, shared storages still shared, modules
     rebuilt from registered classes. `map_location="meta"` builds without reading tensor data; `dtype` casts
-    floating-point tensors.
+    floating-point tensors; with `mmap` (the default) tensors stored raw are copy-on-write views of the file
+    mapping, checked but not copied (`mmap=False` copies them).
 
     >>> model = tmodel.load("model.tmodel", map_location="cpu")
     """
     with Reader(path, limits, threads, merge_planes) as reader:
-        return _load_root(reader, device_of(map_location), dtype)
+        return _load_root(reader, device_of(map_location), dtype, mmap)
 
 
-def _tensors(reader: Reader, device: torch.device, dtype: torch.dtype | None) -> list[torch.Tensor]:
+def _tensors(
+    reader: Reader, device: torch.device, dtype: torch.dtype | None, use_mmap: bool
+) -> list[torch.Tensor]:
     m = reader.manifest
     meta = device.type == "meta"
-    tensors = meta_tensors(m) if meta else materialize(reader, range(len(m.tensors)), device)
+    tensors = meta_tensors(m) if meta else materialize(reader, range(len(m.tensors)), device, use_mmap)
     if dtype is not None:
         if not dtype.is_floating_point:
             raise InvalidArgument(f"dtype must be a floating-point dtype, not {dtype}")
@@ -107,7 +111,7 @@ def _tensors(reader: Reader, device: torch.device, dtype: torch.dtype | None) ->
     return tensors
 
 
-def _load_root(reader: Reader, device: torch.device, dtype: torch.dtype | None) -> Any:
+def _load_root(reader: Reader, device: torch.device, dtype: torch.dtype | None, use_mmap: bool) -> Any:
     m = reader.manifest
     steps = plans(m) if m.modules else {}
     if steps and device.type == "meta":
@@ -116,7 +120,7 @@ def _load_root(reader: Reader, device: torch.device, dtype: torch.dtype | None) 
         )
     if m.modules and not steps and device.type != "meta":
         dry_run(m, [i for _, i in roots(m)], reader.limits)  # before any tensor memory is spent
-    tensors = _tensors(reader, device, dtype)
+    tensors = _tensors(reader, device, dtype, use_mmap)
     if steps:
         up = migrate(m, tensors.__getitem__)
         m = _upgraded_manifest(m, up)
@@ -237,8 +241,11 @@ class TModelFile:
     ...     w = f.get_slice("w")[:1]
     """
 
-    def __init__(self, path: PathLike, limits: Limits = DEFAULT_LIMITS, threads: int = 0) -> None:
+    def __init__(
+        self, path: PathLike, limits: Limits = DEFAULT_LIMITS, threads: int = 0, mmap: bool = True
+    ) -> None:
         self._reader: Reader | None = Reader(path, limits, threads, merge_planes)
+        self._mmap = mmap
         self.manifest: Manifest = self._reader.manifest
         self._index = {t.name: i for i, t in enumerate(self.manifest.tensors)}
 
@@ -271,8 +278,8 @@ class TModelFile:
             raise NotFound(f"no tensor named {name!r}") from None
 
     def get_tensor(self, name: str, map_location: str | torch.device | None = None) -> torch.Tensor:
-        """Read one tensor (only its blob)."""
-        return materialize(self.reader, [self._lookup(name)], device_of(map_location))[0]
+        """Read one tensor (only its blob; a raw blob is mapped, not copied, unless opened with mmap=False)."""
+        return materialize(self.reader, [self._lookup(name)], device_of(map_location), self._mmap)[0]
 
     def get_slice(self, name: str) -> TensorSlice:
         return TensorSlice(self, self._lookup(name))
@@ -281,7 +288,7 @@ class TModelFile:
         self, map_location: str | torch.device | None = None, *, dtype: torch.dtype | None = None
     ) -> Any:
         """The whole saved object, as `tmodel.load` returns it."""
-        return _load_root(self.reader, device_of(map_location), dtype)
+        return _load_root(self.reader, device_of(map_location), dtype, self._mmap)
 
     def verify(self, progress: Progress | None = None) -> None:
         """Check every checksum and decode every chunk; raise the first problem found."""
@@ -299,6 +306,8 @@ class TModelFile:
         self.close()
 
 
-def open_file(path: PathLike, *, limits: Limits = DEFAULT_LIMITS, threads: int = 0) -> TModelFile:
+def open_file(
+    path: PathLike, *, limits: Limits = DEFAULT_LIMITS, threads: int = 0, mmap: bool = True
+) -> TModelFile:
     """Open a file lazily: the manifest is read and validated now, tensors when asked for."""
-    return TModelFile(path, limits, threads)
+    return TModelFile(path, limits, threads, mmap)

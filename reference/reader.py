@@ -7,6 +7,7 @@ each chunk's digest is checked before it is decoded, into memory the caller allo
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -52,6 +53,7 @@ class Reader:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._starts: dict[int, list[int]] = {}
+        self._map: mmap.mmap | None = None
         self._fd, self.file_size = open_regular(path)
         try:
             self.manifest = self._read_manifest()
@@ -80,6 +82,7 @@ class Reader:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        self._map = None  # unmapped once no tensor holds a view of it
 
     def __enter__(self) -> Reader:
         return self
@@ -167,6 +170,32 @@ class Reader:
             segments.append(view[pos : pos + n])
             pos += n
         codecs.decode_chunk(b.codec, b.width, segments, out, self.limits.max_window_size, self._merge)
+
+    def mapped(self, blob: int) -> memoryview | None:
+        """A raw blob as a writable copy-on-write view of the file mapping, zero-copy, after every chunk
+        digest and the padding were checked; None where the file cannot be mapped (the caller decodes)."""
+        b = self.manifest.blobs[blob]
+        if b.codec != codecs.RAW:
+            raise InvalidArgument(f"blob {blob} is not stored raw")
+        with self._lock:
+            if self._fd < 0:
+                raise InvalidArgument("the file is closed")
+            if self._map is None:
+                try:
+                    self._map = mmap.mmap(self._fd, self.file_size, access=mmap.ACCESS_COPY)
+                except (OSError, ValueError, AttributeError):
+                    return None
+            mapping = self._map
+        if os.fstat(self._fd).st_size < self.file_size:
+            raise Truncated(f"the file shrank below {self.file_size} bytes while open")
+        view = memoryview(mapping)[b.offset : b.offset + b.nbytes]
+        check = digests.digest_function(self.manifest.checksum)
+        for j, chunk in enumerate(b.chunks):
+            lo = j * b.chunk_size
+            if check(view[lo : lo + b.chunk_size]) != chunk.digest:
+                raise ChecksumMismatch(f"blob {blob} chunk {j}: checksum mismatch")
+        self._check_padding(blob)
+        return view
 
     @property
     def fd(self) -> int:

@@ -8,6 +8,8 @@ it is dense (a transpose, channels-last) and is stored compactly when its view h
 from __future__ import annotations
 
 import ctypes
+import mmap
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,12 +64,26 @@ def _wrap(buf: bytes | bytearray | memoryview) -> torch.Tensor:
     return torch.frombuffer(buf, dtype=torch.uint8)
 
 
+_HUGE_MIN = 4 << 20
+_SHIFT_OR = {2: torch.int16, 4: torch.int32} if sys.byteorder == "little" else {}
+
+
 def merge_planes(planes: Sequence[bytes | bytearray | memoryview], width: int, out: memoryview) -> None:
-    """The byte-group merge of SPEC.md §6.3 with torch: several times faster than slicing, and off the GIL."""
+    """The byte-group merge of SPEC.md §6.3 with torch, off the GIL. On little-endian hosts, widths 2 and 4
+    are built as integers (top plane, shifted left 8, or-ed with the next), which runs 2-4x faster than an
+    interleaving copy; other widths interleave with `stack`."""
     if len(out) == 0:
         return
-    dst = torch.frombuffer(out, dtype=torch.uint8).view(-1, width)
-    torch.stack([_wrap(p) for p in planes], dim=1, out=dst)
+    dst = torch.frombuffer(out, dtype=torch.uint8)
+    wide = _SHIFT_OR.get(width)
+    if wide is None:
+        torch.stack([_wrap(p) for p in planes], dim=1, out=dst.view(-1, width))
+        return
+    acc = dst.view(wide)
+    acc.copy_(_wrap(planes[-1]))
+    for plane in reversed(planes[:-1]):
+        acc.bitwise_left_shift_(8)
+        acc.bitwise_or_(_wrap(plane))
 
 
 def check_tensor(t: torch.Tensor, path: str) -> None:
@@ -197,12 +213,36 @@ def device_of(map_location: Any) -> torch.device:
     raise InvalidArgument("map_location must be None, a string or a torch.device")
 
 
-def materialize(reader: Reader, indices: Sequence[int], device: torch.device) -> list[torch.Tensor]:
-    """Decode the blobs behind the given tensors and return the tensors, views of shared storages."""
+def host_buffer(nbytes: int) -> torch.Tensor:
+    """Uninitialized CPU bytes to decode into. Large ones are anonymous mappings advised to use huge pages
+    where the OS has them: first-touch page faults cost less than the decoding otherwise."""
+    if nbytes < _HUGE_MIN or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return torch.empty(nbytes, dtype=torch.uint8)
+    try:
+        region = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        region.madvise(mmap.MADV_HUGEPAGE)
+    except OSError:
+        return torch.empty(nbytes, dtype=torch.uint8)
+    return torch.frombuffer(region, dtype=torch.uint8)
+
+
+def materialize(
+    reader: Reader, indices: Sequence[int], device: torch.device, use_mmap: bool = True
+) -> list[torch.Tensor]:
+    """Decode the blobs behind the given tensors and return the tensors, views of shared storages. With
+    `use_mmap`, raw blobs loaded on the CPU are zero-copy views of the file mapping (verified first)."""
     m = reader.manifest
     blobs = sorted({b for i in indices if (b := m.tensors[i].blob) is not None})
-    buffers = {b: torch.empty(m.blobs[b].nbytes, dtype=torch.uint8) for b in blobs}
-    reader.decode_many([(b, host_view(buffers[b]), 0, None) for b in blobs])
+    buffers: dict[int, torch.Tensor] = {}
+    for b in blobs:
+        view = (
+            reader.mapped(b) if use_mmap and device.type == "cpu" and m.blobs[b].codec == codecs.RAW else None
+        )
+        if view is not None:
+            buffers[b] = torch.frombuffer(view, dtype=torch.uint8)
+    decode = [b for b in blobs if b not in buffers]
+    buffers.update({b: host_buffer(m.blobs[b].nbytes) for b in decode})
+    reader.decode_many([(b, host_view(buffers[b]), 0, None) for b in decode])
     for b, regions in bool_regions(m, indices).items():
         for lo, hi in regions:
             _check_bool_bytes(buffers[b][lo:hi], b)

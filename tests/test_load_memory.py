@@ -1,0 +1,106 @@
+"""Where loaded tensors live: raw blobs mapped copy-on-write from the file (checked first), decoded blobs
+in fresh memory (huge-page mappings when large); both bit-exact, with storages shared exactly as saved."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+import tmodel
+from tmodel.errors import ChecksumMismatch
+from tmodel.reader import Reader
+from tmodel.tensors import host_buffer
+
+
+def _checkpoint() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(7)
+    base = torch.randn(64, 33, generator=g)
+    return {
+        "w": base,
+        "w_t": base.t(),  # a view of the same storage
+        "b": torch.randn(1000, generator=g).to(torch.bfloat16),
+        "i": torch.randint(-(2**40), 2**40, (77,), generator=g),
+        "mask": torch.rand(50, generator=g) > 0.5,
+    }
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_raw_load_is_exact_and_writes_never_reach_the_file(tmp_path: Path, mmap: bool) -> None:
+    ckpt = _checkpoint()
+    path = tmp_path / "raw.tmodel"
+    tmodel.save(ckpt, path, codec="raw")
+    before = _sha(path)
+    got = tmodel.load(path, mmap=mmap)
+    for k, t in ckpt.items():
+        assert torch.equal(got[k], t) and got[k].dtype == t.dtype and got[k].stride() == t.stride()
+    assert got["w_t"].untyped_storage().data_ptr() == got["w"].untyped_storage().data_ptr()
+    ptrs = {got[k].untyped_storage().data_ptr() for k in ("w", "b", "i", "mask")}
+    assert len(ptrs) == 4  # one storage per blob, none aliasing another
+    got["w"].add_(1)  # copy-on-write: the file and a new load are untouched
+    got["mask"][0] = not bool(got["mask"][0])
+    assert _sha(path) == before
+    again = tmodel.load(path, mmap=mmap)
+    assert torch.equal(again["w"], ckpt["w"]) and torch.equal(again["mask"], ckpt["mask"])
+
+
+def test_mapped_tensors_survive_an_atomic_save_over_their_file(tmp_path: Path) -> None:
+    ckpt = _checkpoint()
+    path = tmp_path / "raw.tmodel"
+    tmodel.save(ckpt, path, codec="raw")
+    got = tmodel.load(path)
+    tmodel.save({k: torch.zeros_like(v) for k, v in ckpt.items()}, path, codec="raw")
+    for k, t in ckpt.items():
+        assert torch.equal(got[k], t)
+    with tmodel.open(path) as f:
+        w = f.get_tensor("w")
+    assert torch.equal(w, torch.zeros_like(ckpt["w"]))  # still valid after the file object closed
+
+
+def test_a_flipped_byte_in_a_mapped_blob_is_caught(tmp_path: Path) -> None:
+    path = tmp_path / "raw.tmodel"
+    tmodel.save({"x": torch.arange(4096, dtype=torch.float32)}, path, codec="raw")
+    with Reader(path) as r:
+        offset = r.manifest.blobs[0].offset + 5000
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x10
+    path.write_bytes(bytes(data))
+    for mmap in (True, False):
+        with pytest.raises(ChecksumMismatch) as info:
+            tmodel.load(path, mmap=mmap)
+        assert info.value.code == "CHECKSUM_MISMATCH"
+    with tmodel.open(path) as f, pytest.raises(ChecksumMismatch):
+        f.get_tensor("x")
+
+
+@pytest.mark.parametrize(
+    "dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64, torch.int8, torch.complex64]
+)
+def test_large_compressed_blobs_decode_exactly(tmp_path: Path, dtype: torch.dtype) -> None:
+    """Blobs above the huge-page threshold, over several chunks, every byte-group width."""
+    g = torch.Generator().manual_seed(3)
+    n = (9 << 20) // torch.empty(0, dtype=dtype).element_size() + 3
+    if dtype.is_floating_point or dtype.is_complex:
+        t = (torch.randn(n, generator=g, dtype=torch.float64) * 0.02).to(dtype)
+    else:
+        t = torch.randint(-128, 128, (n,), generator=g, dtype=dtype)
+    path = tmp_path / "big.tmodel"
+    tmodel.save({"t": t}, path, chunk_size=1 << 20)
+    with Reader(path) as r:
+        assert r.manifest.blobs[0].codec != "raw" and len(r.manifest.blobs[0].chunks) >= 9
+    got = tmodel.load(path)["t"]
+    assert got.dtype == dtype and torch.equal(got.view(torch.uint8), t.view(torch.uint8))
+
+
+def test_host_buffer_sizes() -> None:
+    for n in (0, 1, (4 << 20) - 1, 4 << 20, (5 << 20) + 3):
+        buf = host_buffer(n)
+        assert buf.dtype == torch.uint8 and buf.numel() == n
+        buf.fill_(7)
+        assert int(buf.sum()) == 7 * n
