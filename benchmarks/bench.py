@@ -10,6 +10,7 @@ RSS belongs to one operation. Markdown tables go to stdout, progress to stderr. 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -26,7 +27,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
+import bench_targets  # noqa: E402
+
 RESULT_TAG = "BENCH_RESULT "
+GET_FORMATS = ("safetensors", "tmodel", "tmodel-raw")
 REFERENCES = ("torch", "safetensors")
 
 
@@ -133,9 +137,19 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     from bench_datasets import DATASETS
     from bench_formats import FORMATS
 
-    fmt = FORMATS[spec["format"]]
     path = spec["path"]
-    res: dict[str, Any] = {"op": spec["op"], "format": fmt.name, "dataset": spec["dataset"]}
+    res: dict[str, Any] = {"op": spec["op"], "format": spec["format"], "dataset": spec["dataset"]}
+    if spec["op"] == "zipnn":
+        from bench_extra import zipnn_op
+
+        res.update(zipnn_op(_tensors(DATASETS[spec["dataset"]].build())))
+        return res
+    if spec["op"] == "get":
+        from bench_extra import get_op
+
+        res.update(get_op(spec["format"], path, touch))
+        return res
+    fmt = FORMATS[spec["format"]]
     if spec["op"] == "save":
         t = time.perf_counter()
         sd = DATASETS[spec["dataset"]].build()
@@ -214,7 +228,8 @@ def run_dataset(ds: str, fmts: list[str], args: argparse.Namespace, tmp: str) ->
     from bench_formats import FORMATS
 
     paths = {f: os.path.join(tmp, f"{ds}.{f}.{FORMATS[f].ext}") for f in fmts}
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {f: {"save": [], "load": []} for f in fmts}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {f: {"save": [], "load": [], "get": []} for f in fmts}
+    zipnn_runs: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
 
     def one(fmt: str, rep: int | None) -> None:
@@ -223,7 +238,7 @@ def run_dataset(ds: str, fmts: list[str], args: argparse.Namespace, tmp: str) ->
             return
         if os.path.exists(paths[fmt]):
             os.unlink(paths[fmt])
-        for op in ("save", "load"):
+        for op in ("save", "load", "get") if fmt in GET_FORMATS else ("save", "load"):
             time.sleep(args.pause)
             spec = {"op": op, "format": fmt, "dataset": ds, "path": paths[fmt], "shim": args.shim}
             r = run_worker(spec, args.timeout)
@@ -231,8 +246,14 @@ def run_dataset(ds: str, fmts: list[str], args: argparse.Namespace, tmp: str) ->
                 errors[fmt] = f"{op}: {r['error']}"
                 log(f"[{ds}] {tag} {fmt} {op}: ERROR {r['error']}")
                 return
-            t = r["save_s"] if op == "save" else r["load_s"]
-            log(f"[{ds}] {tag} {fmt:12s} {op}: {t:7.3f} s  peak RSS {r['peak_rss'] / 1e6:8.0f} MB")
+            if op == "get":
+                log(
+                    f"[{ds}] {tag} {fmt:12s} get: largest {r['get_largest_s']:.3f} s, "
+                    f"median {r['get_median_s']:.4f} s"
+                )
+            else:
+                t = r["save_s"] if op == "save" else r["load_s"]
+                log(f"[{ds}] {tag} {fmt:12s} {op}: {t:7.3f} s  peak RSS {r['peak_rss'] / 1e6:8.0f} MB")
             if rep is not None:
                 runs[fmt][op].append(r)
 
@@ -242,10 +263,21 @@ def run_dataset(ds: str, fmts: list[str], args: argparse.Namespace, tmp: str) ->
         k = rep % len(fmts)  # rotate the order so no format always runs first
         for fmt in fmts[k:] + fmts[:k]:
             one(fmt, rep)
+        if args.zipnn:
+            r = run_worker({"op": "zipnn", "format": "zipnn", "dataset": ds, "path": ""}, args.timeout)
+            if "error" in r:
+                errors["zipnn"] = r["error"]
+                log(f"[{ds}] zipnn: ERROR {r['error']}")
+            else:
+                zipnn_runs.append(r)
+                log(
+                    f"[{ds}] rep {rep + 1} zipnn: {r['zipnn_bytes'] / 1e6:,.0f} MB, "
+                    f"decode {r['zipnn_decode_s']:.3f} s"
+                )
     for p in paths.values():
         if os.path.exists(p):
             os.unlink(p)
-    return {"runs": runs, "errors": errors}
+    return {"runs": runs, "errors": errors, "zipnn": zipnn_runs}
 
 
 def summarize(ds: str, data: dict[str, Any], fmts: list[str]) -> dict[str, Any]:
@@ -288,6 +320,15 @@ def summarize(ds: str, data: dict[str, Any], fmts: list[str]) -> dict[str, Any]:
             "load_over": median([r["peak_rss"] - r["base_rss"] for r in loads]),
             "build_s": median([r["build_s"] for r in saves]),
         }
+        gets = data["runs"][fmt].get("get", [])
+        if gets:
+            for which in ("largest", "median"):
+                out["formats"][fmt][f"get_{which}_s"] = median([r[f"get_{which}_s"] for r in gets])
+                out["formats"][fmt][f"get_{which}_name"] = gets[0][f"get_{which}_name"]
+    if data.get("zipnn"):
+        z = data["zipnn"]
+        out["zipnn"] = {k: median([r[k] for r in z]) for k in ("zipnn_compress_s", "zipnn_decode_s")}
+        out["zipnn"].update({k: z[0][k] for k in ("zipnn_bytes", "zipnn_coded_raw", "zipnn_threads")})
     if len(digests) > 1:
         out["problems"].append("the dataset was not built identically in every save worker")
     out["info"] = info
@@ -423,6 +464,10 @@ def render_summary(summaries: dict[str, dict[str, Any]], fmts: list[str]) -> str
     return "\n".join(lines) + "\n"
 
 
+def cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def environment() -> str:
     import safetensors
     import torch
@@ -483,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         "--note", help="a line of text to print in the header (e.g. which commit --tmodel-src holds)"
     )
     p.add_argument("--json", metavar="PATH", help="also write every run's raw measurements here")
+    p.add_argument("--no-zipnn", dest="zipnn", action="store_false", help="skip the ZipNN reference runs")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -505,6 +551,9 @@ def main(argv: list[str] | None = None) -> int:
         from bench_datasets import DATASETS  # after the shim: bench_formats imports tmodel
         from bench_formats import FORMATS
 
+        if args.zipnn and importlib.util.find_spec("zipnn") is None:
+            log("zipnn is not installed (pip install --no-deps zipnn): its reference runs are skipped")
+            args.zipnn = False
         datasets = [d for d in args.datasets.split(",") if d]
         fmts = [f for f in args.formats.split(",") if f]
         bad = [d for d in datasets if d not in DATASETS] + [f for f in fmts if f not in FORMATS]
@@ -526,11 +575,14 @@ def main(argv: list[str] | None = None) -> int:
             raw_runs[ds] = data
             summaries[ds] = summarize(ds, data, fmts)
             print(render(ds, DATASETS[ds].description, summaries[ds], fmts, args.repeat, data["errors"]))
+            print(bench_targets.render(ds, summaries[ds], cpus()))
             print(f"({ds}: {time.time() - t:.0f} s wall)\n", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if summaries:
         print(render_summary(summaries, fmts))
+        marks = [r[3] for ds, s in summaries.items() for r in bench_targets.rows(ds, s, cpus())]
+        print(f"Targets: {marks.count('PASS')} PASS, {sum('FAIL' in m for m in marks)} FAIL.\n")
     print(f"Total wall time {time.time() - started:.0f} s.")
     if args.json:
         with open(args.json, "w") as f:
