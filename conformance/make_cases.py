@@ -419,6 +419,11 @@ def _overflow(w: dict[str, Any]) -> None:
     w["tensors"][0]["strides"] = [0, 0]
 
 
+def _empty_overflow(w: dict[str, Any]) -> None:
+    w["tensors"][0]["shape"] = [0, 1 << 32, 1 << 32]
+    w["tensors"][0]["strides"] = [0, 0, 0]
+
+
 def _many_tensors_dup(w: dict[str, Any]) -> None:
     empty = {"dtype": "uint8", "shape": [0], "strides": [1], "blob": None, "offset": 0}
     w["tensors"] += [{"name": f"e{i}", **empty} for i in range(9_999)] + [{"name": "e0", **empty}]
@@ -842,6 +847,16 @@ HOSTILE: dict[str, Hostile] = {
         ("BAD_TENSOR",),
         "§5.2",
         "numel * itemsize above 2^63-1 (the extent stays small)",
+    ),
+    "fuzz_empty_dims_overflow": H(
+        "base",
+        11,
+        manifest(_empty_overflow),
+        "tensor 0 shape -> [0, 2^32, 2^32], strides [0, 0, 0]",
+        ("BAD_TENSOR",),
+        "§5.2",
+        "fuzz regression (campaign of 2026-11-28, minimized): an empty tensor whose non-zero dimensions "
+        "multiply past 2^63-1 (the reference reader's torch layer raised RuntimeError)",
     ),
     # 12 -- size vs shape
     "shape_beyond_blob": H(
