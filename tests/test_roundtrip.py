@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 import random
 import struct
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -730,3 +733,26 @@ def test_sha256_checksum_roundtrip(tmp_path: Path) -> None:
     with tmodel.open(tmp_path / "x.tmodel") as f:
         assert f.manifest.checksum == "sha256"
         assert {len(c.digest) for b in f.manifest.blobs for c in b.chunks} == {32}
+
+
+_SAVE_IN_CHILD = """
+import sys, torch, tmodel
+from torch import nn
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(4), nn.Sequential(nn.ReLU(), nn.Linear(4, 2)))
+obj = {"model": model, "opt": {"lr": 0.1, "betas": (0.9, 0.99)}, "tags": ["x", "y"],
+       "w": torch.randn(5000).to(torch.bfloat16), "ids": torch.arange(3000)}
+tmodel.save(obj, sys.argv[1], threads=int(sys.argv[2]), chunk_size=1024, metadata={"run": {"z": 1, "a": 2}})
+"""
+
+
+def test_deterministic_across_processes_hash_seeds_and_threads(tmp_path: Path) -> None:
+    """The same object saved by separate interpreters (other hash seeds and thread counts): the same file."""
+    outs = []
+    for seed, threads in (("1", "1"), ("2", "3"), ("12345", "0")):
+        path = tmp_path / f"{seed}.tmodel"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-c", _SAVE_IN_CHILD, str(path), threads], check=True, env=env)
+        outs.append(path.read_bytes())
+    assert outs[0] == outs[1] == outs[2]
+    assert len(outs[0]) > 10_000
