@@ -278,7 +278,7 @@ class TModelFile:
             raise NotFound(f"no tensor named {name!r}") from None
 
     def get_tensor(self, name: str, map_location: str | torch.device | None = None) -> torch.Tensor:
-        """Read one tensor (only its blob; a raw blob is mapped, not copied, unless opened with mmap=False)."""
+        """Read one tensor (only its blob; a raw blob is mapped, not copied, unless opened mmap=False)."""
         return materialize(self.reader, [self._lookup(name)], device_of(map_location), self._mmap)[0]
 
     def get_slice(self, name: str) -> TensorSlice:

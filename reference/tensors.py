@@ -8,7 +8,6 @@ it is dense (a transpose, channels-last) and is stored compactly when its view h
 from __future__ import annotations
 
 import ctypes
-import mmap
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,7 +63,6 @@ def _wrap(buf: bytes | bytearray | memoryview) -> torch.Tensor:
     return torch.frombuffer(buf, dtype=torch.uint8)
 
 
-_HUGE_MIN = 4 << 20
 _SHIFT_OR = {2: torch.int16, 4: torch.int32} if sys.byteorder == "little" else {}
 
 
@@ -213,19 +211,6 @@ def device_of(map_location: Any) -> torch.device:
     raise InvalidArgument("map_location must be None, a string or a torch.device")
 
 
-def host_buffer(nbytes: int) -> torch.Tensor:
-    """Uninitialized CPU bytes to decode into. Large ones are anonymous mappings advised to use huge pages
-    where the OS has them: first-touch page faults cost less than the decoding otherwise."""
-    if nbytes < _HUGE_MIN or not hasattr(mmap, "MADV_HUGEPAGE"):
-        return torch.empty(nbytes, dtype=torch.uint8)
-    try:
-        region = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        region.madvise(mmap.MADV_HUGEPAGE)
-    except OSError:
-        return torch.empty(nbytes, dtype=torch.uint8)
-    return torch.frombuffer(region, dtype=torch.uint8)
-
-
 def materialize(
     reader: Reader, indices: Sequence[int], device: torch.device, use_mmap: bool = True
 ) -> list[torch.Tensor]:
@@ -241,7 +226,7 @@ def materialize(
         if view is not None:
             buffers[b] = torch.frombuffer(view, dtype=torch.uint8)
     decode = [b for b in blobs if b not in buffers]
-    buffers.update({b: host_buffer(m.blobs[b].nbytes) for b in decode})
+    buffers.update({b: torch.empty(m.blobs[b].nbytes, dtype=torch.uint8) for b in decode})
     reader.decode_many([(b, host_view(buffers[b]), 0, None) for b in decode])
     for b, regions in bool_regions(m, indices).items():
         for lo, hi in regions:

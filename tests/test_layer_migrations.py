@@ -55,7 +55,7 @@ def test_frozen_attention_files_load_as_v3_with_identical_outputs(
     assert isinstance(model, example.Attention) and model.num_heads == 2
     assert float(model.temperature) == 1.0 and model.temperature.dtype == torch.float32
     with tmodel.open(FIXTURES / "example.Attention" / name) as f:  # the file's own weights, unmigrated
-        stored = {k.removeprefix("model."): f.get_tensor(k) for k in f.keys() if k.startswith("model.")}
+        stored = {k.removeprefix("model."): f.get_tensor(k) for k in f if k.startswith("model.")}
     q, k, v = stored["qkv"].chunk(3) if "qkv" in stored else (stored["q"], stored["k"], stored["v"])
     x = ckpt["input"]
     with torch.no_grad():

@@ -1,5 +1,5 @@
 """Where loaded tensors live: raw blobs mapped copy-on-write from the file (checked first), decoded blobs
-in fresh memory (huge-page mappings when large); both bit-exact, with storages shared exactly as saved."""
+in fresh memory; both bit-exact, with storages shared exactly as saved."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import torch
 import tmodel
 from tmodel.errors import ChecksumMismatch
 from tmodel.reader import Reader
-from tmodel.tensors import host_buffer
 
 
 def _checkpoint() -> dict[str, torch.Tensor]:
@@ -83,7 +82,7 @@ def test_a_flipped_byte_in_a_mapped_blob_is_caught(tmp_path: Path) -> None:
     "dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64, torch.int8, torch.complex64]
 )
 def test_large_compressed_blobs_decode_exactly(tmp_path: Path, dtype: torch.dtype) -> None:
-    """Blobs above the huge-page threshold, over several chunks, every byte-group width."""
+    """Blobs of many chunks, for every byte-group width."""
     g = torch.Generator().manual_seed(3)
     n = (9 << 20) // torch.empty(0, dtype=dtype).element_size() + 3
     if dtype.is_floating_point or dtype.is_complex:
@@ -96,11 +95,3 @@ def test_large_compressed_blobs_decode_exactly(tmp_path: Path, dtype: torch.dtyp
         assert r.manifest.blobs[0].codec != "raw" and len(r.manifest.blobs[0].chunks) >= 9
     got = tmodel.load(path)["t"]
     assert got.dtype == dtype and torch.equal(got.view(torch.uint8), t.view(torch.uint8))
-
-
-def test_host_buffer_sizes() -> None:
-    for n in (0, 1, (4 << 20) - 1, 4 << 20, (5 << 20) + 3):
-        buf = host_buffer(n)
-        assert buf.dtype == torch.uint8 and buf.numel() == n
-        buf.fill_(7)
-        assert int(buf.sum()) == 7 * n
