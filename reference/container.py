@@ -176,19 +176,28 @@ def unpack_manifest(raw: bytes, limits: Limits) -> Any:
     return obj
 
 
+_SCALARS = frozenset({type(None), bool, int, float, str, bytes})
+
+
 def _check_types(obj: Any, max_depth: int) -> None:
-    """Reject anything but nil/bool/int/float/str/bin/array/map, and nesting deeper than `max_depth`."""
-    stack: list[tuple[Any, int]] = [(obj, 1)]
-    while stack:
-        item, depth = stack.pop()
+    """Reject anything but nil/bool/int/float/str/bin/array/map, and nesting deeper than `max_depth`
+    (walked level by level; msgpack returns exact types, so `type()` lookups suffice)."""
+    level: list[Any] = [obj]
+    depth = 1
+    while level:
         if depth > max_depth:
             raise LimitExceeded(f"manifest nesting deeper than {max_depth}")
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-        elif item is not None and not isinstance(item, (bool, int, float, str, bytes)):
-            raise ManifestDecodeError(f"msgpack value of type {type(item).__name__} is not allowed")
+        below: list[Any] = []
+        for item in level:
+            kind = type(item)
+            if kind is dict:
+                below.extend(item.values())
+            elif kind is list:
+                below.extend(item)
+            elif kind not in _SCALARS:
+                raise ManifestDecodeError(f"msgpack value of type {kind.__name__} is not allowed")
+        level = below
+        depth += 1
 
 
 # -- files --------------------------------------------------------------------------------------------
