@@ -159,11 +159,10 @@ class Reader:
             if check(out) != chunk.digest:
                 raise ChecksumMismatch(f"blob {blob} chunk {j}: checksum mismatch")
             return
-        stored = bytearray(sum(chunk.segments))  # writable, so a merge may wrap it without copying
-        preadinto_exact(self._fd, memoryview(stored), start)
-        if check(stored) != chunk.digest:
+        view = _scratch(sum(chunk.segments))
+        preadinto_exact(self._fd, view, start)
+        if check(view) != chunk.digest:
             raise ChecksumMismatch(f"blob {blob} chunk {j}: checksum mismatch")
-        view = memoryview(stored)
         segments: list[memoryview] = []
         pos = 0
         for n in chunk.segments:
@@ -229,6 +228,21 @@ class Reader:
                 done += len(scratch)
                 if progress is not None:
                     progress(done, total)
+
+
+_local = threading.local()
+_SCRATCH_MAX = 16 << 20
+
+
+def _scratch(n: int) -> memoryview:
+    """This thread's reusable buffer for a chunk's stored bytes (writable, so a merge may wrap it): no
+    allocation, zero-filling or page faults per chunk. Only valid until the thread's next chunk."""
+    if n > _SCRATCH_MAX:  # rare (chunk_size above the default): not kept, so no thread holds it
+        return memoryview(bytearray(n))
+    buf: bytearray | None = getattr(_local, "buf", None)
+    if buf is None or len(buf) < n:
+        buf = _local.buf = bytearray(max(n, 1 << 16))
+    return memoryview(buf)[:n]
 
 
 def check_bool_bytes(data: bytes | bytearray | memoryview, where: str) -> None:
