@@ -62,14 +62,15 @@ def rows(ds: str, s: dict[str, Any], threads: int) -> list[tuple[str, str, str, 
         1.1,
         True,
     )
-    for which in ("largest", "median"):
-        key = f"get_{which}_s"
-        add(
-            f"get_tensor time / safe_open get_tensor ({which} tensor, compressed)",
-            tm and st and key in tm and key in st and tm[key] / st[key],
-            2.0,
-            True,
-        )
+    for label, v in (("compressed", tm), ("raw", tr)):
+        for which in ("largest", "median"):
+            key = f"get_{which}_s"
+            add(
+                f"get_tensor time / safe_open get_tensor ({which} tensor, {label})",
+                v and st and key in v and key in st and v[key] / st[key],
+                2.0,
+                True,
+            )
     for name, v in (("compressed", tm), ("raw", tr)):
         add(
             f"load peak RSS above imports, MB ({name}; limit 1.05 x data + 64 MB)",
