@@ -213,7 +213,7 @@ def paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         for k, v in obj.items():
             out.append((*prefix, k))
             out.extend(paths(v, (*prefix, k)))
-    elif isinstance(obj, list):
+    elif isinstance(obj, list) and not isinstance(obj, Pairs):  # a Pairs map is final: its items are pairs
         for i, v in enumerate(obj):
             out.append((*prefix, i))
             out.extend(paths(v, (*prefix, i)))
