@@ -2,7 +2,8 @@
 
 Rules: the file is opened once and read through that descriptor only; the header, trailer and manifest
 are validated (manifest digest first, then msgpack, then schema and layout) before any blob is touched;
-each chunk's digest is checked before it is decoded, into memory the caller allocated.
+each chunk's digest is checked before it is decoded, into memory the caller allocated, or, for a raw blob
+the caller asks to map (`mapped`), every digest is checked through the copy-on-write mapping it returns.
 """
 
 from __future__ import annotations
