@@ -36,9 +36,9 @@ _sync_file_range = _load()
 class Writeback:
     """Tracks how far a file has been written and starts writeback of every full piece behind that."""
 
-    def __init__(self, f: BinaryIO, piece: int = PIECE) -> None:
+    def __init__(self, f: BinaryIO, piece: int | None = None) -> None:
         self._f = f
-        self._piece = piece
+        self._piece = piece or PIECE
         self._started = 0
         self._in_flight: deque[int] = deque()
         self._enabled = _sync_file_range is not None

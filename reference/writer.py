@@ -12,13 +12,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from . import codecs, digests
+from . import codecs, digests, writeback
 from .atomic import replace_atomically
 from .container import ALIGNMENT, align, pack_header, pack_manifest, pack_trailer
 from .errors import InvalidArgument, LimitExceeded, Truncated
 from .limits import DEFAULT_LIMITS
 from .threads import default_threads
-from .writeback import PIECE, Writeback
 
 Buffer = bytes | bytearray | memoryview
 Progress = Callable[[int, int], None]
@@ -129,7 +128,7 @@ def _write(
     done = 0
     threads = options.threads or default_threads()
     records = [_record(src, options) for src in sources]
-    writeback = Writeback(f)
+    wb = writeback.Writeback(f)
     jobs = _jobs(sources, options)
     pending: deque[tuple[int, int, Future[tuple[list[Buffer], bytes, list[int]]]]] = deque()
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -152,7 +151,7 @@ def _write(
                 pos = _pad(f, pos)
                 record.update(offset=pos, length=src.length)
                 record["chunks"] = [{"digest": d, "segments": list(seg)} for d, seg in src.chunks]
-                pos = _copy(src, f, pos, writeback)
+                pos = _copy(src, f, pos, wb)
                 done += raw_len
                 if progress is not None:
                     progress(done, total)
@@ -165,7 +164,7 @@ def _write(
                 pos += len(seg)
                 record["length"] += len(seg)
             record["chunks"].append({"digest": digest, "segments": lengths})
-            writeback.written(pos)
+            wb.written(pos)
             done += raw_len
             if progress is not None:
                 progress(done, total)
@@ -179,12 +178,12 @@ def _write(
     f.write(pack_trailer(pos, manifest, options.checksum, header))
 
 
-def _copy(src: StoredBlob, f: BinaryIO, pos: int, writeback: Writeback) -> int:
+def _copy(src: StoredBlob, f: BinaryIO, pos: int, wb: writeback.Writeback) -> int:
     """Copy a stored blob's bytes to `pos` of `f`, kernel to kernel where possible; returns the new end."""
     f.flush()
     out, copied = f.fileno(), 0
     while copied < src.length:
-        n = min(src.length - copied, PIECE)
+        n = min(src.length - copied, writeback.PIECE)
         try:
             step = os.copy_file_range(src.fd, out, n, src.offset + copied, pos + copied)
         except (AttributeError, OSError):  # no copy_file_range here, or not between these files
@@ -192,7 +191,7 @@ def _copy(src: StoredBlob, f: BinaryIO, pos: int, writeback: Writeback) -> int:
         if step <= 0:
             raise Truncated(f"the source file ends inside a blob being copied (offset {src.offset + copied})")
         copied += step
-        writeback.written(pos + copied)
+        wb.written(pos + copied)
     f.seek(pos + src.length)
     return pos + src.length
 

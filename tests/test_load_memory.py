@@ -95,3 +95,24 @@ def test_large_compressed_blobs_decode_exactly(tmp_path: Path, dtype: torch.dtyp
         assert r.manifest.blobs[0].codec != "raw" and len(r.manifest.blobs[0].chunks) >= 9
     got = tmodel.load(path)["t"]
     assert got.dtype == dtype and torch.equal(got.view(torch.uint8), t.view(torch.uint8))
+
+
+def test_a_file_that_cannot_be_mapped_is_read_instead(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import mmap
+
+    from tmodel import reader
+
+    def refuse(*args: object, **kwargs: object) -> mmap.mmap:
+        raise OSError("mapping refused")
+
+    ckpt = _checkpoint()
+    path = tmp_path / "raw.tmodel"
+    tmodel.save(ckpt, path, codec="raw")
+    monkeypatch.setattr(reader.mmap, "mmap", refuse)
+    with Reader(path) as r:
+        assert r.mapped(0) is None
+    got = tmodel.load(path)
+    for k, t in ckpt.items():
+        assert torch.equal(got[k], t) and got[k].stride() == t.stride()
