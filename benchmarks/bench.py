@@ -142,7 +142,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["op"] == "zipnn":
         from bench_extra import zipnn_op
 
-        res.update(zipnn_op(_tensors(DATASETS[spec["dataset"]].build())))
+        res.update(zipnn_op(_tensors(DATASETS[spec["dataset"]].build()), cpus()))
         return res
     if spec["op"] == "get":
         from bench_extra import get_op

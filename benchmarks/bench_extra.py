@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -17,12 +16,11 @@ import torch
 _ZIPNN_DTYPES = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}
 
 
-def zipnn_op(tensors: list[tuple[str, torch.Tensor]]) -> dict[str, Any]:
-    """Compress every float tensor with ZipNN (on a copy: zipnn 0.5.4 scrambles its input), then decode
-    them all; sizes in bytes, times in seconds, threads = CPUs."""
+def zipnn_op(tensors: list[tuple[str, torch.Tensor]], threads: int) -> dict[str, Any]:
+    """Compress every float tensor with ZipNN on `threads` threads (on a copy: zipnn 0.5.4 scrambles its
+    input), then decode them all; sizes in bytes, times in seconds."""
     import zipnn
 
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     coders: dict[str, Any] = {}
     frames: list[tuple[Any, bytes, int]] = []
     size = 0

@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 MB = 1 << 20
-CHUNK = 4 << 20  # tmodel's default chunk size
 
 
 def rows(ds: str, s: dict[str, Any], threads: int) -> list[tuple[str, str, str, str]]:
     """(target, measured, limit, mark) for every target that applies to this dataset."""
+    from tmodel.writer import DEFAULT_CHUNK_SIZE  # here, not at import: after bench.py's --tmodel-src shim
+
     info = s["info"]
     if info is None:
         return []
@@ -82,7 +83,7 @@ def rows(ds: str, s: dict[str, Any], threads: int) -> list[tuple[str, str, str, 
         add(
             f"save peak RSS above the model in memory, MB ({name}; limit 64 MB + chunk x {threads} threads)",
             v and v["save_over"] / MB,
-            (64 * MB + CHUNK * threads) / MB,
+            (64 * MB + DEFAULT_CHUNK_SIZE * threads) / MB,
             True,
             "{:,.0f}",
         )

@@ -154,16 +154,13 @@ class Reader:
 
     def _decode_chunk(self, b: Blob, blob: int, j: int, start: int, out: memoryview) -> None:
         chunk = b.chunks[j]
-        check = digests.digest_function(self.manifest.checksum)
         if b.codec == codecs.RAW:
             preadinto_exact(self._fd, out, start)
-            if check(out) != chunk.digest:
-                raise ChecksumMismatch(f"blob {blob} chunk {j}: checksum mismatch")
+            self._check_digest(blob, j, out)
             return
         view = _scratch(sum(chunk.segments))
         preadinto_exact(self._fd, view, start)
-        if check(view) != chunk.digest:
-            raise ChecksumMismatch(f"blob {blob} chunk {j}: checksum mismatch")
+        self._check_digest(blob, j, view)
         segments: list[memoryview] = []
         pos = 0
         for n in chunk.segments:
@@ -189,13 +186,16 @@ class Reader:
         if os.fstat(self._fd).st_size < self.file_size:
             raise Truncated(f"the file shrank below {self.file_size} bytes while open")
         view = memoryview(mapping)[b.offset : b.offset + b.nbytes]
-        check = digests.digest_function(self.manifest.checksum)
-        for j, chunk in enumerate(b.chunks):
-            lo = j * b.chunk_size
-            if check(view[lo : lo + b.chunk_size]) != chunk.digest:
-                raise ChecksumMismatch(f"blob {blob} chunk {j}: checksum mismatch")
+        for j in range(len(b.chunks)):
+            self._check_digest(blob, j, view[j * b.chunk_size : (j + 1) * b.chunk_size])
         self._check_padding(blob)
         return view
+
+    def _check_digest(self, blob: int, j: int, stored: memoryview) -> None:
+        """A chunk's stored bytes against its digest (SPEC.md §7), before anything reads them."""
+        digest = digests.digest_function(self.manifest.checksum)(stored)
+        if digest != self.manifest.blobs[blob].chunks[j].digest:
+            raise ChecksumMismatch(f"blob {blob} chunk {j}: checksum mismatch")
 
     @property
     def fd(self) -> int:
