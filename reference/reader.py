@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
+from typing import TypeVar
 
 from . import codecs, digests
 from .container import (
@@ -35,6 +36,8 @@ from .migrations import upgrade
 from .threads import default_threads
 
 Progress = Callable[[int, int], None]
+_J = TypeVar("_J")
+_BATCH = 16 << 20  # bytes of digest work handed to a thread at once
 
 
 class Reader:
@@ -169,11 +172,17 @@ class Reader:
         codecs.decode_chunk(b.codec, b.width, segments, out, self.limits.max_window_size, self._merge)
 
     def mapped(self, blob: int) -> memoryview | None:
-        """A raw blob as a writable copy-on-write view of the file mapping, zero-copy, after every chunk
-        digest and the padding were checked; None where the file cannot be mapped (the caller decodes)."""
-        b = self.manifest.blobs[blob]
-        if b.codec != codecs.RAW:
-            raise InvalidArgument(f"blob {blob} is not stored raw")
+        """A raw blob as a writable copy-on-write view of the file mapping (see `mapped_many`)."""
+        views = self.mapped_many([blob])
+        return None if views is None else views[blob]
+
+    def mapped_many(self, blobs: Sequence[int]) -> dict[int, memoryview] | None:
+        """Raw blobs as writable copy-on-write views of the file mapping, zero-copy, after every chunk
+        digest (checked on the worker threads) and the padding were checked; None where the file cannot
+        be mapped (the caller decodes)."""
+        for blob in blobs:
+            if self.manifest.blobs[blob].codec != codecs.RAW:
+                raise InvalidArgument(f"blob {blob} is not stored raw")
         with self._lock:
             if self._fd < 0:
                 raise InvalidArgument("the file is closed")
@@ -185,11 +194,39 @@ class Reader:
             mapping = self._map
         if os.fstat(self._fd).st_size < self.file_size:
             raise Truncated(f"the file shrank below {self.file_size} bytes while open")
-        view = memoryview(mapping)[b.offset : b.offset + b.nbytes]
-        for j in range(len(b.chunks)):
-            self._check_digest(blob, j, view[j * b.chunk_size : (j + 1) * b.chunk_size])
-        self._check_padding(blob)
-        return view
+        whole = memoryview(mapping)
+        views: dict[int, memoryview] = {}
+        checks: list[tuple[int, int, memoryview]] = []
+        for blob in blobs:
+            b = self.manifest.blobs[blob]
+            views[blob] = view = whole[b.offset : b.offset + b.nbytes]
+            checks.extend(
+                (blob, j, view[j * b.chunk_size : (j + 1) * b.chunk_size]) for j in range(len(b.chunks))
+            )
+        self._run_batched(checks, lambda c: self._check_digest(*c), lambda c: len(c[2]))
+        for blob in blobs:
+            self._check_padding(blob)
+        return views
+
+    def _run_batched(self, jobs: Sequence[_J], work: Callable[[_J], None], size: Callable[[_J], int]) -> None:
+        """Run `work` over jobs on the worker threads, in batches of at least _BATCH bytes so that small
+        jobs do not pay a thread hand-off each."""
+        batches: list[list[_J]] = []
+        current: list[_J] = []
+        total = 0
+        for job in jobs:
+            current.append(job)
+            total += size(job)
+            if total >= _BATCH:
+                batches.append(current)
+                current, total = [], 0
+        if current:
+            batches.append(current)
+        if len(batches) == 1:
+            _each(work, batches[0])
+        elif batches:
+            for _ in self._executor().map(lambda batch: _each(work, batch), batches):
+                pass
 
     def _check_digest(self, blob: int, j: int, stored: memoryview) -> None:
         """A chunk's stored bytes against its digest (SPEC.md §7), before anything reads them."""
@@ -229,6 +266,11 @@ class Reader:
                 done += len(scratch)
                 if progress is not None:
                     progress(done, total)
+
+
+def _each(work: Callable[[_J], None], jobs: Iterable[_J]) -> None:
+    for job in jobs:
+        work(job)
 
 
 _local = threading.local()

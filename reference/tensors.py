@@ -219,12 +219,10 @@ def materialize(
     m = reader.manifest
     blobs = sorted({b for i in indices if (b := m.tensors[i].blob) is not None})
     buffers: dict[int, torch.Tensor] = {}
-    for b in blobs:
-        view = (
-            reader.mapped(b) if use_mmap and device.type == "cpu" and m.blobs[b].codec == codecs.RAW else None
-        )
-        if view is not None:
-            buffers[b] = torch.frombuffer(view, dtype=torch.uint8)
+    raw = [b for b in blobs if m.blobs[b].codec == codecs.RAW]
+    views = reader.mapped_many(raw) if use_mmap and device.type == "cpu" and raw else None
+    for b, view in (views or {}).items():
+        buffers[b] = torch.frombuffer(view, dtype=torch.uint8)
     decode = [b for b in blobs if b not in buffers]
     buffers.update({b: torch.empty(m.blobs[b].nbytes, dtype=torch.uint8) for b in decode})
     reader.decode_many([(b, host_view(buffers[b]), 0, None) for b in decode])

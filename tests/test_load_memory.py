@@ -116,3 +116,41 @@ def test_a_file_that_cannot_be_mapped_is_read_instead(
     got = tmodel.load(path)
     for k, t in ckpt.items():
         assert torch.equal(got[k], t) and got[k].stride() == t.stride()
+
+
+def test_mapped_blobs_are_checked_in_batches_on_the_threads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every chunk of every mapped blob is checked, whichever batch and thread it lands in."""
+    from tmodel import reader
+
+    monkeypatch.setattr(reader, "_BATCH", 3000)  # several chunks per batch, many batches
+    g = torch.Generator().manual_seed(11)
+    ckpt = {f"t{i}": torch.randn(100 + 300 * i, generator=g) for i in range(6)}
+    path = tmp_path / "raw.tmodel"
+    tmodel.save(ckpt, path, codec="raw", chunk_size=1024)
+    checked: list[tuple[int, int]] = []
+    check = reader.Reader._check_digest
+
+    def counting(self: Reader, blob: int, j: int, stored: memoryview) -> None:
+        checked.append((blob, j))
+        check(self, blob, j, stored)
+
+    monkeypatch.setattr(reader.Reader, "_check_digest", counting)
+    with Reader(path, threads=2) as r:
+        views = r.mapped_many(range(6))
+        assert views is not None and sorted(views) == list(range(6))
+        every = [(i, j) for i, b in enumerate(r.manifest.blobs) for j in range(len(b.chunks))]
+        assert sorted(checked) == every and len(every) == 23
+        for i, view in views.items():
+            assert bytes(view) == ckpt[f"t{i}"].numpy().tobytes()
+        blob = r.manifest.blobs[4]
+        assert len(blob.chunks) == 6  # 1300 float32 = 5,200 bytes
+        offset = blob.offset + 3 * blob.chunk_size + 7  # chunk 3 of blob 4
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+    with Reader(path, threads=2) as r, pytest.raises(ChecksumMismatch, match="blob 4 chunk 3:"):
+        r.mapped_many(range(6))
+    with pytest.raises(ChecksumMismatch):
+        tmodel.load(path)
