@@ -56,20 +56,24 @@ def host_view(t: torch.Tensor) -> memoryview:
 
 
 def _wrap(buf: bytes | bytearray | memoryview) -> torch.Tensor:
-    """A uint8 tensor over a buffer without copying; read-only buffers are only ever read through it."""
+    """A uint8 tensor over a buffer without copying (a read-only memoryview, which the loader never
+    passes, is copied); read-only buffers are only ever read through it."""
+    if isinstance(buf, memoryview) and buf.readonly:
+        buf = bytearray(buf)  # kept alive by the tensor, unlike a bytes copy behind a ctypes address
     if isinstance(buf, bytes):
         address = ctypes.cast(ctypes.c_char_p(buf), ctypes.c_void_p).value or 0
         return torch.frombuffer((ctypes.c_ubyte * len(buf)).from_address(address), dtype=torch.uint8)
     return torch.frombuffer(buf, dtype=torch.uint8)
 
 
-_SHIFT_OR = {2: torch.int16, 4: torch.int32} if sys.byteorder == "little" else {}
+_SHIFT_OR = {2: torch.int16} if sys.byteorder == "little" else {}
 
 
 def merge_planes(planes: Sequence[bytes | bytearray | memoryview], width: int, out: memoryview) -> None:
-    """The byte-group merge of SPEC.md §6.3 with torch, off the GIL. On little-endian hosts, widths 2 and 4
-    are built as integers (top plane, shifted left 8, or-ed with the next), which runs 2-4x faster than an
-    interleaving copy; other widths interleave with `stack`."""
+    """The byte-group merge of SPEC.md §6.3 with torch, off the GIL. On little-endian hosts, width 2 is
+    built as integers (top plane, shifted left 8, or-ed with the low one), ~8% faster in a two-thread load
+    than interleaving; wider widths interleave with `stack`, one pass over the output, which in a load
+    beats shift-or's 7 passes for width 4 by 25%."""
     if len(out) == 0:
         return
     dst = torch.frombuffer(out, dtype=torch.uint8)
