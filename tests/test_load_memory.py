@@ -62,11 +62,12 @@ def test_mapped_tensors_survive_an_atomic_save_over_their_file(tmp_path: Path) -
     assert torch.equal(w, torch.zeros_like(ckpt["w"]))  # still valid after the file object closed
 
 
-def test_a_flipped_byte_in_a_mapped_blob_is_caught(tmp_path: Path) -> None:
+@pytest.mark.parametrize("codec", ["raw", "bytegroup-zstd", "zstd"])
+def test_a_flipped_byte_in_a_mapped_blob_is_caught(tmp_path: Path, codec: str) -> None:
     path = tmp_path / "raw.tmodel"
-    tmodel.save({"x": torch.arange(4096, dtype=torch.float32)}, path, codec="raw")
+    tmodel.save({"x": torch.arange(4096, dtype=torch.float32)}, path, codec=codec)
     with Reader(path) as r:
-        offset = r.manifest.blobs[0].offset + 5000
+        offset = r.manifest.blobs[0].offset + r.manifest.blobs[0].length // 2
     data = bytearray(path.read_bytes())
     data[offset] ^= 0x10
     path.write_bytes(bytes(data))
@@ -110,12 +111,44 @@ def test_a_file_that_cannot_be_mapped_is_read_instead(
     ckpt = _checkpoint()
     path = tmp_path / "raw.tmodel"
     tmodel.save(ckpt, path, codec="raw")
+    tmodel.save(ckpt, tmp_path / "packed.tmodel")
     monkeypatch.setattr(reader.mmap, "mmap", refuse)
     with Reader(path) as r:
         assert r.mapped(0) is None
-    got = tmodel.load(path)
+    for name in ("raw.tmodel", "packed.tmodel"):
+        got = tmodel.load(tmp_path / name)
+        for k, t in ckpt.items():
+            assert torch.equal(got[k], t) and got[k].stride() == t.stride()
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_compressed_chunks_are_decoded_from_the_mapping_only_with_mmap(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mmap: bool
+) -> None:
+    """With mmap, compressed chunks are checked and decoded in place in the mapping (no read copies);
+    without it they are read into a buffer first. Both give the same tensors, through load and slices."""
+    from tmodel import reader
+
+    reads: list[int] = []
+    pread = reader.preadinto_exact
+
+    def counting(fd: int, out: memoryview, offset: int) -> None:
+        reads.append(len(out))
+        pread(fd, out, offset)
+
+    monkeypatch.setattr(reader, "preadinto_exact", counting)
+    ckpt = _checkpoint()
+    path = tmp_path / "packed.tmodel"
+    tmodel.save(ckpt, path, chunk_size=1024)
+    got = tmodel.load(path, mmap=mmap)
     for k, t in ckpt.items():
-        assert torch.equal(got[k], t) and got[k].stride() == t.stride()
+        assert torch.equal(got[k], t) and got[k].dtype == t.dtype and got[k].stride() == t.stride()
+    with tmodel.open(path, mmap=mmap) as f:
+        assert torch.equal(f.get_slice("w")[10:20, 3], ckpt["w"][10:20, 3])
+        with Reader(path) as r:
+            chunks = sum(len(b.chunks) for b in r.manifest.blobs)
+        assert chunks > 10
+    assert (reads == []) if mmap else (len(reads) > chunks)  # load reads every chunk, the slice some again
 
 
 def test_mapped_blobs_are_checked_in_batches_on_the_threads(

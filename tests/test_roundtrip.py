@@ -609,10 +609,12 @@ def test_get_slice_reads_only_needed_chunks(
     lock = threading.Lock()
     original = Reader._decode_chunk
 
-    def counting(self: Reader, b: Any, blob: int, j: int, start: int, out: memoryview) -> None:
+    def counting(
+        self: Reader, b: Any, blob: int, j: int, start: int, out: memoryview, whole: memoryview | None
+    ) -> None:
         with lock:
             seen.append(j)
-        original(self, b, blob, j, start, out)
+        original(self, b, blob, j, start, out, whole)
 
     monkeypatch.setattr(Reader, "_decode_chunk", counting)
     with tmodel.open(tmp_path / "x.tmodel") as f:
