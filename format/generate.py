@@ -11,13 +11,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
+
 from tmodel import codecs, container, digests, errors, limits, manifest
 
 HERE = Path(__file__).resolve().parent
 
 
+class _AnyOf(GenerateJsonSchema):
+    """Tagged unions as `anyOf`: the reader dispatches a tree node on its type to validate it faster, but
+    JSON Schema cannot tell msgpack str from bin, so `oneOf` would reject every string."""
+
+    def tagged_union_schema(self, schema: core_schema.TaggedUnionSchema) -> JsonSchemaValue:
+        out = super().tagged_union_schema(schema)
+        out["anyOf"] = out.pop("oneOf")
+        return out
+
+
 def manifest_schema() -> dict[str, Any]:
-    schema = manifest.Manifest.model_json_schema(by_alias=True)
+    schema = manifest.Manifest.model_json_schema(by_alias=True, schema_generator=_AnyOf)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"https://tmodel.dev/format/manifest.v{manifest.SCHEMA_VERSION}.schema.json",

@@ -1,4 +1,4 @@
-"""The manifest of schema version 1 (SPEC.md §4, §5): pydantic models, the dtype table, and the
+"""The manifest of the current schema version (SPEC.md §4, §5): pydantic models, the dtype table, and the
 semantic checks that pydantic cannot express (layout, extents, names, limits).
 
 Rules: models are strict (no coercion: a float or bool is never an int) and closed (unknown fields are an
@@ -12,7 +12,7 @@ import re
 import struct
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 from typing_extensions import TypeAliasType
 
 from . import codecs, digests
@@ -137,20 +137,56 @@ class DtypeNode(BaseModel):
     dtype: str
 
 
+_NODE_KEYS = frozenset({"list", "tuple", "dict", "tensor", "module", "dtype"})
+_NODE_TAGS: dict[type, str] = {
+    bool: "bool",
+    int: "int",
+    float: "float",
+    str: "str",
+    bytes: "bytes",
+    type(None): "nil",
+    ListNode: "list",  # built nodes, when a model is validated again
+    TupleNode: "tuple",
+    DictNode: "dict",
+    TensorRef: "tensor",
+    ModuleRef: "module",
+    DtypeNode: "dtype",
+}
+
+
+def _node_tag(value: Any) -> str | None:
+    """Which member of the Node union a value can be: its type, or for a decoded map its single key.
+    Dispatching on it validates a tree ~3x faster than trying the members in turn."""
+    if type(value) is dict:
+        key = next(iter(value), None) if len(value) == 1 else None
+        return key if key in _NODE_KEYS else None
+    return _NODE_TAGS.get(type(value))
+
+
 Node = TypeAliasType(
     "Node",
-    bool
-    | Int
-    | float
-    | str
-    | bytes
-    | ListNode
-    | TupleNode
-    | DictNode
-    | TensorRef
-    | ModuleRef
-    | DtypeNode
-    | None,
+    Annotated[
+        Union[  # noqa: UP007
+            Annotated[bool, Tag("bool")],
+            Annotated[Int, Tag("int")],
+            Annotated[float, Tag("float")],
+            Annotated[str, Tag("str")],
+            Annotated[bytes, Tag("bytes")],
+            Annotated[ListNode, Tag("list")],
+            Annotated[TupleNode, Tag("tuple")],
+            Annotated[DictNode, Tag("dict")],
+            Annotated[TensorRef, Tag("tensor")],
+            Annotated[ModuleRef, Tag("module")],
+            Annotated[DtypeNode, Tag("dtype")],
+            Annotated[None, Tag("nil")],
+        ],
+        Discriminator(
+            _node_tag,
+            custom_error_type="node",
+            custom_error_message="not a tree node (nil, bool, int, float, str, bin, or a map with one "
+            "of the keys list, tuple, dict, tensor, module, dtype)",
+        ),
+    ],
 )
 
 
