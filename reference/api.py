@@ -90,8 +90,7 @@ def load(
     """Load what `save` wrote: the same structure, tensors bit-exact, shared storages still shared, modules
     rebuilt from registered classes. `map_location="meta"` builds without reading tensor data; `dtype` casts
     floating-point tensors; with `mmap` (the default) tensors stored raw are copy-on-write views of the file
-    mapping, checked but not copied, and compressed chunks are decoded from the mapping (`mmap=False` reads
-    every chunk into private memory first, for files another program may change in place).
+    mapping, checked but not copied (`mmap=False` copies them).
 
     >>> model = tmodel.load("model.tmodel", map_location="cpu")
     """
@@ -232,7 +231,7 @@ class TensorSlice:
         return TORCH_DTYPES[self._file.manifest.tensors[self._index].dtype]
 
     def __getitem__(self, key: Any) -> torch.Tensor:
-        return read_slice(self._file.reader, self._index, key, self._file._mmap)
+        return read_slice(self._file.reader, self._index, key)
 
 
 class TModelFile:

@@ -4,8 +4,6 @@ Rules: the file is opened once and read through that descriptor only; the header
 are validated (manifest digest first, then msgpack, then schema and layout) before any blob is touched;
 each chunk's digest is checked before it is decoded, into memory the caller allocated, or, for a raw blob
 the caller asks to map (`mapped`), every digest is checked through the copy-on-write mapping it returns.
-Stored bytes are read with pread unless the caller asks for the mapping, which then follows in-place
-changes of the file (SPEC.md §13).
 """
 
 from __future__ import annotations
@@ -114,18 +112,12 @@ class Reader:
             return 0, 0
         return lo // b.chunk_size, -(-hi // b.chunk_size)
 
-    def decode(
-        self, blob: int, out: memoryview, first: int = 0, last: int | None = None, mapped: bool = False
-    ) -> None:
+    def decode(self, blob: int, out: memoryview, first: int = 0, last: int | None = None) -> None:
         """Decode chunks [first, last) of a blob into `out`, which spans exactly their decoded bytes."""
-        self.decode_many([(blob, out, first, last)], mapped)
+        self.decode_many([(blob, out, first, last)])
 
-    def decode_many(
-        self, requests: Sequence[tuple[int, memoryview, int, int | None]], mapped: bool = False
-    ) -> None:
-        """Decode several (blob, out, first, last) requests, their chunks spread over the worker threads.
-        With `mapped`, compressed chunks are checked and decoded straight from the file mapping, which
-        saves copying their stored bytes; else they are read into a per-thread buffer first."""
+    def decode_many(self, requests: Sequence[tuple[int, memoryview, int, int | None]]) -> None:
+        """Decode several (blob, out, first, last) requests, their chunks spread over the worker threads."""
         jobs: list[tuple[Blob, int, int, int, memoryview]] = []
         padded: list[int] = []
         for blob, out, first, last in requests:
@@ -143,15 +135,10 @@ class Reader:
                 )
             if stop == len(b.chunks) and stop > first:
                 padded.append(blob)
-        whole = self._mapping() if mapped and jobs else None
-
-        def run(job: tuple[Blob, int, int, int, memoryview]) -> None:
-            self._decode_chunk(*job, whole)
-
         if len(jobs) == 1:
-            run(jobs[0])
+            self._decode_chunk(*jobs[0])
         elif jobs:
-            for _ in self._executor().map(run, jobs):
+            for _ in self._executor().map(lambda a: self._decode_chunk(*a), jobs):
                 pass
         for blob in padded:
             self._check_padding(blob)
@@ -168,20 +155,14 @@ class Reader:
             self._starts[blob] = starts
         return starts
 
-    def _decode_chunk(
-        self, b: Blob, blob: int, j: int, start: int, out: memoryview, whole: memoryview | None
-    ) -> None:
+    def _decode_chunk(self, b: Blob, blob: int, j: int, start: int, out: memoryview) -> None:
         chunk = b.chunks[j]
         if b.codec == codecs.RAW:
             preadinto_exact(self._fd, out, start)
             self._check_digest(blob, j, out)
             return
-        stored = sum(chunk.segments)
-        if whole is not None:
-            view = whole[start : start + stored]
-        else:
-            view = _scratch(stored)
-            preadinto_exact(self._fd, view, start)
+        view = _scratch(sum(chunk.segments))
+        preadinto_exact(self._fd, view, start)
         self._check_digest(blob, j, view)
         segments: list[memoryview] = []
         pos = 0
@@ -202,9 +183,18 @@ class Reader:
         for blob in blobs:
             if self.manifest.blobs[blob].codec != codecs.RAW:
                 raise InvalidArgument(f"blob {blob} is not stored raw")
-        whole = self._mapping()
-        if whole is None:
-            return None
+        with self._lock:
+            if self._fd < 0:
+                raise InvalidArgument("the file is closed")
+            if self._map is None:
+                try:
+                    self._map = mmap.mmap(self._fd, self.file_size, access=mmap.ACCESS_COPY)
+                except (OSError, ValueError, AttributeError):
+                    return None
+            mapping = self._map
+        if os.fstat(self._fd).st_size < self.file_size:
+            raise Truncated(f"the file shrank below {self.file_size} bytes while open")
+        whole = memoryview(mapping)
         views: dict[int, memoryview] = {}
         checks: list[tuple[int, int, memoryview]] = []
         for blob in blobs:
@@ -217,22 +207,6 @@ class Reader:
         for blob in blobs:
             self._check_padding(blob)
         return views
-
-    def _mapping(self) -> memoryview | None:
-        """The whole file as a writable copy-on-write mapping (made once), or None where it cannot be
-        mapped; refused once the file has shrunk, since reading a page past its end would fault."""
-        with self._lock:
-            if self._fd < 0:
-                raise InvalidArgument("the file is closed")
-            if self._map is None:
-                try:
-                    self._map = mmap.mmap(self._fd, self.file_size, access=mmap.ACCESS_COPY)
-                except (OSError, ValueError, AttributeError):
-                    return None
-            mapping = self._map
-        if os.fstat(self._fd).st_size < self.file_size:
-            raise Truncated(f"the file shrank below {self.file_size} bytes while open")
-        return memoryview(mapping)
 
     def _run_batched(self, jobs: Sequence[_J], work: Callable[[_J], None], size: Callable[[_J], int]) -> None:
         """Run `work` over jobs on the worker threads, in batches of at least _BATCH bytes so that small

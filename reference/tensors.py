@@ -219,8 +219,7 @@ def materialize(
     reader: Reader, indices: Sequence[int], device: torch.device, use_mmap: bool = True
 ) -> list[torch.Tensor]:
     """Decode the blobs behind the given tensors and return the tensors, views of shared storages. With
-    `use_mmap`, raw blobs loaded on the CPU are zero-copy views of the file mapping (verified first), and
-    compressed blobs are decoded from the mapping."""
+    `use_mmap`, raw blobs loaded on the CPU are zero-copy views of the file mapping (verified first)."""
     m = reader.manifest
     blobs = sorted({b for i in indices if (b := m.tensors[i].blob) is not None})
     buffers: dict[int, torch.Tensor] = {}
@@ -230,7 +229,7 @@ def materialize(
         buffers[b] = torch.frombuffer(view, dtype=torch.uint8)
     decode = [b for b in blobs if b not in buffers]
     buffers.update({b: torch.empty(m.blobs[b].nbytes, dtype=torch.uint8) for b in decode})
-    reader.decode_many([(b, host_view(buffers[b]), 0, None) for b in decode], use_mmap)
+    reader.decode_many([(b, host_view(buffers[b]), 0, None) for b in decode])
     for b, regions in bool_regions(m, indices).items():
         for lo, hi in regions:
             _check_bool_bytes(buffers[b][lo:hi], b)
@@ -276,9 +275,8 @@ def _check_key(key: Any) -> None:
             raise InvalidArgument(f"get_slice supports ints, slices, ... and None, not {type(part).__name__}")
 
 
-def read_slice(reader: Reader, index: int, key: Any, use_mmap: bool = True) -> torch.Tensor:
-    """Basic indexing (ints, slices, Ellipsis, None) of one tensor, decoding only the chunks it needs
-    (compressed ones straight from the file mapping with `use_mmap`)."""
+def read_slice(reader: Reader, index: int, key: Any) -> torch.Tensor:
+    """Basic indexing (ints, slices, Ellipsis, None) of one tensor, decoding only the chunks it needs."""
     _check_key(key)
     m = reader.manifest
     t = m.tensors[index]
@@ -298,7 +296,7 @@ def read_slice(reader: Reader, index: int, key: Any, use_mmap: bool = True) -> t
     start = first * b.chunk_size
     pad = start % itemsize  # buffer byte 0 is blob byte start - pad, a whole number of items
     buf = torch.empty(pad + min(b.nbytes, last * b.chunk_size) - start, dtype=torch.uint8)
-    reader.decode(t.blob, host_view(buf)[pad:], first, last, use_mmap)
+    reader.decode(t.blob, host_view(buf)[pad:], first, last)
     if t.dtype == "bool":
         _check_bool_bytes(buf[lo - start + pad : hi - start + pad], t.blob)
     out = torch.empty(0, dtype=dtype)

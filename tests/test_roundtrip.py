@@ -609,12 +609,10 @@ def test_get_slice_reads_only_needed_chunks(
     lock = threading.Lock()
     original = Reader._decode_chunk
 
-    def counting(
-        self: Reader, b: Any, blob: int, j: int, start: int, out: memoryview, whole: memoryview | None
-    ) -> None:
+    def counting(self: Reader, b: Any, blob: int, j: int, start: int, out: memoryview) -> None:
         with lock:
             seen.append(j)
-        original(self, b, blob, j, start, out, whole)
+        original(self, b, blob, j, start, out)
 
     monkeypatch.setattr(Reader, "_decode_chunk", counting)
     with tmodel.open(tmp_path / "x.tmodel") as f:
