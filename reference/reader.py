@@ -8,10 +8,12 @@ the caller asks to map (`mapped`), every digest is checked through the copy-on-w
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import mmap
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TypeVar
@@ -75,8 +77,9 @@ class Reader:
         trailer = parse_trailer(trailer_raw, size, self.limits)
         raw = pread_exact(self._fd, trailer.manifest_length, trailer.manifest_offset)
         check_manifest_digest(trailer, header, raw, trailer_raw)
-        wire, self.source_schema_version = upgrade(unpack_manifest(raw, self.limits))
-        return parse(wire, self.limits, trailer.manifest_offset, size)
+        with _collector_paused():
+            wire, self.source_schema_version = upgrade(unpack_manifest(raw, self.limits))
+            return parse(wire, self.limits, trailer.manifest_offset, size)
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -266,6 +269,20 @@ class Reader:
                 done += len(scratch)
                 if progress is not None:
                     progress(done, total)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a manifest becomes objects: they are all alive and
+    acyclic, and the collections their allocation triggers would scan the whole heap for nothing (in a
+    process that has imported torch, 1 open in 10 took 70-90 ms instead of 5). It runs again afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _each(work: Callable[[_J], None], jobs: Iterable[_J]) -> None:

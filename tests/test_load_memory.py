@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import tmodel
+from tmodel import reader
 from tmodel.errors import ChecksumMismatch
 from tmodel.reader import Reader
 
@@ -103,8 +104,6 @@ def test_a_file_that_cannot_be_mapped_is_read_instead(
 ) -> None:
     import mmap
 
-    from tmodel import reader
-
     def refuse(*args: object, **kwargs: object) -> mmap.mmap:
         raise OSError("mapping refused")
 
@@ -139,7 +138,6 @@ def test_mapped_blobs_are_checked_in_batches_on_the_threads(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Every chunk of every mapped blob is checked, whichever batch and thread it lands in."""
-    from tmodel import reader
 
     monkeypatch.setattr(reader, "_BATCH", 3000)  # several chunks per batch, many batches
     g = torch.Generator().manual_seed(11)
@@ -171,3 +169,38 @@ def test_mapped_blobs_are_checked_in_batches_on_the_threads(
         r.mapped_many(range(6))
     with pytest.raises(ChecksumMismatch):
         tmodel.load(path)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_opening_leaves_the_garbage_collector_as_it_was(tmp_path: Path, enabled: bool) -> None:
+    """The collector is paused while a manifest is parsed, and restored, also when the file is refused."""
+    import gc
+
+    from tmodel.errors import TModelError
+
+    path = tmp_path / "ok.tmodel"
+    tmodel.save(_checkpoint(), path)
+    bad = tmp_path / "bad.tmodel"
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF  # inside the manifest: its digest no longer matches
+    bad.write_bytes(bytes(data))
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        paused: list[bool] = []
+        unpack = reader.unpack_manifest
+
+        def spy(raw: bytes, limits: object) -> object:
+            paused.append(not gc.isenabled())
+            return unpack(raw, limits)  # type: ignore[arg-type]
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(reader, "unpack_manifest", spy)
+            with Reader(path):
+                pass
+        assert paused == [True] and gc.isenabled() == enabled
+        with pytest.raises(TModelError):
+            Reader(bad)
+        assert gc.isenabled() == enabled
+    finally:
+        gc.enable() if was else gc.disable()
