@@ -30,6 +30,7 @@ from .tensors import (
     meta_tensors,
     plan,
     read_slice,
+    split_planes,
 )
 from .writer import DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, Options, write_atomic
 
@@ -57,7 +58,9 @@ def save(
         meta = check_metadata(metadata or {})
     except TModelError as exc:
         raise UnsupportedType(str(exc)) from None
-    options = Options(chunk_size=chunk_size, level=level, threads=threads, checksum=checksum).validated()
+    options = Options(
+        chunk_size=chunk_size, level=level, threads=threads, checksum=checksum, split=split_planes
+    ).validated()
     flat = flatten(obj)
     pack_manifest({"root": flat.root, "metadata": meta})  # refuse what cannot be encoded before writing
     planned = plan(flat.tensors, flat.names, codec)

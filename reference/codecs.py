@@ -30,6 +30,8 @@ _local = threading.local()
 
 #: Writes planes (each `len(out) // width` bytes) interleaved into `out`; swappable for a faster one.
 Merge = Callable[[Sequence[Buffer], int, memoryview], None]
+#: The `width` byte planes of `data` (plane k: byte k of every element); swappable for a faster one.
+Split = Callable[[Buffer, int], list[Buffer]]
 
 
 def merge_planes(planes: Sequence[Buffer], width: int, out: memoryview) -> None:
@@ -38,6 +40,12 @@ def merge_planes(planes: Sequence[Buffer], width: int, out: memoryview) -> None:
     for k, plane in enumerate(planes):
         merged[k::width] = plane
     out[:] = merged
+
+
+def split_planes(data: Buffer, width: int) -> list[Buffer]:
+    """Plane k holds byte k of every element (pure Python)."""
+    whole = bytes(data)
+    return [whole[k::width] for k in range(width)]
 
 
 def _compressor(level: int, plane: bool) -> zstandard.ZstdCompressor:
@@ -97,15 +105,16 @@ def check_chunk(codec: str, width: int, raw_len: int, segments: Sequence[int], w
             raise BadTensor(f"{where}: segment of {n} bytes for a plane of {plane} bytes")
 
 
-def encode_chunk(codec: str, width: int, data: Buffer, level: int) -> list[Buffer]:
+def encode_chunk(
+    codec: str, width: int, data: Buffer, level: int, split: Split = split_planes
+) -> list[Buffer]:
     """Encode one chunk into its segments."""
     if codec == RAW:
         return [data]
     if codec == ZSTD:
         return [_shorter(data, level)]
     if codec == BYTEGROUP_ZSTD:
-        whole = bytes(data)
-        return [_shorter(whole[k::width], level, True) for k in range(width)]
+        return [_shorter(plane, level, True) for plane in split(data, width)]
     raise UnknownCodec(f"unknown codec {codec!r}")
 
 

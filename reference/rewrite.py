@@ -14,7 +14,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .manifest import SCHEMA_VERSION, Manifest, TensorEntry
 from .nn.upgrade import Upgraded, describe, migrate, plans
 from .reader import Progress, Reader
-from .tensors import materialize, merge_planes, plan
+from .tensors import materialize, merge_planes, plan, split_planes
 from .writer import Options, Source, StoredBlob, write_atomic
 
 PathLike = str | os.PathLike[str]
@@ -81,7 +81,9 @@ def _write(reader: Reader, m: Manifest, up: Upgraded, out: str, progress: Progre
             "modules": up.modules,
         }
 
-    write_atomic(out, sources, finish, Options(checksum=m.checksum), progress)  # planned keeps the data alive
+    write_atomic(
+        out, sources, finish, Options(checksum=m.checksum, split=split_planes), progress
+    )  # planned keeps the data alive
 
 
 def _stored(reader: Reader, m: Manifest, b: int) -> StoredBlob:

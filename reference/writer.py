@@ -51,7 +51,7 @@ class StoredBlob:
 
 
 Source = BlobSource | StoredBlob
-_Job = tuple[str, int, memoryview, int, str] | tuple[StoredBlob]
+_Job = tuple[str, int, memoryview, int, str, codecs.Split] | tuple[StoredBlob]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ class Options:
     level: int = DEFAULT_LEVEL
     threads: int = 0
     checksum: str = digests.DEFAULT
+    split: codecs.Split = codecs.split_planes
 
     def validated(self) -> Options:
         if not 1 <= self.chunk_size <= DEFAULT_LIMITS.max_chunk_size:
@@ -77,8 +78,8 @@ class Options:
 def _encode(job: _Job) -> tuple[list[Buffer], bytes, list[int]]:
     if isinstance(job[0], StoredBlob):
         return [], b"", []  # copied by the writing thread, in file order
-    codec, width, data, level, checksum = job
-    segments = codecs.encode_chunk(codec, width, data, level)
+    codec, width, data, level, checksum, split = job
+    segments = codecs.encode_chunk(codec, width, data, level, split)
     h = digests.Hasher(checksum)
     for seg in segments:
         h.update(seg)
@@ -111,7 +112,7 @@ def _jobs(sources: Sequence[Source], options: Options) -> Iterator[tuple[int, in
         cs = chunk_size_for(src.width, options.chunk_size)
         for start in range(0, len(src.data), cs):
             piece = src.data[start : start + cs]
-            yield i, len(piece), (src.codec, src.width, piece, options.level, options.checksum)
+            yield i, len(piece), (src.codec, src.width, piece, options.level, options.checksum, options.split)
 
 
 def _write(
