@@ -137,7 +137,6 @@ class DtypeNode(BaseModel):
     dtype: str
 
 
-_NODE_KEYS = frozenset({"list", "tuple", "dict", "tensor", "module", "dtype"})
 _NODE_TAGS: dict[type, str] = {
     bool: "bool",
     int: "int",
@@ -152,6 +151,7 @@ _NODE_TAGS: dict[type, str] = {
     ModuleRef: "module",
     DtypeNode: "dtype",
 }
+_NODE_KEYS = frozenset(tag for kind, tag in _NODE_TAGS.items() if issubclass(kind, BaseModel))  # a map's key
 
 
 def _node_tag(value: Any) -> str | None:

@@ -51,7 +51,6 @@ class StoredBlob:
 
 
 Source = BlobSource | StoredBlob
-_Job = tuple[str, int, memoryview, int, str, codecs.Split] | tuple[StoredBlob]
 
 
 @dataclass(frozen=True)
@@ -75,12 +74,15 @@ class Options:
         return self
 
 
+_Job = tuple[str, int, memoryview, Options] | tuple[StoredBlob]
+
+
 def _encode(job: _Job) -> tuple[list[Buffer], bytes, list[int]]:
     if isinstance(job[0], StoredBlob):
         return [], b"", []  # copied by the writing thread, in file order
-    codec, width, data, level, checksum, split = job
-    segments = codecs.encode_chunk(codec, width, data, level, split)
-    h = digests.Hasher(checksum)
+    codec, width, data, options = job
+    segments = codecs.encode_chunk(codec, width, data, options.level, options.split)
+    h = digests.Hasher(options.checksum)
     for seg in segments:
         h.update(seg)
     return segments, h.digest(), [len(s) for s in segments]
@@ -112,7 +114,7 @@ def _jobs(sources: Sequence[Source], options: Options) -> Iterator[tuple[int, in
         cs = chunk_size_for(src.width, options.chunk_size)
         for start in range(0, len(src.data), cs):
             piece = src.data[start : start + cs]
-            yield i, len(piece), (src.codec, src.width, piece, options.level, options.checksum, options.split)
+            yield i, len(piece), (src.codec, src.width, piece, options)
 
 
 def _write(
