@@ -2,18 +2,15 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip -q --disable-pip-version-check
-EDIT   := --config-settings editable_mode=strict
 
 .PHONY: demo test install lint typecheck imports pytest clean
 
 $(VENV)/.deps: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -c constraints.txt -e '.[dev]' $(EDIT)
+	$(PIP) install -c constraints.txt -e '.[dev]'
 	touch $@
 
-# Re-link the package each run: strict editable installs only see modules that existed at install time.
 install: $(VENV)/.deps
-	$(PIP) install --no-deps -e . $(EDIT)
 
 demo: install
 	$(PY) examples/end_to_end.py
@@ -35,7 +32,7 @@ pytest: install
 test: lint typecheck imports pytest
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .mypy_cache .ruff_cache .hypothesis
 
 # Benchmark (benchmarks/README.md): torch.save, safetensors, tmodel raw and compressed, side by side.
 # The big dataset: make bench BENCH_ARGS="--datasets 1b --repeat 1"

@@ -111,14 +111,18 @@ def digest(obj: Any) -> str:
 
 
 def make_shim(src: str, parent: str) -> str:
-    """A directory whose `tmodel` is src/reference plus migrations/: a fixed checkout, not the install."""
+    """A directory to put first on sys.path so that `tmodel` is a fixed checkout's, not the install: the
+    checkout's src/ (or, for checkouts before the package moved, reference/ plus migrations/)."""
+    layout = os.path.join(os.path.abspath(src), "src")
+    if os.path.isfile(os.path.join(layout, "tmodel", "__init__.py")):
+        return layout
     pkg = os.path.join(os.path.abspath(src), "reference")
     if not os.path.isfile(os.path.join(pkg, "__init__.py")):
-        raise SystemExit(f"--tmodel-src: {pkg} has no __init__.py")
+        raise SystemExit(f"--tmodel-src: neither {layout}/tmodel nor {pkg} is a package")
     shim = os.path.join(parent, "shim")
     target = os.path.join(shim, "tmodel")
     os.makedirs(target, exist_ok=True)
-    for entry in os.listdir(pkg):  # the package is reference/ plus the folders pyproject.toml maps into it
+    for entry in os.listdir(pkg):  # the old package was reference/ plus the folders pyproject.toml mapped in
         os.symlink(os.path.join(pkg, entry), os.path.join(target, entry))
     for sub in ("migrations", "conformance"):
         folder = os.path.join(os.path.abspath(src), sub)
@@ -522,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--tmodel-src",
         metavar="DIR",
-        help="import tmodel from DIR/reference (e.g. a `git worktree` of one commit) instead of the install",
+        help="import tmodel from DIR/src (e.g. a `git worktree` of one commit) instead of the install",
     )
     p.add_argument(
         "--note", help="a line of text to print in the header (e.g. which commit --tmodel-src holds)"

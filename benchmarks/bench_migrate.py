@@ -54,7 +54,7 @@ def register(version: int) -> None:
         tmodel.register("bench.Attn", version=2)(AttnV2)
 
         @tmodel.migration("bench.Attn", from_version=1)
-        def split_qkv(rec: tmodel.nn.migration.LayerRecord) -> None:  # type: ignore[name-defined]
+        def split_qkv(rec: tmodel.nn.steps.LayerRecord) -> None:  # type: ignore[name-defined]
             dim = rec.config["dim"]
             rec.split("qkv", {"q": dim, "k": dim, "v": dim})
 
@@ -89,7 +89,7 @@ def main() -> None:
         subprocess.run([sys.executable, __file__, "--write-v1", src], check=True)
         size = os.path.getsize(src)
         register(2)
-        import tmodel.nn.migration
+        import tmodel.nn.steps
 
         out = os.path.join(tmp, "out.tmodel")
 

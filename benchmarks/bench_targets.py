@@ -14,7 +14,7 @@ MB = 1 << 20
 
 def rows(ds: str, s: dict[str, Any], threads: int) -> list[tuple[str, str, str, str]]:
     """(target, measured, limit, mark) for every target that applies to this dataset."""
-    from tmodel.writer import DEFAULT_CHUNK_SIZE  # here, not at import: after bench.py's --tmodel-src shim
+    from tmodel.archive.writer import DEFAULT_CHUNK_SIZE
 
     info = s["info"]
     if info is None:

@@ -14,7 +14,12 @@ from typing import Any
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from tmodel import codecs, container, digests, errors, limits, manifest
+from tmodel import errors, limits
+from tmodel.codecs import table as codecs
+from tmodel.container import digests
+from tmodel.container import framing as container
+from tmodel.manifest import dtypes
+from tmodel.manifest import schema as models
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,11 +35,11 @@ class _AnyOf(GenerateJsonSchema):
 
 
 def manifest_schema() -> dict[str, Any]:
-    schema = manifest.Manifest.model_json_schema(by_alias=True, schema_generator=_AnyOf)
+    schema = models.Manifest.model_json_schema(by_alias=True, schema_generator=_AnyOf)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": f"https://tmodel.dev/format/manifest.v{manifest.SCHEMA_VERSION}.schema.json",
-        "x-schema-version": manifest.SCHEMA_VERSION,
+        "$id": f"https://tmodel.dev/format/manifest.v{models.SCHEMA_VERSION}.schema.json",
+        "x-schema-version": models.SCHEMA_VERSION,
         "x-note": "msgpack bin is shown as a string with format binary; see SPEC.md section 4",
         **schema,
     }
@@ -44,7 +49,7 @@ def layout() -> dict[str, Any]:
     d = limits.DEFAULT_LIMITS
     return {
         "container_version": container.CONTAINER_VERSION,
-        "schema_version": manifest.SCHEMA_VERSION,
+        "schema_version": models.SCHEMA_VERSION,
         "alignment": container.ALIGNMENT,
         "header": {
             "size": container.HEADER_SIZE,
@@ -67,7 +72,7 @@ def layout() -> dict[str, Any]:
                 {"name": "end_magic", "offset": 56, "size": 8, "value_hex": container.END_MAGIC.hex()},
             ],
         },
-        "dtypes": [{"name": k, "itemsize": v[0], "width": v[1]} for k, v in manifest.DTYPES.items()],
+        "dtypes": [{"name": k, "itemsize": v[0], "width": v[1]} for k, v in dtypes.DTYPES.items()],
         "codecs": list(codecs.CODECS),
         "max_width": codecs.MAX_WIDTH,
         "checksums": [{"name": k, "digest_id": v[0], "length": v[1]} for k, v in digests.ALGORITHMS.items()],
@@ -77,7 +82,7 @@ def layout() -> dict[str, Any]:
 
 
 def outputs() -> dict[Path, str]:
-    v = manifest.SCHEMA_VERSION
+    v = models.SCHEMA_VERSION
     return {
         HERE / f"manifest.v{v}.schema.json": json.dumps(manifest_schema(), indent=2) + "\n",
         HERE / f"layout.v{v}.json": json.dumps(layout(), indent=2) + "\n",

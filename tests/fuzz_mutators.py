@@ -33,8 +33,8 @@ from typing import Any
 import msgpack
 import zstandard
 
-from tmodel.container import HEADER_SIZE, TRAILER_SIZE, align, manifest_digest
-from tmodel.digests import ALGORITHMS, BY_ID
+from tmodel.container.digests import ALGORITHMS, BY_ID
+from tmodel.container.framing import HEADER_SIZE, TRAILER_SIZE, align, manifest_digest
 from tmodel.errors import TModelError
 
 LAYERS = ("container", "manifest", "payload", "chunks", "bitflip")
@@ -674,7 +674,7 @@ def _run(fn: Callable[[], Any], guard_s: float) -> tuple[str, float]:
 def check_file(path: str | os.PathLike[str], *, time_limit: float = 1.0, guard_s: float = 10.0) -> Result:
     """Run tmodel.load and Reader.verify on `path`; ok when both raise nothing but TModelError in time."""
     import tmodel
-    from tmodel.reader import Reader
+    from tmodel.archive.reader import Reader
 
     def verify() -> None:
         with Reader(path) as r:

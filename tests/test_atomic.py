@@ -17,9 +17,9 @@ import torch
 
 import tmodel
 import tmodel.api
-import tmodel.codecs
+import tmodel.archive.writer
+from tmodel.archive.reader import Reader
 from tmodel.errors import TModelError
-from tmodel.reader import Reader
 
 
 class Boom(Exception):
@@ -63,7 +63,7 @@ def test_encoder_failure_after_first_chunk(
     previous: tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch, exc: type[BaseException], threads: int
 ) -> None:
     target, before = previous
-    real = tmodel.codecs.encode_chunk
+    real = tmodel.archive.writer.encode_chunk
     lock = threading.Lock()
     count = [0]
 
@@ -75,7 +75,7 @@ def test_encoder_failure_after_first_chunk(
             raise exc("encoder died")
         return real(*args)
 
-    monkeypatch.setattr(tmodel.codecs, "encode_chunk", failing)
+    monkeypatch.setattr(tmodel.archive.writer, "encode_chunk", failing)
     with pytest.raises(exc, match="encoder died"):
         tmodel.save({"new": torch.randn(4096)}, target, chunk_size=256, threads=threads)
     assert count[0] >= 2

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import tmodel
+from tmodel.archive.reader import Reader
 from tmodel.errors import TModelError
-from tmodel.reader import Reader
 
 
 def _verify(path: Path) -> None:

@@ -14,10 +14,10 @@ import jsonschema
 import pytest
 
 import tmodel
+from tmodel.archive.reader import Reader
 from tmodel.conformance import make_cases
 from tmodel.conformance.describe import describe
 from tmodel.errors import TModelError
-from tmodel.reader import Reader
 
 CONFORMANCE = Path(__file__).resolve().parents[1] / "conformance"
 CASES = CONFORMANCE / "cases"

@@ -17,9 +17,9 @@ import safetensors.torch
 import torch
 
 import tmodel
-from tmodel import cli
-from tmodel.cli import from_json_value, main, to_json_value
-from tmodel.reader import Reader
+from tmodel.archive.reader import Reader
+from tmodel.cli import main as cli
+from tmodel.cli.main import from_json_value, main, to_json_value
 
 META: dict[str, Any] = {
     "name": "tiny",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tmodel import cli
+from tmodel.cli import main as cli
 from tmodel.conformance import runner
 
 

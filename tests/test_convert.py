@@ -16,17 +16,17 @@ import safetensors.torch
 import torch
 
 import tmodel
-from tmodel.convert import convert, read_torch
+from tmodel.archive.reader import Reader
 from tmodel.errors import TModelError
-from tmodel.reader import Reader
-from tmodel.safetensors_io import (
+from tmodel.interop.convert import convert, read_torch
+from tmodel.interop.safetensors import (
     JSON_KEYS,
     ST_DTYPES,
     read_safetensors,
     read_safetensors_index,
     write_safetensors,
 )
-from tmodel.tensors import TORCH_DTYPES
+from tmodel.tensors.dtypes import TORCH_DTYPES
 
 ST_NAMES = sorted(ST_DTYPES.values())
 SHAPES: list[tuple[int, ...]] = [(3, 5), (), (0, 4), (7,)]

@@ -25,10 +25,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import tmodel
-from tmodel.container import HEADER_SIZE, TRAILER_SIZE, align, pack_manifest, pack_trailer
+from tmodel.archive.reader import Reader
+from tmodel.container.framing import HEADER_SIZE, TRAILER_SIZE, align, pack_trailer
 from tmodel.errors import TModelError
 from tmodel.limits import Limits
-from tmodel.reader import Reader
+from tmodel.manifest.encoding import pack_manifest
 
 MiB = 1 << 20
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 import tmodel
-from tmodel.reader import Reader
+from tmodel.archive.reader import Reader
 
 KILLS = int(os.environ.get("TMODEL_CRASH_KILLS", "12"))
 SAVER = """

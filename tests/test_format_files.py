@@ -11,9 +11,10 @@ import msgpack
 import torch
 
 import tmodel
-from tmodel.container import TRAILER_SIZE, unpack_manifest
+from tmodel.container.framing import TRAILER_SIZE
 from tmodel.limits import DEFAULT_LIMITS
-from tmodel.manifest import SCHEMA_VERSION
+from tmodel.manifest.encoding import unpack_manifest
+from tmodel.manifest.schema import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATE = runpy.run_path(str(ROOT / "format" / "generate.py"), run_name="generate")

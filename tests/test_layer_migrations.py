@@ -17,10 +17,10 @@ from torch import nn
 
 import tmodel
 import tmodel.rewrite
+from tmodel.archive.reader import Reader
 from tmodel.errors import TModelError
-from tmodel.nn import migration, registry
-from tmodel.nn.migration import LayerRecord
-from tmodel.reader import Reader
+from tmodel.nn import chain, registry, steps
+from tmodel.nn.steps import LayerRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "examples" / "migrations" / "fixtures"
@@ -91,7 +91,7 @@ def test_buffer_added_and_parameter_renamed() -> None:
 def test_rewrite_on_disk_copies_untouched_blobs_byte_for_byte(tmp_path: Path) -> None:
     shutil.copy(FIXTURES / "example.Scale" / "v1.tmodel", tmp_path / "scale.v1.tmodel")
     out = tmp_path / "scale.v2.tmodel"
-    assert tmodel.rewrite.dry_run(tmp_path / "scale.v1.tmodel") == [
+    assert tmodel.rewrite.migration_plan(tmp_path / "scale.v1.tmodel") == [
         "example.Scale v1 -> v2: rename_w (1 module)"
     ]
     applied = tmodel.migrate_file(tmp_path / "scale.v1.tmodel", out)
@@ -105,7 +105,7 @@ def test_rewrite_on_disk_copies_untouched_blobs_byte_for_byte(tmp_path: Path) ->
         )  # copied, not re-encoded
         assert [t.name for t in new.manifest.tensors] == ["model.weight", "input", "output"]
         new.verify()
-    assert tmodel.rewrite.dry_run(out) == []
+    assert tmodel.rewrite.migration_plan(out) == []
     assert tmodel.migrate_file(out, tmp_path / "again.tmodel") == []
 
 
@@ -166,28 +166,28 @@ def layer() -> Any:
     yield make
     for name in names:
         registry.unregister(name)
-        migration.unregister_steps(name)
+        steps.unregister_steps(name)
 
 
 def test_plan_reports_gap_branch_and_newer(layer: Any) -> None:
     layer("t.Gap", 3)
-    migration.migration("t.Gap", from_version=1)(lambda rec: None)
+    steps.migration("t.Gap", from_version=1)(lambda rec: None)
     with pytest.raises(TModelError, match="no migration step from version 2") as err:
-        migration.upgrade_plan("t.Gap", 1)
+        chain.upgrade_steps("t.Gap", 1)
     assert err.value.code == "MIGRATION"
-    assert any("t.Gap" in p and "gap" in p for p in migration.check_chains())
-    migration.migration("t.Gap", from_version=2)(lambda rec: None)
-    migration.migration("t.Gap", from_version=2)(lambda rec: None)
+    assert any("t.Gap" in p and "gap" in p for p in chain.check_chains())
+    steps.migration("t.Gap", from_version=2)(lambda rec: None)
+    steps.migration("t.Gap", from_version=2)(lambda rec: None)
     with pytest.raises(TModelError, match="branch"):
-        migration.upgrade_plan("t.Gap", 1)
-    assert any("t.Gap" in p and "branch" in p for p in migration.check_chains())
+        chain.upgrade_steps("t.Gap", 1)
+    assert any("t.Gap" in p and "branch" in p for p in chain.check_chains())
     with pytest.raises(TModelError) as newer:
-        migration.upgrade_plan("t.Gap", 4)
+        chain.upgrade_steps("t.Gap", 4)
     assert newer.value.code == "LAYER_VERSION" and "t.Gap" in str(newer.value)
 
 
 def test_check_chains_is_clean_for_the_example_layers() -> None:
-    problems = [p for p in migration.check_chains() if p.startswith("example.")]
+    problems = [p for p in chain.check_chains() if p.startswith("example.")]
     assert problems == []
 
 
@@ -201,10 +201,10 @@ def test_a_broken_step_is_reported_as_the_step_that_broke_it(layer: Any) -> None
     def bad(rec: LayerRecord) -> None:
         rec.config["dim"] = "two"
 
-    migration.migration("t.Broken", from_version=1, config=Cfg)(bad)
-    step = migration.upgrade_plan("t.Broken", 1)[0]
+    steps.migration("t.Broken", from_version=1, config=Cfg)(bad)
+    step = chain.upgrade_steps("t.Broken", 1)[0]
     with pytest.raises(TModelError) as err:
-        migration.apply(step, record)
+        steps.run_step(step, record)
     assert (
         err.value.code == "BAD_CONFIG" and "t.Broken v1->v2 (" in str(err.value) and "bad" in str(err.value)
     )
@@ -213,9 +213,7 @@ def test_a_broken_step_is_reported_as_the_step_that_broke_it(layer: Any) -> None
         raise KeyError("x")
 
     with pytest.raises(TModelError) as err2:
-        migration.apply(
-            migration.Step("t.Broken", 1, crash, name="crash"), LayerRecord("t.Broken", 1, {}, {})
-        )
+        steps.run_step(steps.Step("t.Broken", 1, crash, name="crash"), LayerRecord("t.Broken", 1, {}, {}))
     assert err2.value.code == "MIGRATION" and "crash" in str(err2.value)
 
 
@@ -342,7 +340,7 @@ def test_cli_migration_check_fails_on_a_gap_and_on_a_branch(tmp_path: Path, step
     import subprocess
 
     (tmp_path / "chainmod.py").write_text(
-        "import torch\nfrom torch import nn\nimport tmodel\nfrom tmodel.nn.migration import migration\n\n"
+        "import torch\nfrom torch import nn\nimport tmodel\nfrom tmodel.nn.steps import migration\n\n"
         "@tmodel.register('t.Chain', version=3)\nclass Chain(nn.Module):\n"
         "    def __init__(self, dim: int = 2):\n        super().__init__()\n"
         "        self.w = nn.Parameter(torch.ones(dim))\n\n" + steps + "\n"

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import tmodel
-from tmodel import reader
+from tmodel.archive import reader
+from tmodel.archive.reader import Reader
 from tmodel.errors import ChecksumMismatch
-from tmodel.reader import Reader
 
 
 def _checkpoint() -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from tmodel import manifest as m
+from tmodel.manifest import schema as m
 
 _PLAIN = TypeAdapter(
     bool

@@ -12,9 +12,9 @@ import torch
 
 import tmodel
 import tmodel.migrations as chain
+from tmodel.archive.reader import Reader
 from tmodel.errors import TModelError
 from tmodel.migrations import v1_to_v2
-from tmodel.reader import Reader
 
 GOLDEN_V1 = sorted((Path(__file__).resolve().parents[1] / "conformance" / "golden" / "v1").glob("*.tmodel"))
 
@@ -50,7 +50,7 @@ def test_v2_to_v1_refuses_a_file_with_modules() -> None:
 
 def test_the_chain_is_complete_and_reaches_the_current_schema() -> None:
     chain.check_chain()
-    assert chain.OLDEST == 1 and chain.CURRENT == tmodel.manifest.SCHEMA_VERSION == 2
+    assert chain.OLDEST == 1 and chain.CURRENT == tmodel.manifest.schema.SCHEMA_VERSION == 2
     upgraded, source = chain.upgrade(_v1())
     assert source == 1 and upgraded["schema_version"] == 2
     assert chain.downgrade(upgraded, 1) == _v1()

@@ -22,8 +22,9 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 import tmodel
-from tmodel.container import HEADER_SIZE, TRAILER_SIZE, pack_manifest, pack_trailer
+from tmodel.container.framing import HEADER_SIZE, TRAILER_SIZE, pack_trailer
 from tmodel.errors import TModelError
+from tmodel.manifest.encoding import pack_manifest
 from tmodel.nn import registry
 
 Register = Callable[..., Callable[[type[nn.Module]], type[nn.Module]]]

@@ -21,11 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tmodel
+from tmodel.archive.reader import Reader
+from tmodel.archive.writer import chunk_size_for
 from tmodel.errors import TModelError
-from tmodel.manifest import DTYPES
-from tmodel.reader import Reader
-from tmodel.tensors import TORCH_DTYPES
-from tmodel.writer import chunk_size_for
+from tmodel.manifest.dtypes import DTYPES
+from tmodel.tensors.dtypes import TORCH_DTYPES
 
 CODECS = ("auto", "raw", "zstd", "bytegroup-zstd")
 INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1
@@ -763,7 +763,8 @@ def test_deterministic_across_processes_hash_seeds_and_threads(tmp_path: Path) -
 def test_torch_merge_equals_the_reference_merge(width: int, elements: int, seed: int) -> None:
     """The fast byte-group merge the loader uses writes exactly the bytes of the spec's plain interleave,
     for every width (shift-or and stack paths alike) and from bytes, bytearray and memoryview planes."""
-    from tmodel import codecs, tensors
+    from tmodel.codecs.planes import merge_planes
+    from tmodel.tensors.planes import torch_merge
 
     rng = random.Random(seed)
     planes: list[bytes | bytearray | memoryview] = [rng.randbytes(elements) for _ in range(width)]
@@ -771,9 +772,9 @@ def test_torch_merge_equals_the_reference_merge(width: int, elements: int, seed:
         p if k % 3 == 0 else bytearray(p) if k % 3 == 1 else memoryview(p) for k, p in enumerate(planes)
     ]
     want = bytearray(width * elements)
-    codecs.merge_planes(planes, width, memoryview(want))
+    merge_planes(planes, width, memoryview(want))
     got = bytearray(b"\xee" * (width * elements))
-    tensors.merge_planes(planes, width, memoryview(got))
+    torch_merge(planes, width, memoryview(got))
     assert got == want
     if elements:
         assert want[width * (elements - 1) : width * elements] == bytes(p[elements - 1] for p in planes)
@@ -786,12 +787,13 @@ def test_torch_split_equals_the_reference_split(width: int, elements: int, seed:
     the input and every other reference to them are gone."""
     import gc
 
-    from tmodel import codecs, tensors
+    from tmodel.codecs.planes import split_planes
+    from tmodel.tensors.planes import torch_split
 
     data = random.Random(seed).randbytes(width * elements)
-    want = codecs.split_planes(data, width)
-    got = tensors.split_planes(bytearray(data), width)
+    want = split_planes(data, width)
+    got = torch_split(bytearray(data), width)
     gc.collect()
     assert [bytes(p) for p in got] == [bytes(p) for p in want]
     assert all(len(p) == elements for p in got)
-    assert bytes(tensors.split_planes(memoryview(bytearray(data)), width)[-1]) == data[width - 1 :: width]
+    assert bytes(torch_split(memoryview(bytearray(data)), width)[-1]) == data[width - 1 :: width]

@@ -8,18 +8,45 @@ import sys
 import textwrap
 from pathlib import Path
 
+import tomllib
 import torch
 
 import tmodel
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def torch_free_modules() -> list[str]:
+    """Every module of the torch-free layers, as pyproject.toml's import-linter contract names them (the
+    one statement of that set), expanded to the modules on disk."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (layers,) = [c["source_modules"] for c in contracts if c.get("forbidden_modules") == ["torch"]]
+    src = ROOT / "src"
+    out = []
+    for layer in layers:
+        path = src / layer.replace(".", "/")
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+        for f in files:
+            parts = f.relative_to(src).with_suffix("").parts
+            out.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return out
+
+
 PRELUDE = textwrap.dedent(
-    """
-    import json, sys
+    f"""
+    import importlib, json, sys
     sys.modules["torch"] = None  # any `import torch` now raises ImportError
-    import tmodel, tmodel.reader, tmodel.writer, tmodel.manifest, tmodel.codecs, tmodel.container
-    import tmodel.errors, tmodel.limits, tmodel.digests
+    import tmodel, tmodel.archive.reader
+    for name in {torch_free_modules()!r}:
+        importlib.import_module(name)
     """
 )
+
+
+def test_the_torch_free_set_covers_the_layers_below_tensors() -> None:
+    names = torch_free_modules()
+    assert "tmodel.archive.reader" in names and "tmodel.manifest.checks" in names
+    assert not any(n.startswith(("tmodel.tensors", "tmodel.nn", "tmodel.api")) for n in names)
 
 
 def run(body: str, *args: str) -> dict[str, object]:
@@ -36,7 +63,7 @@ def run(body: str, *args: str) -> dict[str, object]:
 def test_reader_verifies_without_torch(small_file: Path) -> None:
     out = run(
         """
-        r = tmodel.reader.Reader(sys.argv[1])
+        r = tmodel.archive.reader.Reader(sys.argv[1])
         r.verify()
         names = [t.name for t in r.manifest.tensors]
         r.close()
@@ -86,7 +113,7 @@ def test_reader_detects_damage_without_torch(small_file: Path, tmp_path: Path) -
     out = run(
         """
         try:
-            tmodel.reader.Reader(sys.argv[1]).verify()
+            tmodel.archive.reader.Reader(sys.argv[1]).verify()
             code = "OK"
         except tmodel.TModelError as exc:
             code = exc.code
@@ -104,7 +131,7 @@ def test_writer_without_torch_produces_a_loadable_file(tmp_path: Path) -> None:
     run(
         """
         import struct
-        from tmodel import writer
+        from tmodel.archive import writer
         data = memoryview(bytearray(struct.pack("<6f", 0.0, -0.0, 1.5, float("inf"), -2.0, 1e-45)))
         sources = [writer.BlobSource(data, "bytegroup-zstd", 4)]
         def finish(blobs):
@@ -116,7 +143,7 @@ def test_writer_without_torch_produces_a_loadable_file(tmp_path: Path) -> None:
                 "metadata": {"by": "torch-free"}, "extensions": {},
             }
         writer.write_atomic(sys.argv[1], sources, finish, writer.Options(chunk_size=8, threads=2))
-        tmodel.reader.Reader(sys.argv[1]).verify()
+        tmodel.archive.reader.Reader(sys.argv[1]).verify()
         print(json.dumps({}))
         """,
         str(out_path),

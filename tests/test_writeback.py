@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tmodel import writeback
-from tmodel.writeback import AHEAD, Writeback
+from tmodel.container import writeback
+from tmodel.container.writeback import AHEAD, Writeback
 
 
 def test_pieces_started_in_order_and_oldest_awaited(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -80,9 +80,9 @@ def test_saves_and_migration_copies_start_writeback_as_they_go(
     assert all(torch.equal(got[k], v) for k, v in state.items())
 
     # The migration path: every blob copied file to file (StoredBlob), the same manifest: the same bytes.
-    from tmodel.reader import Reader
+    from tmodel.archive.reader import Reader
+    from tmodel.archive.writer import Options, write_atomic
     from tmodel.rewrite import _stored
-    from tmodel.writer import Options, write_atomic
 
     calls.clear()
     with Reader(tmp_path / "plain.tmodel") as r:

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from torch import nn
 
 import tmodel
-from tmodel.nn.migration import LayerRecord
+from tmodel.nn.steps import LayerRecord
 
 from .attend import attend
 

@@ -1,1 +1,0 @@
-"""Conformance cases and runner."""

@@ -1,0 +1,61 @@
+"""tmodel: a versioned, safe, compressed file format for PyTorch models and checkpoints.
+
+The torch-free layers (errors, limits, digests, codecs, container, manifest, reader, writer) import without
+torch; everything that needs torch is imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import TModelError
+from .limits import DEFAULT_LIMITS, Limits
+
+if TYPE_CHECKING:
+    from . import testing
+    from .api import LoadReport, TModelFile, load, load_into, save
+    from .api import open_file as open
+    from .nn.registry import register
+    from .nn.steps import migration
+    from .rewrite import migrate_file
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "Limits",
+    "LoadReport",
+    "TModelError",
+    "TModelFile",
+    "load",
+    "load_into",
+    "migrate_file",
+    "migration",
+    "open",
+    "register",
+    "save",
+    "testing",
+]
+__version__ = "0.1.0"
+
+#: public name -> (module, attribute); None: the module itself
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "save": (".api", "save"),
+    "load": (".api", "load"),
+    "load_into": (".api", "load_into"),
+    "open": (".api", "open_file"),
+    "TModelFile": (".api", "TModelFile"),
+    "LoadReport": (".api", "LoadReport"),
+    "register": (".nn.registry", "register"),
+    "migration": (".nn.steps", "migration"),
+    "migrate_file": (".rewrite", "migrate_file"),
+    "testing": (".testing", None),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tmodel' has no attribute {name!r}")
+    importlib.import_module(".nn.builtins", __name__)  # torch.nn's layers are registered before any other
+    module_name, attr = _LAZY[name]
+    module = importlib.import_module(module_name, __name__)
+    return module if attr is None else getattr(module, attr)

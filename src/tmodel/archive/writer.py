@@ -1,0 +1,230 @@
+"""Streaming, atomic writing of a container: blobs are chunked and encoded on worker threads as they
+are written, so memory stays bounded by chunk size × threads; the target path only ever holds a complete
+file (temporary file in the same directory, fsync, rename, fsync of the directory).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from ..codecs.planes import Split, split_planes
+from ..codecs.table import encode_chunk
+from ..container import digests, writeback
+from ..container.atomic import replace_atomically
+from ..container.framing import ALIGNMENT, align, pack_header, pack_trailer
+from ..errors import InvalidArgument, LimitExceeded, Truncated
+from ..limits import DEFAULT_LIMITS
+from ..manifest.encoding import pack_manifest
+from .threads import default_threads
+
+Buffer = bytes | bytearray | memoryview
+Progress = Callable[[int, int], None]
+DEFAULT_CHUNK_SIZE = 4 << 20
+DEFAULT_LEVEL = 1
+
+
+@dataclass(frozen=True)
+class BlobSource:
+    """Decoded bytes to store as one blob, and how to encode them."""
+
+    data: memoryview
+    codec: str
+    width: int
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """A blob copied byte for byte from another file (a migration's untouched tensors): its stored bytes
+    are copied file to file (copy_file_range where the OS has it), its chunk records reused; nothing is
+    decoded, and the digests travel with the bytes, so the copy is exactly as verifiable as the original."""
+
+    codec: str
+    width: int
+    nbytes: int
+    chunk_size: int
+    chunks: Sequence[tuple[bytes, list[int]]]  # (digest, segment lengths) per chunk
+    fd: int  # the source file, open for reading
+    offset: int
+    length: int
+
+
+Source = BlobSource | StoredBlob
+
+
+@dataclass(frozen=True)
+class Options:
+    """Writer settings that do not change what a reader sees, only how it was produced."""
+
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    level: int = DEFAULT_LEVEL
+    threads: int = 0
+    checksum: str = digests.DEFAULT
+    split: Split = split_planes
+
+    def validated(self) -> Options:
+        if not 1 <= self.chunk_size <= DEFAULT_LIMITS.max_chunk_size:
+            raise InvalidArgument(f"chunk_size must be in 1..{DEFAULT_LIMITS.max_chunk_size}")
+        if not -7 <= self.level <= 22:
+            raise InvalidArgument("level must be in -7..22")
+        if self.threads < 0:
+            raise InvalidArgument("threads must be >= 0 (0: one per CPU)")
+        digests.digest_function(self.checksum)
+        return self
+
+
+_Job = tuple[str, int, memoryview, Options] | tuple[StoredBlob]
+
+
+def _encode(job: _Job) -> tuple[list[Buffer], bytes, list[int]]:
+    if isinstance(job[0], StoredBlob):
+        return [], b"", []  # copied by the writing thread, in file order
+    codec, width, data, options = job
+    segments = encode_chunk(codec, width, data, options.level, options.split)
+    h = digests.Hasher(options.checksum)
+    for seg in segments:
+        h.update(seg)
+    return segments, h.digest(), [len(s) for s in segments]
+
+
+def chunk_size_for(width: int, chunk_size: int) -> int:
+    """The chunk size actually used for a blob: a multiple of its width."""
+    return max(width, chunk_size // width * width)
+
+
+def write_atomic(
+    path: str | os.PathLike[str],
+    sources: Sequence[Source],
+    finish: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    options: Options,
+    progress: Progress | None = None,
+) -> None:
+    """Write blobs then the manifest that `finish` builds from the blob records, atomically at `path`."""
+    options = options.validated()
+    replace_atomically(path, lambda f: _write(f, sources, finish, options, progress))
+
+
+def _jobs(sources: Sequence[Source], options: Options) -> Iterator[tuple[int, int, _Job]]:
+    """(blob index, decoded length, job) for every chunk, in file order."""
+    for i, src in enumerate(sources):
+        if isinstance(src, StoredBlob):
+            yield i, src.nbytes, (src,)
+            continue
+        cs = chunk_size_for(src.width, options.chunk_size)
+        for start in range(0, len(src.data), cs):
+            piece = src.data[start : start + cs]
+            yield i, len(piece), (src.codec, src.width, piece, options)
+
+
+def _write(
+    f: BinaryIO,
+    sources: Sequence[Source],
+    finish: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    options: Options,
+    progress: Progress | None,
+) -> None:
+    header = pack_header()
+    f.write(header)
+    pos = len(header)
+    total = sum(s.nbytes if isinstance(s, StoredBlob) else len(s.data) for s in sources)
+    done = 0
+    threads = options.threads or default_threads()
+    records = [_record(src, options) for src in sources]
+    wb = writeback.Writeback(f)
+    jobs = _jobs(sources, options)
+    pending: deque[tuple[int, int, Future[tuple[list[Buffer], bytes, list[int]]]]] = deque()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+
+        def fill() -> None:
+            while len(pending) < 2 * threads:
+                item = next(jobs, None)
+                if item is None:
+                    return
+                pending.append((item[0], item[1], pool.submit(_encode, item[2])))
+
+        fill()
+        while pending:
+            i, raw_len, future = pending.popleft()
+            segments, digest, lengths = future.result()
+            fill()
+            record = records[i]
+            src = sources[i]
+            if isinstance(src, StoredBlob):
+                pos = _pad(f, pos)
+                record.update(offset=pos, length=src.length)
+                record["chunks"] = [{"digest": d, "segments": list(seg)} for d, seg in src.chunks]
+                pos = _copy(src, f, pos, wb)
+                done += raw_len
+                if progress is not None:
+                    progress(done, total)
+                continue
+            if not record["chunks"]:
+                pos = _pad(f, pos)
+                record["offset"] = pos
+            for seg in segments:
+                f.write(seg)
+                pos += len(seg)
+                record["length"] += len(seg)
+            record["chunks"].append({"digest": digest, "segments": lengths})
+            wb.written(pos)
+            done += raw_len
+            if progress is not None:
+                progress(done, total)
+    pos = _pad(f, pos)
+    manifest = pack_manifest(finish(records))
+    if len(manifest) > DEFAULT_LIMITS.max_manifest_bytes:
+        raise LimitExceeded(
+            f"manifest of {len(manifest)} bytes exceeds the limit {DEFAULT_LIMITS.max_manifest_bytes}"
+        )
+    f.write(manifest)
+    f.write(pack_trailer(pos, manifest, options.checksum, header))
+
+
+def _copy(src: StoredBlob, f: BinaryIO, pos: int, wb: writeback.Writeback) -> int:
+    """Copy a stored blob's bytes to `pos` of `f`, kernel to kernel where possible; returns the new end."""
+    f.flush()
+    out, copied = f.fileno(), 0
+    while copied < src.length:
+        n = min(src.length - copied, writeback.PIECE)
+        try:
+            step = os.copy_file_range(src.fd, out, n, src.offset + copied, pos + copied)
+        except (AttributeError, OSError):  # no copy_file_range here, or not between these files
+            step = os.pwrite(out, os.pread(src.fd, min(n, 8 << 20), src.offset + copied), pos + copied)
+        if step <= 0:
+            raise Truncated(f"the source file ends inside a blob being copied (offset {src.offset + copied})")
+        copied += step
+        wb.written(pos + copied)
+    f.seek(pos + src.length)
+    return pos + src.length
+
+
+def _record(src: Source, options: Options) -> dict[str, Any]:
+    """The manifest entry of a blob, to be completed as its chunks are written."""
+    if isinstance(src, StoredBlob):
+        nbytes, codec, width, chunk_size = src.nbytes, src.codec, src.width, src.chunk_size
+    else:
+        if len(src.data) == 0 or len(src.data) % src.width:
+            raise InvalidArgument("a blob must be non-empty and a multiple of its width")
+        nbytes, codec, width = len(src.data), src.codec, src.width
+        chunk_size = chunk_size_for(src.width, options.chunk_size)
+    return {
+        "offset": 0,
+        "length": 0,
+        "nbytes": nbytes,
+        "codec": codec,
+        "width": width,
+        "chunk_size": chunk_size,
+        "chunks": [],
+    }
+
+
+def _pad(f: BinaryIO, pos: int) -> int:
+    end = align(pos)
+    if end > pos:
+        f.write(bytes(end - pos))
+    assert end % ALIGNMENT == 0
+    return end

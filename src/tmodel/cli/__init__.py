@@ -1,0 +1,1 @@
+"""The `tmodel` command line; `main.main` is the entry point."""

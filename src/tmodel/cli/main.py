@@ -1,0 +1,326 @@
+"""The `tmodel` command: inspect, verify and convert files. The only module that prints or exits.
+
+Exit codes: 0 success, 1 a TModelError (one line `error[CODE]: message` on stderr, never a traceback),
+2 usage error (argparse), 130 interrupted. A progress bar is drawn on stderr only when it is a terminal.
+
+`inspect --json` prints one object (see `inspect_document`); metadata values that JSON cannot hold are
+tagged single-key objects: bytes -> {"$bytes": "<lowercase hex>"}, NaN/±inf -> {"$float": "nan"|"inf"|
+"-inf"}, and a map whose only key starts with "$" -> {"$dict": {...}}. `from_json_value` undoes this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from ..archive.reader import Reader
+from ..codecs.table import CHOICES
+from ..errors import ConformanceFailure, FileAccessError, TModelError
+from ..manifest.dtypes import DTYPES
+from ..manifest.module_tree import architecture, render
+from ..manifest.schema import Manifest
+from .migrate import add_commands
+
+
+# -- JSON form of metadata ------------------------------------------------------------------------------
+def to_json_value(value: Any) -> Any:
+    """A metadata value as plain JSON, tagging what JSON cannot hold (bytes, non-finite floats)."""
+    if isinstance(value, bytes):
+        return {"$bytes": value.hex()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"$float": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+    if isinstance(value, list):
+        return [to_json_value(v) for v in value]
+    if isinstance(value, dict):
+        inner = {k: to_json_value(v) for k, v in value.items()}
+        return {"$dict": inner} if len(inner) == 1 and next(iter(inner)).startswith("$") else inner
+    return value
+
+
+def from_json_value(value: Any) -> Any:
+    """Inverse of `to_json_value`."""
+    if isinstance(value, list):
+        return [from_json_value(v) for v in value]
+    if isinstance(value, dict):
+        if len(value) == 1 and next(iter(value)).startswith("$"):
+            tag, inner = next(iter(value.items()))
+            if tag == "$bytes":
+                return bytes.fromhex(inner)
+            if tag == "$float":
+                return float(inner)
+            if tag == "$dict":
+                return {k: from_json_value(v) for k, v in inner.items()}
+            raise ValueError(f"unknown tag {tag!r}")
+        return {k: from_json_value(v) for k, v in value.items()}
+    return value
+
+
+# -- inspect ---------------------------------------------------------------------------------------------
+def _ratio(raw: int, stored: int) -> float | None:
+    return round(raw / stored, 4) if stored else None
+
+
+def inspect_document(path: str, m: Manifest, file_size: int, schema_version: int) -> dict[str, Any]:
+    """The `inspect --json` object, built from the manifest alone.
+
+    tensors[i].stored_bytes / ratio describe the tensor's blob (shared blobs repeat them); raw_bytes is
+    numel × itemsize. totals count every blob once: stored = sum of blob lengths, raw = sum of decoded sizes.
+    """
+    tensors = []
+    for t in m.tensors:
+        b = m.blobs[t.blob] if t.blob is not None else None
+        tensors.append(
+            {
+                "name": t.name,
+                "dtype": t.dtype,
+                "shape": list(t.shape),
+                "strides": list(t.strides),
+                "blob": t.blob,
+                "offset": t.offset,
+                "codec": b.codec if b else None,
+                "stored_bytes": b.length if b else 0,
+                "raw_bytes": math.prod(t.shape) * DTYPES[t.dtype][0],
+                "ratio": _ratio(b.nbytes, b.length) if b else None,
+            }
+        )
+    stored = sum(b.length for b in m.blobs)
+    raw = sum(b.nbytes for b in m.blobs)
+    return {
+        "file": path,
+        "file_bytes": file_size,
+        "schema_version": schema_version,
+        "checksum": m.checksum,
+        "tensors": tensors,
+        "blobs": [
+            {
+                "offset": b.offset,
+                "length": b.length,
+                "nbytes": b.nbytes,
+                "codec": b.codec,
+                "width": b.width,
+                "chunk_size": b.chunk_size,
+                "chunks": len(b.chunks),
+            }
+            for b in m.blobs
+        ],
+        "totals": {
+            "tensors": len(m.tensors),
+            "blobs": len(m.blobs),
+            "stored_bytes": stored,
+            "raw_bytes": raw,
+            "ratio": _ratio(raw, stored),
+        },
+        "metadata": to_json_value(dict(m.metadata)),
+        "architecture": architecture(m),
+    }
+
+
+def _table(rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
+        for r in rows
+    ]
+
+
+def _fmt_ratio(r: float | None) -> str:
+    return "-" if r is None else f"{r:.2f}x"
+
+
+def _render(doc: dict[str, Any]) -> str:
+    rows = [["name", "dtype", "shape", "codec", "stored", "raw", "ratio"]]
+    for t in doc["tensors"]:
+        rows.append(
+            [
+                t["name"],
+                t["dtype"],
+                "[" + ", ".join(map(str, t["shape"])) + "]",
+                t["codec"] or "-",
+                str(t["stored_bytes"]),
+                str(t["raw_bytes"]),
+                _fmt_ratio(t["ratio"]),
+            ]
+        )
+    tot = doc["totals"]
+    rows.append(
+        [
+            f"total: {tot['tensors']} tensors",
+            "",
+            "",
+            f"{tot['blobs']} blobs",
+            str(tot["stored_bytes"]),
+            str(tot["raw_bytes"]),
+            _fmt_ratio(tot["ratio"]),
+        ]
+    )
+    lines = [f"{doc['file']}: {doc['file_bytes']} bytes, schema {doc['schema_version']}, {doc['checksum']}"]
+    lines += _table(rows, {4, 5, 6})
+    if doc["architecture"]:
+        lines.append("architecture:")
+        lines += render(doc["architecture"])
+    meta = doc["metadata"]
+    lines.append("metadata:" + ("" if meta else " (none)"))
+    lines += [f"  {k}: {json.dumps(v, ensure_ascii=False)}" for k, v in meta.items()]
+    return "\n".join(lines)
+
+
+def _inspect(args: argparse.Namespace, out: TextIO) -> int:
+    with Reader(args.file) as reader:
+        doc = inspect_document(args.file, reader.manifest, reader.file_size, reader.source_schema_version)
+    out.write((json.dumps(doc, indent=2) if args.json else _render(doc)) + "\n")
+    return 0
+
+
+# -- verify and convert ----------------------------------------------------------------------------------
+class ProgressBar:
+    """A one-line text bar redrawn with '\\r' at most ten times a second; `close` erases it."""
+
+    def __init__(self, stream: TextIO, label: str, width: int = 30) -> None:
+        self._stream, self._label, self._width = stream, label, width
+        self._last = 0.0
+        self._drawn = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self._last < 0.1:
+            return
+        self._last = now
+        frac = min(1.0, done / total) if total else 1.0
+        fill = int(frac * self._width)
+        line = f"\r{self._label} [{'#' * fill}{'.' * (self._width - fill)}] {frac * 100:5.1f}%"
+        self._stream.write(line.ljust(self._drawn))
+        self._stream.flush()
+        self._drawn = len(line)
+
+    def close(self) -> None:
+        if self._drawn:
+            self._stream.write("\r" + " " * self._drawn + "\r")
+            self._stream.flush()
+            self._drawn = 0
+
+
+def _bar(label: str) -> ProgressBar | None:
+    return ProgressBar(sys.stderr, label) if sys.stderr.isatty() else None
+
+
+def _run_with_bar(label: str, action: Callable[[ProgressBar | None], None]) -> None:
+    bar = _bar(label)
+    try:
+        action(bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _verify(args: argparse.Namespace, out: TextIO) -> int:
+    with Reader(args.file) as reader:
+        _run_with_bar("verify", reader.verify)
+        n = len(reader.manifest.tensors)
+        checked = sum(b.nbytes for b in reader.manifest.blobs)
+    out.write(f"ok: {args.file} ({n} tensors, {checked} bytes checked)\n")
+    return 0
+
+
+def _convert(args: argparse.Namespace, out: TextIO) -> int:
+    from ..interop.convert import convert  # torch is imported only for this command
+
+    _run_with_bar("convert", lambda bar: convert(args.src, args.dst, codec=args.codec, progress=bar))
+    out.write(f"ok: {args.src} -> {args.dst}\n")
+    return 0
+
+
+def _conformance(args: argparse.Namespace, out: TextIO) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from ..conformance import runner  # the suite, its cases and the reference adapter
+
+    known: set[str] = set()
+    if args.known_failures:
+        with open(args.known_failures) as f:
+            known = {line.split("#")[0].strip() for line in f if line.split("#")[0].strip()}
+    tiers = tuple(t.strip().upper() for t in args.tier.split(","))
+    with tempfile.TemporaryDirectory() as tmp:
+        impl = args.impl or runner.DEFAULT_IMPL
+        report = runner.run(impl, tiers, known, args.timeout, args.memory, write_dir=Path(tmp))
+    for line in runner.summary(report):
+        out.write(line + "\n")
+    if args.junit:
+        runner.junit(report, Path(args.junit))
+    failed = len(report.failed) + len(report.problems)
+    if failed:
+        raise ConformanceFailure(f"{failed} of {len(report.results)} conformance checks failed")
+    return 0
+
+
+# -- entry point -----------------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tmodel", description="Inspect, verify, convert and migrate .tmodel files."
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    s = sub.add_parser("inspect", help="list tensors, sizes and metadata from the manifest")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
+    s.set_defaults(run=_inspect)
+    s = sub.add_parser("verify", help="check every checksum and decode every chunk")
+    s.add_argument("file", metavar="FILE")
+    s.set_defaults(run=_verify)
+    s = sub.add_parser("convert", help="convert between .tmodel, .safetensors(.index.json) and .pt")
+    s.add_argument("src", metavar="SRC")
+    s.add_argument("dst", metavar="DST")
+    s.add_argument("--codec", choices=CHOICES, default="auto", help="codec of a .tmodel destination")
+    s.set_defaults(run=_convert)
+    s = sub.add_parser("conformance", help="run the conformance suite against an implementation")
+    csub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = csub.add_parser("run", help="drive an implementation over conformance/PROTOCOL.md through every case")
+    c.add_argument("--impl", default=None, help="the implementation's command (default: the reference)")
+    c.add_argument("--tier", default="MUST,SHOULD,MAY", help="comma-separated tiers to run")
+    c.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    c.add_argument("--known-failures", metavar="FILE", help="case ids expected to fail, one per line")
+    c.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    c.add_argument("--memory", type=int, default=4 << 30, help="address-space limit of the implementation")
+    c.set_defaults(run=_conformance)
+    add_commands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors (2) and --help (0): argparse already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    run: Callable[[argparse.Namespace, TextIO], int] = args.run
+    try:
+        return run(args, sys.stdout)
+    except TModelError as exc:
+        return _fail(exc.one_line())
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:
+        return _fail(FileAccessError(str(exc)).one_line())
+    except Exception as exc:  # a bug: still one line, as promised; TMODEL_DEBUG=1 shows the traceback
+        if os.environ.get("TMODEL_DEBUG"):
+            raise
+        return _fail(TModelError(f"internal error: {type(exc).__name__}: {exc}").one_line())
+
+
+def _fail(line: str) -> int:
+    sys.stderr.write(line + "\n")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

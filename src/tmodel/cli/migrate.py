@@ -1,0 +1,233 @@
+"""`tmodel migrate` and `tmodel migration new|check|history|freeze`: the command-line side of layer
+migrations. User layers are found through `--import MODULE` or the `tmodel.layers` entry-point group of
+installed packages, never through names read from a file."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+from importlib import metadata
+from typing import Any, TextIO
+
+from ..errors import InvalidArgument, MigrationError
+
+ENTRY_POINTS = "tmodel.layers"
+
+
+def load_layers(modules: list[str]) -> None:
+    """Import the modules named on the command line, then every `tmodel.layers` entry point."""
+    importlib.import_module("tmodel.nn.builtins")
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise InvalidArgument(f"--import {name}: {exc}") from None
+    for ep in metadata.entry_points(group=ENTRY_POINTS):
+        ep.load()
+
+
+def _targets(pairs: list[str]) -> dict[str, int]:
+    out = {}
+    for pair in pairs:
+        layer, _, version = pair.partition("=")
+        if not layer or not version.isdigit():
+            raise InvalidArgument(f"--to takes LAYER=VERSION, e.g. acme.Gate=1, not {pair!r}")
+        out[layer] = int(version)
+    return out
+
+
+def _migrate(args: argparse.Namespace, out: TextIO) -> int:
+    from .. import rewrite
+
+    load_layers(args.imports)
+    targets = _targets(args.to)
+    if args.dry_run:
+        lines = rewrite.migration_plan(args.file, targets)
+        out.write("\n".join(lines) + "\n" if lines else f"{args.file}: up to date\n")
+        return 0
+    if bool(args.output) == args.in_place:
+        raise InvalidArgument("give -o OUT or --in-place")
+    lines = rewrite.migrate_file(args.file, args.output, in_place=args.in_place, targets=targets)
+    target = args.file if args.in_place else args.output
+    if not lines:
+        out.write(f"{args.file}: up to date, nothing written\n")
+    for line in lines:
+        out.write(f"{target}: {line}\n")
+    if args.in_place and lines:
+        out.write(f"backup: {args.file}.bak\n")
+    return 0
+
+
+def _file_stem(layer: str) -> str:
+    return layer.replace(".", "_").lower()
+
+
+def _new(args: argparse.Namespace, out: TextIO) -> int:
+    from ..nn.registry import registered_spec
+
+    load_layers(args.imports)
+    spec = registered_spec(args.layer)
+    n = spec.version
+    stem = f"{_file_stem(args.layer)}_v{n}_to_v{n + 1}"
+    step_path = os.path.join(args.dir, f"{stem}.py")
+    test_path = os.path.join(args.dir, f"test_{stem}.py")
+    for path in (step_path, test_path):
+        if os.path.exists(path):
+            raise InvalidArgument(f"{path} exists")
+    os.makedirs(args.dir, exist_ok=True)
+    with open(step_path, "x") as f:
+        f.write(STEP_TEMPLATE.format(layer=args.layer, n=n, m=n + 1, stem=stem))
+    with open(test_path, "x") as f:
+        f.write(TEST_TEMPLATE.format(layer=args.layer, n=n, m=n + 1, stem=stem, fixtures=args.fixtures))
+    out.write(f"wrote {step_path}\nwrote {test_path}\n")
+    out.write(f'next: bump @tmodel.register("{args.layer}", version={n + 1}) and edit the step\n')
+    return 0
+
+
+def _custom_specs() -> list[Any]:
+    from ..nn import builtins
+    from ..nn.registry import all_specs
+
+    return [s for s in all_specs() if s.name not in builtins.BUILTIN_NAMES]
+
+
+def _check(args: argparse.Namespace, out: TextIO) -> int:
+    from ..nn.chain import check_chains
+    from ..nn.steps import steps_of
+
+    load_layers(args.imports)
+    problems = check_chains()
+    for spec in _custom_specs():
+        oldest = min(steps_of(spec.name), default=spec.version)
+        for v in range(oldest, spec.version + 1):
+            if not os.path.exists(_fixture(args.fixtures, spec.name, v)):
+                problems.append(
+                    f"{spec.name}: no frozen fixture of version {v} ({_fixture(args.fixtures, spec.name, v)})"
+                )
+    for p in problems:
+        out.write(f"problem: {p}\n")
+    if problems:
+        raise MigrationError(f"{len(problems)} problem(s) in the migration chains")
+    out.write(
+        f"ok: {len(_custom_specs())} layer(s), complete unbranched chains, fixtures for every version\n"
+    )
+    return 0
+
+
+def _history(args: argparse.Namespace, out: TextIO) -> int:
+    from ..nn.registry import registered_spec
+    from ..nn.steps import steps_of
+
+    load_layers(args.imports)
+    specs = [registered_spec(args.layer)] if args.layer else _custom_specs()
+    for spec in specs:
+        out.write(f"{spec.name}: version {spec.version} ({spec.cls.__module__}.{spec.cls.__qualname__})\n")
+        for k, found in steps_of(spec.name).items():
+            for step in found:
+                back = ", downgrade" if step.downgrade else ""
+                out.write(f"  v{k} -> v{k + 1}: {step.name}{back}\n")
+    return 0
+
+
+def _fixture(folder: str, layer: str, version: int) -> str:
+    return os.path.join(folder, layer, f"v{version}.tmodel")
+
+
+def _freeze(args: argparse.Namespace, out: TextIO) -> int:
+    import torch
+
+    from .. import api
+    from ..nn.registry import registered_spec
+
+    load_layers(args.imports)
+    spec = registered_spec(args.layer)
+    path = _fixture(args.dir, spec.name, spec.version)
+    if os.path.exists(path):
+        raise InvalidArgument(f"{path} is frozen: fixtures are never regenerated")
+    try:
+        config = json.loads(args.config)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"--config is not JSON: {exc}") from None
+    torch.manual_seed(args.seed)
+    module = spec.from_config(config)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    api.save({"model": module}, path)
+    out.write(f"froze {spec.name} v{spec.version} at {path}\n")
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Register `migrate` and `migration ...` on the main parser's subcommands."""
+    s = sub.add_parser("migrate", help="upgrade (or with --to, downgrade) the layers of a file")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("-o", "--output", metavar="OUT")
+    s.add_argument("--in-place", action="store_true", help="rewrite FILE, keeping FILE.bak")
+    s.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    s.add_argument(
+        "--to", action="append", default=[], metavar="LAYER=VERSION", help="migrate a layer to a version"
+    )
+    s.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
+    s.set_defaults(run=_migrate)
+    m = sub.add_parser("migration", help="author migrations: new, check, history, freeze")
+    msub = m.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, run, helptext in (
+        ("new", _new, "scaffold the next step of a layer and its test"),
+        ("check", _check, "every layer has a complete, unbranched chain and frozen fixtures"),
+        ("history", _history, "the versions and steps of layers"),
+        ("freeze", _freeze, "freeze a small fixture of a layer at its current version"),
+    ):
+        a = msub.add_parser(name, help=helptext)
+        if name in ("new", "freeze"):
+            a.add_argument("layer", metavar="LAYER")
+        if name == "history":
+            a.add_argument("layer", metavar="LAYER", nargs="?")
+        if name == "new":
+            a.add_argument("--dir", default="migrations_steps", help="where to write the step and its test")
+        if name == "freeze":
+            a.add_argument("--config", required=True, help="the layer's config as JSON")
+            a.add_argument("--seed", type=int, default=0)
+            a.add_argument("--dir", default="fixtures", help="fixtures folder (<dir>/<layer>/v<N>.tmodel)")
+        if name in ("new", "check"):
+            a.add_argument(
+                "--fixtures", default="fixtures", help="fixtures folder (<dir>/<layer>/v<N>.tmodel)"
+            )
+        a.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
+        a.set_defaults(run=run)
+
+
+STEP_TEMPLATE = '''"""{layer}: version {n} -> {m}. Describe what changed in the layer, and why."""
+
+import tmodel
+from tmodel.nn.steps import LayerRecord
+
+
+def downgrade(rec: LayerRecord) -> None:
+    """{layer} v{m} -> v{n}, for readers that still run version {n}; delete it if there is no way back."""
+    raise NotImplementedError
+
+
+@tmodel.migration("{layer}", from_version={n}, downgrade=downgrade)
+def {stem}(rec: LayerRecord) -> None:
+    """Edit rec.config and the tensors: rename, drop, add, rec[name] = ..., split, merge."""
+    raise NotImplementedError
+'''
+
+TEST_TEMPLATE = '''"""Every frozen fixture of {layer} loads through the chain and round-trips as v{m}."""
+
+import glob
+
+import tmodel
+import tmodel.testing
+
+from . import {stem}  # noqa: F401  (registers the step)
+
+
+def test_{stem}_loads_every_frozen_version() -> None:
+    paths = sorted(glob.glob("{fixtures}/{layer}/v*.tmodel"))
+    assert paths, "freeze a fixture first: tmodel migration freeze {layer} --config '{{...}}'"
+    for path in paths:
+        model = tmodel.load(path)["model"]
+        tmodel.testing.assert_roundtrip(model)
+'''

@@ -1,0 +1,134 @@
+"""The codec table (SPEC.md §6): every codec a file may name, by name.
+
+The contract every codec meets, stated once: a chunk of `raw_len` decoded bytes is stored as a fixed number
+of segments (`segments(width)`), back to back; `check` accepts exactly the segment lengths a valid chunk can
+have, from the manifest alone, before any byte is read; `encode` and `decode` are inverse, and `decode`
+fills the output it is given and refuses any input that `check` allowed but the codec's rules do not.
+Adding a codec is one entry in `CODECS` and one subsection of SPEC.md §6.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..errors import BadTensor, UnknownCodec
+from . import zstd
+from .planes import Buffer, Merge, Split, merge_planes, split_planes
+
+RAW = "raw"
+ZSTD = "zstd"
+BYTEGROUP_ZSTD = "bytegroup-zstd"
+#: the largest byte-group width (SPEC.md §5.1)
+MAX_WIDTH = 16
+
+
+@dataclass(frozen=True)
+class Codec:
+    """One entry of the table; see the module's contract."""
+
+    name: str
+    #: whether the codec stores byte planes of the dtype's width (all others require width 1)
+    grouped: bool
+    #: (width, raw_len, segment lengths) -> None, or BadTensor with a reason
+    check: Callable[[int, int, Sequence[int]], None]
+    #: (width, data, level, split) -> segments
+    encode: Callable[[int, Buffer, int, Split], list[Buffer]]
+    #: (width, segments, out, max_window, merge) -> None
+    decode: Callable[[int, Sequence[Buffer], memoryview, int, Merge], None]
+
+    def segments(self, width: int) -> int:
+        return width if self.grouped else 1
+
+
+def _check_raw(width: int, raw_len: int, segments: Sequence[int]) -> None:
+    if segments[0] != raw_len:
+        raise BadTensor(f"raw segment of {segments[0]} bytes for {raw_len} decoded bytes")
+
+
+def _check_frames(width: int, raw_len: int, segments: Sequence[int]) -> None:
+    plane = raw_len // width
+    for n in segments:
+        if n < 1 or n > plane:
+            raise BadTensor(f"segment of {n} bytes for a plane of {plane} bytes")
+
+
+def _decode_raw(
+    width: int, segments: Sequence[Buffer], out: memoryview, max_window: int, merge: Merge
+) -> None:
+    out[:] = segments[0]
+
+
+def _decode_zstd(
+    width: int, segments: Sequence[Buffer], out: memoryview, max_window: int, merge: Merge
+) -> None:
+    out[:] = zstd.decode_segment(segments[0], len(out), max_window)
+
+
+def _decode_grouped(
+    width: int, segments: Sequence[Buffer], out: memoryview, max_window: int, merge: Merge
+) -> None:
+    plane = len(out) // width
+    merge([zstd.decode_segment(seg, plane, max_window) for seg in segments], width, out)
+
+
+CODECS: dict[str, Codec] = {
+    c.name: c
+    for c in (
+        Codec(RAW, False, _check_raw, lambda w, data, level, split: [data], _decode_raw),
+        Codec(
+            ZSTD,
+            False,
+            _check_frames,
+            lambda w, data, level, split: [zstd.encode_segment(data, level)],
+            _decode_zstd,
+        ),
+        Codec(
+            BYTEGROUP_ZSTD,
+            True,
+            _check_frames,
+            lambda w, data, level, split: [zstd.encode_segment(p, level, True) for p in split(data, w)],
+            _decode_grouped,
+        ),
+    )
+}
+#: what a writer may ask for: a codec, or "auto" (the writer's choice per dtype, SPEC.md §11)
+CHOICES = ("auto", *CODECS)
+
+
+def codec(name: str) -> Codec:
+    """The table entry of a codec name, or UNKNOWN_CODEC."""
+    try:
+        return CODECS[name]
+    except KeyError:
+        raise UnknownCodec(f"unknown codec {name!r}") from None
+
+
+def check_chunk(name: str, width: int, raw_len: int, segments: Sequence[int], where: str) -> None:
+    """Validate a chunk's segment lengths against its decoded length, before any byte is read."""
+    c = codec(name)
+    if len(segments) != c.segments(width):
+        raise BadTensor(f"{where}: codec {name} needs {c.segments(width)} segments, not {len(segments)}")
+    try:
+        c.check(width, raw_len, segments)
+    except BadTensor as exc:
+        raise BadTensor(f"{where}: {exc}") from None
+
+
+def encode_chunk(
+    name: str, width: int, data: Buffer, level: int, split: Split = split_planes
+) -> list[Buffer]:
+    """Encode one chunk into its segments."""
+    return codec(name).encode(width, data, level, split)
+
+
+def decode_chunk(
+    name: str,
+    width: int,
+    segments: Sequence[Buffer],
+    out: memoryview,
+    max_window: int,
+    merge: Merge = merge_planes,
+) -> None:
+    """Decode a chunk's segments into `out`, whose length is the chunk's decoded length."""
+    codec(name).decode(width, segments, out, max_window, merge)

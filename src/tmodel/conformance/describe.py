@@ -1,0 +1,103 @@
+"""The canonical description of a .tmodel file: what any conforming reader must decode from it, as JSON.
+
+Rules: `schema_version` is the version the file was written as (older files are read through the chain);
+tensors are listed in file order with name, dtype, shape and the sha256 of their elements' bytes (C order,
+little-endian); `root`, `metadata` and module configs are tagged JSON: {"$list": [...]}, {"$tuple": [...]},
+{"$dict": [[key, value], ...]}, {"$tensor": name}, {"$module": index}, {"$dtype": name}, {"$bytes": hex},
+{"$float": "nan"|"inf"|"-inf"}; plain JSON scalars stand for themselves. Every map is tagged, so no user key
+can be mistaken for a tag. `modules` is present when the file holds modules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+import torch
+
+import tmodel
+from tmodel.manifest.schema import (
+    DictNode,
+    DtypeNode,
+    ListNode,
+    Manifest,
+    ModuleRecord,
+    ModuleRef,
+    TensorRef,
+    TupleNode,
+)
+from tmodel.tensors.memory import host_view
+
+
+def _value(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return {"$bytes": v.hex()}
+    if isinstance(v, float) and not math.isfinite(v):
+        return {"$float": "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")}
+    if isinstance(v, list):
+        return {"$list": [_value(x) for x in v]}
+    if isinstance(v, dict):
+        return {"$dict": [[k, _value(x)] for k, x in v.items()]}
+    return v
+
+
+def _node(n: Any, m: Manifest) -> Any:
+    if isinstance(n, TensorRef):
+        return {"$tensor": m.tensors[n.tensor].name}
+    if isinstance(n, ModuleRef):
+        return {"$module": n.module}
+    if isinstance(n, DtypeNode):
+        return {"$dtype": n.dtype}
+    if isinstance(n, ListNode):
+        return {"$list": [_node(x, m) for x in n.items]}
+    if isinstance(n, TupleNode):
+        return {"$tuple": [_node(x, m) for x in n.items]}
+    if isinstance(n, DictNode):
+        return {"$dict": [[_value(k), _node(v, m)] for k, v in n.items]}
+    return _value(n)
+
+
+def tensor_sha256(t: torch.Tensor) -> str:
+    """sha256 of the elements' bytes in C order (this machine is little-endian, as the format is)."""
+    flat = t.contiguous()
+    return hashlib.sha256(host_view(flat)).hexdigest()
+
+
+def describe(path: str) -> dict[str, Any]:
+    """Decode a file with the reference reader and describe it canonically."""
+    with tmodel.open(path) as f:
+        m = f.manifest
+        tensors = [
+            {
+                "name": t.name,
+                "dtype": t.dtype,
+                "shape": list(t.shape),
+                "sha256": tensor_sha256(f.get_tensor(t.name)),
+            }
+            for t in m.tensors
+        ]
+        out: dict[str, Any] = {
+            "schema_version": f.reader.source_schema_version,
+            "tensors": tensors,
+            "root": _node(m.root, m),
+            "metadata": _value(dict(m.metadata)),
+        }
+        if m.modules:
+            out["modules"] = [_module(r, m) for r in m.modules]
+        return out
+
+
+def _module(r: ModuleRecord, m: Manifest) -> dict[str, Any]:
+    name = {i: t.name for i, t in enumerate(m.tensors)}
+    return {
+        "type": r.type,
+        "version": r.version,
+        "config": {"$dict": [[k, _node(v, m)] for k, v in r.config.items()]},
+        "parameters": {
+            k: None if p is None else [name[p.tensor], p.requires_grad] for k, p in r.parameters.items()
+        },
+        "buffers": {k: None if b is None else name[b] for k, b in r.buffers.items()},
+        "children": dict(r.children),
+        "training": r.training,
+    }

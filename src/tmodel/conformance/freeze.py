@@ -1,0 +1,137 @@
+"""Freeze golden files of the current schema version: `python -m tmodel.conformance.freeze`.
+
+Rules: run once per released schema version, before the version is bumped. It refuses to touch a version
+whose folder exists: frozen files are never regenerated or edited, and SHA256SUMS only ever grows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import tmodel
+from tmodel.manifest.schema import SCHEMA_VERSION
+from tmodel.tensors.dtypes import TORCH_DTYPES
+
+from .describe import describe
+from .suite import SUITE
+
+GOLDEN = SUITE / "golden"
+SUMS = GOLDEN / "SHA256SUMS"
+
+
+def random_tensor(dtype: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """Deterministic random bit patterns of any dtype (bool: 0 or 1)."""
+    g = torch.Generator().manual_seed(seed)
+    n = 1
+    for d in shape:
+        n *= d
+    dt = TORCH_DTYPES[dtype]
+    if dt == torch.bool:
+        return (torch.randint(0, 2, (n,), generator=g) == 1).reshape(shape)
+    raw = torch.randint(0, 256, (n * dt.itemsize,), generator=g, dtype=torch.uint8)
+    return raw.view(dt).reshape(shape)
+
+
+def all_dtypes() -> dict[str, torch.Tensor]:
+    """One 3x5 tensor of every dtype."""
+    return {name: random_tensor(name, (3, 5), i) for i, name in enumerate(TORCH_DTYPES)}
+
+
+def _state_dict() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(7)
+    return {
+        "embed.weight": torch.randn(64, 16, generator=g) * 0.02,
+        "layers.0.weight": torch.randn(16, 16, generator=g).bfloat16(),
+        "layers.0.bias": torch.zeros(16),
+        "norm.num_batches_tracked": torch.tensor(12),
+    }
+
+
+def _checkpoint() -> dict[str, Any]:
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(6, 4, generator=g)
+    return {
+        "model": {
+            "w": w,
+            "w_tied": w,
+            "w_t": w.t(),
+            "rows": w[1:3],
+            "scalar": torch.tensor(2.5),
+            "empty": torch.empty(0, 3),
+        },
+        "optim": {
+            "state": {0: {"step": 3, "exp_avg": torch.zeros(6, 4)}},
+            "param_groups": [{"lr": 0.1, "params": [0]}],
+        },
+        "rng": (3, tuple(range(5)), None),
+        "misc": [None, True, -(2**63), 2**64 - 1, 1.5, float("nan"), float("-inf"), "ünï", b"\x00\xff"],
+        "ключ": {"": 1, 2.5: "float key", None: "none key", b"k": "bytes key"},
+    }
+
+
+def _metadata() -> dict[str, Any]:
+    return {
+        "str": "x",
+        "int": -1,
+        "uint": 2**64 - 1,
+        "float": 0.1,
+        "bool": False,
+        "none": None,
+        "bytes": b"\x01",
+        "list": [1, "a", [2.0]],
+        "map": {"nested": {"deep": [None]}},
+    }
+
+
+#: case name -> (object, save options, metadata)
+CASES: dict[str, Callable[[], tuple[Any, dict[str, Any], dict[str, Any]]]] = {
+    "state_dict_auto": lambda: (_state_dict(), {}, {"format": "state dict"}),
+    "all_dtypes_raw": lambda: (all_dtypes(), {"codec": "raw"}, {}),
+    "all_dtypes_zstd": lambda: (all_dtypes(), {"codec": "zstd"}, {}),
+    "all_dtypes_bytegroup": lambda: (all_dtypes(), {"codec": "bytegroup-zstd"}, {}),
+    "checkpoint_nested": lambda: (_checkpoint(), {}, _metadata()),
+    "sha256_checksum": lambda: (_state_dict(), {"checksum": "sha256"}, {}),
+    "chunk_edges": lambda: (
+        {
+            "one_chunk": torch.arange(16, dtype=torch.int32),
+            "one_byte_over": torch.arange(17, dtype=torch.uint8),
+            "many": torch.arange(100, dtype=torch.float16),
+        },
+        {"chunk_size": 64},
+        {},
+    ),
+}
+
+
+def freeze(version: int = SCHEMA_VERSION) -> list[Path]:
+    folder = GOLDEN / f"v{version}"
+    if folder.exists():
+        raise SystemExit(f"{folder} exists: golden files are frozen and never regenerated")
+    folder.mkdir(parents=True)
+    random.seed(0)
+    written = []
+    for name, make in CASES.items():
+        obj, options, metadata = make()
+        path = folder / f"{name}.tmodel"
+        tmodel.save(obj, path, metadata=metadata, **options)
+        expect = folder / f"{name}.json"
+        expect.write_text(json.dumps(describe(str(path)), indent=1, ensure_ascii=False) + "\n")
+        written += [path, expect]
+    with SUMS.open("a") as sums:
+        for path in written:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            sums.write(f"{digest}  {path.relative_to(GOLDEN).as_posix()}\n")
+    return written
+
+
+if __name__ == "__main__":
+    for p in freeze():
+        print(p, file=sys.stderr)

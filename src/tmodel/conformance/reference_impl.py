@@ -1,0 +1,93 @@
+"""The reference implementation behind the conformance protocol (PROTOCOL.md): `python -m
+tmodel.conformance.reference_impl` answers hello / read / write / bye on stdin and stdout."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from typing import Any
+
+import torch
+
+import tmodel
+from tmodel.errors import TModelError
+from tmodel.tensors.dtypes import TORCH_DTYPES
+
+from .describe import describe
+
+
+def _tensor(entry: dict[str, Any], data: str) -> torch.Tensor:
+    raw = bytearray(base64.b64decode(data))
+    dtype = TORCH_DTYPES[entry["dtype"]]
+    flat = torch.frombuffer(raw, dtype=torch.uint8).clone() if raw else torch.empty(0, dtype=torch.uint8)
+    return flat.view(dtype).reshape(entry["shape"])
+
+
+def _value(v: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(v, dict):
+        ((tag, inner),) = v.items()
+        if tag == "$list":
+            return [_value(x, tensors) for x in inner]
+        if tag == "$tuple":
+            return tuple(_value(x, tensors) for x in inner)
+        if tag == "$dict":
+            return {_value(k, tensors): _value(x, tensors) for k, x in inner}
+        if tag == "$tensor":
+            return tensors[inner]
+        if tag == "$bytes":
+            return bytes.fromhex(inner)
+        if tag == "$float":
+            return float(inner)
+        if tag == "$dtype":
+            return TORCH_DTYPES[inner]
+        raise ValueError(f"unknown tag {tag}")
+    return v
+
+
+def _write(req: dict[str, Any]) -> dict[str, Any]:
+    desc = req["description"]
+    if desc.get("modules"):
+        return {"ok": False, "error": "UNSUPPORTED"}
+    tensors = {t["name"]: _tensor(t, req["data"][t["name"]]) for t in desc["tensors"]}
+    tmodel.save(_value(desc["root"], tensors), req["path"], metadata=_value(desc["metadata"], tensors))
+    return {"ok": True}
+
+
+def handle(req: dict[str, Any]) -> dict[str, Any]:
+    """One protocol request -> its response."""
+    op = req.get("op")
+    try:
+        if op == "hello":
+            return {
+                "ok": True,
+                "name": "tmodel-reference",
+                "version": tmodel.__version__,
+                "capabilities": ["read", "write", "modules"],
+                "schema_versions": [1, 2],
+            }
+        if op == "read":
+            description = describe(req["path"])
+            if description.get("modules"):
+                tmodel.load(req["path"])  # rebuilding is part of reading a model (SPEC.md §5.7)
+            return {"ok": True, "description": description}
+        if op == "write":
+            return _write(req)
+        if op == "bye":
+            return {"ok": True}
+        return {"ok": False, "error": "UNSUPPORTED"}
+    except TModelError as exc:
+        return {"ok": False, "error": exc.code}
+
+
+def main() -> None:
+    for line in sys.stdin:
+        req = json.loads(line)
+        sys.stdout.write(json.dumps(handle(req)) + "\n")
+        sys.stdout.flush()
+        if req.get("op") == "bye":
+            return
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Conversion between .tmodel, safetensors (single file or Hugging Face sharded index) and torch.save files.
+
+`.pt/.pth/.bin` are read only with `torch.load(..., weights_only=True)`; torch.save files have no metadata,
+so reading one gives none and writing one drops it (the only place metadata is lost). Safetensors mapping
+rules are in `safetensors_io`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from .. import api
+from ..archive.reader import Progress
+from ..codecs.table import CHOICES
+from ..container.atomic import replace_atomically
+from ..container.files import open_regular
+from ..errors import InvalidArgument, ManifestDecodeError, UnsupportedType
+from .safetensors import (
+    metadata_from_safetensors,
+    metadata_to_safetensors,
+    read_safetensors,
+    read_safetensors_index,
+    write_safetensors,
+)
+
+PathLike = str | os.PathLike[str]
+
+
+# -- torch.save files -------------------------------------------------------------------------------------
+def read_torch(path: PathLike) -> Any:
+    """Read a .pt/.pth/.bin file with the weights-only unpickler only; its errors become TModelErrors."""
+    fd, _ = open_regular(path)
+    name = os.fspath(path)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            return torch.load(f, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            detail = next((ln for ln in lines if "WeightsUnpickler error:" in ln), lines[0] if lines else "")
+            if "Unsupported global" in detail or "Unsupported class" in detail:
+                raise UnsupportedType(
+                    f"{name!r} holds objects outside the weights-only allow-list: {detail}"
+                ) from None
+            raise ManifestDecodeError(
+                f"{name!r} is not a readable torch checkpoint: {type(exc).__name__}: {detail}"
+            ) from None
+
+
+def write_torch(obj: Any, path: PathLike) -> None:
+    """torch.save a plain object atomically."""
+    replace_atomically(path, lambda f: torch.save(obj, f))
+
+
+# -- convert ------------------------------------------------------------------------------------------------
+def _kind(path: PathLike, role: str) -> str:
+    name = os.fspath(path).lower()
+    if name.endswith(".index.json"):
+        return "index"
+    for suffix, kind in ((".tmodel", "tmodel"), (".safetensors", "safetensors")):
+        if name.endswith(suffix):
+            return kind
+    if name.endswith((".pt", ".pth", ".bin")):
+        return "torch"
+    raise InvalidArgument(
+        f"cannot tell the {role} format of {os.fspath(path)!r}: use .tmodel, .safetensors, "
+        ".safetensors.index.json (source only), .pt, .pth or .bin"
+    )
+
+
+def convert(src: PathLike, dst: PathLike, *, codec: str = "auto", progress: Progress | None = None) -> None:
+    """Convert between formats, chosen by suffix; `codec` applies to .tmodel destinations only.
+
+    >>> convert("model.safetensors.index.json", "model.tmodel", codec="bytegroup-zstd")
+    """
+    src_kind, dst_kind = _kind(src, "source"), _kind(dst, "destination")
+    if dst_kind == "index":
+        raise InvalidArgument("writing a sharded safetensors index is not supported")
+    if codec not in CHOICES:
+        raise InvalidArgument(f"codec must be one of {CHOICES}, not {codec!r}")
+    if codec != "auto" and dst_kind != "tmodel":
+        raise InvalidArgument(f"codec {codec!r} applies only to a .tmodel destination")
+    obj, metadata = _read(src, src_kind, progress)
+    if dst_kind == "tmodel":
+        api.save(obj, dst, metadata=metadata, codec=codec, progress=progress)
+    elif dst_kind == "safetensors":
+        write_safetensors(
+            _flat_tensors(obj), dst, metadata=metadata_to_safetensors(metadata), progress=progress
+        )
+    else:
+        write_torch(obj, dst)
+
+
+def _read(src: PathLike, kind: str, progress: Progress | None) -> tuple[Any, dict[str, Any]]:
+    if kind == "tmodel":
+        with api.open_file(src) as f:
+            return f.load(), f.metadata
+    if kind == "safetensors":
+        tensors, raw_meta = read_safetensors(src, progress=progress)
+        return tensors, metadata_from_safetensors(raw_meta)
+    if kind == "index":
+        return read_safetensors_index(src, progress=progress)
+    return read_torch(src), {}
+
+
+def _flat_tensors(obj: Any) -> dict[str, torch.Tensor]:
+    """safetensors holds one flat str -> tensor map; anything else is refused, naming the first misfit."""
+    if not isinstance(obj, dict):
+        raise UnsupportedType(
+            f"safetensors holds a flat dict of str -> tensor; the source is a {type(obj).__name__}"
+        )
+    for key, value in obj.items():
+        if type(key) is not str or not isinstance(value, torch.Tensor):
+            raise UnsupportedType(
+                f"safetensors holds a flat dict of str -> tensor; entry {key!r} is a {type(value).__name__}"
+            )
+    return dict(obj)

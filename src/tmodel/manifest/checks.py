@@ -1,0 +1,268 @@
+"""Validating a decoded manifest (SPEC.md §5, §9 steps 5-9): the schema, then every rule the schema alone
+cannot state (layout, extents, names, references, limits). `parse` is the only way from decoded msgpack to
+a Manifest."""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..codecs.table import CODECS, check_chunk
+from ..container import digests
+from ..container.framing import ALIGNMENT, HEADER_SIZE, align
+from ..errors import (
+    BadLayout,
+    BadName,
+    BadTensor,
+    LimitExceeded,
+    ManifestSchemaError,
+    UnknownCodec,
+    UnknownDtype,
+    UnknownFeature,
+    UnsupportedVersion,
+)
+from ..limits import Limits
+from .dtypes import DTYPES, extent
+from .encoding import INT64_MAX
+from .names import TYPE_NAME, check_local_name, check_name
+from .schema import (
+    KNOWN_FEATURES,
+    SCHEMA_VERSION,
+    DictNode,
+    DtypeNode,
+    ListNode,
+    Manifest,
+    ModuleRef,
+    TensorEntry,
+    TensorRef,
+    TupleNode,
+)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    return f"{loc}: {err['msg']}" if loc else str(err["msg"])
+
+
+def parse(wire: Any, limits: Limits, manifest_offset: int, file_size: int) -> Manifest:
+    """Validate a decoded manifest against the schema and the file it came from."""
+    if not isinstance(wire, dict):
+        raise ManifestSchemaError("manifest is not a map")
+    version = wire.get("schema_version")
+    if type(version) is not int:
+        raise ManifestSchemaError("schema_version is missing or not an integer")
+    if version != SCHEMA_VERSION:
+        raise UnsupportedVersion(f"schema version {version}; this reader supports {SCHEMA_VERSION}")
+    _precheck_counts(wire, limits)
+    try:
+        manifest = Manifest.model_validate(wire, strict=True)
+    except ValidationError as exc:
+        raise ManifestSchemaError(f"manifest: {_first_error(exc)}") from None
+    check_semantics(manifest, limits, manifest_offset, file_size)
+    return manifest
+
+
+def _precheck_counts(wire: dict[str, Any], limits: Limits) -> None:
+    """Refuse oversized tables before pydantic builds objects for them."""
+    for key, cap in (
+        ("tensors", limits.max_tensors),
+        ("blobs", limits.max_blobs),
+        ("modules", limits.max_modules),
+    ):
+        table = wire.get(key)
+        if isinstance(table, list) and len(table) > cap:
+            raise LimitExceeded(f"{len(table)} {key} exceed the limit {cap}")
+
+
+def check_semantics(m: Manifest, limits: Limits, manifest_offset: int, file_size: int) -> None:
+    """Every rule of SPEC.md §5 that the schema alone does not state."""
+    unknown = sorted(set(m.required_features) - KNOWN_FEATURES)
+    if unknown:
+        raise UnknownFeature(f"unknown required features {unknown}")
+    digest_len = digests.digest_length(m.checksum)
+    _check_blobs(m, limits, digest_len, manifest_offset, file_size)
+    _check_tensors(m, limits)
+    _check_modules(m, limits)
+    _check_tree(m)
+
+
+def _check_blobs(m: Manifest, limits: Limits, digest_len: int, manifest_offset: int, file_size: int) -> None:
+    expected = HEADER_SIZE
+    total_chunks = 0
+    total_bytes = 0
+    cap = limits.max_decoded_bytes(file_size)
+    for i, b in enumerate(m.blobs):
+        where = f"blob {i}"
+        if b.offset != expected:
+            raise BadLayout(
+                f"{where} starts at {b.offset}, expected {expected} (blobs are packed, {ALIGNMENT}-aligned)"
+            )
+        if b.codec not in CODECS:
+            raise UnknownCodec(f"{where}: unknown codec {b.codec!r}")
+        if not CODECS[b.codec].grouped and b.width != 1:
+            raise BadTensor(f"{where}: codec {b.codec} requires width 1")
+        if b.chunk_size > limits.max_chunk_size:
+            raise LimitExceeded(
+                f"{where}: chunk size {b.chunk_size} exceeds the limit {limits.max_chunk_size}"
+            )
+        if b.nbytes % b.width or b.chunk_size % b.width:
+            raise BadTensor(f"{where}: sizes are not multiples of the width {b.width}")
+        total_bytes += b.nbytes
+        if total_bytes > cap:
+            raise LimitExceeded(f"decoded size exceeds {cap} bytes for a file of {file_size} bytes")
+        n_chunks = -(-b.nbytes // b.chunk_size)
+        if len(b.chunks) != n_chunks:
+            raise BadTensor(
+                f"{where}: {len(b.chunks)} chunks for {b.nbytes} bytes in chunks of {b.chunk_size}"
+            )
+        total_chunks += n_chunks
+        if total_chunks > limits.max_chunks:
+            raise LimitExceeded(f"more than {limits.max_chunks} chunks")
+        stored = 0
+        for j, c in enumerate(b.chunks):
+            raw_len = min(b.chunk_size, b.nbytes - j * b.chunk_size)
+            check_chunk(b.codec, b.width, raw_len, c.segments, f"{where} chunk {j}")
+            if len(c.digest) != digest_len:
+                raise BadTensor(
+                    f"{where} chunk {j}: digest of {len(c.digest)} bytes, {m.checksum} has {digest_len}"
+                )
+            stored += sum(c.segments)
+        if stored != b.length:
+            raise BadLayout(f"{where}: segments add up to {stored} bytes, the blob has {b.length}")
+        expected = align(b.offset + b.length)
+    if expected != manifest_offset:
+        raise BadLayout(f"the manifest starts at {manifest_offset}, the blobs end at {expected}")
+    del file_size
+
+
+def tensor_extent(t: TensorEntry) -> int:
+    """Bytes of the blob the view reaches from its offset (0 for an empty tensor)."""
+    return extent(DTYPES[t.dtype][0], t.shape, t.strides)
+
+
+def _check_tensors(m: Manifest, limits: Limits) -> None:
+    names: set[str] = set()
+    used = [False] * len(m.blobs)
+    for i, t in enumerate(m.tensors):
+        check_name(t.name, limits)
+        if t.name in names:
+            raise BadName(f"duplicate tensor name {t.name!r}")
+        names.add(t.name)
+        where = f"tensor {t.name!r}"
+        if t.dtype not in DTYPES:
+            raise UnknownDtype(f"{where}: unknown dtype {t.dtype!r}")
+        if len(t.shape) > limits.max_rank:
+            raise LimitExceeded(f"{where}: rank {len(t.shape)} exceeds the limit {limits.max_rank}")
+        if len(t.strides) != len(t.shape):
+            raise BadTensor(f"{where}: {len(t.strides)} strides for rank {len(t.shape)}")
+        itemsize = DTYPES[t.dtype][0]
+        if math.prod(d for d in t.shape if d) * itemsize > INT64_MAX:  # zeros included, torch would overflow
+            raise BadTensor(f"{where}: shape {t.shape} overflows")
+        reach = tensor_extent(t)
+        if reach == 0:
+            if t.blob is not None or t.offset != 0:
+                raise BadTensor(f"{where}: an empty tensor has no blob and offset 0")
+            continue
+        if t.blob is None or t.blob >= len(m.blobs):
+            raise BadTensor(f"{where}: refers to blob {t.blob} of {len(m.blobs)}")
+        if t.offset % itemsize:
+            raise BadTensor(f"{where}: offset {t.offset} is not a multiple of the item size {itemsize}")
+        if t.offset + reach > m.blobs[t.blob].nbytes:
+            raise BadTensor(
+                f"{where}: view reaches byte {t.offset + reach} of a {m.blobs[t.blob].nbytes}-byte blob"
+            )
+        used[t.blob] = True
+        del i
+    if not all(used):
+        raise BadLayout(f"blob {used.index(False)} is referenced by no tensor")
+
+
+def _check_modules(m: Manifest, limits: Limits) -> None:
+    """Records refer to existing tensors and modules, names are valid, and the module graph has no cycle."""
+    n_modules = len(m.modules)
+    edges: list[list[int]] = []
+    for i, rec in enumerate(m.modules):
+        where = f"module {i}"
+        if len(rec.type) > 256 or not TYPE_NAME.fullmatch(rec.type):
+            raise BadName(f"{where}: invalid layer type name {rec.type!r}")
+        out: list[int] = []
+        for name, p in rec.parameters.items():
+            check_local_name(name, limits, where)
+            if p is not None and p.tensor >= len(m.tensors):
+                raise BadTensor(
+                    f"{where}: parameter {name!r} refers to tensor {p.tensor} of {len(m.tensors)}"
+                )
+        for name, b in rec.buffers.items():
+            check_local_name(name, limits, where)
+            if b is not None and b >= len(m.tensors):
+                raise BadTensor(f"{where}: buffer {name!r} refers to tensor {b} of {len(m.tensors)}")
+        for name, c in rec.children.items():
+            check_local_name(name, limits, where)
+            if c is not None:
+                out.append(c)
+        stack: list[Any] = list(rec.config.values())
+        while stack:
+            node = stack.pop()
+            if isinstance(node, ModuleRef):
+                out.append(node.module)
+            elif isinstance(node, (ListNode, TupleNode)):
+                stack.extend(node.items)
+            elif isinstance(node, DictNode):
+                stack.extend(v for _, v in node.items)
+        if any(c >= n_modules for c in out):
+            raise BadTensor(f"{where}: refers to a module beyond the {n_modules} in the file")
+        edges.append(out)
+    _check_acyclic(edges)
+
+
+def _check_acyclic(edges: list[list[int]]) -> None:
+    state = [0] * len(edges)  # 0 new, 1 on the path, 2 done
+    for start in range(len(edges)):
+        if state[start]:
+            continue
+        path: list[tuple[int, int]] = [(start, 0)]
+        state[start] = 1
+        while path:
+            node, k = path[-1]
+            if k < len(edges[node]):
+                path[-1] = (node, k + 1)
+                nxt = edges[node][k]
+                if state[nxt] == 1:
+                    raise BadLayout(f"module {nxt} contains itself")
+                if state[nxt] == 0:
+                    state[nxt] = 1
+                    path.append((nxt, 0))
+            else:
+                state[node] = 2
+                path.pop()
+
+
+def _check_tree(m: Manifest) -> None:
+    n = len(m.tensors)
+    stack: list[Any] = [m.root]
+    for rec in m.modules:
+        stack.extend(rec.config.values())
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ModuleRef):
+            if node.module >= len(m.modules):
+                raise BadTensor(f"object tree refers to module {node.module} of {len(m.modules)}")
+        elif isinstance(node, DtypeNode):
+            if node.dtype not in DTYPES:
+                raise UnknownDtype(f"unknown dtype {node.dtype!r} in the object tree")
+        elif isinstance(node, TensorRef):
+            if node.tensor >= n:
+                raise BadTensor(f"object tree refers to tensor {node.tensor} of {n}")
+        elif isinstance(node, (ListNode, TupleNode)):
+            stack.extend(node.items)
+        elif isinstance(node, DictNode):
+            if any(k is not None and type(k) not in (bool, int, float, str, bytes) for k, _ in node.items):
+                raise ManifestSchemaError("a dict node key is not a scalar")
+            keys = {(type(k), struct.pack("<d", k) if type(k) is float else k) for k, _ in node.items}
+            if len(keys) != len(node.items):
+                raise ManifestSchemaError("duplicate key in a dict node of the object tree")
+            stack.extend(v for _, v in node.items)

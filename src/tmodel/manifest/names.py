@@ -1,0 +1,44 @@
+"""Names (SPEC.md §5.6, §5.7): tensor names, local names of a module's tensors and children, and layer
+type names; none of them can express a path."""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import BadName
+from ..limits import DEFAULT_LIMITS, Limits
+
+_NAME = re.compile(r"[^\x00-\x1f\x7f/\\]+")
+
+
+def check_name(name: str, limits: Limits) -> None:
+    """Tensor names: 1..max_name_bytes of UTF-8, no control characters, no '/' or '\\', no '..'."""
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise BadName(f"invalid tensor name {name!r}")
+    if len(name.encode("utf-8", "surrogatepass")) > limits.max_name_bytes:
+        raise BadName(f"tensor name of more than {limits.max_name_bytes} bytes")
+
+
+def unique_name(candidate: str, index: int, taken: set[str]) -> str:
+    """A tensor's name: `candidate` (its key path) when valid and free, else `tensor.<index>`; added to
+    `taken`. Used wherever tensors are named, so saves and migrations name alike (SPEC.md §5.6)."""
+    try:
+        check_name(candidate, DEFAULT_LIMITS)
+        ok = candidate not in taken
+    except BadName:
+        ok = False
+    name = candidate if ok else f"tensor.{index}"
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
+
+
+TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def check_local_name(name: str, limits: Limits, where: str) -> None:
+    """Names of parameters, buffers and children: tensor-name rules, and no '.' (torch's own rule)."""
+    if "." in name:
+        raise BadName(f"{where}: local name {name!r} contains '.'")
+    check_name(name, limits)

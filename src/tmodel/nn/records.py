@@ -1,0 +1,287 @@
+"""Modules <-> module records (SPEC.md §5.7): save walks a module tree into records and tensors; load
+rebuilds it from registered classes only, then puts every saved parameter and buffer in place.
+
+Rules: a module object reached twice is recorded once, and a parameter shared by two modules is one
+tensor, so ties survive. Children are recorded before config values, so tensors get their state-dict names.
+On load a layer is constructed from its config; children its constructor built are filled in place and must
+match the file's record (type, parameters, persistent buffers, children), children it did not build are
+built from their records and attached. Nothing is looked up by a name from the file except in the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import BadConfig, LayerVersionError, LimitExceeded, StateMismatch
+from ..limits import Limits
+from ..manifest.schema import (
+    DictNode,
+    DtypeNode,
+    ListNode,
+    Manifest,
+    ModuleRecord,
+    ModuleRef,
+    TensorRef,
+    TupleNode,
+)
+from ..tensors.dtypes import TORCH_DTYPES
+from ..tensors.load import meta_tensors
+from ..tensors.values import NOT_PLAIN, plain_node
+from .registry import spec_for_module, spec_for_name
+
+#: Adds a tensor to the file under a key path and returns its index.
+Sink = Callable[[torch.Tensor, tuple[str, ...], str], int]
+
+
+class ModuleWriter:
+    """Collects module records for one file."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.records: list[dict[str, Any]] = []
+        self._modules: dict[int, int] = {}
+        self._tensors: dict[int, int] = {}
+        self._keep: list[Any] = []  # keeps ids unique while the file is written
+
+    def add(self, module: nn.Module, keys: tuple[str, ...], path: str) -> int:
+        """The record index of `module`, recording it (and everything below it) the first time."""
+        known = self._modules.get(id(module))
+        if known is not None:
+            return known
+        spec = spec_for_module(module, path)
+        index = len(self.records)
+        self._modules[id(module)] = index
+        self._keep.append(module)
+        record: dict[str, Any] = {"type": spec.name, "version": spec.version}
+        self.records.append(record)
+        children = {
+            name: None if child is None else self.add(child, (*keys, name), f"{path}.{name}")
+            for name, child in module._modules.items()
+        }
+        config = spec.get_config(module)
+        spec.validate(config, "on save")
+        record["config"] = {
+            k: self._value(v, (*keys, f"~{k}"), f"{path} config[{k!r}]") for k, v in config.items()
+        }
+        record["parameters"] = {
+            name: None
+            if p is None
+            else {"tensor": self._tensor(p, (*keys, name), path), "requires_grad": p.requires_grad}
+            for name, p in module._parameters.items()
+        }
+        record["buffers"] = {
+            name: None if b is None else self._tensor(b, (*keys, name), path)
+            for name, b in module._buffers.items()
+            if name not in module._non_persistent_buffers_set
+        }
+        record["children"] = children
+        record["training"] = module.training
+        return index
+
+    def _tensor(self, t: torch.Tensor, keys: tuple[str, ...], path: str) -> int:
+        known = self._tensors.get(id(t))
+        if known is None:
+            known = self.sink(t, keys, path)
+            self._tensors[id(t)] = known
+            self._keep.append(t)
+        return known
+
+    def _value(self, v: Any, keys: tuple[str, ...], path: str) -> Any:
+        """A config value as a manifest node: data only (SPEC.md §5.7)."""
+        node = plain_node(v, path, BadConfig)
+        if node is not NOT_PLAIN:
+            return node
+        if isinstance(v, nn.Module):
+            return {"module": self.add(v, keys, path)}
+        if isinstance(v, list):
+            return {"list": [self._value(x, keys, f"{path}[{i}]") for i, x in enumerate(v)]}
+        if isinstance(v, tuple):
+            return {"tuple": [self._value(x, keys, f"{path}[{i}]") for i, x in enumerate(v)]}
+        if isinstance(v, dict):
+            items = []
+            for k, x in v.items():
+                if k is not None and type(k) not in (bool, int, float, str, bytes):
+                    raise BadConfig(f"{path}: dict key {k!r} is not a scalar")
+                items.append([self._value(k, keys, path), self._value(x, keys, f"{path}[{k!r}]")])
+            return {"dict": items}
+        raise BadConfig(
+            f"{path}: config value of type {type(v).__name__} is not data (numbers, strings, "
+            "bools, None, lists, tuples, dicts, torch dtypes, modules)"
+        )
+
+
+class ModuleBuilder:
+    """Rebuilds the modules of one file from registered classes and its tensors: first every layer is
+    constructed from its config, then the file's tensors are put in place, so a constructor that initialises
+    a module it was given cannot overwrite loaded weights."""
+
+    def __init__(self, manifest: Manifest, tensors: Sequence[torch.Tensor], device: torch.device) -> None:
+        self.m = manifest
+        self.tensors = tensors
+        self.device = device
+        self.built: dict[int, nn.Module] = {}
+        self._filled: set[tuple[int, int]] = set()
+        self._filled_index: set[int] = set()
+        self._params: dict[int, nn.Parameter] = {}
+
+    def rebuild(self, index: int) -> nn.Module:
+        """The module of record `index`, constructed and filled, with every module its config used filled."""
+        module = self.build(index)
+        self.fill(index, module)
+        pending = [i for i in self.built if i not in self._filled_index]
+        while pending:
+            i = pending.pop()
+            self.fill(i, self.built[i])
+            pending = [j for j in self.built if j not in self._filled_index]
+        return module
+
+    def build(self, index: int) -> nn.Module:
+        """The module of record `index`, constructed from its config (once), not yet filled."""
+        if index in self.built:
+            return self.built[index]
+        rec = self.m.modules[index]
+        where = f"module {index} ({rec.type})"
+        spec = spec_for_name(rec.type, where)
+        if rec.version != spec.version:
+            newer = rec.version > spec.version
+            raise LayerVersionError(
+                f"{where}: the file has layer version {rec.version}, "
+                f"this program registers version {spec.version}"
+                + (
+                    "; upgrade the code that defines it"
+                    if newer
+                    else f"; no migration from version {rec.version}"
+                )
+            )
+        config = {k: self.value(v) for k, v in rec.config.items()}
+        spec.validate(config, "on load")
+        with torch.device(self.device):
+            try:
+                module = spec.from_config(config)
+            except Exception as exc:  # the layer's own code, fed a config from the file
+                raise BadConfig(f"{where}: construction from the saved config failed: {exc!r}") from None
+        if type(module) is not spec.cls:
+            raise BadConfig(
+                f"{where}: from_config returned a {type(module).__name__}, not a {spec.cls.__name__}"
+            )
+        self.built[index] = module
+        return module
+
+    def value(self, node: Any) -> Any:
+        """A config node as a Python value (modules constructed, dtypes resolved)."""
+        if isinstance(node, ModuleRef):
+            return self.build(node.module)
+        if isinstance(node, DtypeNode):
+            return TORCH_DTYPES[node.dtype]
+        if isinstance(node, ListNode):
+            return [self.value(x) for x in node.items]
+        if isinstance(node, TupleNode):
+            return tuple(self.value(x) for x in node.items)
+        if isinstance(node, DictNode):
+            return {k: self.value(v) for k, v in node.items}
+        if isinstance(node, TensorRef):
+            raise BadConfig("a layer config cannot hold a tensor")
+        return node
+
+    def fill(self, index: int, module: nn.Module) -> None:
+        """Check record `index` against a module built for it, then put its tensors and children in place."""
+        if (index, id(module)) in self._filled:
+            return
+        self._filled.add((index, id(module)))
+        self._filled_index.add(index)
+        rec = self.m.modules[index]
+        where = f"module {index} ({rec.type})"
+        spec = spec_for_name(rec.type, where)
+        if type(module) is not spec.cls:
+            raise StateMismatch(
+                f"{where}: the constructor built a {type(module).__name__}, the file has {rec.type}"
+            )
+        self._check(where, rec, module, spec.adopts)
+        for name, child_index in rec.children.items():
+            existing = module._modules.get(name)
+            if child_index is None:
+                continue
+            if existing is None:
+                child = self.build(child_index)
+                module.add_module(name, child)
+                self.fill(child_index, child)
+            else:
+                self.built.setdefault(child_index, existing)
+                self.fill(child_index, existing)
+        for name, ref in rec.parameters.items():
+            value = None if ref is None else self._param(ref.tensor, ref.requires_grad)
+            spec.attach(module, "parameter", name, value)
+        for name, t in rec.buffers.items():
+            spec.attach(module, "buffer", name, None if t is None else self.tensors[t])
+        module.training = rec.training
+
+    def _check(self, where: str, rec: ModuleRecord, module: nn.Module, adopts: bool) -> None:
+        """Names and shapes must agree before anything is attached (SPEC.md §5.7). A container that adopts
+        children or parameters starts empty: its new names must not shadow anything the module has."""
+        persistent = {n for n in module._buffers if n not in module._non_persistent_buffers_set}
+        for what, saved, built in (
+            ("children", rec.children, module._modules),
+            ("parameters", rec.parameters, module._parameters),
+        ):
+            if adopts and not built:
+                for name in saved:
+                    if hasattr(module, name):
+                        raise StateMismatch(f"{where}: {what[:-1]} name {name!r} shadows an attribute")
+            else:
+                _same_names(where, what, set(saved), set(built))
+        _same_names(where, "persistent buffers", set(rec.buffers), persistent)
+        for name, ref in rec.parameters.items():
+            _same_shape(
+                where, name, module._parameters.get(name), None if ref is None else self.tensors[ref.tensor]
+            )
+        for name, t in rec.buffers.items():
+            _same_shape(where, name, module._buffers.get(name), None if t is None else self.tensors[t])
+
+    def _param(self, tensor: int, requires_grad: bool) -> nn.Parameter:
+        p = self._params.get(tensor)
+        if p is None:
+            t = self.tensors[tensor]
+            grad_ok = t.is_floating_point() or t.is_complex()
+            p = nn.Parameter(t, requires_grad=requires_grad and grad_ok)
+            self._params[tensor] = p
+        return p
+
+
+def _same_shape(where: str, name: str, built: torch.Tensor | None, saved: torch.Tensor | None) -> None:
+    if built is not None and saved is not None and tuple(built.shape) != tuple(saved.shape):
+        raise StateMismatch(
+            f"{where}: {name!r} is {list(saved.shape)} in the file, {list(built.shape)} from the config"
+        )
+
+
+def _same_names(where: str, what: str, saved: set[str], built: set[str]) -> None:
+    if saved != built:
+        only_file, only_code = sorted(saved - built), sorted(built - saved)
+        raise StateMismatch(
+            f"{where}: {what} differ: only in the file {only_file}, only in the code {only_code} "
+            "(did the layer change without a new version and migration?)"
+        )
+
+
+def check_rebuild(m: Manifest, roots: Sequence[int], limits: Limits) -> None:
+    """Build every module on the meta device first: names and shapes are checked against the file and what
+    the constructors allocate beyond the file's tensors is bounded, before any real memory is spent."""
+    builder = ModuleBuilder(m, meta_tensors(m), torch.device("meta"))
+    built = [builder.rebuild(i) for i in roots]
+    seen: set[int] = set()
+    extra = 0
+    for root in built:
+        for module in root.modules():
+            for name, buf in module._buffers.items():
+                if buf is not None and name in module._non_persistent_buffers_set and id(buf) not in seen:
+                    seen.add(id(buf))
+                    extra += buf.numel() * buf.element_size()
+    if extra > limits.max_unsaved_bytes:
+        raise LimitExceeded(
+            f"rebuilding the modules would allocate {extra} bytes of unsaved buffers "
+            f"(limit {limits.max_unsaved_bytes})"
+        )

@@ -1,0 +1,228 @@
+"""The custom-layer registry: registered names, versions, configs; nothing is ever imported by a name read
+from a file, so a file can only name layers the running program registered.
+
+Rules: a name is registered once; a class has one name. A layer's config is captured from its `__init__`
+arguments unless it defines `get_config()` / `from_config()`; a layer may declare a pydantic model that
+validates its config on save and on load.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from torch import nn
+
+from ..errors import BadConfig, InvalidArgument, UnregisteredType
+from ..manifest.names import TYPE_NAME
+
+M = TypeVar("M", bound=type[nn.Module])
+GetConfig = Callable[[nn.Module], dict[str, Any]]
+FromConfig = Callable[[dict[str, Any]], nn.Module]
+#: Puts a loaded parameter or buffer on a module the constructor built (kind: "parameter" or "buffer").
+Attach = Callable[[nn.Module, str, str, Any], None]
+
+_INIT_ARGS = "_tmodel_init_args"
+
+
+def _default_attach(module: nn.Module, kind: str, name: str, value: Any) -> None:
+    setattr(module, name, value)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """How one registered layer type is saved and rebuilt."""
+
+    name: str
+    version: int
+    cls: type[nn.Module]
+    get_config: GetConfig
+    from_config: FromConfig
+    config_model: type[BaseModel] | None = None
+    attach: Attach = _default_attach
+    #: a container built empty that adopts the file's children or parameters (Sequential, ParameterList)
+    adopts: bool = False
+
+    def validate(self, config: dict[str, Any], when: str) -> None:
+        """Check a config against the layer's declared model, if it has one."""
+        if self.config_model is None:
+            return
+        try:
+            self.config_model.model_validate(config)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise BadConfig(f"{self.name} v{self.version} config {when}: {loc}: {err['msg']}") from None
+
+
+_BY_NAME: dict[str, LayerSpec] = {}
+_BY_CLASS: dict[type[nn.Module], LayerSpec] = {}
+_WHY_NOT: dict[type[nn.Module], str] = {}
+
+
+def mark_unsupported(cls: type[nn.Module], reason: str) -> None:
+    """Record why a class is deliberately left unregistered, for the error a save of it raises."""
+    _WHY_NOT[cls] = reason
+
+
+def _add(spec: LayerSpec) -> None:
+    _check_new(spec)
+    _BY_NAME[spec.name] = spec
+    _BY_CLASS[spec.cls] = spec
+
+
+def _check_new(spec: LayerSpec) -> None:
+    """Refuse a registration before anything about the class is changed."""
+    if not TYPE_NAME.fullmatch(spec.name) or len(spec.name) > 256:
+        raise InvalidArgument(f"invalid layer name {spec.name!r}: dotted identifiers, e.g. 'acme.Gate'")
+    if spec.version < 1:
+        raise InvalidArgument(f"{spec.name}: version must be >= 1")
+    if spec.name in _BY_NAME:
+        raise InvalidArgument(
+            f"layer name {spec.name!r} is already registered to {_BY_NAME[spec.name].cls!r}"
+        )
+    if spec.cls in _BY_CLASS:
+        raise InvalidArgument(f"{spec.cls!r} is already registered as {_BY_CLASS[spec.cls].name!r}")
+
+
+def _captured_config(module: nn.Module) -> dict[str, Any]:
+    args = module.__dict__.get(_INIT_ARGS)
+    if args is None:
+        raise InvalidArgument(f"{type(module).__name__}: no captured __init__ arguments (was __init__ run?)")
+    return dict(args)
+
+
+def _check_capturable(cls: type[nn.Module]) -> None:
+    if cls.__init__ is nn.Module.__init__:
+        return  # a stateless layer with no __init__ of its own: its config is empty
+    signature = inspect.signature(cls.__init__)
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in signature.parameters.values()):
+        raise InvalidArgument(
+            f"{cls.__name__}.__init__ takes *args: define get_config() and from_config() to register it"
+        )
+
+
+def _capture_init(cls: type[nn.Module]) -> None:
+    """Wrap `cls.__init__` so each instance records the arguments it was built with (outermost call wins)."""
+    original = cls.__init__
+    signature = inspect.signature(original)
+    if original is nn.Module.__init__:
+        signature = inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)])
+
+    @functools.wraps(original)
+    def __init__(self: nn.Module, *args: Any, **kwargs: Any) -> None:
+        if _INIT_ARGS not in self.__dict__:
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            values: dict[str, Any] = {}
+            for name, value in list(bound.arguments.items())[1:]:
+                if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+                    values.update(value)
+                else:
+                    values[name] = value
+            object.__setattr__(self, _INIT_ARGS, values)
+        original(self, *args, **kwargs)
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
+
+
+def register(name: str, version: int = 1, *, config: type[BaseModel] | None = None) -> Callable[[M], M]:
+    """Register an nn.Module subclass under a stable name and layer version.
+
+    >>> @tmodel.register("acme.Gate", version=2)
+    ... class Gate(nn.Module):
+    ...     def __init__(self, dim: int, act: str = "silu"): ...
+    """
+
+    def decorate(cls: M) -> M:
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise InvalidArgument("tmodel.register decorates nn.Module subclasses")
+        own_get = cls.__dict__.get("get_config")
+        own_from = cls.__dict__.get("from_config")
+        get_config: GetConfig = (lambda m: dict(m.get_config())) if own_get else _captured_config  # type: ignore[operator]
+        from_config: FromConfig = (lambda c: cls.from_config(c)) if own_from else (lambda c: cls(**c))  # type: ignore[attr-defined]
+        spec = LayerSpec(name, version, cls, get_config, from_config, config)
+        _check_new(spec)
+        if own_get is None:
+            _check_capturable(cls)
+            _capture_init(cls)
+        _add(spec)
+        return cls
+
+    return decorate
+
+
+def register_class(
+    cls: type[nn.Module],
+    name: str,
+    version: int,
+    get_config: GetConfig,
+    from_config: FromConfig,
+    *,
+    attach: Attach = _default_attach,
+    adopts: bool = False,
+) -> None:
+    """Register a class you do not own (torch.nn's layers) with explicit config functions."""
+    _add(LayerSpec(name, version, cls, get_config, from_config, None, attach, adopts))
+
+
+def unregister(name: str) -> None:
+    """Remove a registration (tests and interactive sessions); a class registered by decorator keeps its
+    argument capture."""
+    spec = _BY_NAME.pop(name)
+    _BY_CLASS.pop(spec.cls, None)
+
+
+def spec_for_module(module: nn.Module, where: str) -> LayerSpec:
+    """The registration of a module's exact class, or an error naming what to register."""
+    spec = _BY_CLASS.get(type(module))
+    if spec is None:
+        cls = type(module)
+        if cls in _WHY_NOT:
+            raise UnregisteredType(
+                f"{where}: {cls.__module__}.{cls.__qualname__} cannot be saved: {_WHY_NOT[cls]}"
+            )
+        raise UnregisteredType(
+            f"{where}: {cls.__module__}.{cls.__qualname__} is not a registered layer; decorate it with "
+            f'@tmodel.register("your.{cls.__name__}", version=1)'
+        )
+    return spec
+
+
+def spec_for_name(name: str, where: str) -> LayerSpec:
+    """The registration of a type name read from a file, or an error naming the nearest registered names."""
+    spec = _BY_NAME.get(name)
+    if spec is None:
+        near = difflib.get_close_matches(name, list(_BY_NAME), n=3, cutoff=0.6)
+        hint = f"; nearest registered: {', '.join(near)}" if near else ""
+        raise UnregisteredType(
+            f"{where}: layer type {name!r} is not registered in this program{hint}. Import the module that "
+            f'defines it, or register a class with @tmodel.register("{name}", version=N)'
+        )
+    return spec
+
+
+def registered_spec(name: str) -> LayerSpec:
+    """The registration of a layer name, or UNREGISTERED_TYPE."""
+    return spec_for_name(name, name)
+
+
+def is_registered_name(name: str) -> bool:
+    return name in _BY_NAME
+
+
+def all_specs() -> list[LayerSpec]:
+    return [_BY_NAME[n] for n in sorted(_BY_NAME)]
+
+
+def registered_names() -> list[str]:
+    return sorted(_BY_NAME)
+
+
+def is_registered(cls: type[nn.Module]) -> bool:
+    return cls in _BY_CLASS

@@ -1,0 +1,104 @@
+"""Rewriting a file with its layers migrated (`tmodel migrate`): blobs of tensors no step touched are copied
+byte for byte without being decoded, so the cost follows what changed, not the file's size."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+import torch
+
+from .archive.reader import Progress, Reader
+from .archive.writer import Options, Source, StoredBlob, write_atomic
+from .errors import InvalidArgument
+from .limits import DEFAULT_LIMITS, Limits
+from .manifest.schema import SCHEMA_VERSION, Manifest, TensorEntry
+from .nn.apply import Upgraded, apply_steps, describe_steps, steps_per_record
+from .tensors.load import materialize
+from .tensors.planes import torch_merge, torch_split
+from .tensors.storage import plan_blobs
+
+PathLike = str | os.PathLike[str]
+
+
+def migration_plan(
+    path: PathLike, targets: dict[str, int] | None = None, limits: Limits = DEFAULT_LIMITS
+) -> list[str]:
+    """What `migrate_file` would apply, one line per layer and version range; empty when up to date."""
+    with Reader(path, limits) as reader:
+        return describe_steps(reader.manifest, steps_per_record(reader.manifest, targets))
+
+
+def migrate_file(
+    src: PathLike,
+    dst: PathLike | None = None,
+    *,
+    in_place: bool = False,
+    backup: str = ".bak",
+    targets: dict[str, int] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    progress: Progress | None = None,
+) -> list[str]:
+    """Write `src` with every layer upgraded (or taken to `targets[layer]`) to `dst`, or over `src` with a
+    backup copy at `src + backup`. Returns the lines of what was applied (empty: nothing to do)."""
+    if (dst is None) == (not in_place):
+        raise InvalidArgument("give a destination, or in_place=True")
+    out = os.fspath(src) if in_place else os.fspath(dst)  # type: ignore[arg-type]
+    with Reader(src, limits, 0, torch_merge) as reader:
+        m = reader.manifest
+        up = apply_steps(m, lambda i: materialize(reader, [i], torch.device("cpu"))[0], targets)
+        if not up.changed:
+            return []
+        if in_place:
+            shutil.copy2(os.fspath(src), os.fspath(src) + backup)
+        _write(reader, m, up, out, progress)
+        return up.applied
+
+
+def _write(reader: Reader, m: Manifest, up: Upgraded, out: str, progress: Progress | None) -> None:
+    kept_blobs = sorted({b for i in up.kept if (b := m.tensors[i].blob) is not None})
+    blob_index = {b: k for k, b in enumerate(kept_blobs)}
+    sources: list[Source] = [_stored(reader, m, b) for b in kept_blobs]
+    planned = plan_blobs([t.tensor for t in up.new], [t.name for t in up.new], "auto")
+    sources += planned.sources
+    tensors: list[dict[str, Any]] = [
+        _kept_entry(m.tensors[i], blob_index, up.renamed.get(i)) for i in up.kept
+    ]
+    for entry in planned.entries:
+        if entry["blob"] is not None:
+            entry["blob"] += len(kept_blobs)
+        tensors.append(entry)
+
+    def finish(blobs: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "required_features": list(m.required_features),
+            "checksum": m.checksum,
+            "blobs": blobs,
+            "tensors": tensors,
+            "root": up.root,
+            "metadata": dict(m.metadata),
+            "extensions": dict(m.extensions),
+            "modules": up.modules,
+        }
+
+    write_atomic(
+        out, sources, finish, Options(checksum=m.checksum, split=torch_split), progress
+    )  # planned keeps the data alive
+
+
+def _stored(reader: Reader, m: Manifest, b: int) -> StoredBlob:
+    blob = m.blobs[b]
+    chunks = [(c.digest, list(c.segments)) for c in blob.chunks]
+    return StoredBlob(
+        blob.codec, blob.width, blob.nbytes, blob.chunk_size, chunks, reader.fd, blob.offset, blob.length
+    )
+
+
+def _kept_entry(t: TensorEntry, blob_index: dict[int, int], name: str | None) -> dict[str, Any]:
+    entry = t.model_dump()
+    entry["blob"] = None if t.blob is None else blob_index[t.blob]
+    if name is not None:
+        entry["name"] = name
+    return entry

@@ -1,0 +1,47 @@
+"""The byte-group split and merge of SPEC.md §6.3 with torch, off the GIL; the codecs take them in place of
+their pure-Python reference versions, and must produce the same bytes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import torch
+
+from .memory import wrap
+
+_SHIFT_OR = {2: torch.int16} if sys.byteorder == "little" else {}
+
+
+def torch_merge(planes: Sequence[bytes | bytearray | memoryview], width: int, out: memoryview) -> None:
+    """The byte-group merge of SPEC.md §6.3 with torch, off the GIL. On little-endian hosts, width 2 is
+    built as integers (top plane, shifted left 8, or-ed with the low one), ~8% faster in a two-thread load
+    than interleaving; wider widths interleave with `stack`, one pass over the output, which in a load
+    beats shift-or's 7 passes for width 4 by 20-25%."""
+    if len(out) == 0:
+        return
+    dst = torch.frombuffer(out, dtype=torch.uint8)
+    wide = _SHIFT_OR.get(width)
+    if wide is None:
+        torch.stack([wrap(p) for p in planes], dim=1, out=dst.view(-1, width))
+        return
+    acc = dst.view(wide)
+    acc.copy_(wrap(planes[-1]))
+    for plane in reversed(planes[:-1]):
+        acc.bitwise_left_shift_(8)
+        acc.bitwise_or_(wrap(plane))
+
+
+def torch_split(data: bytes | bytearray | memoryview, width: int) -> list[bytes | bytearray | memoryview]:
+    """The byte planes of SPEC.md §6.3 with torch, off the GIL: one strided copy per plane, ~4x faster than
+    slicing bytes. Planes are bytearrays, not torch tensors: torch's aligned allocations, freed on other
+    threads, raised a save's peak RSS by 25-60 MB."""
+    if width == 1:
+        return [data]
+    rows = wrap(data).view(-1, width)
+    planes: list[bytes | bytearray | memoryview] = []
+    for k in range(width):
+        plane = bytearray(len(data) // width)
+        torch.frombuffer(plane, dtype=torch.uint8).copy_(rows[:, k])
+        planes.append(plane)
+    return planes
