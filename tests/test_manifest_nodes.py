@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from tmodel.manifest import schema as m
+from tmodel.manifest import nodes as m
 
 _PLAIN = TypeAdapter(
     bool

@@ -20,7 +20,8 @@ from .limits import DEFAULT_LIMITS, Limits
 from .manifest.encoding import pack_manifest
 from .manifest.metadata import check_metadata
 from .manifest.module_tree import roots, state_of
-from .manifest.schema import SCHEMA_VERSION, DictNode, Manifest, ModuleRef, TensorRef
+from .manifest.nodes import DictNode, ModuleRef, TensorRef
+from .manifest.schema import SCHEMA_VERSION, Manifest
 from .nn.apply import Upgraded, apply_steps, steps_per_record
 from .nn.records import ModuleBuilder, check_rebuild
 from .tensors.dtypes import DTYPE_NAMES, TORCH_DTYPES

@@ -15,13 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ManifestSchemaError, UnsupportedType
+from .errors import UnsupportedType
 from .manifest.names import unique_name
-from .manifest.schema import DictNode, DtypeNode, ListNode, ModuleRef, Node, TensorRef, TupleNode
+from .manifest.nodes import Node
 from .nn.records import ModuleBuilder, ModuleWriter
-from .tensors.dtypes import TORCH_DTYPES
 from .tensors.storage import check_tensor
-from .tensors.values import NOT_PLAIN, plain_node
+from .tensors.values import NOT_PLAIN, plain_node, to_python
 
 MAX_DEPTH = 40  # Python nesting levels; each takes up to three msgpack levels of the 128 allowed
 ROOT = "checkpoint"
@@ -100,19 +99,4 @@ def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: 
 
 def rebuild(root: Node, tensors: Sequence[torch.Tensor], modules: ModuleBuilder) -> Any:
     """Turn a validated tree back into Python objects: tensors taken by index, modules rebuilt."""
-    if isinstance(root, TensorRef):
-        return tensors[root.tensor]
-    if isinstance(root, ModuleRef):
-        return modules.rebuild(root.module)
-    if isinstance(root, DtypeNode):
-        return TORCH_DTYPES[root.dtype]
-    if isinstance(root, ListNode):
-        return [rebuild(v, tensors, modules) for v in root.items]
-    if isinstance(root, TupleNode):
-        return tuple(rebuild(v, tensors, modules) for v in root.items)
-    if isinstance(root, DictNode):
-        result = {k: rebuild(v, tensors, modules) for k, v in root.items}
-        if len(result) != len(root.items):
-            raise ManifestSchemaError("dict node keys collide in Python (e.g. 1 and True)")
-        return result
-    return root
+    return to_python(root, tensors.__getitem__, modules.rebuild)

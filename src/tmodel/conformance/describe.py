@@ -17,16 +17,8 @@ from typing import Any
 import torch
 
 import tmodel
-from tmodel.manifest.schema import (
-    DictNode,
-    DtypeNode,
-    ListNode,
-    Manifest,
-    ModuleRecord,
-    ModuleRef,
-    TensorRef,
-    TupleNode,
-)
+from tmodel.manifest.nodes import Build, DtypeNode, ModuleRef, TensorRef, fold
+from tmodel.manifest.schema import Manifest, ModuleRecord
 from tmodel.tensors.memory import host_view
 
 
@@ -42,20 +34,25 @@ def _value(v: Any) -> Any:
     return v
 
 
+_TAGGED: Build[Any] = Build(
+    lambda xs: {"$list": xs},
+    lambda xs: {"$tuple": xs},
+    lambda items: {"$dict": [[_value(k), v] for k, v in items]},
+)
+
+
 def _node(n: Any, m: Manifest) -> Any:
-    if isinstance(n, TensorRef):
-        return {"$tensor": m.tensors[n.tensor].name}
-    if isinstance(n, ModuleRef):
-        return {"$module": n.module}
-    if isinstance(n, DtypeNode):
-        return {"$dtype": n.dtype}
-    if isinstance(n, ListNode):
-        return {"$list": [_node(x, m) for x in n.items]}
-    if isinstance(n, TupleNode):
-        return {"$tuple": [_node(x, m) for x in n.items]}
-    if isinstance(n, DictNode):
-        return {"$dict": [[_value(k), _node(v, m)] for k, v in n.items]}
-    return _value(n)
+    def leaf(x: Any) -> Any:
+        kind = type(x)
+        if kind is TensorRef:
+            return {"$tensor": m.tensors[x.tensor].name}
+        if kind is ModuleRef:
+            return {"$module": x.module}
+        if kind is DtypeNode:
+            return {"$dtype": x.dtype}
+        return _value(x)
+
+    return fold(n, leaf, _TAGGED)
 
 
 def tensor_sha256(t: torch.Tensor) -> str:

@@ -28,18 +28,8 @@ from ..limits import Limits
 from .dtypes import DTYPES, extent
 from .encoding import INT64_MAX
 from .names import TYPE_NAME, check_local_name, check_name
-from .schema import (
-    KNOWN_FEATURES,
-    SCHEMA_VERSION,
-    DictNode,
-    DtypeNode,
-    ListNode,
-    Manifest,
-    ModuleRef,
-    TensorEntry,
-    TensorRef,
-    TupleNode,
-)
+from .nodes import SCALARS, DictNode, DtypeNode, ModuleRef, TensorRef, walk
+from .schema import KNOWN_FEATURES, SCHEMA_VERSION, Manifest, TensorEntry
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -204,15 +194,7 @@ def _check_modules(m: Manifest, limits: Limits) -> None:
             check_local_name(name, limits, where)
             if c is not None:
                 out.append(c)
-        stack: list[Any] = list(rec.config.values())
-        while stack:
-            node = stack.pop()
-            if isinstance(node, ModuleRef):
-                out.append(node.module)
-            elif isinstance(node, (ListNode, TupleNode)):
-                stack.extend(node.items)
-            elif isinstance(node, DictNode):
-                stack.extend(v for _, v in node.items)
+        out.extend(node.module for node in walk(rec.config.values()) if type(node) is ModuleRef)
         if any(c >= n_modules for c in out):
             raise BadTensor(f"{where}: refers to a module beyond the {n_modules} in the file")
         edges.append(out)
@@ -243,26 +225,20 @@ def _check_acyclic(edges: list[list[int]]) -> None:
 
 def _check_tree(m: Manifest) -> None:
     n = len(m.tensors)
-    stack: list[Any] = [m.root]
-    for rec in m.modules:
-        stack.extend(rec.config.values())
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ModuleRef):
+    for node in walk([m.root, *(v for rec in m.modules for v in rec.config.values())]):
+        kind = type(node)
+        if kind is ModuleRef:
             if node.module >= len(m.modules):
                 raise BadTensor(f"object tree refers to module {node.module} of {len(m.modules)}")
-        elif isinstance(node, DtypeNode):
+        elif kind is DtypeNode:
             if node.dtype not in DTYPES:
                 raise UnknownDtype(f"unknown dtype {node.dtype!r} in the object tree")
-        elif isinstance(node, TensorRef):
+        elif kind is TensorRef:
             if node.tensor >= n:
                 raise BadTensor(f"object tree refers to tensor {node.tensor} of {n}")
-        elif isinstance(node, (ListNode, TupleNode)):
-            stack.extend(node.items)
-        elif isinstance(node, DictNode):
-            if any(k is not None and type(k) not in (bool, int, float, str, bytes) for k, _ in node.items):
+        elif kind is DictNode:
+            if any(type(k) not in SCALARS for k, _ in node.items):
                 raise ManifestSchemaError("a dict node key is not a scalar")
             keys = {(type(k), struct.pack("<d", k) if type(k) is float else k) for k, _ in node.items}
             if len(keys) != len(node.items):
                 raise ManifestSchemaError("duplicate key in a dict node of the object tree")
-            stack.extend(v for _, v in node.items)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .schema import DictNode, ListNode, Manifest, ModuleRef, TupleNode
+from .nodes import DictNode, ModuleRef, entries
+from .schema import Manifest
 
 
 def state_of(m: Manifest, index: int, prefix: str = "") -> dict[str, int]:
@@ -55,12 +56,13 @@ def roots(m: Manifest) -> list[tuple[str, int]]:
     stack: list[tuple[str, Any]] = [("", m.root)]
     while stack:
         path, node = stack.pop()
-        if isinstance(node, ModuleRef):
+        if type(node) is ModuleRef:
             out.append((path or "<root>", node.module))
-        elif isinstance(node, (ListNode, TupleNode)):
-            stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(node.items))))
-        elif isinstance(node, DictNode):
-            for k, v in reversed(node.items):
+        sequence = type(node) is not DictNode
+        for k, v in reversed(entries(node)):
+            if sequence:
+                stack.append((f"{path}[{k}]", v))
+            else:
                 key = k.hex() if isinstance(k, bytes) else str(k)
                 stack.append((f"{path}.{key}" if path else key, v))
     return out

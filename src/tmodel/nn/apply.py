@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from pydantic import BaseModel
 
 from ..errors import MigrationError
 from ..manifest.module_tree import roots
 from ..manifest.names import unique_name
-from ..manifest.schema import DictNode, DtypeNode, ListNode, Manifest, ModuleRef, TensorRef, TupleNode
-from ..tensors.dtypes import TORCH_DTYPES
-from ..tensors.values import NOT_PLAIN, plain_node
+from ..manifest.nodes import WIRE, ModuleRef, TensorRef, fold, walk
+from ..manifest.schema import Manifest
+from ..tensors.values import NOT_PLAIN, no_tensor, plain_node, to_python
 from .chain import steps_between, upgrade_steps
 from .registry import is_registered_name
 from .steps import LayerRecord, Slot, Step, run_step
@@ -87,7 +88,6 @@ def apply_steps(m: Manifest, load: Load, targets: dict[str, int] | None = None) 
     """Run every record's steps; tensors are decoded through `load` only when a step reads them."""
     per_record = steps_per_record(m, targets)
     records = [r.model_dump(by_alias=True) for r in m.modules]
-    root = _wire(m.root)
     new: list[NewTensor] = []
     prefixes = _prefixes(m)
     taken = {t.name for t in m.tensors}
@@ -111,7 +111,9 @@ def apply_steps(m: Manifest, load: Load, targets: dict[str, int] | None = None) 
         for b in r["buffers"].values():
             if b is not None:
                 refs[b] = refs.get(b, 0) + 1
-    _count_root(root, refs)
+    for node in walk([m.root]):
+        if type(node) is TensorRef:
+            refs[node.tensor] = refs.get(node.tensor, 0) + 1
     n_old = len(m.tensors)
     kept = [t for t in range(n_old) if t in refs]
     remap = {old: k for k, old in enumerate(kept)}
@@ -121,7 +123,7 @@ def apply_steps(m: Manifest, load: Load, targets: dict[str, int] | None = None) 
             if p is not None:
                 p["tensor"] = remap[p["tensor"]]
         r["buffers"] = {k: None if b is None else remap[b] for k, b in r["buffers"].items()}
-    root = _remap_root(root, remap)
+    root = fold(m.root, lambda n: {"tensor": remap[n.tensor]} if type(n) is TensorRef else _wire(n), WIRE)
     for old in wanted:
         taken.discard(m.tensors[old].name)
     renamed = {old: unique_name(name, old, taken) for old, name in wanted.items()}
@@ -182,21 +184,11 @@ def _prefixes(m: Manifest) -> dict[int, str]:
 
 
 def _config_in(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: _value_in(v) for k, v in config.items()}
-
-
-def _value_in(node: Any) -> Any:
-    if isinstance(node, DtypeNode):
-        return TORCH_DTYPES[node.dtype]
-    if isinstance(node, ListNode):
-        return [_value_in(x) for x in node.items]
-    if isinstance(node, TupleNode):
-        return tuple(_value_in(x) for x in node.items)
-    if isinstance(node, DictNode):
-        return {k: _value_in(v) for k, v in node.items}
-    if isinstance(node, TensorRef):
-        raise MigrationError("a layer config cannot hold a tensor")
-    return node  # scalars, and ModuleRef handles that a step passes through untouched
+    """A record's config as the Python values a step edits; module references stay handles a step passes
+    through untouched."""
+    return {
+        k: to_python(v, no_tensor(MigrationError), lambda i: ModuleRef(module=i)) for k, v in config.items()
+    }
 
 
 def _config_out(v: Any) -> Any:
@@ -215,33 +207,5 @@ def _config_out(v: Any) -> Any:
 
 
 def _wire(node: Any) -> Any:
-    if isinstance(node, (ListNode, TupleNode, DictNode, TensorRef, ModuleRef, DtypeNode)):
-        return node.model_dump(by_alias=True)
-    return node
-
-
-def _count_root(node: Any, refs: dict[int, int]) -> None:
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, dict):
-            if "tensor" in n and len(n) == 1:
-                refs[n["tensor"]] = refs.get(n["tensor"], 0) + 1
-            for key in ("list", "tuple"):
-                if key in n:
-                    stack.extend(n[key])
-            if "dict" in n:
-                stack.extend(v for _, v in n["dict"])
-
-
-def _remap_root(node: Any, remap: dict[int, int]) -> Any:
-    if isinstance(node, dict):
-        if "tensor" in node and len(node) == 1:
-            return {"tensor": remap[node["tensor"]]}
-        if "list" in node:
-            return {"list": [_remap_root(x, remap) for x in node["list"]]}
-        if "tuple" in node:
-            return {"tuple": [_remap_root(x, remap) for x in node["tuple"]]}
-        if "dict" in node:
-            return {"dict": [[k, _remap_root(v, remap)] for k, v in node["dict"]]}
-    return node
+    """A leaf node (a scalar or a reference) as its plain wire form."""
+    return node.model_dump(by_alias=True) if isinstance(node, BaseModel) else node

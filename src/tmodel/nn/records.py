@@ -18,19 +18,9 @@ from torch import nn
 
 from ..errors import BadConfig, LayerVersionError, LimitExceeded, StateMismatch
 from ..limits import Limits
-from ..manifest.schema import (
-    DictNode,
-    DtypeNode,
-    ListNode,
-    Manifest,
-    ModuleRecord,
-    ModuleRef,
-    TensorRef,
-    TupleNode,
-)
-from ..tensors.dtypes import TORCH_DTYPES
+from ..manifest.schema import Manifest, ModuleRecord
 from ..tensors.load import meta_tensors
-from ..tensors.values import NOT_PLAIN, plain_node
+from ..tensors.values import NOT_PLAIN, no_tensor, plain_node, to_python
 from .registry import spec_for_module, spec_for_name
 
 #: Adds a tensor to the file under a key path and returns its index.
@@ -173,19 +163,7 @@ class ModuleBuilder:
 
     def value(self, node: Any) -> Any:
         """A config node as a Python value (modules constructed, dtypes resolved)."""
-        if isinstance(node, ModuleRef):
-            return self.build(node.module)
-        if isinstance(node, DtypeNode):
-            return TORCH_DTYPES[node.dtype]
-        if isinstance(node, ListNode):
-            return [self.value(x) for x in node.items]
-        if isinstance(node, TupleNode):
-            return tuple(self.value(x) for x in node.items)
-        if isinstance(node, DictNode):
-            return {k: self.value(v) for k, v in node.items}
-        if isinstance(node, TensorRef):
-            raise BadConfig("a layer config cannot hold a tensor")
-        return node
+        return to_python(node, no_tensor(BadConfig), self.build)
 
     def fill(self, index: int, module: nn.Module) -> None:
         """Check record `index` against a module built for it, then put its tensors and children in place."""

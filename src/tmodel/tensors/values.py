@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from ..errors import TModelError
-from .dtypes import DTYPE_NAMES
+from ..manifest.encoding import INT_MAX, INT_MIN
+from ..manifest.nodes import PYTHON, DtypeNode, ModuleRef, TensorRef, fold
+from .dtypes import DTYPE_NAMES, TORCH_DTYPES
 
-INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1
 #: returned by `plain_node` for anything that is not a plain value (a container, a tensor, a module ...)
 NOT_PLAIN: Any = object()
 
@@ -34,3 +36,29 @@ def plain_node(v: Any, path: str, error: type[TModelError]) -> Any:
             raise error(f"{path}: dtype {v} is not in the format's dtype table")
         return {"dtype": DTYPE_NAMES[v]}
     return NOT_PLAIN
+
+
+def to_python(node: Any, tensor: Callable[[int], Any], module: Callable[[int], Any]) -> Any:
+    """A validated tree as Python values: containers rebuilt, dtypes resolved, tensor and module
+    references through the callbacks (which may also refuse them)."""
+
+    def leaf(n: Any) -> Any:
+        kind = type(n)
+        if kind is TensorRef:
+            return tensor(n.tensor)
+        if kind is ModuleRef:
+            return module(n.module)
+        if kind is DtypeNode:
+            return TORCH_DTYPES[n.dtype]
+        return n
+
+    return fold(node, leaf, PYTHON)
+
+
+def no_tensor(error: type[TModelError]) -> Callable[[int], Any]:
+    """A tensor callback for `to_python` that refuses tensors: layer configs hold data, not tensors."""
+
+    def refuse(index: int) -> Any:
+        raise error("a layer config cannot hold a tensor")
+
+    return refuse

@@ -1,0 +1,15 @@
+"""The field types every manifest model shares: strict, closed models; sizes in 0..2^63-1; integers in
+msgpack's whole range (SPEC.md §4)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import ConfigDict, Field
+
+from .encoding import INT64_MAX, INT_MAX, INT_MIN
+
+#: strict (no coercion: a float or bool is never an int), closed (unknown fields are an error), immutable
+STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+Size = Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)]
+Int = Annotated[int, Field(strict=True, ge=INT_MIN, le=INT_MAX)]
