@@ -30,9 +30,10 @@ from ..container.framing import (
     check_manifest_digest,
     parse_trailer,
 )
-from ..errors import BadLayout, BadValue, ChecksumMismatch, InvalidArgument, Truncated
+from ..errors import BadLayout, ChecksumMismatch, InvalidArgument, Truncated
 from ..limits import DEFAULT_LIMITS, Limits
 from ..manifest.checks import parse, tensor_extent
+from ..manifest.dtypes import check_bool_bytes
 from ..manifest.encoding import unpack_manifest
 from ..manifest.schema import Blob, Manifest
 from ..migrations import upgrade
@@ -306,18 +307,24 @@ def _scratch(n: int) -> memoryview:
     return memoryview(buf)[:n]
 
 
-def check_bool_bytes(data: bytes | bytearray | memoryview, where: str) -> None:
-    """Bool tensors hold only bytes 0 and 1."""
-    if bytes(data).translate(None, b"\x00\x01"):
-        raise BadValue(f"{where}: a bool tensor holds a byte other than 0 or 1")
-
-
 def bool_regions(m: Manifest, indices: Iterable[int]) -> dict[int, list[tuple[int, int]]]:
-    """Per blob, the byte ranges [offset, offset + extent) of bool tensors: SPEC.md §5.3 requires every
-    byte there to be 0 or 1, which keeps the check linear in the blob's size whatever the strides."""
-    regions: dict[int, list[tuple[int, int]]] = {}
+    """Per blob, the merged byte ranges [offset, offset + extent) of bool tensors: SPEC.md §5.3 requires
+    every byte there to be 0 or 1, which keeps the check linear in the blob's size whatever the strides
+    and however many views there are."""
+    spans: dict[int, list[tuple[int, int]]] = {}
     for i in indices:
         t = m.tensors[i]
         if t.dtype == "bool" and t.blob is not None:
-            regions.setdefault(t.blob, []).append((t.offset, t.offset + tensor_extent(t)))
-    return regions
+            spans.setdefault(t.blob, []).append((t.offset, t.offset + tensor_extent(t)))
+    return {blob: _union(ranges) for blob, ranges in spans.items()}
+
+
+def _union(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping or touching ranges merged, so many views of one blob check each byte once."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out

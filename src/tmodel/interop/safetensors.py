@@ -31,7 +31,6 @@ from ..errors import (
     BadLayout,
     BadName,
     BadTensor,
-    BadValue,
     LimitExceeded,
     ManifestDecodeError,
     ManifestSchemaError,
@@ -40,7 +39,7 @@ from ..errors import (
     UnsupportedType,
 )
 from ..limits import DEFAULT_LIMITS
-from ..manifest.dtypes import DTYPES
+from ..manifest.dtypes import DTYPES, check_bool_bytes
 from ..manifest.encoding import INT64_MAX
 from ..manifest.metadata import check_metadata
 from ..tensors.dtypes import DTYPE_NAMES, TORCH_DTYPES
@@ -223,8 +222,8 @@ def _read_tensor(fd: int, e: StEntry, data_start: int) -> torch.Tensor:
     except RuntimeError as exc:
         raise BadTensor(f"tensor {e.name!r}: cannot allocate shape {list(e.shape)}: {exc}") from None
     preadinto_exact(fd, host_view(t), data_start + e.begin)
-    if e.dtype == "bool" and t.numel() and int(t.view(torch.uint8).max()) > 1:
-        raise BadValue(f"tensor {e.name!r}: a bool tensor holds a byte other than 0 or 1")
+    if e.dtype == "bool":
+        check_bool_bytes(host_view(t), f"tensor {e.name!r}")
     return t
 
 

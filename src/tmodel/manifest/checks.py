@@ -27,15 +27,10 @@ from ..errors import (
 from ..limits import Limits
 from .dtypes import DTYPES, extent
 from .encoding import INT64_MAX
+from .fields import first_error
 from .names import TYPE_NAME, check_local_name, check_name
 from .nodes import SCALARS, DictNode, DtypeNode, ModuleRef, TensorRef, walk
 from .schema import KNOWN_FEATURES, SCHEMA_VERSION, Manifest, TensorEntry
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    return f"{loc}: {err['msg']}" if loc else str(err["msg"])
 
 
 def parse(wire: Any, limits: Limits, manifest_offset: int, file_size: int) -> Manifest:
@@ -51,7 +46,7 @@ def parse(wire: Any, limits: Limits, manifest_offset: int, file_size: int) -> Ma
     try:
         manifest = Manifest.model_validate(wire, strict=True)
     except ValidationError as exc:
-        raise ManifestSchemaError(f"manifest: {_first_error(exc)}") from None
+        raise ManifestSchemaError(f"manifest: {first_error(exc)}") from None
     check_semantics(manifest, limits, manifest_offset, file_size)
     return manifest
 

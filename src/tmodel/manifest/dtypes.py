@@ -6,6 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import BadValue
+
+Buffer = bytes | bytearray | memoryview
+_PIECE = 1 << 20
+
 #: name -> (itemsize in bytes, byte-group width). Complex numbers group by their component's size.
 DTYPES: dict[str, tuple[int, int]] = {
     "float64": (8, 8),
@@ -35,3 +40,17 @@ def extent(itemsize: int, shape: Sequence[int], strides: Sequence[int]) -> int:
     if any(d == 0 for d in shape):
         return 0
     return itemsize * (1 + sum((d - 1) * s for d, s in zip(shape, strides, strict=False)))
+
+
+def bool_bytes_ok(data: Buffer) -> bool:
+    """Whether every byte is 0x00 or 0x01, as every byte of a bool tensor's range must be."""
+    view = memoryview(data).cast("B")
+    return not any(
+        bytes(view[i : i + _PIECE]).translate(None, b"\x00\x01") for i in range(0, len(view), _PIECE)
+    )
+
+
+def check_bool_bytes(data: Buffer, where: str) -> None:
+    """BAD_VALUE unless every byte of a bool tensor's range is 0x00 or 0x01 (SPEC.md §5.3)."""
+    if not bool_bytes_ok(data):
+        raise BadValue(f"{where}: a bool tensor holds a byte other than 0 or 1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, ValidationError
 
 from .encoding import INT64_MAX, INT_MAX, INT_MIN
 
@@ -13,3 +13,10 @@ from .encoding import INT64_MAX, INT_MAX, INT_MIN
 STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 Size = Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)]
 Int = Annotated[int, Field(strict=True, ge=INT_MIN, le=INT_MAX)]
+
+
+def first_error(exc: ValidationError) -> str:
+    """A pydantic validation failure as one line: where (dotted location) and what, for the first error."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    return f"{loc}: {err['msg']}" if loc else str(err["msg"])

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from torch import nn
 
 from ..errors import BadConfig, InvalidArgument, UnregisteredType
+from ..manifest.fields import first_error
 from ..manifest.names import TYPE_NAME
 
 M = TypeVar("M", bound=type[nn.Module])
@@ -55,9 +56,7 @@ class LayerSpec:
         try:
             self.config_model.model_validate(config)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            raise BadConfig(f"{self.name} v{self.version} config {when}: {loc}: {err['msg']}") from None
+            raise BadConfig(f"{self.name} v{self.version} config {when}: {first_error(exc)}") from None
 
 
 _BY_NAME: dict[str, LayerSpec] = {}

@@ -16,6 +16,7 @@ import torch
 from pydantic import BaseModel, ValidationError
 
 from ..errors import BadConfig, InvalidArgument, MigrationError
+from ..manifest.fields import first_error
 
 KINDS = ("parameter", "buffer")
 
@@ -203,8 +204,6 @@ def run_step(step: Step, record: LayerRecord, down: bool = False) -> None:
         try:
             step.config.model_validate(record.config)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
             raise BadConfig(
-                f"{step.label()} left a config that fails v{step.to_version}: {loc}: {err['msg']}"
+                f"{step.label()} left a config that fails v{step.to_version}: {first_error(exc)}"
             ) from None

@@ -10,8 +10,8 @@ import torch
 
 from ..archive.reader import Reader, bool_regions
 from ..codecs.table import RAW
-from ..errors import BadValue, InvalidArgument
-from ..manifest.dtypes import DTYPES
+from ..errors import InvalidArgument
+from ..manifest.dtypes import DTYPES, check_bool_bytes
 from ..manifest.schema import Manifest
 from .dtypes import TORCH_DTYPES
 from .memory import host_view
@@ -54,8 +54,8 @@ def materialize(
 
 
 def check_bool_region(region: torch.Tensor, blob: int) -> None:
-    if region.numel() and int(region.max()) > 1:
-        raise BadValue(f"blob {blob}: a bool tensor holds a byte other than 0 or 1")
+    """A bool range of a decoded blob (a uint8 slice of its buffer) holds only 0 and 1."""
+    check_bool_bytes(host_view(region), f"blob {blob}")
 
 
 def meta_tensors(m: Manifest) -> list[torch.Tensor]:

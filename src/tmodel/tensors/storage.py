@@ -15,8 +15,8 @@ import torch
 
 from ..archive.writer import BlobSource
 from ..codecs.table import BYTEGROUP_ZSTD, CHOICES, RAW, ZSTD
-from ..errors import BadValue, InvalidArgument, UnsupportedType
-from ..manifest.dtypes import DTYPES, extent
+from ..errors import InvalidArgument, UnsupportedType
+from ..manifest.dtypes import DTYPES, bool_bytes_ok, check_bool_bytes, extent
 from .dtypes import DTYPE_NAMES
 from .memory import host_view
 
@@ -65,8 +65,9 @@ def _storage_bytes(t: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     return raw[lo:hi].cpu()
 
 
-def _bool_ok(t: torch.Tensor) -> bool:
-    return t.numel() == 0 or int(t.view(torch.uint8).max()) <= 1
+def _bytes_of(t: torch.Tensor) -> torch.Tensor:
+    """A tensor's elements as a contiguous CPU uint8 tensor (keep it alive while viewing it)."""
+    return t.contiguous().view(torch.uint8).cpu().reshape(-1)
 
 
 def _group_key(t: torch.Tensor, i: int, name: str) -> tuple[str, int]:
@@ -75,9 +76,10 @@ def _group_key(t: torch.Tensor, i: int, name: str) -> tuple[str, int]:
     key = (str(t.device), t.untyped_storage().data_ptr())
     if t.dtype == torch.bool:
         lo = int(t.storage_offset())
-        if not _bool_ok(_storage_bytes(t, lo, lo + _extent(t))):
-            if not _bool_ok(t):
-                raise BadValue(f"{name}: a bool tensor holds a byte other than 0 or 1")
+        span = _storage_bytes(t, lo, lo + _extent(t))
+        if not bool_bytes_ok(host_view(span)):
+            own = _bytes_of(t)
+            check_bool_bytes(host_view(own), name)  # the tensor's own bytes must be 0 or 1
             return ("own", i)
     return key
 
