@@ -21,7 +21,8 @@ from .manifest.encoding import pack_manifest
 from .manifest.metadata import check_metadata
 from .manifest.module_tree import roots, state_of
 from .manifest.nodes import DictNode, ModuleRef, TensorRef
-from .manifest.schema import SCHEMA_VERSION, Manifest
+from .manifest.schema import Manifest
+from .manifest.wire import BlobWire, ManifestWire, manifest_wire
 from .nn.apply import Upgraded, apply_steps, steps_per_record
 from .nn.records import ModuleBuilder, check_rebuild
 from .tensors.dtypes import DTYPE_NAMES, TORCH_DTYPES
@@ -61,18 +62,15 @@ def save(
     pack_manifest({"root": flat.root, "metadata": meta})  # refuse what cannot be encoded before writing
     planned = plan_blobs(flat.tensors, flat.names, codec)
 
-    def finish(blobs: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "required_features": [],
-            "checksum": checksum,
-            "blobs": blobs,
-            "tensors": planned.entries,
-            "root": flat.root,
-            "metadata": meta,
-            "extensions": {},
-            "modules": flat.records(),
-        }
+    def finish(blobs: list[BlobWire]) -> ManifestWire:
+        return manifest_wire(
+            checksum=checksum,
+            blobs=blobs,
+            tensors=planned.entries,
+            root=flat.root,
+            metadata=meta,
+            modules=flat.records(),
+        )
 
     write_atomic(path, planned.sources, finish, options, progress)
 

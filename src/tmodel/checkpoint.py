@@ -18,6 +18,7 @@ from torch import nn
 from .errors import UnsupportedType
 from .manifest.names import unique_name
 from .manifest.nodes import Node
+from .manifest.wire import ModuleWire
 from .nn.records import ModuleBuilder, ModuleWriter
 from .tensors.storage import check_tensor
 from .tensors.values import NOT_PLAIN, plain_node, to_python
@@ -43,7 +44,7 @@ class Flattened:
         self.names.append(unique_name(".".join(keys), len(self.names), self.taken))
         return len(self.tensors) - 1
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[ModuleWire]:
         return [] if self.modules is None else self.modules.records
 
 

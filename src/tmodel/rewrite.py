@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any
+from typing import cast
 
 import torch
 
@@ -13,7 +13,8 @@ from .archive.reader import Progress, Reader
 from .archive.writer import Options, Source, StoredBlob, write_atomic
 from .errors import InvalidArgument
 from .limits import DEFAULT_LIMITS, Limits
-from .manifest.schema import SCHEMA_VERSION, Manifest, TensorEntry
+from .manifest.schema import Manifest, TensorEntry
+from .manifest.wire import BlobWire, ChunkWire, ManifestWire, TensorWire, manifest_wire
 from .nn.apply import Upgraded, apply_steps, describe_steps, steps_per_record
 from .tensors.load import materialize
 from .tensors.planes import torch_merge, torch_split
@@ -62,26 +63,23 @@ def _write(reader: Reader, m: Manifest, up: Upgraded, out: str, progress: Progre
     sources: list[Source] = [_stored(reader, m, b) for b in kept_blobs]
     planned = plan_blobs([t.tensor for t in up.new], [t.name for t in up.new], "auto")
     sources += planned.sources
-    tensors: list[dict[str, Any]] = [
-        _kept_entry(m.tensors[i], blob_index, up.renamed.get(i)) for i in up.kept
-    ]
+    tensors: list[TensorWire] = [_kept_entry(m.tensors[i], blob_index, up.renamed.get(i)) for i in up.kept]
     for entry in planned.entries:
         if entry["blob"] is not None:
             entry["blob"] += len(kept_blobs)
         tensors.append(entry)
 
-    def finish(blobs: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "required_features": list(m.required_features),
-            "checksum": m.checksum,
-            "blobs": blobs,
-            "tensors": tensors,
-            "root": up.root,
-            "metadata": dict(m.metadata),
-            "extensions": dict(m.extensions),
-            "modules": up.modules,
-        }
+    def finish(blobs: list[BlobWire]) -> ManifestWire:
+        return manifest_wire(
+            checksum=m.checksum,
+            blobs=blobs,
+            tensors=tensors,
+            root=up.root,
+            metadata=dict(m.metadata),
+            modules=up.modules,
+            required_features=list(m.required_features),
+            extensions=dict(m.extensions),
+        )
 
     write_atomic(
         out, sources, finish, Options(checksum=m.checksum, split=torch_split), progress
@@ -90,14 +88,14 @@ def _write(reader: Reader, m: Manifest, up: Upgraded, out: str, progress: Progre
 
 def _stored(reader: Reader, m: Manifest, b: int) -> StoredBlob:
     blob = m.blobs[b]
-    chunks = [(c.digest, list(c.segments)) for c in blob.chunks]
+    chunks: list[ChunkWire] = [{"digest": c.digest, "segments": list(c.segments)} for c in blob.chunks]
     return StoredBlob(
         blob.codec, blob.width, blob.nbytes, blob.chunk_size, chunks, reader.fd, blob.offset, blob.length
     )
 
 
-def _kept_entry(t: TensorEntry, blob_index: dict[int, int], name: str | None) -> dict[str, Any]:
-    entry = t.model_dump()
+def _kept_entry(t: TensorEntry, blob_index: dict[int, int], name: str | None) -> TensorWire:
+    entry = cast(TensorWire, t.model_dump())
     entry["blob"] = None if t.blob is None else blob_index[t.blob]
     if name is not None:
         entry["name"] = name

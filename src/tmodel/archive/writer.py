@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from ..codecs.planes import Split, split_planes
 from ..codecs.table import encode_chunk
@@ -20,6 +20,7 @@ from ..container.framing import ALIGNMENT, align, pack_header, pack_trailer
 from ..errors import InvalidArgument, LimitExceeded, Truncated
 from ..limits import DEFAULT_LIMITS
 from ..manifest.encoding import pack_manifest
+from ..manifest.wire import BlobWire, ChunkWire, ManifestWire
 from .threads import default_threads
 
 Buffer = bytes | bytearray | memoryview
@@ -47,7 +48,7 @@ class StoredBlob:
     width: int
     nbytes: int
     chunk_size: int
-    chunks: Sequence[tuple[bytes, list[int]]]  # (digest, segment lengths) per chunk
+    chunks: Sequence[ChunkWire]
     fd: int  # the source file, open for reading
     offset: int
     length: int
@@ -77,18 +78,39 @@ class Options:
         return self
 
 
-_Job = tuple[str, int, memoryview, Options] | tuple[StoredBlob]
+@dataclass(frozen=True)
+class EncodeJob:
+    """One chunk of a blob, encoded and hashed on a worker thread."""
+
+    blob: int
+    data: memoryview
+    codec: str
+    width: int
+    options: Options
 
 
-def _encode(job: _Job) -> tuple[list[Buffer], bytes, list[int]]:
-    if isinstance(job[0], StoredBlob):
-        return [], b"", []  # copied by the writing thread, in file order
-    codec, width, data, options = job
-    segments = encode_chunk(codec, width, data, options.level, options.split)
-    h = digests.Hasher(options.checksum)
+@dataclass(frozen=True)
+class CopyJob:
+    """A stored blob, copied on the writing thread in file order."""
+
+    blob: int
+    source: StoredBlob
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """An encoded chunk: its segments and their digest."""
+
+    segments: list[Buffer]
+    digest: bytes
+
+
+def _encode(job: EncodeJob) -> Encoded:
+    segments = encode_chunk(job.codec, job.width, job.data, job.options.level, job.options.split)
+    h = digests.Hasher(job.options.checksum)
     for seg in segments:
         h.update(seg)
-    return segments, h.digest(), [len(s) for s in segments]
+    return Encoded(segments, h.digest())
 
 
 def chunk_size_for(width: int, chunk_size: int) -> int:
@@ -99,7 +121,7 @@ def chunk_size_for(width: int, chunk_size: int) -> int:
 def write_atomic(
     path: str | os.PathLike[str],
     sources: Sequence[Source],
-    finish: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    finish: Callable[[list[BlobWire]], ManifestWire],
     options: Options,
     progress: Progress | None = None,
 ) -> None:
@@ -108,22 +130,21 @@ def write_atomic(
     replace_atomically(path, lambda f: _write(f, sources, finish, options, progress))
 
 
-def _jobs(sources: Sequence[Source], options: Options) -> Iterator[tuple[int, int, _Job]]:
-    """(blob index, decoded length, job) for every chunk, in file order."""
+def _jobs(sources: Sequence[Source], options: Options) -> Iterator[EncodeJob | CopyJob]:
+    """A job for every chunk (or stored blob), in file order."""
     for i, src in enumerate(sources):
         if isinstance(src, StoredBlob):
-            yield i, src.nbytes, (src,)
+            yield CopyJob(i, src)
             continue
         cs = chunk_size_for(src.width, options.chunk_size)
         for start in range(0, len(src.data), cs):
-            piece = src.data[start : start + cs]
-            yield i, len(piece), (src.codec, src.width, piece, options)
+            yield EncodeJob(i, src.data[start : start + cs], src.codec, src.width, options)
 
 
 def _write(
     f: BinaryIO,
     sources: Sequence[Source],
-    finish: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    finish: Callable[[list[BlobWire]], ManifestWire],
     options: Options,
     progress: Progress | None,
 ) -> None:
@@ -136,42 +157,45 @@ def _write(
     records = [_record(src, options) for src in sources]
     wb = writeback.Writeback(f)
     jobs = _jobs(sources, options)
-    pending: deque[tuple[int, int, Future[tuple[list[Buffer], bytes, list[int]]]]] = deque()
+    pending: deque[tuple[EncodeJob | CopyJob, Future[Encoded] | None]] = deque()
     with ThreadPoolExecutor(max_workers=threads) as pool:
 
         def fill() -> None:
             while len(pending) < 2 * threads:
-                item = next(jobs, None)
-                if item is None:
+                job = next(jobs, None)
+                if job is None:
                     return
-                pending.append((item[0], item[1], pool.submit(_encode, item[2])))
+                pending.append((job, pool.submit(_encode, job) if isinstance(job, EncodeJob) else None))
 
         fill()
         while pending:
-            i, raw_len, future = pending.popleft()
-            segments, digest, lengths = future.result()
+            job, future = pending.popleft()
+            encoded = None if future is None else future.result()
             fill()
-            record = records[i]
-            src = sources[i]
-            if isinstance(src, StoredBlob):
+            record = records[job.blob]
+            if isinstance(job, CopyJob):
+                src = job.source
                 pos = _pad(f, pos)
-                record.update(offset=pos, length=src.length)
-                record["chunks"] = [{"digest": d, "segments": list(seg)} for d, seg in src.chunks]
+                record["offset"], record["length"] = pos, src.length
+                record["chunks"] = [
+                    {"digest": c["digest"], "segments": list(c["segments"])} for c in src.chunks
+                ]
                 pos = _copy(src, f, pos, wb)
-                done += raw_len
-                if progress is not None:
-                    progress(done, total)
-                continue
-            if not record["chunks"]:
-                pos = _pad(f, pos)
-                record["offset"] = pos
-            for seg in segments:
-                f.write(seg)
-                pos += len(seg)
-                record["length"] += len(seg)
-            record["chunks"].append({"digest": digest, "segments": lengths})
-            wb.written(pos)
-            done += raw_len
+                done += src.nbytes
+            else:
+                assert encoded is not None
+                if not record["chunks"]:
+                    pos = _pad(f, pos)
+                    record["offset"] = pos
+                for seg in encoded.segments:
+                    f.write(seg)
+                    pos += len(seg)
+                    record["length"] += len(seg)
+                record["chunks"].append(
+                    {"digest": encoded.digest, "segments": [len(s) for s in encoded.segments]}
+                )
+                wb.written(pos)
+                done += len(job.data)
             if progress is not None:
                 progress(done, total)
     pos = _pad(f, pos)
@@ -202,7 +226,7 @@ def _copy(src: StoredBlob, f: BinaryIO, pos: int, wb: writeback.Writeback) -> in
     return pos + src.length
 
 
-def _record(src: Source, options: Options) -> dict[str, Any]:
+def _record(src: Source, options: Options) -> BlobWire:
     """The manifest entry of a blob, to be completed as its chunks are written."""
     if isinstance(src, StoredBlob):
         nbytes, codec, width, chunk_size = src.nbytes, src.codec, src.width, src.chunk_size

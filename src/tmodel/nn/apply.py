@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from pydantic import BaseModel
@@ -19,6 +19,7 @@ from ..manifest.module_tree import roots
 from ..manifest.names import unique_name
 from ..manifest.nodes import WIRE, ModuleRef, TensorRef, fold, walk
 from ..manifest.schema import Manifest
+from ..manifest.wire import ModuleWire
 from ..tensors.values import NOT_PLAIN, no_tensor, plain_node, to_python
 from .chain import steps_between, upgrade_steps
 from .registry import is_registered_name
@@ -40,7 +41,7 @@ class Upgraded:
     """The result of migrating a manifest: new records and object tree (as wire maps), and the tensor table
     as old tensor indices (kept, blob and all) followed by new tensors."""
 
-    modules: list[dict[str, Any]]
+    modules: list[ModuleWire]
     root: Any
     kept: list[int]
     new: list[NewTensor]
@@ -87,7 +88,7 @@ def describe_steps(m: Manifest, per_record: dict[int, list[Step]]) -> list[str]:
 def apply_steps(m: Manifest, load: Load, targets: dict[str, int] | None = None) -> Upgraded:
     """Run every record's steps; tensors are decoded through `load` only when a step reads them."""
     per_record = steps_per_record(m, targets)
-    records = [r.model_dump(by_alias=True) for r in m.modules]
+    records = [cast(ModuleWire, r.model_dump(by_alias=True)) for r in m.modules]
     new: list[NewTensor] = []
     prefixes = _prefixes(m)
     taken = {t.name for t in m.tensors}
@@ -100,7 +101,7 @@ def apply_steps(m: Manifest, load: Load, targets: dict[str, int] | None = None) 
         for step in steps:
             run_step(step, layer, down=down)
         prefix = prefixes.get(i, "")
-        records[i] = _record_out(rec.model_dump(by_alias=True), layer, new, prefix, len(m.tensors), taken)
+        records[i] = _record_out(records[i], layer, new, prefix, len(m.tensors), taken)
         for name, slot in layer.slots().items():
             if slot.source is not None and m.tensors[slot.source].name != prefix + name:
                 wanted[slot.source] = prefix + name
@@ -143,8 +144,8 @@ def _slots(m: Manifest, i: int, load: Load) -> dict[str, Slot]:
 
 
 def _record_out(
-    wire: dict[str, Any], layer: LayerRecord, new: list[NewTensor], prefix: str, n_old: int, taken: set[str]
-) -> dict[str, Any]:
+    wire: ModuleWire, layer: LayerRecord, new: list[NewTensor], prefix: str, n_old: int, taken: set[str]
+) -> ModuleWire:
     wire["version"] = layer.version
     wire["config"] = {k: _config_out(v) for k, v in layer.config.items()}
     params: dict[str, Any] = {k: None for k, v in wire["parameters"].items() if v is None}

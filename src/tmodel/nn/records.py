@@ -19,6 +19,7 @@ from torch import nn
 from ..errors import BadConfig, LayerVersionError, LimitExceeded, StateMismatch
 from ..limits import Limits
 from ..manifest.schema import Manifest, ModuleRecord
+from ..manifest.wire import ModuleWire
 from ..tensors.load import meta_tensors
 from ..tensors.values import NOT_PLAIN, no_tensor, plain_node, to_python
 from .registry import spec_for_module, spec_for_name
@@ -32,7 +33,7 @@ class ModuleWriter:
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
-        self.records: list[dict[str, Any]] = []
+        self._records: list[ModuleWire | None] = []
         self._modules: dict[int, int] = {}
         self._tensors: dict[int, int] = {}
         self._keep: list[Any] = []  # keeps ids unique while the file is written
@@ -43,34 +44,45 @@ class ModuleWriter:
         if known is not None:
             return known
         spec = spec_for_module(module, path)
-        index = len(self.records)
+        index = len(self._records)
         self._modules[id(module)] = index
         self._keep.append(module)
-        record: dict[str, Any] = {"type": spec.name, "version": spec.version}
-        self.records.append(record)
+        self._records.append(None)  # the index is taken now; the record is complete once its children are
         children = {
             name: None if child is None else self.add(child, (*keys, name), f"{path}.{name}")
             for name, child in module._modules.items()
         }
         config = spec.get_config(module)
         spec.validate(config, "on save")
-        record["config"] = {
-            k: self._value(v, (*keys, f"~{k}"), f"{path} config[{k!r}]") for k, v in config.items()
+        record: ModuleWire = {
+            "type": spec.name,
+            "version": spec.version,
+            "config": {
+                k: self._value(v, (*keys, f"~{k}"), f"{path} config[{k!r}]") for k, v in config.items()
+            },
+            "parameters": {
+                name: None
+                if p is None
+                else {"tensor": self._tensor(p, (*keys, name), path), "requires_grad": p.requires_grad}
+                for name, p in module._parameters.items()
+            },
+            "buffers": {
+                name: None if b is None else self._tensor(b, (*keys, name), path)
+                for name, b in module._buffers.items()
+                if name not in module._non_persistent_buffers_set
+            },
+            "children": children,
+            "training": module.training,
         }
-        record["parameters"] = {
-            name: None
-            if p is None
-            else {"tensor": self._tensor(p, (*keys, name), path), "requires_grad": p.requires_grad}
-            for name, p in module._parameters.items()
-        }
-        record["buffers"] = {
-            name: None if b is None else self._tensor(b, (*keys, name), path)
-            for name, b in module._buffers.items()
-            if name not in module._non_persistent_buffers_set
-        }
-        record["children"] = children
-        record["training"] = module.training
+        self._records[index] = record
         return index
+
+    @property
+    def records(self) -> list[ModuleWire]:
+        """Every record, in index order."""
+        out = [r for r in self._records if r is not None]
+        assert len(out) == len(self._records), "a record is still being written"
+        return out
 
     def _tensor(self, t: torch.Tensor, keys: tuple[str, ...], path: str) -> int:
         known = self._tensors.get(id(t))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -17,6 +16,7 @@ from ..archive.writer import BlobSource
 from ..codecs.table import BYTEGROUP_ZSTD, CHOICES, RAW, ZSTD
 from ..errors import InvalidArgument, UnsupportedType
 from ..manifest.dtypes import DTYPES, bool_bytes_ok, check_bool_bytes, extent
+from ..manifest.wire import TensorWire
 from .dtypes import DTYPE_NAMES
 from .memory import host_view
 
@@ -40,7 +40,7 @@ class Planned:
     """Blobs to write and the tensor table that points into them."""
 
     sources: list[BlobSource]
-    entries: list[dict[str, Any]]
+    entries: list[TensorWire]
     keepalive: list[torch.Tensor]
 
 
@@ -92,7 +92,7 @@ def plan_blobs(tensors: Sequence[torch.Tensor], names: Sequence[str], codec: str
     for i, t in enumerate(resolved):
         if t.numel() > 0:
             groups.setdefault(_group_key(t, i, names[i]), []).append(i)
-    entries: list[dict[str, Any]] = [
+    entries: list[TensorWire] = [
         {
             "name": n,
             "dtype": DTYPE_NAMES[t.dtype],
