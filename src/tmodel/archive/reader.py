@@ -277,7 +277,7 @@ class Reader:
 def _collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off while a manifest becomes objects: they are all alive and
     acyclic, and the collections their allocation triggers would scan the whole heap for nothing (in a
-    process that has imported torch, 1 open in 10 took 70-90 ms instead of 5). It runs again afterwards."""
+    process that has imported torch, that made some opens many times slower). It runs again afterwards."""
     enabled = gc.isenabled()
     gc.disable()
     try:

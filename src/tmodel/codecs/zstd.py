@@ -17,8 +17,8 @@ _local = threading.local()
 
 def _compressor(level: int, plane: bool) -> zstandard.ZstdCompressor:
     """Byte planes at levels up to 3 use a fast strategy with a tiny match table: on weights' byte planes,
-    which are close to i.i.d., that entropy-codes about as well as level 1 while running about twice as
-    fast both ways (frames stay standard zstd, so readers need not know)."""
+    which are close to i.i.d., that entropy-codes about as well as level 1 while running faster both ways
+    (frames stay standard zstd, so readers need not know; figures: benchmarks/RESULTS.md)."""
     cache: dict[tuple[int, bool], zstandard.ZstdCompressor] = _local.__dict__.setdefault("c", {})
     key = (level, plane and level <= 3)
     if key not in cache:

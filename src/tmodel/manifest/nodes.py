@@ -78,7 +78,8 @@ _NODE_KEYS = frozenset(tag for kind, tag in _NODE_TAGS.items() if issubclass(kin
 
 def _node_tag(value: Any) -> str | None:
     """Which member of the Node union a value can be: its type, or for a decoded map its single key.
-    Dispatching on it validates a tree ~3x faster than trying the members in turn."""
+    Dispatching on it validates a tree several times faster than trying the members in turn (figures:
+    benchmarks/RESULTS.md)."""
     if type(value) is dict:
         key = next(iter(value), None) if len(value) == 1 else None
         return key if key in _NODE_KEYS else None

@@ -15,9 +15,9 @@ _SHIFT_OR = {2: torch.int16} if sys.byteorder == "little" else {}
 
 def torch_merge(planes: Sequence[bytes | bytearray | memoryview], width: int, out: memoryview) -> None:
     """The byte-group merge of SPEC.md §6.3 with torch, off the GIL. On little-endian hosts, width 2 is
-    built as integers (top plane, shifted left 8, or-ed with the low one), ~8% faster in a two-thread load
-    than interleaving; wider widths interleave with `stack`, one pass over the output, which in a load
-    beats shift-or's 7 passes for width 4 by 20-25%."""
+    built as integers (top plane, shifted left 8, or-ed with the low one), which measured faster than
+    interleaving; wider widths interleave with `stack`, one pass over the output instead of shift-or's
+    2w - 1 (figures: benchmarks/RESULTS.md)."""
     if len(out) == 0:
         return
     dst = torch.frombuffer(out, dtype=torch.uint8)
@@ -33,9 +33,9 @@ def torch_merge(planes: Sequence[bytes | bytearray | memoryview], width: int, ou
 
 
 def torch_split(data: bytes | bytearray | memoryview, width: int) -> list[bytes | bytearray | memoryview]:
-    """The byte planes of SPEC.md §6.3 with torch, off the GIL: one strided copy per plane, ~4x faster than
-    slicing bytes. Planes are bytearrays, not torch tensors: torch's aligned allocations, freed on other
-    threads, raised a save's peak RSS by 25-60 MB."""
+    """The byte planes of SPEC.md §6.3 with torch, off the GIL: one strided copy per plane, several times
+    faster than slicing bytes. Planes are bytearrays, not torch tensors: torch's aligned allocations, freed
+    on other threads, raised a save's peak RSS (figures: benchmarks/RESULTS.md)."""
     if width == 1:
         return [data]
     rows = wrap(data).view(-1, width)
