@@ -131,8 +131,8 @@ class _Decoder:
         return n
 
     def obj(self, depth: int) -> Any:
-        # `depth` counts every value, scalars included, the top-level object at 1 (as the reference does;
-        # SPEC.md §4/§8 do not define how nesting is counted).
+        # `depth` counts every value, scalars included, the top-level object at 1 (as SPEC.md §4 states and
+        # the reference does).
         if depth > MAX_DEPTH:
             _fail("LIMIT_EXCEEDED", "manifest nesting deeper than max_depth")
         t = self.take(1)[0]

@@ -1,4 +1,4 @@
-"""The one TModelError hierarchy; every class carries a stable `code` that SPEC.md §9 lists.
+"""The one TModelError hierarchy; every class carries a stable `code` that SPEC.md §10 lists.
 
 Rules: codes never change once released; a reader raises nothing but these for any file content;
 `phase` says where a conformance runner groups the failure (container, manifest, data, model, usage, io).

@@ -1,5 +1,5 @@
-"""Modules <-> module records (SPEC.md §5.7): save walks a module tree into records and tensors; load
-rebuilds it from registered classes only, then puts every saved parameter and buffer in place.
+"""Modules <-> module records (SPEC.md §5.7, Appendix A): save walks a module tree into records and
+tensors; load rebuilds it from registered classes only, then puts every saved parameter and buffer in place.
 
 Rules: a module object reached twice is recorded once, and a parameter shared by two modules is one
 tensor, so ties survive. Children are recorded before config values, so tensors get their state-dict names.

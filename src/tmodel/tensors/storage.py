@@ -1,4 +1,4 @@
-"""Torch tensors <-> blobs (SPEC.md §5.3): storage grouping on save, zero-intermediate decoding on load.
+"""Torch tensors <-> blobs (SPEC.md §5.2, §5.3): storage grouping on save, zero-intermediate decoding on load.
 
 Rules: tensors that share a storage are stored once, as the span of the storage they touch, each keeping
 its offset and strides, and come back as views of one new storage. A lone tensor keeps its strides when
