@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..archive.reader import Reader, bool_regions
+from ..archive.reader import Reader, bool_regions, names_file
 from ..codecs.table import RAW
 from ..errors import BadValue, InvalidArgument
 from ..manifest.dtypes import DTYPES
@@ -29,6 +29,7 @@ def device_of(map_location: Any) -> torch.device:
     raise InvalidArgument("map_location must be None, a string or a torch.device")
 
 
+@names_file
 def materialize(
     reader: Reader, indices: Sequence[int], device: torch.device, use_mmap: bool = True
 ) -> list[torch.Tensor]:
@@ -55,7 +56,7 @@ def materialize(
 
 def check_bool_region(region: torch.Tensor, blob: int) -> None:
     if region.numel() and int(region.max()) > 1:
-        raise BadValue(f"blob {blob}: a bool tensor holds a byte other than 0 or 1")
+        raise BadValue(f"blob {blob}: a bool tensor holds a byte other than 0 or 1", blob=blob)
 
 
 def meta_tensors(m: Manifest) -> list[torch.Tensor]:
