@@ -1,7 +1,8 @@
 """The one TModelError hierarchy; every class carries a stable `code` that SPEC.md §10 lists.
 
 Rules: codes never change once released; a reader raises nothing but these for any file content;
-`phase` says where a conformance runner groups the failure (container, manifest, data, model, usage, io).
+`phase` says where a conformance runner groups the failure (container, manifest, data, model, usage, io;
+`source` for a malformed file given to `tmodel convert`, which is no tmodel file).
 
 Errors fit Python too: `NotFound` is also a `KeyError`, `InvalidArgument` a `ValueError`, `UnsupportedType`
 a `TypeError`, and `MissingFile` (a `FileAccessError`, code IO_ERROR) a `FileNotFoundError`. Their `str` is
@@ -250,6 +251,15 @@ class NotRegularFile(TModelError):
     code, phase = "NOT_REGULAR_FILE", "io"
 
 
+# -- source phase: files given to `tmodel convert` in other formats -----------------------------------------
+class BadSourceFile(TModelError):
+    """A safetensors header, Hugging Face index or torch.save file that is not valid (its JSON, fields or
+    pickle); a phase of its own because the file is not a tmodel file, and the problem is the file's, not
+    the caller's arguments (usage)."""
+
+    code, phase = "BAD_SOURCE", "source"
+
+
 #: every class; MissingFile shares its parent's code, every other class has a code of its own
 ALL_ERRORS: tuple[type[TModelError], ...] = (
     TModelError,
@@ -281,4 +291,5 @@ ALL_ERRORS: tuple[type[TModelError], ...] = (
     FileAccessError,
     MissingFile,
     NotRegularFile,
+    BadSourceFile,
 )
