@@ -169,7 +169,7 @@ HOSTILE: list[tuple[str, bytes | dict[str, Any], bytes, int | None, str]] = [
         b'"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',
         bytes(4),
         None,
-        "MANIFEST_DECODE",
+        "BAD_SOURCE",
     ),
     ("overlapping offsets", {"a": f32(0, 8, [2]), "b": f32(4, 12, [2])}, bytes(12), None, "BAD_LAYOUT"),
     ("same offsets twice", {"a": f32(0, 8, [2]), "b": f32(0, 8, [2])}, bytes(8), None, "BAD_LAYOUT"),
@@ -186,21 +186,21 @@ HOSTILE: list[tuple[str, bytes | dict[str, Any], bytes, int | None, str]] = [
         None,
         "UNKNOWN_DTYPE",
     ),
-    ("not JSON", b"{not json", b"", None, "MANIFEST_DECODE"),
-    ("not UTF-8", b'{"\xff":1}', b"", None, "MANIFEST_DECODE"),
-    ("NaN literal", b'{"__metadata__":{"a":NaN}}', b"", None, "MANIFEST_DECODE"),
-    ("leading space", b' {"a":1}', b"", None, "MANIFEST_DECODE"),
-    ("metadata not str", {"__metadata__": {"a": 1}}, b"", None, "MANIFEST_SCHEMA"),
-    ("extra tensor key", {"a": {**f32(0, 4, [1]), "x": 1}}, bytes(4), None, "MANIFEST_SCHEMA"),
+    ("not JSON", b"{not json", b"", None, "BAD_SOURCE"),
+    ("not UTF-8", b'{"\xff":1}', b"", None, "BAD_SOURCE"),
+    ("NaN literal", b'{"__metadata__":{"a":NaN}}', b"", None, "BAD_SOURCE"),
+    ("leading space", b' {"a":1}', b"", None, "BAD_SOURCE"),
+    ("metadata not str", {"__metadata__": {"a": 1}}, b"", None, "BAD_SOURCE"),
+    ("extra tensor key", {"a": {**f32(0, 4, [1]), "x": 1}}, bytes(4), None, "BAD_SOURCE"),
     (
         "float offsets",
         {"a": {"dtype": "F32", "shape": [1], "data_offsets": [0.0, 4]}},
         bytes(4),
         None,
-        "MANIFEST_SCHEMA",
+        "BAD_SOURCE",
     ),
-    ("negative dim", {"a": f32(0, 4, [-1])}, bytes(4), None, "MANIFEST_SCHEMA"),
-    ("bool as dim", {"a": f32(0, 4, [True])}, bytes(4), None, "MANIFEST_SCHEMA"),
+    ("negative dim", {"a": f32(0, 4, [-1])}, bytes(4), None, "BAD_SOURCE"),
+    ("bool as dim", {"a": f32(0, 4, [True])}, bytes(4), None, "BAD_SOURCE"),
     ("backwards offsets", {"a": f32(4, 0, [1])}, bytes(4), None, "BAD_LAYOUT"),
     (
         "bool byte 2",
@@ -227,7 +227,7 @@ def test_hostile_safetensors(
 def test_header_must_be_an_object_and_file_long_enough(tmp_path: Path) -> None:
     with pytest.raises(TModelError) as e:
         read_safetensors(raw_file(tmp_path, b"[]"))
-    assert code_of(e) == "MANIFEST_DECODE"  # does not even start with '{'
+    assert code_of(e) == "BAD_SOURCE"  # does not even start with '{'
     path = tmp_path / "short.safetensors"
     path.write_bytes(b"\x02\0\0")
     with pytest.raises(TModelError) as e:
@@ -320,11 +320,11 @@ def test_index_missing_shard_and_bad_json(tmp_path: Path) -> None:
     index.write_text('{"weight_map": {"a": "x.safetensors", "a": "y.safetensors"}}')
     with pytest.raises(TModelError) as e:
         read_safetensors_index(index)
-    assert code_of(e) == "MANIFEST_DECODE"
+    assert code_of(e) == "BAD_SOURCE"
     index.write_text('{"weight_map": ["x.safetensors"]}')
     with pytest.raises(TModelError) as e:
         read_safetensors_index(index)
-    assert code_of(e) == "MANIFEST_SCHEMA"
+    assert code_of(e) == "BAD_SOURCE"
 
 
 # -- round trips through convert ---------------------------------------------------------------------------
@@ -414,7 +414,7 @@ def test_bad_json_marker_in_safetensors_metadata(tmp_path: Path) -> None:
     safetensors.torch.save_file({"w": torch.ones(1)}, str(path), metadata={JSON_KEYS: '["nope"]'})
     with pytest.raises(TModelError) as e:
         convert(path, tmp_path / "b.tmodel")
-    assert code_of(e) == "MANIFEST_SCHEMA"
+    assert code_of(e) == "BAD_SOURCE"
 
 
 def test_nested_checkpoint_to_safetensors_is_refused_but_pt_round_trips(tmp_path: Path) -> None:
@@ -494,7 +494,7 @@ def test_torch_files_only_through_weights_only(tmp_path: Path) -> None:
         junk.write_bytes(data)
         with pytest.raises(TModelError) as e:
             read_torch(junk)
-        assert code_of(e) == "MANIFEST_DECODE"
+        assert code_of(e) == "BAD_SOURCE"
         assert "junk.bin" in e.value.message
     with pytest.raises(TModelError) as e:
         read_torch(tmp_path / "missing.pt")

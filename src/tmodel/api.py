@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .archive.reader import Progress, Reader
+from .archive.reader import Progress, Reader, names_file
 from .archive.writer import DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, Options, write_atomic
 from .checkpoint import flatten, rebuild
 from .container import digests
@@ -108,6 +108,7 @@ def _tensors(
     return tensors
 
 
+@names_file  # rebuild and migration errors name the file too
 def _load_root(reader: Reader, device: torch.device, dtype: torch.dtype | None, use_mmap: bool) -> Any:
     m = reader.manifest
     steps = steps_per_record(m) if m.modules else {}
@@ -272,7 +273,9 @@ class TModelFile:
         try:
             return self._index[name]
         except (KeyError, TypeError):
-            raise NotFound(f"no tensor named {name!r}") from None
+            path = None if self._reader is None else self._reader.path
+            tensor = name if isinstance(name, str) else None
+            raise NotFound(f"no tensor named {name!r}", path=path, tensor=tensor) from None
 
     def get_tensor(self, name: str, map_location: str | torch.device | None = None) -> torch.Tensor:
         """Read one tensor (only its blob; a raw blob is mapped, not copied, unless opened mmap=False)."""

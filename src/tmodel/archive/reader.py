@@ -4,11 +4,14 @@ Rules: the file is opened once and read through that descriptor only; the header
 are validated (manifest digest first, then msgpack, then schema and layout) before any blob is touched;
 each chunk's digest is checked before it is decoded, into memory the caller allocated, or, for a raw blob
 the caller asks to map (`mapped`), every digest is checked through the copy-on-write mapping it returns.
+Every TModelError raised while opening or reading the file names it (`path`), and one about a chunk names
+the blob and chunk (`names_file`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import mmap
 import os
@@ -16,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from ..codecs.planes import Merge, merge_planes
 from ..codecs.table import RAW, decode_chunk
@@ -30,7 +33,7 @@ from ..container.framing import (
     check_manifest_digest,
     parse_trailer,
 )
-from ..errors import BadLayout, ChecksumMismatch, InvalidArgument, Truncated
+from ..errors import BadLayout, ChecksumMismatch, InvalidArgument, TModelError, Truncated
 from ..limits import DEFAULT_LIMITS, Limits
 from ..manifest.checks import parse, tensor_extent
 from ..manifest.dtypes import check_bool_bytes
@@ -41,7 +44,24 @@ from .threads import default_threads
 
 Progress = Callable[[int, int], None]
 _J = TypeVar("_J")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 _BATCH = 16 << 20  # bytes of digest work handed to a thread at once
+
+
+def names_file(fn: Callable[Concatenate[Reader, _P], _R]) -> Callable[Concatenate[Reader, _P], _R]:
+    """For a Reader method, or a function whose first argument is a Reader: a TModelError it raises names
+    the reader's file (`path`), unless the raise site named one already."""
+
+    @functools.wraps(fn)
+    def wrapper(reader: Reader, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return fn(reader, *args, **kwargs)
+        except TModelError as exc:
+            exc.add_context(path=reader.path)
+            raise
+
+    return wrapper
 
 
 class Reader:
@@ -69,6 +89,7 @@ class Reader:
             os.close(self._fd)
             raise
 
+    @names_file
     def _read_manifest(self) -> Manifest:
         size = self.file_size
         header = pread_exact(self._fd, min(size, HEADER_SIZE), 0)
@@ -108,6 +129,7 @@ class Reader:
             return self._pool
 
     # -- blobs ------------------------------------------------------------------------------------------
+    @names_file
     def chunk_span(self, blob: int, lo: int, hi: int) -> tuple[int, int]:
         """The chunks [first, last) that hold decoded bytes [lo, hi) of a blob."""
         b = self.manifest.blobs[blob]
@@ -121,6 +143,7 @@ class Reader:
         """Decode chunks [first, last) of a blob into `out`, which spans exactly their decoded bytes."""
         self.decode_many([(blob, out, first, last)])
 
+    @names_file
     def decode_many(self, requests: Sequence[tuple[int, memoryview, int, int | None]]) -> None:
         """Decode several (blob, out, first, last) requests, their chunks spread over the worker threads."""
         jobs: list[tuple[Blob, int, int, int, memoryview]] = []
@@ -161,6 +184,13 @@ class Reader:
         return starts
 
     def _decode_chunk(self, b: Blob, blob: int, j: int, start: int, out: memoryview) -> None:
+        try:
+            self._decode_chunk_bytes(b, blob, j, start, out)
+        except TModelError as exc:  # a short read, a bad digest or frame: about this chunk
+            exc.add_context(blob=blob, chunk=j)
+            raise
+
+    def _decode_chunk_bytes(self, b: Blob, blob: int, j: int, start: int, out: memoryview) -> None:
         chunk = b.chunks[j]
         if b.codec == RAW:
             preadinto_exact(self._fd, out, start)
@@ -181,6 +211,7 @@ class Reader:
         views = self.mapped_many([blob])
         return None if views is None else views[blob]
 
+    @names_file
     def mapped_many(self, blobs: Sequence[int]) -> dict[int, memoryview] | None:
         """Raw blobs as writable copy-on-write views of the file mapping, zero-copy, after every chunk
         digest (checked on the worker threads) and the padding were checked; None where the file cannot
@@ -237,7 +268,7 @@ class Reader:
         """A chunk's stored bytes against its digest (SPEC.md §7), before anything reads them."""
         digest = digests.digest_function(self.manifest.checksum)(stored)
         if digest != self.manifest.blobs[blob].chunks[j].digest:
-            raise ChecksumMismatch(f"blob {blob} chunk {j}: checksum mismatch")
+            raise ChecksumMismatch(f"blob {blob} chunk {j}: checksum mismatch", blob=blob, chunk=j)
 
     @property
     def fd(self) -> int:
@@ -251,8 +282,9 @@ class Reader:
         end = b.offset + b.length
         pad = pread_exact(self._fd, align(end) - end, end)
         if pad.count(0) != len(pad):
-            raise BadLayout(f"padding after blob {blob} is not zero")
+            raise BadLayout(f"padding after blob {blob} is not zero", blob=blob)
 
+    @names_file
     def verify(self, progress: Progress | None = None) -> None:
         """Check every checksum, decode every chunk, check padding and the values of bool tensors."""
         total = sum(b.nbytes for b in self.manifest.blobs)
@@ -267,7 +299,7 @@ class Reader:
                 for r_lo, r_hi in regions.get(i, ()):
                     lo, up = max(r_lo, w_lo), min(r_hi, w_lo + len(scratch))
                     if lo < up:
-                        check_bool_bytes(scratch[lo - w_lo : up - w_lo], f"blob {i}")
+                        check_bool_bytes(scratch[lo - w_lo : up - w_lo], f"blob {i}", blob=i)
                 done += len(scratch)
                 if progress is not None:
                     progress(done, total)

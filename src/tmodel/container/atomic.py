@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Callable
 from typing import BinaryIO
 
-from ..errors import FileAccessError
+from ..errors import TModelError, file_error
 
 
 def replace_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
@@ -36,8 +36,10 @@ def replace_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO],
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+    except TModelError:  # from `write`; some are OSErrors too (MissingFile), and must not be re-wrapped
+        raise
     except OSError as exc:
-        raise FileAccessError(f"cannot write {target!r}: {exc.strerror or exc}") from None
+        raise file_error(exc, f"cannot write {target!r}: {exc.strerror or exc}", target) from None
 
 
 def remove_stale(directory: str, base: str) -> list[str]:

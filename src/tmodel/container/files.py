@@ -6,19 +6,19 @@ from __future__ import annotations
 import os
 import stat
 
-from ..errors import FileAccessError, NotRegularFile, Truncated
+from ..errors import FileAccessError, NotRegularFile, Truncated, file_error
 
 
 def open_regular(path: str | os.PathLike[str]) -> tuple[int, int]:
     """Open once for reading without blocking on FIFOs; refuse anything but a regular file. (fd, size)"""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise FileAccessError(f"cannot open {os.fspath(path)!r}: {exc.strerror}") from None
+    except OSError as exc:  # a file that does not exist is a MissingFile, also a FileNotFoundError
+        raise file_error(exc, f"cannot open {os.fspath(path)!r}: {exc.strerror}", path) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFile(f"{os.fspath(path)!r} is not a regular file")
+            raise NotRegularFile(f"{os.fspath(path)!r} is not a regular file", path=path)
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
     except BaseException:

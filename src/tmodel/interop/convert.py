@@ -1,6 +1,7 @@
 """Conversion between .tmodel, safetensors (single file or Hugging Face sharded index) and torch.save files.
 
-`.pt/.pth/.bin` are read only with `torch.load(..., weights_only=True)`; torch.save files have no metadata,
+`.pt/.pth/.bin` are read only with `torch.load(..., weights_only=True)`; one it cannot read is BAD_SOURCE
+(one holding objects outside its allow-list, UNSUPPORTED_TYPE). torch.save files have no metadata,
 so reading one gives none and writing one drops it (the only place metadata is lost). Safetensors mapping
 rules are in `safetensors_io`.
 """
@@ -17,10 +18,11 @@ from ..archive.reader import Progress
 from ..codecs.table import CHOICES
 from ..container.atomic import replace_atomically
 from ..container.files import open_regular
-from ..errors import InvalidArgument, ManifestDecodeError, UnsupportedType
+from ..errors import BadSourceFile, InvalidArgument, UnsupportedType
 from .safetensors import (
     metadata_from_safetensors,
     metadata_to_safetensors,
+    naming,
     read_safetensors,
     read_safetensors_index,
     write_safetensors,
@@ -42,10 +44,10 @@ def read_torch(path: PathLike) -> Any:
             detail = next((ln for ln in lines if "WeightsUnpickler error:" in ln), lines[0] if lines else "")
             if "Unsupported global" in detail or "Unsupported class" in detail:
                 raise UnsupportedType(
-                    f"{name!r} holds objects outside the weights-only allow-list: {detail}"
+                    f"{name!r} holds objects outside the weights-only allow-list: {detail}", path=name
                 ) from None
-            raise ManifestDecodeError(
-                f"{name!r} is not a readable torch checkpoint: {type(exc).__name__}: {detail}"
+            raise BadSourceFile(
+                f"{name!r} is not a readable torch checkpoint: {type(exc).__name__}: {detail}", path=name
             ) from None
 
 
@@ -94,6 +96,11 @@ def convert(src: PathLike, dst: PathLike, *, codec: str = "auto", progress: Prog
 
 
 def _read(src: PathLike, kind: str, progress: Progress | None) -> tuple[Any, dict[str, Any]]:
+    with naming(src):  # an error while reading the source names it (a shard's names the shard)
+        return _read_source(src, kind, progress)
+
+
+def _read_source(src: PathLike, kind: str, progress: Progress | None) -> tuple[Any, dict[str, Any]]:
     if kind == "tmodel":
         with api.open_file(src) as f:
             return f.load(), f.metadata

@@ -2,7 +2,9 @@
 
 Rules: no trust in the header: its length, the JSON (duplicate keys rejected), dtypes, shapes and offsets
 (no holes, overlaps or trailing bytes) are all checked before a byte of tensor data is read, into tensors we
-allocate. Metadata mapping, so that nothing is dropped silently:
+allocate. A header or index whose JSON, fields or metadata are not valid is BAD_SOURCE (`BadSourceFile`);
+sizes, layout, dtypes and data keep the codes a tmodel file would get; a read error names its file (`path`).
+Metadata mapping, so that nothing is dropped silently:
 - safetensors `__metadata__` (str -> str) becomes tmodel metadata as is;
 - tmodel metadata -> safetensors: str values are copied; other values that JSON can hold (None, bool, int,
   finite float, lists and maps of those) are stored JSON-encoded and their keys listed, as a JSON array,
@@ -14,11 +16,12 @@ allocate. Metadata mapping, so that nothing is dropped silently:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -30,10 +33,11 @@ from ..container.files import open_regular, pread_exact, preadinto_exact
 from ..errors import (
     BadLayout,
     BadName,
+    BadSourceFile,
     BadTensor,
     LimitExceeded,
-    ManifestDecodeError,
     ManifestSchemaError,
+    TModelError,
     Truncated,
     UnknownDtype,
     UnsupportedType,
@@ -76,6 +80,25 @@ _METADATA_KEY = "__metadata__"
 _WRITE_PIECE = 16 << 20
 
 
+@contextlib.contextmanager
+def naming(path: PathLike) -> Iterator[None]:
+    """A TModelError raised inside names the source file `path`, unless it names one already."""
+    try:
+        yield
+    except TModelError as exc:
+        exc.add_context(path=path)
+        raise
+
+
+def _source_metadata(metadata: Any) -> dict[str, Any]:
+    """Source metadata that tmodel metadata cannot hold (an integer beyond 64 bits, deep nesting) is the
+    source file's fault: BAD_SOURCE, with check_metadata's message."""
+    try:
+        return check_metadata(metadata)
+    except ManifestSchemaError as exc:
+        raise BadSourceFile(exc.message) from None
+
+
 # -- strict JSON ----------------------------------------------------------------------------------------
 def _load_json(raw: bytes, what: str) -> Any:
     """UTF-8 JSON with duplicate keys and NaN/Infinity literals rejected."""
@@ -84,24 +107,24 @@ def _load_json(raw: bytes, what: str) -> Any:
         out: dict[str, Any] = {}
         for key, value in items:
             if key in out:
-                raise ManifestDecodeError(f"{what}: duplicate JSON key {key!r}")
+                raise BadSourceFile(f"{what}: duplicate JSON key {key!r}")
             out[key] = value
         return out
 
     def constant(name: str) -> Any:
-        raise ManifestDecodeError(f"{what}: {name} is not JSON")
+        raise BadSourceFile(f"{what}: {name} is not JSON")
 
     try:
         return json.loads(raw.decode("utf-8"), object_pairs_hook=pairs, parse_constant=constant)
-    except ManifestDecodeError:
+    except BadSourceFile:
         raise
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise ManifestDecodeError(f"{what}: not valid UTF-8 JSON: {exc}") from None
+        raise BadSourceFile(f"{what}: not valid UTF-8 JSON: {exc}") from None
 
 
 def _size(value: Any, where: str) -> int:
     if type(value) is not int or not 0 <= value <= INT64_MAX:
-        raise ManifestSchemaError(f"{where}: {value!r} is not an integer in 0..2^63-1")
+        raise BadSourceFile(f"{where}: {value!r} is not an integer in 0..2^63-1")
     return value
 
 
@@ -129,10 +152,10 @@ class StHeader:
 def parse_safetensors_header(raw: bytes, buffer_size: int) -> StHeader:
     """Validate a safetensors JSON header against a byte buffer of `buffer_size` bytes."""
     if not raw.startswith(b"{"):
-        raise ManifestDecodeError("safetensors header does not start with '{'")
+        raise BadSourceFile("safetensors header does not start with '{'")
     doc = _load_json(raw, "safetensors header")
     if not isinstance(doc, dict):
-        raise ManifestSchemaError("safetensors header is not a JSON object")
+        raise BadSourceFile("safetensors header is not a JSON object")
     metadata = _st_metadata(doc.pop(_METADATA_KEY, {}))
     if len(doc) > DEFAULT_LIMITS.max_tensors:
         raise LimitExceeded(f"{len(doc)} tensors exceed the limit {DEFAULT_LIMITS.max_tensors}")
@@ -152,19 +175,19 @@ def parse_safetensors_header(raw: bytes, buffer_size: int) -> StHeader:
 
 def _st_metadata(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(type(v) is str for v in value.values()):
-        raise ManifestSchemaError("safetensors __metadata__ must map strings to strings")
+        raise BadSourceFile("safetensors __metadata__ must map strings to strings")
     return dict(value)
 
 
 def _st_entry(name: str, info: Any) -> StEntry:
     where = f"safetensors tensor {name!r}"
     if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-        raise ManifestSchemaError(f"{where}: needs exactly the keys dtype, shape and data_offsets")
+        raise BadSourceFile(f"{where}: needs exactly the keys dtype, shape and data_offsets")
     st_dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
     if type(st_dtype) is not str or st_dtype not in ST_DTYPES:
         raise UnknownDtype(f"{where}: unsupported dtype {st_dtype!r}")
     if not isinstance(shape, list) or not isinstance(offsets, list) or len(offsets) != 2:
-        raise ManifestSchemaError(f"{where}: shape must be a list and data_offsets a pair")
+        raise BadSourceFile(f"{where}: shape must be a list and data_offsets a pair")
     if len(shape) > DEFAULT_LIMITS.max_rank:
         raise LimitExceeded(f"{where}: rank {len(shape)} exceeds the limit {DEFAULT_LIMITS.max_rank}")
     dims = tuple(_size(d, f"{where} shape") for d in shape)
@@ -193,6 +216,13 @@ def read_safetensors(
     >>> tensors, metadata = read_safetensors("model.safetensors")
     """
     _check_little_endian()
+    with naming(path):
+        return _read_safetensors(path, progress)
+
+
+def _read_safetensors(
+    path: PathLike, progress: Progress | None
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     fd, size = open_regular(path)
     try:
         if size < 8:
@@ -249,7 +279,9 @@ def write_safetensors(
     offset = 0
     for name, t in tensors.items():
         if type(name) is not str or name == _METADATA_KEY:
-            raise BadName(f"invalid safetensors tensor name {name!r}")
+            raise BadName(
+                f"invalid safetensors tensor name {name!r}", tensor=name if type(name) is str else None
+            )
         if not isinstance(t, torch.Tensor):
             raise UnsupportedType(f"{name!r}: {type(t).__name__} is not a tensor")
         check_tensor(t, name)
@@ -301,6 +333,11 @@ def read_safetensors_index(
 
     Shards must be plain file names in the index's directory and hold exactly the tensors mapped to them.
     """
+    with naming(path):
+        return _read_index(path, progress)
+
+
+def _read_index(path: PathLike, progress: Progress | None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     fd, size = open_regular(path)
     try:
         if size > MAX_HEADER_BYTES:
@@ -309,12 +346,12 @@ def read_safetensors_index(
     finally:
         os.close(fd)
     if not isinstance(doc, dict) or not isinstance(doc.get("weight_map"), dict):
-        raise ManifestSchemaError("safetensors index needs a 'weight_map' object")
+        raise BadSourceFile("safetensors index needs a 'weight_map' object")
     index_meta = doc.get("metadata")
     index_meta = {} if index_meta is None else index_meta
     if not isinstance(index_meta, dict):
-        raise ManifestSchemaError("safetensors index 'metadata' must be an object")
-    metadata = check_metadata(index_meta)
+        raise BadSourceFile("safetensors index 'metadata' must be an object")
+    metadata = _source_metadata(index_meta)
     weight_map: dict[str, Any] = doc["weight_map"]
     shards: dict[str, list[str]] = {}
     for name, shard in weight_map.items():
@@ -382,7 +419,7 @@ def metadata_from_safetensors(metadata: Mapping[str, str]) -> dict[str, Any]:
         return out
     keys = _load_json(marker.encode("utf-8"), f"metadata {JSON_KEYS!r}")
     if not isinstance(keys, list) or not all(type(k) is str and k in out for k in keys):
-        raise ManifestSchemaError(f"metadata {JSON_KEYS!r} must list keys present in the metadata")
+        raise BadSourceFile(f"metadata {JSON_KEYS!r} must list keys present in the metadata")
     for key in keys:
         out[key] = _load_json(out[key].encode("utf-8"), f"metadata[{key!r}]")
-    return check_metadata(out)
+    return _source_metadata(out)

@@ -135,7 +135,7 @@ def _check_tensors(m: Manifest, limits: Limits) -> None:
     for i, t in enumerate(m.tensors):
         check_name(t.name, limits)
         if t.name in names:
-            raise BadName(f"duplicate tensor name {t.name!r}")
+            raise BadName(f"duplicate tensor name {t.name!r}", tensor=t.name)
         names.add(t.name)
         where = f"tensor {t.name!r}"
         if t.dtype not in DTYPES:

@@ -50,7 +50,7 @@ def bool_bytes_ok(data: Buffer) -> bool:
     )
 
 
-def check_bool_bytes(data: Buffer, where: str) -> None:
+def check_bool_bytes(data: Buffer, where: str, blob: int | None = None) -> None:
     """BAD_VALUE unless every byte of a bool tensor's range is 0x00 or 0x01 (SPEC.md §5.3)."""
     if not bool_bytes_ok(data):
-        raise BadValue(f"{where}: a bool tensor holds a byte other than 0 or 1")
+        raise BadValue(f"{where}: a bool tensor holds a byte other than 0 or 1", blob=blob)

@@ -13,10 +13,15 @@ _NAME = re.compile(r"[^\x00-\x1f\x7f/\\]+")
 
 def check_name(name: str, limits: Limits) -> None:
     """Tensor names: 1..max_name_bytes of UTF-8, no control characters, no '/' or '\\', no '..'."""
+    _check_name(name, limits, name)
+
+
+def _check_name(name: str, limits: Limits, tensor: str | None) -> None:
+    """The tensor-name rules; the error names `tensor` (None for a local name, which is no tensor's)."""
     if not _NAME.fullmatch(name) or ".." in name:
-        raise BadName(f"invalid tensor name {name!r}")
+        raise BadName(f"invalid tensor name {name!r}", tensor=tensor)
     if len(name.encode("utf-8", "surrogatepass")) > limits.max_name_bytes:
-        raise BadName(f"tensor name of more than {limits.max_name_bytes} bytes")
+        raise BadName(f"tensor name of more than {limits.max_name_bytes} bytes", tensor=tensor)
 
 
 def unique_name(candidate: str, index: int, taken: set[str]) -> str:
@@ -41,4 +46,4 @@ def check_local_name(name: str, limits: Limits, where: str) -> None:
     """Names of parameters, buffers and children: tensor-name rules, and no '.' (torch's own rule)."""
     if "." in name:
         raise BadName(f"{where}: local name {name!r} contains '.'")
-    check_name(name, limits)
+    _check_name(name, limits, None)

@@ -21,18 +21,28 @@ def steps_between(layer: str, from_version: int, to_version: int) -> list[Step]:
     for k in range(lo, hi):
         found = steps.get(k, [])
         if len(found) > 1:
+            names = ", ".join(s.name for s in found)
             raise MigrationError(
-                f"{layer}: {len(found)} steps from version {k} ({', '.join(s.name for s in found)}): a branch"
+                f"{layer}: {len(found)} steps from version {k} ({names}): a branch",
+                layer=layer,
+                version=k,
             )
         if not found:
             raise MigrationError(
-                f"{layer}: no migration step from version {k} to {k + 1} (a gap in the chain)"
+                f"{layer}: no migration step from version {k} to {k + 1} (a gap in the chain)",
+                layer=layer,
+                version=k,
             )
         out.append(found[0])
     if from_version > to_version:
         for step in out:
             if step.downgrade is None:
-                raise MigrationError(f"{step.label()} declares no downgrade")
+                raise MigrationError(
+                    f"{step.label()} declares no downgrade",
+                    layer=layer,
+                    version=step.to_version,
+                    step=step.name,
+                )
         out.reverse()
     return out
 
@@ -43,7 +53,9 @@ def upgrade_steps(layer: str, file_version: int) -> list[Step]:
     if file_version > current:
         raise LayerVersionError(
             f"{layer}: the file has layer version {file_version}, this program registers version {current}; "
-            "upgrade the code that defines it"
+            "upgrade the code that defines it",
+            layer=layer,
+            version=file_version,
         )
     return steps_between(layer, file_version, current)
 

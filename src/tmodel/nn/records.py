@@ -157,7 +157,9 @@ class ModuleBuilder:
                     "; upgrade the code that defines it"
                     if newer
                     else f"; no migration from version {rec.version}"
-                )
+                ),
+                layer=rec.type,
+                version=rec.version,
             )
         config = {k: self.value(v) for k, v in rec.config.items()}
         spec.validate(config, "on load")

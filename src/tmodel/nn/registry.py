@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
-from ..errors import BadConfig, InvalidArgument, UnregisteredType
+from ..errors import BadConfig, InvalidArgument, TModelError, UnregisteredType
 from ..manifest.fields import first_error
 from ..manifest.names import TYPE_NAME
 
@@ -56,7 +56,11 @@ class LayerSpec:
         try:
             self.config_model.model_validate(config)
         except ValidationError as exc:
-            raise BadConfig(f"{self.name} v{self.version} config {when}: {first_error(exc)}") from None
+            raise BadConfig(
+                f"{self.name} v{self.version} config {when}: {first_error(exc)}",
+                layer=self.name,
+                version=self.version,
+            ) from None
 
 
 _BY_NAME: dict[str, LayerSpec] = {}
@@ -76,7 +80,15 @@ def _add(spec: LayerSpec) -> None:
 
 
 def _check_new(spec: LayerSpec) -> None:
-    """Refuse a registration before anything about the class is changed."""
+    """Refuse a registration before anything about the class is changed; the error names the layer."""
+    try:
+        _refuse(spec)
+    except TModelError as exc:
+        exc.add_context(layer=spec.name, version=spec.version)
+        raise
+
+
+def _refuse(spec: LayerSpec) -> None:
     if not TYPE_NAME.fullmatch(spec.name) or len(spec.name) > 256:
         raise InvalidArgument(f"invalid layer name {spec.name!r}: dotted identifiers, e.g. 'acme.Gate'")
     if spec.version < 1:
@@ -182,13 +194,13 @@ def spec_for_module(module: nn.Module, where: str) -> LayerSpec:
     spec = _BY_CLASS.get(type(module))
     if spec is None:
         cls = type(module)
+        qualified = f"{cls.__module__}.{cls.__qualname__}"  # the error's `layer`: it has no registered name
         if cls in _WHY_NOT:
-            raise UnregisteredType(
-                f"{where}: {cls.__module__}.{cls.__qualname__} cannot be saved: {_WHY_NOT[cls]}"
-            )
+            raise UnregisteredType(f"{where}: {qualified} cannot be saved: {_WHY_NOT[cls]}", layer=qualified)
         raise UnregisteredType(
-            f"{where}: {cls.__module__}.{cls.__qualname__} is not a registered layer; decorate it with "
-            f'@tmodel.register("your.{cls.__name__}", version=1)'
+            f"{where}: {qualified} is not a registered layer; decorate it with "
+            f'@tmodel.register("your.{cls.__name__}", version=1)',
+            layer=qualified,
         )
     return spec
 
@@ -201,7 +213,8 @@ def spec_for_name(name: str, where: str) -> LayerSpec:
         hint = f"; nearest registered: {', '.join(near)}" if near else ""
         raise UnregisteredType(
             f"{where}: layer type {name!r} is not registered in this program{hint}. Import the module that "
-            f'defines it, or register a class with @tmodel.register("{name}", version=N)'
+            f'defines it, or register a class with @tmodel.register("{name}", version=N)',
+            layer=name,
         )
     return spec
 

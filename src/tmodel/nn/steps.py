@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ValidationError
 
-from ..errors import BadConfig, InvalidArgument, MigrationError
+from ..errors import BadConfig, InvalidArgument, MigrationError, TModelError
 from ..manifest.fields import first_error
 
 KINDS = ("parameter", "buffer")
@@ -166,7 +166,7 @@ def migration(
     ...     rec.split("qkv", {"q": 64, "k": 64, "v": 64})
     """
     if from_version < 1:
-        raise InvalidArgument("from_version must be >= 1")
+        raise InvalidArgument("from_version must be >= 1", layer=layer, version=from_version)
 
     def decorate(fn: StepFn) -> StepFn:
         step = Step(layer, from_version, fn, downgrade, config, getattr(fn, "__qualname__", "step"))
@@ -190,7 +190,18 @@ def layers_with_steps() -> list[str]:
 
 
 def run_step(step: Step, record: LayerRecord, down: bool = False) -> None:
-    """Run one step on a record and check the result against the step's declared config model."""
+    """Run one step on a record and check the result against the step's declared config model. An error
+    names the layer, the version the step starts from and the step."""
+    try:
+        _run_step(step, record, down)
+    except TModelError as exc:
+        exc.add_context(
+            layer=step.layer, version=step.to_version if down else step.from_version, step=step.name
+        )
+        raise
+
+
+def _run_step(step: Step, record: LayerRecord, down: bool) -> None:
     fn = step.downgrade if down else step.upgrade
     assert fn is not None
     try:

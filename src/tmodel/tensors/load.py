@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..archive.reader import Reader, bool_regions
+from ..archive.reader import Reader, bool_regions, names_file
 from ..codecs.table import RAW
 from ..errors import InvalidArgument
 from ..manifest.dtypes import DTYPES, check_bool_bytes
@@ -29,6 +29,7 @@ def device_of(map_location: Any) -> torch.device:
     raise InvalidArgument("map_location must be None, a string or a torch.device")
 
 
+@names_file
 def materialize(
     reader: Reader, indices: Sequence[int], device: torch.device, use_mmap: bool = True
 ) -> list[torch.Tensor]:
@@ -55,7 +56,7 @@ def materialize(
 
 def check_bool_region(region: torch.Tensor, blob: int) -> None:
     """A bool range of a decoded blob (a uint8 slice of its buffer) holds only 0 and 1."""
-    check_bool_bytes(host_view(region), f"blob {blob}")
+    check_bool_bytes(host_view(region), f"blob {blob}", blob=blob)
 
 
 def meta_tensors(m: Manifest) -> list[torch.Tensor]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..archive.reader import Reader
+from ..archive.reader import Reader, names_file
 from ..errors import InvalidArgument
 from ..manifest.dtypes import DTYPES, extent
 from .dtypes import TORCH_DTYPES
@@ -25,6 +25,7 @@ def _check_key(key: Any) -> None:
             raise InvalidArgument(f"get_slice supports ints, slices, ... and None, not {type(part).__name__}")
 
 
+@names_file
 def read_slice(reader: Reader, index: int, key: Any) -> torch.Tensor:
     """Basic indexing (ints, slices, Ellipsis, None) of one tensor, decoding only the chunks it needs."""
     _check_key(key)
@@ -36,7 +37,9 @@ def read_slice(reader: Reader, index: int, key: Any) -> torch.Tensor:
     try:
         view = base[key]
     except (IndexError, TypeError, ValueError, RuntimeError) as exc:
-        raise InvalidArgument(f"bad index for tensor {t.name!r} of shape {t.shape}: {exc}") from None
+        raise InvalidArgument(
+            f"bad index for tensor {t.name!r} of shape {t.shape}: {exc}", tensor=t.name
+        ) from None
     if view.numel() == 0 or t.blob is None:
         return torch.empty(view.shape, dtype=dtype)
     lo = int(view.storage_offset()) * itemsize
