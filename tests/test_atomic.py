@@ -1,17 +1,21 @@
 """Atomic, durable, streaming writes: a failed save leaves the previous file untouched and no temporary
 files behind; a successful one fsyncs the file before the rename and the directory after it (and says so
 when the directory's fsync fails); memory stays bounded by chunk size × threads. The replaced file's mode
-and owner are kept; temporary names fit any valid target name; symbolic links are followed."""
+and owner are kept; temporary names fit any valid target name; symbolic links are followed; an unclosed
+`tmodel.open` handle is released, with a ResourceWarning, when collected."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import gc
 import os
 import stat
 import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -417,3 +421,54 @@ def test_other_non_regular_targets_and_link_loops_are_refused(tmp_path: Path) ->
         tmodel.save({"x": torch.ones(2)}, f"{tmp_path}/")
     assert info.value.code == "NOT_REGULAR_FILE"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "fifo"]
+
+
+# -- handles nobody closed -----------------------------------------------------------------------------------
+def _open_fds_on(path: Path) -> list[int]:
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                out.append(int(fd))
+    return out
+
+
+def test_an_unclosed_handle_is_released_with_a_resource_warning(tmp_path: Path) -> None:
+    path = tmp_path / "m.tmodel"
+    tmodel.save({"w": torch.arange(1000, dtype=torch.float32), "z": torch.ones(100)}, path, codec="raw")
+    f = tmodel.open(path)
+    mapped = f.get_tensor("w")  # a view of the file mapping
+    f.get_slice("z")[:10]
+    f.load()  # starts the worker threads
+    fd = f.reader.fd
+    assert fd in _open_fds_on(path)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        del f
+        gc.collect()
+    assert [w.category for w in seen] == [ResourceWarning]
+    assert str(path) in str(seen[0].message) and "unclosed" in str(seen[0].message)
+    assert fd not in _open_fds_on(path)  # the handle's descriptor went
+    assert torch.equal(mapped, torch.arange(1000, dtype=torch.float32))  # still valid: it holds the mapping
+    del mapped
+    gc.collect()
+    assert _open_fds_on(path) == []  # and the mapping (with the descriptor mmap keeps) went with the tensor
+
+
+def test_closed_and_context_managed_handles_warn_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "m.tmodel"
+    tmodel.save({"w": torch.arange(10, dtype=torch.float32)}, path, codec="raw")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with tmodel.open(path) as f:
+            w = f.get_tensor("w")
+        del f
+        g = tmodel.open(path)
+        g.get_tensor("w")
+        g.close()
+        g.close()
+        del g
+        tmodel.load(path)
+        gc.collect()
+    assert seen == []
+    assert torch.equal(w, torch.arange(10, dtype=torch.float32))
