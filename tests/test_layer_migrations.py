@@ -74,7 +74,8 @@ def test_v1_weights_are_split_exactly() -> None:
     with Reader(FIXTURES / "example.Attention" / "v1.tmodel") as r:
         qkv_index = r.manifest.modules[0].parameters["qkv"]
         assert qkv_index is not None
-    qkv = tmodel.open(FIXTURES / "example.Attention" / "v1.tmodel").get_tensor("model.qkv")
+    with tmodel.open(FIXTURES / "example.Attention" / "v1.tmodel") as f:
+        qkv = f.get_tensor("model.qkv")
     model = tmodel.load(FIXTURES / "example.Attention" / "v1.tmodel")["model"]
     assert torch.equal(torch.cat([model.q, model.k, model.v]), qkv)
 
@@ -195,8 +196,8 @@ def test_downgrade_where_steps_declare_one(tmp_path: Path) -> None:
         assert (rec.type, rec.version) == ("example.Attention", 1)
         assert sorted(rec.parameters) == ["proj", "qkv"] and rec.buffers == {}
         assert [k for k in rec.config] == ["dim", "n_heads"]
-    original = tmodel.open(FIXTURES / "example.Attention" / "v1.tmodel").get_tensor("model.qkv")
-    assert torch.equal(tmodel.open(v1).get_tensor("model.qkv"), original)
+    with tmodel.open(FIXTURES / "example.Attention" / "v1.tmodel") as f, tmodel.open(v1) as g:
+        assert torch.equal(g.get_tensor("model.qkv"), f.get_tensor("model.qkv"))
     with pytest.raises(TModelError) as err:
         tmodel.migrate_file(
             FIXTURES / "example.RunningNorm" / "v1.tmodel",
