@@ -1,5 +1,6 @@
 """The `tmodel` command line: exact exit codes, one-line `error[CODE]:` messages and never a traceback,
-both in a subprocess (`python -m tmodel.cli`) and in-process through `main`."""
+both in a subprocess (`python -m tmodel.cli`) and in-process through `main`; names and metadata from a
+hostile file reach the terminal escaped."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ import torch
 import tmodel
 from tmodel.archive.reader import Reader
 from tmodel.cli import main as cli
+from tmodel.cli import text
 from tmodel.cli.main import from_json_value, main, to_json_value
+from tmodel.conformance import make_cases
+from tmodel.errors import TModelError
 
 META: dict[str, Any] = {
     "name": "tiny",
@@ -310,3 +314,106 @@ def test_convert_errors(mode: str, tmp_path: Path, capsys: pytest.CaptureFixture
     evil_index.write_text(json.dumps({"weight_map": {"w": "../x.safetensors"}}))
     assert_error(run(mode, ["convert", str(evil_index), str(tmp_path / "e.tmodel")], capsys), "BAD_NAME")
     assert sorted(os.listdir(tmp_path)) == ["e.safetensors.index.json", "h.safetensors", "n.tmodel"]
+
+
+# -- hostile text from a file ------------------------------------------------------------------------------
+TITLE, CLEAR, RLO = "\x1b]0;title\x07", "\x1b[2J", "\u202e"
+RAW_CONTROLS = ["\x1b", "\x07", "\r", "\u202e", "\u2066", "\x9b", "\x85", "\x7f"]
+HOSTILE = f"{TITLE}{CLEAR}{RLO}\r"
+HOSTILE_META: dict[str, Any] = {
+    f"k{HOSTILE}": f"v{HOSTILE}\x7f",
+    "nested": {f"in{TITLE}": [f"{CLEAR}x", b"\x1b"]},
+}
+TENSOR_NAME = f"w{RLO}gpj.exe\u2066\x9b\x85"  # what a tensor name may hold: C0 and DEL are BAD_NAME
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Path:
+    path = tmp_path / "hostile.tmodel"
+    state = {TENSOR_NAME: torch.ones(2), f"mod{HOSTILE}": torch.nn.Linear(2, 2)}
+    tmodel.save(state, path, metadata=HOSTILE_META)
+    return path
+
+
+def test_escape_and_quote() -> None:
+    assert text.escape(f"a{TITLE}b") == "a\\x1b]0;title\\x07b"
+    assert text.escape("\t\n\r\x00\x7f\x9b\u061c\u200e\u200f\u202a\u202e\u2066\u2069") == (
+        "\\t\\n\\r\\x00\\x7f\\x9b\\u061c\\u200e\\u200f\\u202a\\u202e\\u2066\\u2069"
+    )
+    assert text.escape('plain ünïcode \\ "') == 'plain ünïcode \\ "'  # nothing else changes
+    assert text.escape(os.fsdecode(b"caf\xff")) == "caf\\xff"  # a non-UTF-8 byte of a path
+    assert text.quote("model.fc.weight") == "model.fc.weight"  # names that need nothing stay bare
+    assert text.quote(f"w{RLO}") == '"w\\u202e"'
+    assert text.quote('say "hi" \\ now') == '"say \\"hi\\" \\\\ now"'  # unambiguous once quoted
+    assert text.quote("") == '""' and text.quote("x", always=True) == '"x"'
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_inspect_escapes_control_and_bidi_characters(
+    mode: str, hostile: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, err = run(mode, ["inspect", str(hostile)], capsys)
+    assert (rc, err) == (0, "")
+    for ch in RAW_CONTROLS:
+        assert ch not in out, repr(ch)
+    escaped = "\\x1b]0;title\\x07\\x1b[2J\\u202e\\r"
+    lines = out.splitlines()
+    assert any(line.startswith('"w\\u202egpj.exe\\u2066\\x9b\\x85"  float32') for line in lines)
+    assert f'  "mod{escaped}": torch.nn.Linear v1 (6 params)' in lines  # a dict key, in the architecture
+    assert f'  "k{escaped}": "v{escaped}\\x7f"' in lines  # metadata key and value
+    assert '  nested: {"in\\x1b]0;title\\x07": ["\\x1b[2Jx", {"$bytes": "1b"}]}' in lines
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_inspect_json_keeps_the_exact_hostile_strings(
+    mode: str, hostile: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, err = run(mode, ["inspect", str(hostile), "--json"], capsys)
+    assert (rc, err) == (0, "")
+    assert out.isascii() and all(ch not in out for ch in RAW_CONTROLS)
+    doc = json.loads(out)
+    assert from_json_value(doc["metadata"]) == HOSTILE_META
+    assert doc["tensors"][0]["name"] == TENSOR_NAME
+    assert doc["architecture"][0]["name"] == f"mod{HOSTILE}"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("command", ["inspect", "verify"])
+def test_the_error_line_escapes_a_hostile_name(
+    mode: str, command: str, good: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head, region, wire, digest = make_cases.split(good.read_bytes())
+    wire["tensors"][0]["name"] = f"w{HOSTILE}\u2066\x9b"
+    bad = tmp_path / "bad.tmodel"
+    bad.write_bytes(make_cases.build(head, region, wire, digest))
+    result = run(mode, [command, str(bad)], capsys)
+    assert_error(result, "BAD_NAME")
+    err = result[2]
+    assert all(ch not in err for ch in RAW_CONTROLS)
+    assert "\\x1b]0;title\\x07\\x1b[2J\\u202e\\r\\u2066\\x9b" in err
+
+
+def test_every_error_message_is_escaped(
+    good: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whatever composed the message (a name without repr, a path): the line that reaches the terminal
+    holds no control character, and stays one line."""
+
+    def hostile(self: Reader, progress: Any = None) -> None:
+        raise TModelError(f"layer path {HOSTILE}\x9b\u2066 is bad\nsecond line")
+
+    monkeypatch.setattr(Reader, "verify", hostile)
+    result = run("inprocess", ["verify", str(good)], capsys)
+    assert_error(result, "TMODEL")
+    assert (
+        result[2]
+        == "error[TMODEL]: layer path \\x1b]0;title\\x07\\x1b[2J\\u202e \\x9b\\u2066 is bad second line\n"
+    )
+
+
+def test_every_line_a_command_prints_is_escaped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / f"ok{CLEAR}{RLO}.tmodel"
+    tmodel.save({"w": torch.ones(1)}, path)
+    rc, out, err = run("inprocess", ["verify", str(path)], capsys)
+    assert (rc, err) == (0, "")
+    assert out == f"ok: {tmp_path}/ok\\x1b[2J\\u202e.tmodel (1 tensors, 4 bytes checked)\n"

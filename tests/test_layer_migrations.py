@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -72,7 +74,8 @@ def test_v1_weights_are_split_exactly() -> None:
     with Reader(FIXTURES / "example.Attention" / "v1.tmodel") as r:
         qkv_index = r.manifest.modules[0].parameters["qkv"]
         assert qkv_index is not None
-    qkv = tmodel.open(FIXTURES / "example.Attention" / "v1.tmodel").get_tensor("model.qkv")
+    with tmodel.open(FIXTURES / "example.Attention" / "v1.tmodel") as f:
+        qkv = f.get_tensor("model.qkv")
     model = tmodel.load(FIXTURES / "example.Attention" / "v1.tmodel")["model"]
     assert torch.equal(torch.cat([model.q, model.k, model.v]), qkv)
 
@@ -118,6 +121,71 @@ def test_in_place_keeps_a_backup(tmp_path: Path) -> None:
     assert _layer(path) == ("example.Attention", 3)
 
 
+def test_in_place_backup_keeps_mode_and_timestamps(tmp_path: Path) -> None:
+    path = tmp_path / "a.tmodel"
+    shutil.copy(FIXTURES / "example.Attention" / "v1.tmodel", path)
+    path.chmod(0o640)
+    os.utime(path, ns=(1_000_000_123, 1_500_000_000_456_789_000))
+    tmodel.migrate_file(path, in_place=True)
+    backup = (tmp_path / "a.tmodel.bak").stat()
+    assert stat.S_IMODE(backup.st_mode) == 0o640
+    assert backup.st_mtime_ns == 1_500_000_000_456_789_000  # (atime: whenever the migration read it)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640  # the migrated file keeps its mode too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tmodel", "a.tmodel.bak"]
+
+
+def test_in_place_never_overwrites_a_backup_nor_follows_a_link_planted_there(tmp_path: Path) -> None:
+    path = tmp_path / "a.tmodel"
+    shutil.copy(FIXTURES / "example.Attention" / "v1.tmodel", path)
+    original = path.read_bytes()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"not yours")
+    planted = tmp_path / "a.tmodel.bak"
+    planted.symlink_to(victim)
+    for _ in range(2):  # a planted link, then an earlier backup
+        with pytest.raises(TModelError) as err:
+            tmodel.migrate_file(path, in_place=True)
+        assert err.value.code == "INVALID_ARGUMENT"
+        assert str(planted) in str(err.value) and "exists" in str(err.value)
+        assert path.read_bytes() == original  # nothing was migrated either
+        planted.unlink()
+        planted.write_bytes(b"an earlier backup")
+    assert planted.read_bytes() == b"an earlier backup" and victim.read_bytes() == b"not yours"
+    tmodel.migrate_file(path, in_place=True, backup=".orig")
+    assert (tmp_path / "a.tmodel.orig").read_bytes() == original
+    for bad in ("", "/x", "../a"):
+        with pytest.raises(TModelError) as err:
+            tmodel.migrate_file(path, in_place=True, backup=bad)
+        assert err.value.code == "INVALID_ARGUMENT"
+
+
+def test_a_backup_appearing_during_the_copy_is_not_overwritten(tmp_path: Path) -> None:
+    """The race the existence check cannot close: the copy is published with link(), which fails on any
+    existing name (file or link) instead of following or replacing it."""
+    from tmodel.container import atomic
+
+    src = tmp_path / "src"
+    src.write_bytes(b"original")
+    dst = tmp_path / "dst"
+    real_link = os.link
+
+    def racing_link(a: str, b: str) -> None:
+        os.symlink(tmp_path / "elsewhere", b)  # planted between the check and the link
+        real_link(a, b)
+
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(os, "link", racing_link)
+            with pytest.raises(TModelError) as err:
+                atomic.copy_new(fd, dst)
+    finally:
+        os.close(fd)
+    assert err.value.code == "INVALID_ARGUMENT"
+    assert dst.is_symlink() and not (tmp_path / "elsewhere").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dst", "src"]  # no temporary file left
+
+
 def test_downgrade_where_steps_declare_one(tmp_path: Path) -> None:
     v3 = tmp_path / "v3.tmodel"
     tmodel.migrate_file(FIXTURES / "example.Attention" / "v1.tmodel", v3)
@@ -128,8 +196,8 @@ def test_downgrade_where_steps_declare_one(tmp_path: Path) -> None:
         assert (rec.type, rec.version) == ("example.Attention", 1)
         assert sorted(rec.parameters) == ["proj", "qkv"] and rec.buffers == {}
         assert [k for k in rec.config] == ["dim", "n_heads"]
-    original = tmodel.open(FIXTURES / "example.Attention" / "v1.tmodel").get_tensor("model.qkv")
-    assert torch.equal(tmodel.open(v1).get_tensor("model.qkv"), original)
+    with tmodel.open(FIXTURES / "example.Attention" / "v1.tmodel") as f, tmodel.open(v1) as g:
+        assert torch.equal(g.get_tensor("model.qkv"), f.get_tensor("model.qkv"))
     with pytest.raises(TModelError) as err:
         tmodel.migrate_file(
             FIXTURES / "example.RunningNorm" / "v1.tmodel",
@@ -295,6 +363,22 @@ def test_cli_migrate_dry_run_rewrite_and_downgrade(tmp_path: Path) -> None:
         and "declares no downgrade" in err
         and "Traceback" not in err
     )
+
+
+def test_cli_migrate_in_place_backup(tmp_path: Path) -> None:
+    path = tmp_path / "a.tmodel"
+    shutil.copy(FIXTURES / "example.Attention" / "v1.tmodel", path)
+    original = path.read_bytes()
+    rc, out, err = _cli("migrate", str(path), "-o", str(tmp_path / "b.tmodel"), "--backup", ".orig")
+    assert (rc, out) == (1, "") and err == "error[INVALID_ARGUMENT]: --backup goes with --in-place\n"
+    rc, out, err = _cli("migrate", str(path), "--in-place", "--backup", ".orig")
+    assert (rc, err) == (0, "") and out.endswith(f"backup: {path}.orig\n")
+    assert (tmp_path / "a.tmodel.orig").read_bytes() == original
+    shutil.copy(FIXTURES / "example.Attention" / "v1.tmodel", path)
+    rc, out, err = _cli("migrate", str(path), "--in-place", "--backup", ".orig")
+    assert rc == 1 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"error[INVALID_ARGUMENT]: the backup '{path}.orig' exists already")
+    assert "--backup SUFFIX" in err and path.read_bytes() == original
 
 
 def test_cli_migration_check_history_new(tmp_path: Path) -> None:

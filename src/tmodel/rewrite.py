@@ -4,13 +4,13 @@ byte for byte without being decoded, so the cost follows what changed, not the f
 from __future__ import annotations
 
 import os
-import shutil
 from typing import cast
 
 import torch
 
 from .archive.reader import Progress, Reader
 from .archive.writer import Options, Source, StoredBlob, write_atomic
+from .container.atomic import copy_new
 from .errors import InvalidArgument
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest.schema import Manifest, TensorEntry
@@ -42,9 +42,14 @@ def migrate_file(
     progress: Progress | None = None,
 ) -> list[str]:
     """Write `src` with every layer upgraded (or taken to `targets[layer]`) to `dst`, or over `src` with a
-    backup copy at `src + backup`. Returns the lines of what was applied (empty: nothing to do)."""
+    backup copy at `src + backup`. Returns the lines of what was applied (empty: nothing to do).
+
+    The backup is a new file, written atomically with the original's mode, owner and timestamps; an
+    existing file or symbolic link at its path is never followed nor overwritten [INVALID_ARGUMENT]."""
     if (dst is None) == (not in_place):
         raise InvalidArgument("give a destination, or in_place=True")
+    if in_place and (not backup or "/" in backup or "\0" in backup):
+        raise InvalidArgument(f"backup suffix {backup!r}: it must be non-empty and contain no '/'")
     out = os.fspath(src) if in_place else os.fspath(dst)  # type: ignore[arg-type]
     with Reader(src, limits, 0, torch_merge) as reader:
         m = reader.manifest
@@ -52,7 +57,13 @@ def migrate_file(
         if not up.changed:
             return []
         if in_place:
-            shutil.copy2(os.fspath(src), os.fspath(src) + backup)
+            kept = os.fspath(src) + backup
+            if os.path.lexists(kept):
+                raise InvalidArgument(
+                    f"the backup {kept!r} exists already and is never overwritten: move it away, or "
+                    "choose another suffix (--backup SUFFIX)"
+                )
+            copy_new(reader.fd, kept)  # the bytes being migrated, whatever happens to `src` meanwhile
         _write(reader, m, up, out, progress)
         return up.applied
 

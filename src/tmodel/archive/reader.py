@@ -6,6 +6,8 @@ each chunk's digest is checked before it is decoded, into memory the caller allo
 the caller asks to map (`mapped`), every digest is checked through the copy-on-write mapping it returns.
 Every TModelError raised while opening or reading the file names it (`path`), and one about a chunk names
 the blob and chunk (`names_file`).
+A reader nobody closed releases its descriptor and threads when it is garbage-collected, with a
+`ResourceWarning`, as Python's own files do; tensors mapped from the file stay valid (they hold the mapping).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import gc
 import mmap
 import os
 import threading
+import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -78,16 +82,22 @@ class Reader:
         self._merge = merge
         self.limits = limits
         self._threads = threads
-        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._starts: dict[int, list[int]] = {}
         self._map: mmap.mmap | None = None
-        self._fd, self.file_size = open_regular(path)
+        fd, self.file_size = open_regular(path)
+        self._owned = _Owned(fd)
+        self._finalizer = weakref.finalize(self, self._owned.collected, self.path)
+        self._finalizer.atexit = False  # at exit the process lets go of everything anyway
         try:
             self.manifest = self._read_manifest()
         except BaseException:
-            os.close(self._fd)
+            self.close()
             raise
+
+    @property
+    def _fd(self) -> int:
+        return self._owned.fd
 
     @names_file
     def _read_manifest(self) -> Manifest:
@@ -106,12 +116,8 @@ class Reader:
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._finalizer.detach()
+        self._owned.release(wait=True)
         self._map = None  # unmapped once no tensor holds a view of it
 
     def __enter__(self) -> Reader:
@@ -124,9 +130,9 @@ class Reader:
         with self._lock:
             if self._fd < 0:
                 raise InvalidArgument("the file is closed")
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self._threads or default_threads())
-            return self._pool
+            if self._owned.pool is None:
+                self._owned.pool = ThreadPoolExecutor(max_workers=self._threads or default_threads())
+            return self._owned.pool
 
     # -- blobs ------------------------------------------------------------------------------------------
     @names_file
@@ -303,6 +309,33 @@ class Reader:
                 done += len(scratch)
                 if progress is not None:
                     progress(done, total)
+
+
+class _Owned:
+    """What a Reader must give back (its descriptor and worker threads), apart from the Reader itself, so
+    that a finalizer can release them without keeping the Reader alive. The mapping is not here: tensors
+    mapped from the file keep it alive, and it goes when the last of them does."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pool: ThreadPoolExecutor | None = None
+
+    def release(self, wait: bool) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=wait)
+            self.pool = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def collected(self, path: str) -> None:
+        """The Reader was garbage-collected unclosed: release (without waiting: collection may happen on
+        one of the pool's own threads), then warn as an unclosed Python file does."""
+        unclosed = self.fd >= 0
+        self.release(wait=False)
+        if unclosed:
+            message = f"unclosed tmodel file {path!r}: close it, or use it as a context manager"
+            warnings.warn(message, ResourceWarning, stacklevel=1)  # no caller's line to point at
 
 
 @contextlib.contextmanager

@@ -6,18 +6,26 @@ Exit codes: 0 success, 1 a TModelError (one line `error[CODE]: message` on stder
 `inspect --json` prints one object (see `inspect_document`); metadata values that JSON cannot hold are
 tagged single-key objects: bytes -> {"$bytes": "<lowercase hex>"}, NaN/±inf -> {"$float": "nan"|"inf"|
 "-inf"}, and a map whose only key starts with "$" -> {"$dict": {...}}. `from_json_value` undoes this.
+
+Text from a file is shown safely (`text.py`, the one place that escapes): every C0 and C1 control
+character, DEL and bidirectional control (U+200E, U+200F, U+061C, U+202A-U+202E, U+2066-U+2069) in what
+the CLI prints, the `error[CODE]: message` line included, becomes a visible escape: `\\t`, `\\n`, `\\r`,
+`\\xHH` up to U+00FF, `\\uHHHH` above (`\\x1b`, `\\u202e`). In `inspect`, a tensor name, dict key, layer type
+or metadata key that needed escaping, or holds `"` or `\\`, is shown in double quotes with `"` and `\\`
+escaped too, as git's `core.quotePath` does; other names are shown as they are; metadata string values
+are always quoted. `inspect --json` escapes the JSON way (everything outside printable ASCII) and parses
+back to the exact strings.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from ..archive.reader import Reader
 from ..codecs.table import CHOICES
@@ -26,6 +34,7 @@ from ..manifest.dtypes import DTYPES
 from ..manifest.module_tree import architecture, render
 from ..manifest.schema import Manifest
 from .migrate import add_commands
+from .text import Escaped, escape, json_text, quote, show_value
 
 
 # -- JSON form of metadata ------------------------------------------------------------------------------
@@ -140,7 +149,7 @@ def _render(doc: dict[str, Any]) -> str:
     for t in doc["tensors"]:
         rows.append(
             [
-                t["name"],
+                quote(t["name"]),
                 t["dtype"],
                 "[" + ", ".join(map(str, t["shape"])) + "]",
                 t["codec"] or "-",
@@ -161,21 +170,30 @@ def _render(doc: dict[str, Any]) -> str:
             _fmt_ratio(tot["ratio"]),
         ]
     )
-    lines = [f"{doc['file']}: {doc['file_bytes']} bytes, schema {doc['schema_version']}, {doc['checksum']}"]
+    head = f"{quote(doc['file'])}: {doc['file_bytes']} bytes, schema {doc['schema_version']}"
+    lines = [f"{head}, {doc['checksum']}"]
     lines += _table(rows, {4, 5, 6})
     if doc["architecture"]:
         lines.append("architecture:")
-        lines += render(doc["architecture"])
+        lines += render(_quoted_tree(doc["architecture"]))
     meta = doc["metadata"]
     lines.append("metadata:" + ("" if meta else " (none)"))
-    lines += [f"  {k}: {json.dumps(v, ensure_ascii=False)}" for k, v in meta.items()]
+    lines += [f"  {quote(k)}: {show_value(v)}" for k, v in meta.items()]
     return "\n".join(lines)
+
+
+def _quoted_tree(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The architecture with its names (dict-key paths, child names) and layer types as `quote` shows them."""
+    return [
+        {**n, "name": quote(n["name"]), "type": quote(n["type"]), "children": _quoted_tree(n["children"])}
+        for n in tree
+    ]
 
 
 def _inspect(args: argparse.Namespace, out: TextIO) -> int:
     with Reader(args.file) as reader:
         doc = inspect_document(args.file, reader.manifest, reader.file_size, reader.source_schema_version)
-    out.write((json.dumps(doc, indent=2) if args.json else _render(doc)) + "\n")
+    out.write((json_text(doc) if args.json else _render(doc)) + "\n")
     return 0
 
 
@@ -301,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     run: Callable[[argparse.Namespace, TextIO], int] = args.run
     try:
-        return run(args, sys.stdout)
+        return run(args, cast(TextIO, Escaped(sys.stdout)))  # whatever a command prints is escaped
     except TModelError as exc:
         return _fail(exc.one_line())
     except KeyboardInterrupt:
@@ -318,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(line: str) -> int:
-    sys.stderr.write(line + "\n")
+    sys.stderr.write(escape(line) + "\n")  # messages can hold names from a hostile file
     return 1
 
 

@@ -49,14 +49,19 @@ def _migrate(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     if bool(args.output) == args.in_place:
         raise InvalidArgument("give -o OUT or --in-place")
-    lines = rewrite.migrate_file(args.file, args.output, in_place=args.in_place, targets=targets)
+    if args.backup is not None and not args.in_place:
+        raise InvalidArgument("--backup goes with --in-place")
+    suffix = ".bak" if args.backup is None else args.backup
+    lines = rewrite.migrate_file(
+        args.file, args.output, in_place=args.in_place, backup=suffix, targets=targets
+    )
     target = args.file if args.in_place else args.output
     if not lines:
         out.write(f"{args.file}: up to date, nothing written\n")
     for line in lines:
         out.write(f"{target}: {line}\n")
     if args.in_place and lines:
-        out.write(f"backup: {args.file}.bak\n")
+        out.write(f"backup: {args.file}{suffix}\n")
     return 0
 
 
@@ -164,6 +169,11 @@ def add_commands(sub: Any) -> None:
     s.add_argument("file", metavar="FILE")
     s.add_argument("-o", "--output", metavar="OUT")
     s.add_argument("--in-place", action="store_true", help="rewrite FILE, keeping FILE.bak")
+    s.add_argument(
+        "--backup",
+        metavar="SUFFIX",
+        help="with --in-place: keep the original at FILE+SUFFIX (default .bak; an existing one is an error)",
+    )
     s.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     s.add_argument(
         "--to", action="append", default=[], metavar="LAYER=VERSION", help="migrate a layer to a version"
