@@ -1,17 +1,17 @@
 """Validating, random-access reading of a container (SPEC.md §7).
 
-Rules: the file is opened once and read through that descriptor only; the header, trailer and manifest
-are validated (manifest digest first, then msgpack, then schema and layout) before any blob is touched;
-each chunk's digest is checked before it is decoded, into memory the caller allocated, or, for a raw blob
-the caller asks to map (`mapped`), every digest is checked through the copy-on-write mapping it returns.
+Rules: the file is opened once and read through that one source only (a path's descriptor, a file
+object, or bytes: `container.sources`, the same exact reads and the same checks for each); the header,
+trailer and manifest are validated (manifest digest first, then msgpack, then schema and layout) before any
+blob is touched; each chunk's digest is checked before it is decoded, into memory the caller allocated, or,
+for a raw blob the caller asks to map (`mapped`), every digest is checked through the copy-on-write mapping
+it returns (only sources in a regular file offer one).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import mmap
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +21,6 @@ from typing import TypeVar
 from ..codecs.planes import Merge, merge_planes
 from ..codecs.table import RAW, decode_chunk
 from ..container import digests
-from ..container.files import open_regular, pread_exact, preadinto_exact
 from ..container.framing import (
     HEADER_SIZE,
     TRAILER_SIZE,
@@ -30,6 +29,7 @@ from ..container.framing import (
     check_manifest_digest,
     parse_trailer,
 )
+from ..container.sources import SOURCES, ByteSource, Openable, open_source
 from ..errors import BadLayout, ChecksumMismatch, InvalidArgument, Truncated
 from ..limits import DEFAULT_LIMITS, Limits
 from ..manifest.checks import parse, tensor_extent
@@ -37,9 +37,11 @@ from ..manifest.dtypes import check_bool_bytes
 from ..manifest.encoding import unpack_manifest
 from ..manifest.schema import Blob, Manifest
 from ..migrations import upgrade
+from .progress import Progress
 from .threads import default_threads
 
-Progress = Callable[[int, int], None]
+__all__ = ["Progress", "Reader", "bool_regions"]
+
 _J = TypeVar("_J")
 _BATCH = 16 << 20  # bytes of digest work handed to a thread at once
 
@@ -49,35 +51,50 @@ class Reader:
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        source: Openable | ByteSource,
         limits: Limits = DEFAULT_LIMITS,
         threads: int = 0,
         merge: Merge = merge_planes,
+        worker_init: Callable[[], None] | None = None,
     ) -> None:
-        self.path = os.fspath(path)
+        """`source`: a path, a readable seekable binary file object (the archive runs from its position to
+        its end), or a `ByteSource` (e.g. `container.sources.buffer_source(data)` for bytes). `merge` is
+        the byte-plane merge the codecs use, `worker_init` runs first on each decoding thread."""
         self._merge = merge
+        self._worker_init = worker_init
         self.limits = limits
         self._threads = threads
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._starts: dict[int, list[int]] = {}
-        self._map: mmap.mmap | None = None
-        self._fd, self.file_size = open_regular(path)
+        self._map: memoryview | None = None
+        self._source: ByteSource | None = (
+            source if isinstance(source, SOURCES) else open_source(source)  # type: ignore[arg-type]
+        )
+        self.path = self._source.name
+        self.file_size = self._source.size
         try:
             self.manifest = self._read_manifest()
         except BaseException:
-            os.close(self._fd)
+            self._source.close()
             raise
+
+    @property
+    def source(self) -> ByteSource:
+        if self._source is None:
+            raise InvalidArgument("the file is closed")
+        return self._source
 
     def _read_manifest(self) -> Manifest:
         size = self.file_size
-        header = pread_exact(self._fd, min(size, HEADER_SIZE), 0)
+        src = self.source
+        header = src.read(min(size, HEADER_SIZE), 0)
         check_header(header)
         if size < HEADER_SIZE + TRAILER_SIZE:
             raise Truncated(f"file of {size} bytes has no room for a trailer")
-        trailer_raw = pread_exact(self._fd, TRAILER_SIZE, size - TRAILER_SIZE)
+        trailer_raw = src.read(TRAILER_SIZE, size - TRAILER_SIZE)
         trailer = parse_trailer(trailer_raw, size, self.limits)
-        raw = pread_exact(self._fd, trailer.manifest_length, trailer.manifest_offset)
+        raw = src.read(trailer.manifest_length, trailer.manifest_offset)
         check_manifest_digest(trailer, header, raw, trailer_raw)
         with _collector_paused():
             wire, self.source_schema_version = upgrade(unpack_manifest(raw, self.limits))
@@ -88,9 +105,9 @@ class Reader:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        if self._source is not None:
+            self._source.close()
+            self._source = None
         self._map = None  # unmapped once no tensor holds a view of it
 
     def __enter__(self) -> Reader:
@@ -101,10 +118,14 @@ class Reader:
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
-            if self._fd < 0:
+            if self._source is None:
                 raise InvalidArgument("the file is closed")
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self._threads or default_threads())
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self._threads or default_threads(),
+                    thread_name_prefix="tmodel-decode",
+                    initializer=self._worker_init,
+                )
             return self._pool
 
     # -- blobs ------------------------------------------------------------------------------------------
@@ -121,8 +142,13 @@ class Reader:
         """Decode chunks [first, last) of a blob into `out`, which spans exactly their decoded bytes."""
         self.decode_many([(blob, out, first, last)])
 
-    def decode_many(self, requests: Sequence[tuple[int, memoryview, int, int | None]]) -> None:
-        """Decode several (blob, out, first, last) requests, their chunks spread over the worker threads."""
+    def decode_many(
+        self,
+        requests: Sequence[tuple[int, memoryview, int, int | None]],
+        tally: Callable[[int], None] | None = None,
+    ) -> None:
+        """Decode several (blob, out, first, last) requests, their chunks spread over the worker threads;
+        `tally(n)` hears, on this thread, of each n decoded bytes as they are done."""
         jobs: list[tuple[Blob, int, int, int, memoryview]] = []
         padded: list[int] = []
         for blob, out, first, last in requests:
@@ -142,9 +168,14 @@ class Reader:
                 padded.append(blob)
         if len(jobs) == 1:
             self._decode_chunk(*jobs[0])
+            if tally is not None:
+                tally(len(jobs[0][4]))
         elif jobs:
-            for _ in self._executor().map(lambda a: self._decode_chunk(*a), jobs):
-                pass
+            for job, _ in zip(
+                jobs, self._executor().map(lambda a: self._decode_chunk(*a), jobs), strict=True
+            ):
+                if tally is not None:
+                    tally(len(job[4]))
         for blob in padded:
             self._check_padding(blob)
 
@@ -163,11 +194,11 @@ class Reader:
     def _decode_chunk(self, b: Blob, blob: int, j: int, start: int, out: memoryview) -> None:
         chunk = b.chunks[j]
         if b.codec == RAW:
-            preadinto_exact(self._fd, out, start)
+            self.source.readinto(out, start)
             self._check_digest(blob, j, out)
             return
         view = _scratch(sum(chunk.segments))
-        preadinto_exact(self._fd, view, start)
+        self.source.readinto(view, start)
         self._check_digest(blob, j, view)
         segments: list[memoryview] = []
         pos = 0
@@ -181,25 +212,23 @@ class Reader:
         views = self.mapped_many([blob])
         return None if views is None else views[blob]
 
-    def mapped_many(self, blobs: Sequence[int]) -> dict[int, memoryview] | None:
+    def mapped_many(
+        self, blobs: Sequence[int], tally: Callable[[int], None] | None = None
+    ) -> dict[int, memoryview] | None:
         """Raw blobs as writable copy-on-write views of the file mapping, zero-copy, after every chunk
-        digest (checked on the worker threads) and the padding were checked; None where the file cannot
-        be mapped (the caller decodes)."""
+        digest (checked on the worker threads) and the padding were checked; None where the source cannot
+        be mapped (the caller decodes). `tally(n)` hears of each n checked bytes."""
         for blob in blobs:
             if self.manifest.blobs[blob].codec != RAW:
                 raise InvalidArgument(f"blob {blob} is not stored raw")
         with self._lock:
-            if self._fd < 0:
-                raise InvalidArgument("the file is closed")
+            source = self.source
             if self._map is None:
-                try:
-                    self._map = mmap.mmap(self._fd, self.file_size, access=mmap.ACCESS_COPY)
-                except (OSError, ValueError, AttributeError):
+                self._map = source.map()
+                if self._map is None:
                     return None
-            mapping = self._map
-        if os.fstat(self._fd).st_size < self.file_size:
-            raise Truncated(f"the file shrank below {self.file_size} bytes while open")
-        whole = memoryview(mapping)
+            whole = self._map
+        source.check_size()
         views: dict[int, memoryview] = {}
         checks: list[tuple[int, int, memoryview]] = []
         for blob in blobs:
@@ -208,14 +237,20 @@ class Reader:
             checks.extend(
                 (blob, j, view[j * b.chunk_size : (j + 1) * b.chunk_size]) for j in range(len(b.chunks))
             )
-        self._run_batched(checks, lambda c: self._check_digest(*c), lambda c: len(c[2]))
+        self._run_batched(checks, lambda c: self._check_digest(*c), lambda c: len(c[2]), tally)
         for blob in blobs:
             self._check_padding(blob)
         return views
 
-    def _run_batched(self, jobs: Sequence[_J], work: Callable[[_J], None], size: Callable[[_J], int]) -> None:
+    def _run_batched(
+        self,
+        jobs: Sequence[_J],
+        work: Callable[[_J], None],
+        size: Callable[[_J], int],
+        tally: Callable[[int], None] | None = None,
+    ) -> None:
         """Run `work` over jobs on the worker threads, in batches of at least _BATCH bytes so that small
-        jobs do not pay a thread hand-off each."""
+        jobs do not pay a thread hand-off each; `tally` hears of each batch's bytes, on this thread."""
         batches: list[list[_J]] = []
         current: list[_J] = []
         total = 0
@@ -229,9 +264,13 @@ class Reader:
             batches.append(current)
         if len(batches) == 1:
             _each(work, batches[0])
+            if tally is not None:
+                tally(sum(map(size, batches[0])))
         elif batches:
-            for _ in self._executor().map(lambda batch: _each(work, batch), batches):
-                pass
+            done = self._executor().map(lambda batch: _each(work, batch), batches)
+            for batch, _ in zip(batches, done, strict=True):
+                if tally is not None:
+                    tally(sum(map(size, batch)))
 
     def _check_digest(self, blob: int, j: int, stored: memoryview) -> None:
         """A chunk's stored bytes against its digest (SPEC.md §7), before anything reads them."""
@@ -242,14 +281,15 @@ class Reader:
     @property
     def fd(self) -> int:
         """The descriptor the file was opened with (for copying stored bytes into another file)."""
-        if self._fd < 0:
-            raise InvalidArgument("the file is closed")
-        return self._fd
+        fd = self.source.fileno()
+        if fd is None:
+            raise InvalidArgument(f"{self.path} is not a file opened from a path")
+        return fd
 
     def _check_padding(self, blob: int) -> None:
         b = self.manifest.blobs[blob]
         end = b.offset + b.length
-        pad = pread_exact(self._fd, align(end) - end, end)
+        pad = self.source.read(align(end) - end, end)
         if pad.count(0) != len(pad):
             raise BadLayout(f"padding after blob {blob} is not zero")
 
