@@ -49,7 +49,9 @@ def _migrate(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     if bool(args.output) == args.in_place:
         raise InvalidArgument("give -o OUT or --in-place")
-    lines = rewrite.migrate_file(args.file, args.output, in_place=args.in_place, targets=targets)
+    lines = rewrite.migrate_file(
+        args.file, args.output, in_place=args.in_place, targets=targets, progress=True
+    )
     target = args.file if args.in_place else args.output
     if not lines:
         out.write(f"{args.file}: up to date, nothing written\n")
