@@ -704,6 +704,8 @@ def test_bool_byte_2_is_bad_value(tmp_path: Path, codec: str) -> None:
         assert outcome(lambda: f.get_tensor("m")) == "BAD_VALUE"
         assert outcome(lambda: f.get_slice("m")[4:6]) == "BAD_VALUE"
         assert outcome(lambda: f.get_slice("m")[5]) == "BAD_VALUE"
+        assert outcome(lambda: f.get_slice("m")[[1, 5]]) == "BAD_VALUE"  # rows by list: checked alike
+        assert outcome(lambda: f.get_slice("m")[[0, 1]]) == "OK"  # only the bytes read are checked
 
 
 def test_nonzero_padding_with_valid_digests(small_file: Path, tmp_path: Path) -> None:

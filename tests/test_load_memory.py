@@ -12,6 +12,7 @@ import torch
 import tmodel
 from tmodel.archive import reader
 from tmodel.archive.reader import Reader
+from tmodel.container import sources
 from tmodel.errors import ChecksumMismatch
 
 
@@ -110,7 +111,7 @@ def test_a_file_that_cannot_be_mapped_is_read_instead(
     ckpt = _checkpoint()
     path = tmp_path / "raw.tmodel"
     tmodel.save(ckpt, path, codec="raw")
-    monkeypatch.setattr(reader.mmap, "mmap", refuse)
+    monkeypatch.setattr(sources.mmap, "mmap", refuse)
     with Reader(path) as r:
         assert r.mapped(0) is None
     got = tmodel.load(path)

@@ -7,6 +7,7 @@ torch; everything that needs torch is imported on first use.
 from __future__ import annotations
 
 import importlib
+import types
 from typing import TYPE_CHECKING, Any
 
 from .errors import TModelError
@@ -14,7 +15,7 @@ from .limits import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
     from . import testing
-    from .api import LoadReport, TModelFile, load, load_into, save
+    from .api import LoadReport, TModelFile, load, load_bytes, load_into, save, save_bytes
     from .api import open_file as open
     from .nn.registry import register
     from .nn.steps import migration
@@ -27,12 +28,14 @@ __all__ = [
     "TModelError",
     "TModelFile",
     "load",
+    "load_bytes",
     "load_into",
     "migrate_file",
     "migration",
     "open",
     "register",
     "save",
+    "save_bytes",
     "testing",
 ]
 __version__ = "0.1.0"
@@ -40,7 +43,9 @@ __version__ = "0.1.0"
 #: public name -> (module, attribute); None: the module itself
 _LAZY: dict[str, tuple[str, str | None]] = {
     "save": (".api", "save"),
+    "save_bytes": (".api", "save_bytes"),
     "load": (".api", "load"),
+    "load_bytes": (".api", "load_bytes"),
     "load_into": (".api", "load_into"),
     "open": (".api", "open_file"),
     "TModelFile": (".api", "TModelFile"),
@@ -59,3 +64,15 @@ def __getattr__(name: str) -> Any:
     module_name, attr = _LAZY[name]
     module = importlib.import_module(module_name, __name__)
     return module if attr is None else getattr(module, attr)
+
+
+def __dir__() -> list[str]:
+    """The public API, lazy names included (for tab completion and `dir(tmodel)`), the submodules loaded
+    so far and the module's dunders; not the names this file imports for itself."""
+    own = {
+        name
+        for name, value in globals().items()
+        if name.startswith("__")
+        or (isinstance(value, types.ModuleType) and value.__name__.startswith(__name__ + "."))
+    }
+    return sorted(own | set(__all__))

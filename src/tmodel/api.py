@@ -1,43 +1,70 @@
-"""save / load / open: the only place that knows the order of the steps."""
+"""save / load / open: the only place that knows the order of the steps.
+
+Where files come from and go to, as torch.save / torch.load take them: a path (written atomically); a
+binary file object (written from its position: a complete file or an error, never atomic, see
+`container.streams`; read from its position to its end, which must be seekable); or bytes
+(`save_bytes` / `load_bytes`, as safetensors.torch's save / load). Every rule of reading applies to each.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
-from .archive.reader import Progress, Reader, names_file
-from .archive.writer import DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, Options, write_atomic
+from .archive.progress import ProgressArg, progress_for
+from .archive.reader import Reader, names_file
+from .archive.writer import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_LEVEL,
+    Options,
+    Source,
+    write_atomic,
+    write_bytes,
+    write_stream,
+)
 from .checkpoint import flatten, rebuild
 from .container import digests
-from .errors import InvalidArgument, NotFound, StateMismatch, TModelError, UnsupportedType
+from .container.sources import buffer_source
+from .container.streams import check_writable
+from .errors import InvalidArgument, NotFound, TModelError, UnsupportedType
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest.encoding import pack_manifest
 from .manifest.metadata import check_metadata
-from .manifest.module_tree import roots, state_of
-from .manifest.nodes import DictNode, ModuleRef, TensorRef
+from .manifest.module_tree import roots
 from .manifest.schema import Manifest
 from .manifest.wire import BlobWire, ManifestWire, manifest_wire
 from .nn.apply import Upgraded, apply_steps, steps_per_record
 from .nn.records import ModuleBuilder, check_rebuild
 from .tensors.dtypes import DTYPE_NAMES, TORCH_DTYPES
-from .tensors.load import device_of, materialize, meta_tensors
-from .tensors.planes import torch_merge, torch_split
+from .tensors.into import LoadReport
+from .tensors.into import load_into as _load_into
+from .tensors.load import MapLocation, Placement, common_device_of, materialize, meta_tensors, placement
+from .tensors.planes import one_intra_op_thread, torch_merge, torch_split
 from .tensors.slices import read_slice
 from .tensors.storage import plan_blobs
 
 PathLike = str | os.PathLike[str]
+#: where `load`, `open` and `load_into` read from: a path or a readable, seekable binary file object
+ReadTarget = PathLike | BinaryIO
+#: where `save` writes to: a path (atomically) or a writable binary file object
+WriteTarget = PathLike | BinaryIO
 log = logging.getLogger("tmodel")
+__all__ = ["LoadReport", "TModelFile", "load", "load_bytes", "load_into", "open_file", "save", "save_bytes"]
+
+
+def _reader(f: Any, limits: Limits, threads: int) -> Reader:
+    """A reader whose codecs merge byte planes with torch, one intra-op thread per decoding thread."""
+    return Reader(f, limits, threads, torch_merge, one_intra_op_thread)
 
 
 def save(
     obj: Any,
-    path: PathLike,
+    f: WriteTarget,
     *,
     metadata: dict[str, Any] | None = None,
     codec: str = "auto",
@@ -45,18 +72,73 @@ def save(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     threads: int = 0,
     checksum: str = digests.DEFAULT,
-    progress: Progress | None = None,
+    progress: ProgressArg = None,
 ) -> None:
-    """Save a state dict or checkpoint (dict/list/tuple/str/int/float/bool/None/bytes/tensors) atomically.
+    """Save a state dict or checkpoint (dict/list/tuple/str/int/float/bool/None/bytes/tensors/modules) to a
+    path, atomically, or into a writable binary file object from its position (built whole first, then
+    copied in: the object receives a complete file or nothing tmodel wrote, unless its own write fails).
+    `progress=True` draws a bar on a terminal; a callable gets (done, total).
 
     >>> tmodel.save({"w": torch.ones(2)}, "ckpt.tmodel", metadata={"step": 10})
+    >>> buf = io.BytesIO(); tmodel.save(model.state_dict(), buf)
     """
+    if isinstance(f, (bytes, bytearray, memoryview)):
+        raise InvalidArgument(
+            "save takes a path or a writable binary file object; tmodel.save_bytes returns bytes"
+        )
+    to_path = isinstance(f, (str, os.PathLike))
+    if not to_path:
+        check_writable(f)
+    sources, finish, options = _prepare(obj, metadata, codec, level, chunk_size, threads, checksum)
+    with progress_for(progress, "save") as report:
+        if to_path:
+            write_atomic(f, sources, finish, options, report)  # type: ignore[arg-type]
+        else:
+            write_stream(f, sources, finish, options, report)  # type: ignore[arg-type]
+
+
+def save_bytes(
+    obj: Any,
+    *,
+    metadata: dict[str, Any] | None = None,
+    codec: str = "auto",
+    level: int = DEFAULT_LEVEL,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    threads: int = 0,
+    checksum: str = digests.DEFAULT,
+    progress: ProgressArg = None,
+) -> bytes:
+    """What `save` would write, as bytes (safetensors.torch.save's counterpart; `load_bytes` reads them).
+
+    >>> data = tmodel.save_bytes({"w": torch.ones(2)})
+    """
+    sources, finish, options = _prepare(obj, metadata, codec, level, chunk_size, threads, checksum)
+    with progress_for(progress, "save") as report:
+        return write_bytes(sources, finish, options, report)
+
+
+def _prepare(
+    obj: Any,
+    metadata: dict[str, Any] | None,
+    codec: str,
+    level: int,
+    chunk_size: int,
+    threads: int,
+    checksum: str,
+) -> tuple[list[Source], Any, Options]:
+    """Everything checked and planned before a byte is written: the blobs, the manifest builder, options.
+    (The returned sources view the planned tensors' memory; `finish` keeps the plan alive.)"""
     try:
         meta = check_metadata(metadata or {})
     except TModelError as exc:
         raise UnsupportedType(str(exc)) from None
     options = Options(
-        chunk_size=chunk_size, level=level, threads=threads, checksum=checksum, split=torch_split
+        chunk_size=chunk_size,
+        level=level,
+        threads=threads,
+        checksum=checksum,
+        split=torch_split,
+        worker_init=one_intra_op_thread,
     ).validated()
     flat = flatten(obj)
     pack_manifest({"root": flat.root, "metadata": meta})  # refuse what cannot be encoded before writing
@@ -72,53 +154,89 @@ def save(
             modules=flat.records(),
         )
 
-    write_atomic(path, planned.sources, finish, options, progress)
+    return list(planned.sources), finish, options
 
 
 def load(
-    path: PathLike,
-    map_location: str | torch.device | None = None,
+    f: ReadTarget,
+    map_location: MapLocation = None,
     *,
     dtype: torch.dtype | None = None,
     limits: Limits = DEFAULT_LIMITS,
     threads: int = 0,
     mmap: bool = True,
+    progress: ProgressArg = None,
 ) -> Any:
-    """Load what `save` wrote: the same structure, tensors bit-exact, shared storages still shared, modules
-    rebuilt from registered classes. `map_location="meta"` builds without reading tensor data; `dtype` casts
-    floating-point tensors; with `mmap` (the default) tensors stored raw are copy-on-write views of the file
-    mapping, checked but not copied (`mmap=False` copies them).
+    """Load what `save` wrote, from a path or a readable, seekable binary file object (from its position
+    to its end): the same structure, tensors bit-exact, shared storages still shared, modules rebuilt from
+    registered classes. `map_location` as torch.load takes it: a device ("meta" builds without reading
+    tensor data), a dict of location tags or a callable `(storage, location)`; every stored storage's
+    location is "cpu" (`tensors.load`). `dtype` casts floating-point tensors; with `mmap` (the default)
+    tensors stored raw in a file are copy-on-write views of its mapping, checked but not copied
+    (`mmap=False` copies them); `progress=True` draws a bar on a terminal.
 
     >>> model = tmodel.load("model.tmodel", map_location="cpu")
+    >>> sd = tmodel.load(buf, map_location={"cpu": "cuda:0"})
     """
-    with Reader(path, limits, threads, torch_merge) as reader:
-        return _load_root(reader, device_of(map_location), dtype, mmap)
+    where = placement(map_location)
+    with _reader(f, limits, threads) as reader, progress_for(progress, "load") as report:
+        return _load_root(reader, where, dtype, mmap, report)
+
+
+def load_bytes(
+    data: bytes | bytearray | memoryview,
+    map_location: MapLocation = None,
+    *,
+    dtype: torch.dtype | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    threads: int = 0,
+    progress: ProgressArg = None,
+) -> Any:
+    """`load` from bytes in memory (what `save_bytes` returned), with every check a file gets. Tensors are
+    decoded into their own memory, never views of `data`.
+
+    >>> sd = tmodel.load_bytes(data)
+    """
+    where = placement(map_location)
+    source = buffer_source(data)
+    with _reader(source, limits, threads) as reader, progress_for(progress, "load") as report:
+        return _load_root(reader, where, dtype, False, report)
 
 
 def _tensors(
-    reader: Reader, device: torch.device, dtype: torch.dtype | None, use_mmap: bool
+    reader: Reader, where: Placement, dtype: torch.dtype | None, use_mmap: bool, progress: Any = None
 ) -> list[torch.Tensor]:
     m = reader.manifest
-    meta = device.type == "meta"
-    tensors = meta_tensors(m) if meta else materialize(reader, range(len(m.tensors)), device, use_mmap)
+    meta = isinstance(where, torch.device) and where.type == "meta"
+    if dtype is not None and not dtype.is_floating_point:
+        raise InvalidArgument(f"dtype must be a floating-point dtype, not {dtype}")
+    tensors = (
+        meta_tensors(m) if meta else materialize(reader, range(len(m.tensors)), where, use_mmap, progress)
+    )
     if dtype is not None:
-        if not dtype.is_floating_point:
-            raise InvalidArgument(f"dtype must be a floating-point dtype, not {dtype}")
         tensors = [t.to(dtype) if t.is_floating_point() else t for t in tensors]
     return tensors
 
 
 @names_file  # rebuild and migration errors name the file too
-def _load_root(reader: Reader, device: torch.device, dtype: torch.dtype | None, use_mmap: bool) -> Any:
+def _load_root(
+    reader: Reader, where: Placement, dtype: torch.dtype | None, use_mmap: bool, progress: Any = None
+) -> Any:
     m = reader.manifest
     steps = steps_per_record(m) if m.modules else {}
-    if steps and device.type == "meta":
+    meta = isinstance(where, torch.device) and where.type == "meta"
+    if steps and meta:
         raise InvalidArgument(
             "layers of this file need migration steps, which read tensors: load it on a device"
         )
-    if m.modules and not steps and device.type != "meta":
+    if m.modules and not steps and not meta:
         check_rebuild(m, [i for _, i in roots(m)], reader.limits)  # before any tensor memory is spent
-    tensors = _tensors(reader, device, dtype, use_mmap)
+    tensors = _tensors(reader, where, dtype, use_mmap, progress)
+    device = (
+        where
+        if isinstance(where, torch.device)
+        else common_device_of({t.device for t in tensors}, torch.device("cpu"))
+    )
     if steps:
         up = apply_steps(m, tensors.__getitem__)
         m = _upgraded_manifest(m, up)
@@ -148,71 +266,45 @@ def _upgraded_manifest(m: Manifest, up: Upgraded) -> Manifest:
     return Manifest.model_validate(wire, strict=True)
 
 
-@dataclass(frozen=True)
-class LoadReport:
-    """What `load_into` matched: keys the model has and the file lacks, the reverse, and shape mismatches."""
-
-    missing: list[str]
-    unexpected: list[str]
-    mismatched: list[str]
-
-    def __bool__(self) -> bool:
-        return not (self.missing or self.unexpected or self.mismatched)
-
-
 def load_into(
     model: torch.nn.Module,
-    path: PathLike,
+    f: ReadTarget,
     *,
     strict: bool = True,
     key: str | None = None,
+    assign: bool = False,
+    dtype: torch.dtype | None = None,
+    map_location: MapLocation = None,
+    mmap: bool = True,
     limits: Limits = DEFAULT_LIMITS,
+    threads: int = 0,
+    progress: ProgressArg = None,
 ) -> LoadReport:
     """Load the weights a file holds (a saved module, or a state dict; `key` picks an entry of the file's
     top-level dict) into a model you built. Strict by default: any missing, unexpected or mismatched key
-    raises STATE_MISMATCH with the full report. The file's layer types need not be registered.
+    raises STATE_MISMATCH with the full report, and the model is left as it was. Tied weights are filled
+    once, from whichever of their keys the file holds, and stay tied. `assign=True` gives the model the
+    file's tensors (on `map_location`, cast to `dtype`; a model built on the meta device becomes real),
+    as torch's load_state_dict(assign=True); `assign=False` copies values into the model's own tensors
+    (a meta model is refused: use assign=True). The file's layer types need not be registered.
 
     >>> report = tmodel.load_into(model, "ckpt.tmodel", key="model", strict=False)
+    >>> with torch.device("meta"): model = Net()
+    >>> tmodel.load_into(model, "model.tmodel", assign=True)
     """
-    with Reader(path, limits, 0, torch_merge) as reader:
-        m = reader.manifest
-        keys = _state_keys(m, key)
-        want = model.state_dict()
-        missing = sorted(set(want) - set(keys))
-        unexpected = sorted(set(keys) - set(want))
-        common = [k for k in want if k in keys]
-        mismatched = sorted(
-            f"{k}: file {list(m.tensors[keys[k]].shape)}, model {list(want[k].shape)}"
-            for k in common
-            if list(m.tensors[keys[k]].shape) != list(want[k].shape)
+    where = placement(map_location)
+    with _reader(f, limits, threads) as reader, progress_for(progress, "load") as report:
+        return _load_into(
+            model,
+            reader,
+            strict=strict,
+            key=key,
+            assign=assign,
+            dtype=dtype,
+            where=where,
+            use_mmap=mmap,
+            progress=report,
         )
-        report = LoadReport(missing, unexpected, mismatched)
-        if strict and not report:
-            raise StateMismatch(
-                f"weights do not match the model: missing {missing}, unexpected {unexpected}, "
-                f"mismatched {mismatched}"
-            )
-        bad = {s.split(":")[0] for s in mismatched}
-        take = [k for k in common if k not in bad]
-        tensors = materialize(reader, [keys[k] for k in take], torch.device("cpu"))
-        with torch.no_grad():
-            for k, t in zip(take, tensors, strict=True):
-                want[k].copy_(t)
-        return report
-
-
-def _state_keys(m: Manifest, key: str | None) -> dict[str, int]:
-    node = m.root
-    if key is not None:
-        entries = dict((k, v) for k, v in node.items) if isinstance(node, DictNode) else {}
-        if key not in entries:
-            raise NotFound(f"the file's top level has no entry {key!r}")
-        node = entries[key]
-    if isinstance(node, ModuleRef):
-        return state_of(m, node.module)
-    if isinstance(node, DictNode) and all(type(k) is str and isinstance(v, TensorRef) for k, v in node.items):
-        return {str(k): v.tensor for k, v in node.items if isinstance(v, TensorRef)}
-    raise InvalidArgument("the file (or its entry `key`) holds neither a module nor a state dict")
 
 
 class TensorSlice:
@@ -240,9 +332,9 @@ class TModelFile:
     """
 
     def __init__(
-        self, path: PathLike, limits: Limits = DEFAULT_LIMITS, threads: int = 0, mmap: bool = True
+        self, f: ReadTarget, limits: Limits = DEFAULT_LIMITS, threads: int = 0, mmap: bool = True
     ) -> None:
-        self._reader: Reader | None = Reader(path, limits, threads, torch_merge)
+        self._reader: Reader | None = _reader(f, limits, threads)
         self._mmap = mmap
         self.manifest: Manifest = self._reader.manifest
         self._index = {t.name: i for i, t in enumerate(self.manifest.tensors)}
@@ -277,22 +369,34 @@ class TModelFile:
             tensor = name if isinstance(name, str) else None
             raise NotFound(f"no tensor named {name!r}", path=path, tensor=tensor) from None
 
-    def get_tensor(self, name: str, map_location: str | torch.device | None = None) -> torch.Tensor:
-        """Read one tensor (only its blob; a raw blob is mapped, not copied, unless opened mmap=False)."""
-        return materialize(self.reader, [self._lookup(name)], device_of(map_location), self._mmap)[0]
+    def get_tensor(self, name: str, map_location: MapLocation = None) -> torch.Tensor:
+        """Read one tensor (only its blob; a raw blob of a file is mapped, not copied, unless opened
+        mmap=False). `map_location` as for `tmodel.load`."""
+        return materialize(self.reader, [self._lookup(name)], placement(map_location), self._mmap)[0]
 
     def get_slice(self, name: str) -> TensorSlice:
+        """A tensor to index: `f.get_slice("emb")[:16]`, `[[3, 1, 4]]`, `[mask]`, `[[]]`, reading only the
+        chunks the rows live in (`tensors.slices`)."""
         return TensorSlice(self, self._lookup(name))
 
     def load(
-        self, map_location: str | torch.device | None = None, *, dtype: torch.dtype | None = None
+        self,
+        map_location: MapLocation = None,
+        *,
+        dtype: torch.dtype | None = None,
+        progress: ProgressArg = None,
     ) -> Any:
         """The whole saved object, as `tmodel.load` returns it."""
-        return _load_root(self.reader, device_of(map_location), dtype, self._mmap)
+        where = placement(map_location)
+        with progress_for(progress, "load") as report:
+            return _load_root(self.reader, where, dtype, self._mmap, report)
 
-    def verify(self, progress: Progress | None = None) -> None:
-        """Check every checksum and decode every chunk; raise the first problem found."""
-        self.reader.verify(progress)
+    def verify(self, progress: ProgressArg = None) -> None:
+        """Check every checksum and decode every chunk; raise the first problem found. `progress=True`
+        draws a bar on a terminal; a callable gets (done, total)."""
+        reader = self.reader
+        with progress_for(progress, "verify") as report:
+            reader.verify(report)
 
     def close(self) -> None:
         if self._reader is not None:
@@ -307,7 +411,9 @@ class TModelFile:
 
 
 def open_file(
-    path: PathLike, *, limits: Limits = DEFAULT_LIMITS, threads: int = 0, mmap: bool = True
+    f: ReadTarget, *, limits: Limits = DEFAULT_LIMITS, threads: int = 0, mmap: bool = True
 ) -> TModelFile:
-    """Open a file lazily: the manifest is read and validated now, tensors when asked for."""
-    return TModelFile(path, limits, threads, mmap)
+    """Open a file lazily: the manifest is read and validated now, tensors when asked for. `f` is a path
+    or a readable, seekable binary file object (read from its position; keep it open while the result
+    is; for bytes, `tmodel.open(io.BytesIO(data))`)."""
+    return TModelFile(f, limits, threads, mmap)

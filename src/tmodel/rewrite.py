@@ -8,7 +8,8 @@ from typing import cast
 
 import torch
 
-from .archive.reader import Progress, Reader
+from .archive.progress import Progress, ProgressArg, progress_for
+from .archive.reader import Reader
 from .archive.writer import Options, Source, StoredBlob, write_atomic
 from .container.atomic import copy_new
 from .errors import InvalidArgument
@@ -17,7 +18,7 @@ from .manifest.schema import Manifest, TensorEntry
 from .manifest.wire import BlobWire, ChunkWire, ManifestWire, TensorWire, manifest_wire
 from .nn.apply import Upgraded, apply_steps, describe_steps, steps_per_record
 from .tensors.load import materialize
-from .tensors.planes import torch_merge, torch_split
+from .tensors.planes import one_intra_op_thread, torch_merge, torch_split
 from .tensors.storage import plan_blobs
 
 PathLike = str | os.PathLike[str]
@@ -39,19 +40,23 @@ def migrate_file(
     backup: str = ".bak",
     targets: dict[str, int] | None = None,
     limits: Limits = DEFAULT_LIMITS,
-    progress: Progress | None = None,
+    progress: ProgressArg = None,
 ) -> list[str]:
     """Write `src` with every layer upgraded (or taken to `targets[layer]`) to `dst`, or over `src` with a
     backup copy at `src + backup`. Returns the lines of what was applied (empty: nothing to do).
 
     The backup is a new file, written atomically with the original's mode, owner and timestamps; an
-    existing file or symbolic link at its path is never followed nor overwritten [INVALID_ARGUMENT]."""
+    existing file or symbolic link at its path is never followed nor overwritten [INVALID_ARGUMENT].
+    `progress=True` draws a bar on a terminal while the file is written; a callable gets (done, total)."""
     if (dst is None) == (not in_place):
         raise InvalidArgument("give a destination, or in_place=True")
     if in_place and (not backup or "/" in backup or "\0" in backup):
         raise InvalidArgument(f"backup suffix {backup!r}: it must be non-empty and contain no '/'")
     out = os.fspath(src) if in_place else os.fspath(dst)  # type: ignore[arg-type]
-    with Reader(src, limits, 0, torch_merge) as reader:
+    with (
+        progress_for(progress, "migrate") as report,
+        Reader(src, limits, 0, torch_merge, one_intra_op_thread) as reader,
+    ):
         m = reader.manifest
         up = apply_steps(m, lambda i: materialize(reader, [i], torch.device("cpu"))[0], targets)
         if not up.changed:
@@ -64,7 +69,7 @@ def migrate_file(
                     "choose another suffix (--backup SUFFIX)"
                 )
             copy_new(reader.fd, kept)  # the bytes being migrated, whatever happens to `src` meanwhile
-        _write(reader, m, up, out, progress)
+        _write(reader, m, up, out, report)
         return up.applied
 
 
@@ -93,7 +98,11 @@ def _write(reader: Reader, m: Manifest, up: Upgraded, out: str, progress: Progre
         )
 
     write_atomic(
-        out, sources, finish, Options(checksum=m.checksum, split=torch_split), progress
+        out,
+        sources,
+        finish,
+        Options(checksum=m.checksum, split=torch_split, worker_init=one_intra_op_thread),
+        progress,
     )  # planned keeps the data alive
 
 

@@ -1,13 +1,14 @@
 """Validating, random-access reading of a container (SPEC.md §7).
 
-Rules: the file is opened once and read through that descriptor only; the header, trailer and manifest
-are validated (manifest digest first, then msgpack, then schema and layout) before any blob is touched;
-each chunk's digest is checked before it is decoded, into memory the caller allocated, or, for a raw blob
-the caller asks to map (`mapped`), every digest is checked through the copy-on-write mapping it returns.
-Every TModelError raised while opening or reading the file names it (`path`), and one about a chunk names
-the blob and chunk (`names_file`).
-A reader nobody closed releases its descriptor and threads when it is garbage-collected, with a
-`ResourceWarning`, as Python's own files do; tensors mapped from the file stay valid (they hold the mapping).
+Rules: the file is opened once and read through that one source only (a path's descriptor, a file
+object, or bytes: `container.sources`, the same exact reads and the same checks for each); the header,
+trailer and manifest are validated (manifest digest first, then msgpack, then schema and layout) before any
+blob is touched; each chunk's digest is checked before it is decoded, into memory the caller allocated, or,
+for a raw blob the caller asks to map (`mapped`), every digest is checked through the copy-on-write mapping
+it returns (only sources in a regular file offer one). Every TModelError raised while opening or reading
+the file names it (`path`), and one about a chunk names the blob and chunk (`names_file`). A reader nobody
+closed releases its source and threads when it is garbage-collected, with a `ResourceWarning`, as Python's
+own files do; tensors mapped from the file stay valid (they hold the mapping).
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import mmap
-import os
 import threading
 import warnings
 import weakref
@@ -28,7 +27,6 @@ from typing import Concatenate, ParamSpec, TypeVar
 from ..codecs.planes import Merge, merge_planes
 from ..codecs.table import RAW, decode_chunk
 from ..container import digests
-from ..container.files import open_regular, pread_exact, preadinto_exact
 from ..container.framing import (
     HEADER_SIZE,
     TRAILER_SIZE,
@@ -37,6 +35,7 @@ from ..container.framing import (
     check_manifest_digest,
     parse_trailer,
 )
+from ..container.sources import SOURCES, ByteSource, Openable, open_source
 from ..errors import BadLayout, ChecksumMismatch, InvalidArgument, TModelError, Truncated
 from ..limits import DEFAULT_LIMITS, Limits
 from ..manifest.checks import parse, tensor_extent
@@ -44,9 +43,11 @@ from ..manifest.dtypes import check_bool_bytes
 from ..manifest.encoding import unpack_manifest
 from ..manifest.schema import Blob, Manifest
 from ..migrations import upgrade
+from .progress import Progress
 from .threads import default_threads
 
-Progress = Callable[[int, int], None]
+__all__ = ["Progress", "Reader", "bool_regions"]
+
 _J = TypeVar("_J")
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -73,20 +74,28 @@ class Reader:
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        source: Openable | ByteSource,
         limits: Limits = DEFAULT_LIMITS,
         threads: int = 0,
         merge: Merge = merge_planes,
+        worker_init: Callable[[], None] | None = None,
     ) -> None:
-        self.path = os.fspath(path)
+        """`source`: a path, a readable seekable binary file object (the archive runs from its position to
+        its end), or a `ByteSource` (e.g. `container.sources.buffer_source(data)` for bytes). `merge` is
+        the byte-plane merge the codecs use, `worker_init` runs first on each decoding thread."""
         self._merge = merge
+        self._worker_init = worker_init
         self.limits = limits
         self._threads = threads
         self._lock = threading.Lock()
         self._starts: dict[int, list[int]] = {}
-        self._map: mmap.mmap | None = None
-        fd, self.file_size = open_regular(path)
-        self._owned = _Owned(fd)
+        self._map: memoryview | None = None
+        opened: ByteSource = (
+            source if isinstance(source, SOURCES) else open_source(source)  # type: ignore[arg-type]
+        )
+        self.path = opened.name
+        self.file_size = opened.size
+        self._owned = _Owned(opened)
         self._finalizer = weakref.finalize(self, self._owned.collected, self.path)
         self._finalizer.atexit = False  # at exit the process lets go of everything anyway
         try:
@@ -96,19 +105,22 @@ class Reader:
             raise
 
     @property
-    def _fd(self) -> int:
-        return self._owned.fd
+    def source(self) -> ByteSource:
+        if self._owned.source is None:
+            raise InvalidArgument("the file is closed")
+        return self._owned.source
 
     @names_file
     def _read_manifest(self) -> Manifest:
         size = self.file_size
-        header = pread_exact(self._fd, min(size, HEADER_SIZE), 0)
+        src = self.source
+        header = src.read(min(size, HEADER_SIZE), 0)
         check_header(header)
         if size < HEADER_SIZE + TRAILER_SIZE:
             raise Truncated(f"file of {size} bytes has no room for a trailer")
-        trailer_raw = pread_exact(self._fd, TRAILER_SIZE, size - TRAILER_SIZE)
+        trailer_raw = src.read(TRAILER_SIZE, size - TRAILER_SIZE)
         trailer = parse_trailer(trailer_raw, size, self.limits)
-        raw = pread_exact(self._fd, trailer.manifest_length, trailer.manifest_offset)
+        raw = src.read(trailer.manifest_length, trailer.manifest_offset)
         check_manifest_digest(trailer, header, raw, trailer_raw)
         with _collector_paused():
             wire, self.source_schema_version = upgrade(unpack_manifest(raw, self.limits))
@@ -128,10 +140,14 @@ class Reader:
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
-            if self._fd < 0:
+            if self._owned.source is None:
                 raise InvalidArgument("the file is closed")
             if self._owned.pool is None:
-                self._owned.pool = ThreadPoolExecutor(max_workers=self._threads or default_threads())
+                self._owned.pool = ThreadPoolExecutor(
+                    max_workers=self._threads or default_threads(),
+                    thread_name_prefix="tmodel-decode",
+                    initializer=self._worker_init,
+                )
             return self._owned.pool
 
     # -- blobs ------------------------------------------------------------------------------------------
@@ -150,8 +166,13 @@ class Reader:
         self.decode_many([(blob, out, first, last)])
 
     @names_file
-    def decode_many(self, requests: Sequence[tuple[int, memoryview, int, int | None]]) -> None:
-        """Decode several (blob, out, first, last) requests, their chunks spread over the worker threads."""
+    def decode_many(
+        self,
+        requests: Sequence[tuple[int, memoryview, int, int | None]],
+        tally: Callable[[int], None] | None = None,
+    ) -> None:
+        """Decode several (blob, out, first, last) requests, their chunks spread over the worker threads;
+        `tally(n)` hears, on this thread, of each n decoded bytes as they are done."""
         jobs: list[tuple[Blob, int, int, int, memoryview]] = []
         padded: list[int] = []
         for blob, out, first, last in requests:
@@ -171,9 +192,14 @@ class Reader:
                 padded.append(blob)
         if len(jobs) == 1:
             self._decode_chunk(*jobs[0])
+            if tally is not None:
+                tally(len(jobs[0][4]))
         elif jobs:
-            for _ in self._executor().map(lambda a: self._decode_chunk(*a), jobs):
-                pass
+            for job, _ in zip(
+                jobs, self._executor().map(lambda a: self._decode_chunk(*a), jobs), strict=True
+            ):
+                if tally is not None:
+                    tally(len(job[4]))
         for blob in padded:
             self._check_padding(blob)
 
@@ -199,11 +225,11 @@ class Reader:
     def _decode_chunk_bytes(self, b: Blob, blob: int, j: int, start: int, out: memoryview) -> None:
         chunk = b.chunks[j]
         if b.codec == RAW:
-            preadinto_exact(self._fd, out, start)
+            self.source.readinto(out, start)
             self._check_digest(blob, j, out)
             return
         view = _scratch(sum(chunk.segments))
-        preadinto_exact(self._fd, view, start)
+        self.source.readinto(view, start)
         self._check_digest(blob, j, view)
         segments: list[memoryview] = []
         pos = 0
@@ -218,25 +244,23 @@ class Reader:
         return None if views is None else views[blob]
 
     @names_file
-    def mapped_many(self, blobs: Sequence[int]) -> dict[int, memoryview] | None:
+    def mapped_many(
+        self, blobs: Sequence[int], tally: Callable[[int], None] | None = None
+    ) -> dict[int, memoryview] | None:
         """Raw blobs as writable copy-on-write views of the file mapping, zero-copy, after every chunk
-        digest (checked on the worker threads) and the padding were checked; None where the file cannot
-        be mapped (the caller decodes)."""
+        digest (checked on the worker threads) and the padding were checked; None where the source cannot
+        be mapped (the caller decodes). `tally(n)` hears of each n checked bytes."""
         for blob in blobs:
             if self.manifest.blobs[blob].codec != RAW:
                 raise InvalidArgument(f"blob {blob} is not stored raw")
         with self._lock:
-            if self._fd < 0:
-                raise InvalidArgument("the file is closed")
+            source = self.source
             if self._map is None:
-                try:
-                    self._map = mmap.mmap(self._fd, self.file_size, access=mmap.ACCESS_COPY)
-                except (OSError, ValueError, AttributeError):
+                self._map = source.map()
+                if self._map is None:
                     return None
-            mapping = self._map
-        if os.fstat(self._fd).st_size < self.file_size:
-            raise Truncated(f"the file shrank below {self.file_size} bytes while open")
-        whole = memoryview(mapping)
+            whole = self._map
+        source.check_size()
         views: dict[int, memoryview] = {}
         checks: list[tuple[int, int, memoryview]] = []
         for blob in blobs:
@@ -245,14 +269,20 @@ class Reader:
             checks.extend(
                 (blob, j, view[j * b.chunk_size : (j + 1) * b.chunk_size]) for j in range(len(b.chunks))
             )
-        self._run_batched(checks, lambda c: self._check_digest(*c), lambda c: len(c[2]))
+        self._run_batched(checks, lambda c: self._check_digest(*c), lambda c: len(c[2]), tally)
         for blob in blobs:
             self._check_padding(blob)
         return views
 
-    def _run_batched(self, jobs: Sequence[_J], work: Callable[[_J], None], size: Callable[[_J], int]) -> None:
+    def _run_batched(
+        self,
+        jobs: Sequence[_J],
+        work: Callable[[_J], None],
+        size: Callable[[_J], int],
+        tally: Callable[[int], None] | None = None,
+    ) -> None:
         """Run `work` over jobs on the worker threads, in batches of at least _BATCH bytes so that small
-        jobs do not pay a thread hand-off each."""
+        jobs do not pay a thread hand-off each; `tally` hears of each batch's bytes, on this thread."""
         batches: list[list[_J]] = []
         current: list[_J] = []
         total = 0
@@ -266,9 +296,13 @@ class Reader:
             batches.append(current)
         if len(batches) == 1:
             _each(work, batches[0])
+            if tally is not None:
+                tally(sum(map(size, batches[0])))
         elif batches:
-            for _ in self._executor().map(lambda batch: _each(work, batch), batches):
-                pass
+            done = self._executor().map(lambda batch: _each(work, batch), batches)
+            for batch, _ in zip(batches, done, strict=True):
+                if tally is not None:
+                    tally(sum(map(size, batch)))
 
     def _check_digest(self, blob: int, j: int, stored: memoryview) -> None:
         """A chunk's stored bytes against its digest (SPEC.md §7), before anything reads them."""
@@ -279,14 +313,15 @@ class Reader:
     @property
     def fd(self) -> int:
         """The descriptor the file was opened with (for copying stored bytes into another file)."""
-        if self._fd < 0:
-            raise InvalidArgument("the file is closed")
-        return self._fd
+        fd = self.source.fileno()
+        if fd is None:
+            raise InvalidArgument(f"{self.path} is not a file opened from a path")
+        return fd
 
     def _check_padding(self, blob: int) -> None:
         b = self.manifest.blobs[blob]
         end = b.offset + b.length
-        pad = pread_exact(self._fd, align(end) - end, end)
+        pad = self.source.read(align(end) - end, end)
         if pad.count(0) != len(pad):
             raise BadLayout(f"padding after blob {blob} is not zero", blob=blob)
 
@@ -311,33 +346,6 @@ class Reader:
                     progress(done, total)
 
 
-class _Owned:
-    """What a Reader must give back (its descriptor and worker threads), apart from the Reader itself, so
-    that a finalizer can release them without keeping the Reader alive. The mapping is not here: tensors
-    mapped from the file keep it alive, and it goes when the last of them does."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.pool: ThreadPoolExecutor | None = None
-
-    def release(self, wait: bool) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=wait)
-            self.pool = None
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def collected(self, path: str) -> None:
-        """The Reader was garbage-collected unclosed: release (without waiting: collection may happen on
-        one of the pool's own threads), then warn as an unclosed Python file does."""
-        unclosed = self.fd >= 0
-        self.release(wait=False)
-        if unclosed:
-            message = f"unclosed tmodel file {path!r}: close it, or use it as a context manager"
-            warnings.warn(message, ResourceWarning, stacklevel=1)  # no caller's line to point at
-
-
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off while a manifest becomes objects: they are all alive and
@@ -350,6 +358,33 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+class _Owned:
+    """What a Reader must give back (its source and worker threads), apart from the Reader itself, so
+    that a finalizer can release them without keeping the Reader alive. The mapping is not here: tensors
+    mapped from the file keep it alive, and it goes when the last of them does."""
+
+    def __init__(self, source: ByteSource) -> None:
+        self.source: ByteSource | None = source
+        self.pool: ThreadPoolExecutor | None = None
+
+    def release(self, wait: bool) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=wait)
+            self.pool = None
+        if self.source is not None:
+            self.source.close()
+            self.source = None
+
+    def collected(self, path: str) -> None:
+        """The Reader was garbage-collected unclosed: release (without waiting: collection may happen on
+        one of the pool's own threads), then warn as an unclosed Python file does."""
+        unclosed = self.source is not None
+        self.release(wait=False)
+        if unclosed:
+            message = f"unclosed tmodel file {path!r}: close it, or use it as a context manager"
+            warnings.warn(message, ResourceWarning, stacklevel=1)  # no caller's line to point at
 
 
 def _each(work: Callable[[_J], None], jobs: Iterable[_J]) -> None:

@@ -5,6 +5,7 @@ file (temporary file in the same directory, fsync, rename, fsync of the director
 
 from __future__ import annotations
 
+import io
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -17,14 +18,15 @@ from ..codecs.table import encode_chunk
 from ..container import digests, writeback
 from ..container.atomic import replace_atomically
 from ..container.framing import ALIGNMENT, align, pack_header, pack_trailer
+from ..container.streams import write_into
 from ..errors import InvalidArgument, LimitExceeded, Truncated
 from ..limits import DEFAULT_LIMITS
 from ..manifest.encoding import pack_manifest
 from ..manifest.wire import BlobWire, ChunkWire, ManifestWire
+from .progress import Progress
 from .threads import default_threads
 
 Buffer = bytes | bytearray | memoryview
-Progress = Callable[[int, int], None]
 DEFAULT_CHUNK_SIZE = 4 << 20
 DEFAULT_LEVEL = 1
 
@@ -66,6 +68,8 @@ class Options:
     threads: int = 0
     checksum: str = digests.DEFAULT
     split: Split = split_planes
+    #: run first on each encoding thread (the torch split's: `tensors.planes.one_intra_op_thread`)
+    worker_init: Callable[[], None] | None = None
 
     def validated(self) -> Options:
         if not 1 <= self.chunk_size <= DEFAULT_LIMITS.max_chunk_size:
@@ -130,6 +134,38 @@ def write_atomic(
     replace_atomically(path, lambda f: _write(f, sources, finish, options, progress))
 
 
+def write_stream(
+    target: BinaryIO,
+    sources: Sequence[Source],
+    finish: Callable[[list[BlobWire]], ManifestWire],
+    options: Options,
+    progress: Progress | None = None,
+) -> None:
+    """Write the same file into a binary file object, from its position: built in a spool, then copied
+    into the object whole (`container.streams`: a complete file or an error, never atomic)."""
+    options = _no_stored(sources, options.validated())
+    write_into(target, lambda f: _write(f, sources, finish, options, progress, early_writeback=False))
+
+
+def write_bytes(
+    sources: Sequence[Source],
+    finish: Callable[[list[BlobWire]], ManifestWire],
+    options: Options,
+    progress: Progress | None = None,
+) -> bytes:
+    """The same file, as bytes."""
+    options = _no_stored(sources, options.validated())
+    buf = io.BytesIO()
+    _write(buf, sources, finish, options, progress, early_writeback=False)
+    return buf.getvalue()
+
+
+def _no_stored(sources: Sequence[Source], options: Options) -> Options:
+    if any(isinstance(src, StoredBlob) for src in sources):
+        raise InvalidArgument("stored blobs are copied between files only, not into streams")
+    return options
+
+
 def _jobs(sources: Sequence[Source], options: Options) -> Iterator[EncodeJob | CopyJob]:
     """A job for every chunk (or stored blob), in file order."""
     for i, src in enumerate(sources):
@@ -147,6 +183,7 @@ def _write(
     finish: Callable[[list[BlobWire]], ManifestWire],
     options: Options,
     progress: Progress | None,
+    early_writeback: bool = True,
 ) -> None:
     header = pack_header()
     f.write(header)
@@ -155,10 +192,12 @@ def _write(
     done = 0
     threads = options.threads or default_threads()
     records = [_record(src, options) for src in sources]
-    wb = writeback.Writeback(f)
+    wb = writeback.Writeback(f, enabled=early_writeback)
     jobs = _jobs(sources, options)
     pending: deque[tuple[EncodeJob | CopyJob, Future[Encoded] | None]] = deque()
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    with ThreadPoolExecutor(
+        max_workers=threads, thread_name_prefix="tmodel-encode", initializer=options.worker_init
+    ) as pool:
 
         def fill() -> None:
             while len(pending) < 2 * threads:

@@ -23,10 +23,10 @@ import argparse
 import math
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO, cast
 
+from ..archive.progress import ProgressBar, is_terminal
 from ..archive.reader import Reader
 from ..codecs.table import CHOICES
 from ..errors import ConformanceFailure, FileAccessError, TModelError
@@ -198,35 +198,8 @@ def _inspect(args: argparse.Namespace, out: TextIO) -> int:
 
 
 # -- verify and convert ----------------------------------------------------------------------------------
-class ProgressBar:
-    """A one-line text bar redrawn with '\\r' at most ten times a second; `close` erases it."""
-
-    def __init__(self, stream: TextIO, label: str, width: int = 30) -> None:
-        self._stream, self._label, self._width = stream, label, width
-        self._last = 0.0
-        self._drawn = 0
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done < total and now - self._last < 0.1:
-            return
-        self._last = now
-        frac = min(1.0, done / total) if total else 1.0
-        fill = int(frac * self._width)
-        line = f"\r{self._label} [{'#' * fill}{'.' * (self._width - fill)}] {frac * 100:5.1f}%"
-        self._stream.write(line.ljust(self._drawn))
-        self._stream.flush()
-        self._drawn = len(line)
-
-    def close(self) -> None:
-        if self._drawn:
-            self._stream.write("\r" + " " * self._drawn + "\r")
-            self._stream.flush()
-            self._drawn = 0
-
-
 def _bar(label: str) -> ProgressBar | None:
-    return ProgressBar(sys.stderr, label) if sys.stderr.isatty() else None
+    return ProgressBar(sys.stderr, label) if is_terminal(sys.stderr) else None
 
 
 def _run_with_bar(label: str, action: Callable[[ProgressBar | None], None]) -> None:

@@ -53,7 +53,7 @@ def _migrate(args: argparse.Namespace, out: TextIO) -> int:
         raise InvalidArgument("--backup goes with --in-place")
     suffix = ".bak" if args.backup is None else args.backup
     lines = rewrite.migrate_file(
-        args.file, args.output, in_place=args.in_place, backup=suffix, targets=targets
+        args.file, args.output, in_place=args.in_place, backup=suffix, targets=targets, progress=True
     )
     target = args.file if args.in_place else args.output
     if not lines:

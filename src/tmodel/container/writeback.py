@@ -36,12 +36,12 @@ _sync_file_range = _load()
 class Writeback:
     """Tracks how far a file has been written and starts writeback of every full piece behind that."""
 
-    def __init__(self, f: BinaryIO, piece: int | None = None) -> None:
+    def __init__(self, f: BinaryIO, piece: int | None = None, enabled: bool = True) -> None:
         self._f = f
         self._piece = piece or PIECE
         self._started = 0
         self._in_flight: deque[int] = deque()
-        self._enabled = _sync_file_range is not None
+        self._enabled = enabled and _sync_file_range is not None  # off for spools and buffers
 
     def written(self, end: int) -> None:
         """Everything before file offset `end` has been written (possibly still in `f`'s buffer)."""

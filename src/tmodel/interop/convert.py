@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from .. import api
-from ..archive.reader import Progress
+from ..archive.progress import Progress, ProgressArg, progress_for
 from ..codecs.table import CHOICES
 from ..container.atomic import replace_atomically
 from ..container.files import open_regular
@@ -72,11 +72,17 @@ def _kind(path: PathLike, role: str) -> str:
     )
 
 
-def convert(src: PathLike, dst: PathLike, *, codec: str = "auto", progress: Progress | None = None) -> None:
+def convert(src: PathLike, dst: PathLike, *, codec: str = "auto", progress: ProgressArg = None) -> None:
     """Convert between formats, chosen by suffix; `codec` applies to .tmodel destinations only.
+    `progress=True` draws a bar on a terminal (reading, then writing); a callable gets (done, total).
 
     >>> convert("model.safetensors.index.json", "model.tmodel", codec="bytegroup-zstd")
     """
+    with progress_for(progress, "convert") as report:
+        _convert(src, dst, codec, report)
+
+
+def _convert(src: PathLike, dst: PathLike, codec: str, progress: Progress | None) -> None:
     src_kind, dst_kind = _kind(src, "source"), _kind(dst, "destination")
     if dst_kind == "index":
         raise InvalidArgument("writing a sharded safetensors index is not supported")

@@ -4,6 +4,7 @@ their pure-Python reference versions, and must produce the same bytes."""
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Sequence
 
 import torch
@@ -45,3 +46,30 @@ def torch_split(data: bytes | bytearray | memoryview, width: int) -> list[bytes 
         torch.frombuffer(plane, dtype=torch.uint8).copy_(rows[:, k])
         planes.append(plane)
     return planes
+
+
+_init_lock = threading.Lock()
+
+
+def one_intra_op_thread() -> None:
+    """Run as the initializer of tmodel's own encode / decode worker threads: their torch ops (the merges
+    and splits above) then run on the worker alone, not also on torch's intra-op pool. The workers are
+    the parallelism (`threads=`); each of them also fanning out to the pool put more threads than cores
+    to work and made the pool's threads wait on each other: a compressed load at threads=1 ran about 4x
+    slower than at threads=2 on a busy 2-CPU machine, and now runs within 2x of it (the test
+    `test_threads_1_is_no_slower_than_twice_threads_2` holds that).
+
+    torch.set_num_threads(n) sets the calling thread's count, and also the default that threads touching
+    torch for the first time start with, and MKL's count. So the worker sets 1 for itself, then a short
+    helper thread sets the previous value back, which restores the default and MKL for everyone else and
+    leaves this worker at 1 (a default never set becomes explicit, at the same count). Under the lock no
+    other worker starts in between; a thread elsewhere that first touches torch in that instant starts at
+    1 thread, and MKL runs on 1 thread meanwhile (microseconds, once per worker)."""
+    with _init_lock:
+        keep = torch.get_num_threads()
+        if keep == 1:
+            return
+        torch.set_num_threads(1)
+        helper = threading.Thread(target=torch.set_num_threads, args=(keep,), name="tmodel-threads")
+        helper.start()
+        helper.join()
