@@ -20,12 +20,12 @@ from .limits import DEFAULT_LIMITS, Limits
 from .manifest.encoding import pack_manifest
 from .manifest.metadata import check_metadata
 from .manifest.module_tree import roots, state_of
-from .manifest.nodes import DictNode, ModuleRef, TensorRef
+from .manifest.nodes import ModuleRef, mapping_items, tensor_index
 from .manifest.schema import Manifest
 from .manifest.wire import BlobWire, ManifestWire, manifest_wire
 from .nn.apply import Upgraded, apply_steps, steps_per_record
 from .nn.records import ModuleBuilder, check_rebuild
-from .tensors.dtypes import DTYPE_NAMES, TORCH_DTYPES
+from .tensors.dtypes import DTYPE_NAMES, PACKED, torch_dtype
 from .tensors.load import device_of, materialize, meta_tensors
 from .tensors.planes import torch_merge, torch_split
 from .tensors.slices import read_slice
@@ -47,7 +47,9 @@ def save(
     checksum: str = digests.DEFAULT,
     progress: Progress | None = None,
 ) -> None:
-    """Save a state dict or checkpoint (dict/list/tuple/str/int/float/bool/None/bytes/tensors) atomically.
+    """Save a state dict, checkpoint or module atomically: what `torch.load(weights_only=True)` accepts, with
+    its types kept (OrderedDict and its `_metadata`, Counter, set, bytearray, complex, torch.Size, device,
+    dtype, Parameters), modules, and numpy arrays and scalars (SPEC.md §5.4).
 
     >>> tmodel.save({"w": torch.ones(2)}, "ckpt.tmodel", metadata={"step": 10})
     """
@@ -104,7 +106,7 @@ def _tensors(
     if dtype is not None:
         if not dtype.is_floating_point:
             raise InvalidArgument(f"dtype must be a floating-point dtype, not {dtype}")
-        tensors = [t.to(dtype) if t.is_floating_point() else t for t in tensors]
+        tensors = [t.to(dtype) if t.is_floating_point() and t.dtype not in PACKED else t for t in tensors]
     return tensors
 
 
@@ -203,14 +205,15 @@ def load_into(
 def _state_keys(m: Manifest, key: str | None) -> dict[str, int]:
     node = m.root
     if key is not None:
-        entries = dict((k, v) for k, v in node.items) if isinstance(node, DictNode) else {}
+        entries = dict((k, v) for k, v in mapping_items(node) or ())
         if key not in entries:
             raise NotFound(f"the file's top level has no entry {key!r}")
         node = entries[key]
     if isinstance(node, ModuleRef):
         return state_of(m, node.module)
-    if isinstance(node, DictNode) and all(type(k) is str and isinstance(v, TensorRef) for k, v in node.items):
-        return {str(k): v.tensor for k, v in node.items if isinstance(v, TensorRef)}
+    pairs = mapping_items(node)  # a state dict: a dict or an OrderedDict (keep_vars: of Parameters)
+    if pairs is not None and all(type(k) is str and tensor_index(v) is not None for k, v in pairs):
+        return {str(k): int(tensor_index(v)) for k, v in pairs}  # type: ignore[arg-type]
     raise InvalidArgument("the file (or its entry `key`) holds neither a module nor a state dict")
 
 
@@ -225,7 +228,7 @@ class TensorSlice:
         return list(self._file.manifest.tensors[self._index].shape)
 
     def get_dtype(self) -> torch.dtype:
-        return TORCH_DTYPES[self._file.manifest.tensors[self._index].dtype]
+        return torch_dtype(self._file.manifest.tensors[self._index].dtype)
 
     def __getitem__(self, key: Any) -> torch.Tensor:
         return read_slice(self._file.reader, self._index, key)

@@ -13,7 +13,7 @@ from ..codecs.table import RAW
 from ..errors import InvalidArgument
 from ..manifest.dtypes import DTYPES, check_bool_bytes
 from ..manifest.schema import Manifest
-from .dtypes import TORCH_DTYPES
+from .dtypes import torch_dtype
 from .memory import host_view
 
 
@@ -61,7 +61,7 @@ def check_bool_region(region: torch.Tensor, blob: int) -> None:
 def meta_tensors(m: Manifest) -> list[torch.Tensor]:
     """Every tensor of a file on the meta device: shapes, strides and dtypes, no data read or allocated."""
     return [
-        torch.empty_strided(t.shape, t.strides, dtype=TORCH_DTYPES[t.dtype], device="meta") for t in m.tensors
+        torch.empty_strided(t.shape, t.strides, dtype=torch_dtype(t.dtype), device="meta") for t in m.tensors
     ]
 
 
@@ -70,7 +70,7 @@ def _view(
 ) -> torch.Tensor:
     """Tensor `i` as a view of its blob's storage."""
     t = m.tensors[i]
-    dtype = TORCH_DTYPES[t.dtype]
+    dtype = torch_dtype(t.dtype)
     if t.blob is None:
         return torch.empty_strided(t.shape, t.strides, dtype=dtype, device=device)
     out = torch.empty(0, dtype=dtype, device=device)

@@ -10,7 +10,7 @@ import torch
 from ..archive.reader import Reader
 from ..errors import InvalidArgument
 from ..manifest.dtypes import DTYPES, extent
-from .dtypes import TORCH_DTYPES
+from .dtypes import torch_dtype
 from .load import check_bool_region
 from .memory import host_view
 
@@ -30,7 +30,7 @@ def read_slice(reader: Reader, index: int, key: Any) -> torch.Tensor:
     _check_key(key)
     m = reader.manifest
     t = m.tensors[index]
-    dtype = TORCH_DTYPES[t.dtype]
+    dtype = torch_dtype(t.dtype)
     itemsize = DTYPES[t.dtype][0]
     base = torch.empty(0, dtype=dtype, device="meta").as_strided(t.shape, t.strides, t.offset // itemsize)
     try:
