@@ -656,3 +656,21 @@ _TREES = st.recursive(
 def test_trees_of_every_kind_round_trip(tmp_path_factory: pytest.TempPathFactory, tree: Any) -> None:
     path = tmp_path_factory.mktemp("tree") / "x.tmodel"
     assert_same(tmodel_roundtrip({"t": tree}, path, threads=1), {"t": tree})
+
+
+def test_a_migration_keeps_tensors_that_only_parameter_and_requires_grad_nodes_refer_to(
+    tmp_path: Path,
+) -> None:
+    """Applying layer steps rebuilds the tensor table from what is referenced: parameter and requires_grad
+    nodes are references too (else a migrated file would lose their tensors)."""
+    from tmodel.archive.reader import Reader
+    from tmodel.nn.apply import apply_steps
+
+    obj = {"p": nn.Parameter(torch.ones(2), requires_grad=False), "g": torch.zeros(3, requires_grad=True)}
+    tmodel.save(obj, tmp_path / "x.tmodel")
+    with Reader(tmp_path / "x.tmodel") as reader:
+        up = apply_steps(reader.manifest, lambda i: torch.empty(0))
+    assert up.kept == [0, 1] and up.new == []
+    assert up.root == {
+        "dict": [["p", {"parameter": {"tensor": 0, "requires_grad": False}}], ["g", {"requires_grad": 1}]]
+    }
