@@ -26,7 +26,7 @@ import zstandard
 MAGIC = b"\x89TMODEL\n"
 END_MAGIC = b"TMODEND\n"
 CONTAINER_VERSION = 1
-SCHEMA_VERSIONS = (1, 2)
+SCHEMA_VERSIONS = (1, 2, 3)
 MIB = 1 << 20
 INT63 = (1 << 63) - 1
 
@@ -62,7 +62,27 @@ DTYPES: dict[str, tuple[int, int]] = {
     "uint16": (2, 2),
     "uint32": (4, 4),
     "uint64": (8, 8),
+    # §5.3, from version 3
+    "float8_e8m0fnu": (1, 1),
+    "float4_e2m1fn_x2": (1, 1),
+    "complex32": (4, 2),
+    "bits8": (1, 1),
+    "bits16": (2, 2),
+    "bits1x8": (1, 1),
+    "bits2x4": (1, 1),
+    "bits4x2": (1, 1),
 }
+V2_DTYPES = frozenset(list(DTYPES)[:19])  # §12: the dtypes of versions 1 and 2
+# §5.3: names only a dtype node may use (from version 3), and the dtypes of numpy values
+VALUE_ONLY_DTYPES = frozenset(
+    {f"uint{n}" for n in range(1, 8)}
+    | {f"int{n}" for n in range(1, 8)}
+    | {"qint8", "quint8", "qint32", "quint4x2", "quint2x4"}
+)
+NUMPY_DTYPES = frozenset(
+    {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+    | {"float16", "float32", "float64", "complex64", "complex128"}
+)
 CODECS = ("raw", "zstd", "bytegroup-zstd")
 # checksum name -> (trailer digest_id, digest length)
 CHECKSUMS = {"xxh3-64": (1, 8), "sha256": (2, 32)}
@@ -85,7 +105,23 @@ CHUNK_KEYS = ("digest", "segments")
 TENSOR_KEYS = ("name", "dtype", "shape", "strides", "blob", "offset")
 MODULE_KEYS = ("type", "version", "config", "parameters", "buffers", "children", "training")
 PARAM_KEYS = ("tensor", "requires_grad")
-NODE_TAGS = ("list", "tuple", "dict", "tensor", "module", "dtype")
+V2_NODE_TAGS = ("list", "tuple", "dict", "tensor", "module", "dtype")
+V3_NODE_TAGS = (
+    "ordered_dict",
+    "counter",
+    "set",
+    "bytearray",
+    "complex",
+    "size",
+    "device",
+    "parameter",
+    "requires_grad",
+    "ndarray",
+    "numpy_scalar",
+)
+NODE_TAGS = V2_NODE_TAGS + V3_NODE_TAGS
+DEVICE_RE = re.compile(r"[a-z][a-z0-9_]*(:(0|[1-9][0-9]*))?")
+INT64_MIN = -(1 << 63)
 TYPE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 HASH_PIECE = 16 * MIB
 
@@ -406,7 +442,7 @@ class Reader:
             _schema(type(rf) is list and all(type(x) is str for x in rf), "required_features")
             if rf:
                 _fail("UNKNOWN_FEATURE", f"required features {rf}")
-        _record(m, MANIFEST_KEYS_V1 if sv == 1 else MANIFEST_KEYS_V2, "manifest")
+        _record(m, MANIFEST_KEYS_V1 if sv == 1 else MANIFEST_KEYS_V2, "manifest")  # v3 keeps v2's keys
         if sv == 1:  # §12 v1_to_v2
             m = dict(m, modules=[])
         self.sv = sv
@@ -532,7 +568,7 @@ class Reader:
             if name in names:
                 _fail("BAD_NAME", f"duplicate tensor name {name!r}")
             names.add(name)
-            if t["dtype"] not in DTYPES:
+            if t["dtype"] not in DTYPES or (self.sv < 3 and t["dtype"] not in V2_DTYPES):
                 _fail("UNKNOWN_DTYPE", t["dtype"])
             itemsize = DTYPES[t["dtype"]][0]
             shape, strides = t["shape"], t["strides"]
@@ -573,32 +609,44 @@ class Reader:
             _schema(tag in NODE_TAGS, f"unknown node tag {tag!r}")
             if self.sv == 1:
                 _schema(tag not in ("module", "dtype"), f"{tag} node in a schema version 1 manifest")
+            if self.sv < 3:
+                _schema(tag not in V3_NODE_TAGS, f"{tag} node in a schema version {self.sv} manifest")
             if tag in ("list", "tuple"):
                 _schema(type(v) is list, f"{tag} node is not an array")
                 stack.extend(v)
-            elif tag == "dict":
-                _schema(type(v) is list, "dict node is not an array")
-                seen: set[Any] = set()
-                for e in v:
-                    _schema(type(e) is list and len(e) == 2, "dict entry is not a pair")
-                    k = e[0]
-                    _schema(
-                        k is None or type(k) in (bool, int, float, str, bytes), "dict key is not a scalar"
-                    )
-                    if type(k) is float and math.isnan(k):
-                        key: Any = ("nan", struct.pack(">d", k))
-                    elif type(k) in (bool, int, float):
-                        key = ("num", k)  # Python cannot tell 1, 1.0 and True apart (§5.4 MAY)
-                    else:
-                        key = (type(k).__name__, k)
-                    if key in seen:
-                        _fail("MANIFEST_SCHEMA", f"duplicate dict key {k!r}")
-                    seen.add(key)
-                    stack.append(e[1])
-            elif tag == "tensor":
-                _schema(_is_nonneg(v), "tensor node is not an int >= 0")
+            elif tag in ("dict", "counter"):
+                _schema(type(v) is list, f"{tag} node is not an array")
+                stack.extend(_entries(v))
+            elif tag == "ordered_dict":
+                _record(v, ("items", "metadata"), "ordered_dict node")
+                _schema(type(v["items"]) is list, "ordered_dict items is not an array")
+                _schema(type(v["metadata"]) is list and len(v["metadata"]) <= 1, "ordered_dict metadata")
+                stack.extend(_entries(v["items"]))
+                stack.extend(v["metadata"])
+            elif tag == "set":
+                _schema(type(v) is list, "set node is not an array")
+                _distinct_keys(v, "set element")
+            elif tag == "bytearray":
+                _schema(type(v) is bytes, "bytearray node is not bytes")
+            elif tag == "complex":
+                _schema(type(v) is list and len(v) == 2 and all(type(p) is float for p in v), "complex node")
+            elif tag == "size":
+                _schema(
+                    type(v) is list and all(type(d) is int and INT64_MIN <= d <= INT63 for d in v),
+                    "size node is not an array of 64-bit ints",
+                )
+            elif tag == "device":
+                _schema(type(v) is str and len(v) <= 64 and DEVICE_RE.fullmatch(v) is not None, "device node")
+            elif tag in ("tensor", "requires_grad", "parameter"):
+                if tag == "parameter":
+                    _record(v, PARAM_KEYS, "parameter node")
+                    _schema(type(v["requires_grad"]) is bool, "parameter node requires_grad is not a bool")
+                    v = v["tensor"]
+                _schema(_is_nonneg(v), f"{tag} node tensor is not an int >= 0")
                 if not 0 <= v < nt:
-                    _fail("BAD_TENSOR", f"tensor node {v} out of range")
+                    _fail("BAD_TENSOR", f"{tag} node {v} out of range")
+            elif tag in ("ndarray", "numpy_scalar"):
+                self._numpy_node(tag, v)
             elif tag == "module":
                 _schema(_is_nonneg(v), "module node is not an int >= 0")
                 if not 0 <= v < nm:
@@ -607,8 +655,27 @@ class Reader:
                     module_refs.append(v)
             else:
                 _schema(type(v) is str, "dtype node is not a string")
-                if v not in DTYPES:
+                known = V2_DTYPES if self.sv < 3 else DTYPES.keys() | VALUE_ONLY_DTYPES
+                if v not in known:
                     _fail("UNKNOWN_DTYPE", v)
+
+    def _numpy_node(self, tag: str, v: Any) -> None:
+        """§5.4: a numpy array (dtype, shape, data) or scalar (dtype, data)."""
+        keys = ("dtype", "shape", "data") if tag == "ndarray" else ("dtype", "data")
+        _record(v, keys, f"{tag} node")
+        _schema(type(v["dtype"]) is str and type(v["data"]) is bytes, f"{tag} node dtype or data")
+        shape = _nonneg_list(v["shape"], f"{tag} node shape") if tag == "ndarray" else []
+        if v["dtype"] not in NUMPY_DTYPES:
+            _fail("UNKNOWN_DTYPE", f"{tag} node dtype {v['dtype']!r}")
+        if len(shape) > MAX_RANK:
+            _fail("LIMIT_EXCEEDED", f"{tag} node rank {len(shape)}")
+        itemsize = DTYPES[v["dtype"]][0]
+        if math.prod(d for d in shape if d) * itemsize > INT63:
+            _fail("BAD_TENSOR", f"{tag} node shape overflows")
+        if len(v["data"]) != itemsize * math.prod(shape):
+            _fail("BAD_TENSOR", f"{tag} node holds {len(v['data'])} bytes")
+        if v["dtype"] == "bool" and v["data"].translate(None, b"\x00\x01"):
+            _fail("BAD_VALUE", f"{tag} node: a bool byte other than 0 or 1")
 
     def _tree(self) -> None:
         self._node(self.m["root"])
@@ -765,6 +832,29 @@ def _hash_view(h: Any, view: np.ndarray) -> None:
         _hash_view(h, view[start : start + step])
 
 
+def _entries(v: list[Any]) -> list[Any]:
+    """§5.4: a mapping's entries are [key, Node] pairs with distinct scalar keys; returns the values."""
+    for e in v:
+        _schema(type(e) is list and len(e) == 2, "mapping entry is not a pair")
+    _distinct_keys([e[0] for e in v], "mapping key")
+    return [e[1] for e in v]
+
+
+def _distinct_keys(keys: list[Any], what: str) -> None:
+    seen: set[Any] = set()
+    for k in keys:
+        _schema(k is None or type(k) in (bool, int, float, str, bytes), f"{what} is not a scalar")
+        if type(k) is float and math.isnan(k):
+            key: Any = ("nan", struct.pack(">d", k))
+        elif type(k) in (bool, int, float):
+            key = ("num", k)  # Python cannot tell 1, 1.0 and True apart (§5.4 MAY)
+        else:
+            key = (type(k).__name__, k)
+        if key in seen:
+            _fail("MANIFEST_SCHEMA", f"duplicate {what} {k!r}")
+        seen.add(key)
+
+
 def _desc_value(v: Any) -> Any:
     if isinstance(v, bytes):
         return {"$bytes": v.hex()}
@@ -790,8 +880,33 @@ def _desc_node(n: Any, names: list[str]) -> Any:
             return {"$list": [_desc_node(x, names) for x in v]}
         if tag == "tuple":
             return {"$tuple": [_desc_node(x, names) for x in v]}
-        return {"$dict": [[_desc_value(k), _desc_node(x, names)] for k, x in v]}
+        if tag in ("dict", "counter"):
+            return {f"${tag}": _desc_pairs(v, names)}
+        if tag == "ordered_dict":
+            meta = [_desc_node(x, names) for x in v["metadata"]]
+            return {"$ordered_dict": {"items": _desc_pairs(v["items"], names), "metadata": meta}}
+        if tag == "set":
+            return {"$set": [_desc_value(k) for k in v]}
+        if tag == "bytearray":
+            return {"$bytearray": v.hex()}
+        if tag == "complex":
+            return {"$complex": [_desc_value(p) for p in v]}
+        if tag == "size":
+            return {"$size": list(v)}
+        if tag == "device":
+            return {"$device": v}
+        if tag == "parameter":
+            return {"$parameter": [names[v["tensor"]], v["requires_grad"]]}
+        if tag == "requires_grad":
+            return {"$requires_grad": names[v]}
+        if tag == "ndarray":
+            return {"$ndarray": {"dtype": v["dtype"], "shape": list(v["shape"]), "hex": v["data"].hex()}}
+        return {"$numpy_scalar": {"dtype": v["dtype"], "hex": v["data"].hex()}}
     return _desc_value(n)
+
+
+def _desc_pairs(v: list[Any], names: list[str]) -> list[Any]:
+    return [[_desc_value(k), _desc_node(x, names)] for k, x in v]
 
 
 FALLBACK = {"container": "BAD_LAYOUT", "manifest": "MANIFEST_SCHEMA", "data": "BAD_COMPRESSED_DATA"}

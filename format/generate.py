@@ -73,6 +73,8 @@ def layout() -> dict[str, Any]:
             ],
         },
         "dtypes": [{"name": k, "itemsize": v[0], "width": v[1]} for k, v in dtypes.DTYPES.items()],
+        "value_only_dtypes": list(dtypes.VALUE_DTYPES),
+        "numpy_dtypes": [k for k in dtypes.DTYPES if k in dtypes.NUMPY_DTYPES],
         "codecs": list(codecs.CODECS),
         "max_width": codecs.MAX_WIDTH,
         "checksums": [{"name": k, "digest_id": v[0], "length": v[1]} for k, v in digests.ALGORITHMS.items()],

@@ -30,6 +30,13 @@ from tmodel.tensors.dtypes import TORCH_DTYPES
 
 ST_NAMES = sorted(ST_DTYPES.values())
 SHAPES: list[tuple[int, ...]] = [(3, 5), (), (0, 4), (7,)]
+#: dtypes torch can neither compute with nor convert to: compared and sampled by their bytes
+BYTES_ONLY = ("float8_e8m0fnu", "float4_e2m1fn_x2")
+
+
+def shapes(dtype: str) -> list[tuple[int, ...]]:
+    """SHAPES, less the 0-d shape for float4_e2m1fn_x2: safetensors F4 cannot hold a single pair."""
+    return [s for s in SHAPES if s or dtype != "float4_e2m1fn_x2"]
 
 
 def sample(dtype: str, shape: tuple[int, ...] = (3, 5), seed: int = 0) -> torch.Tensor:
@@ -40,20 +47,21 @@ def sample(dtype: str, shape: tuple[int, ...] = (3, 5), seed: int = 0) -> torch.
         return torch.rand(shape, generator=g) > 0.5
     if dt.is_complex:
         return torch.randn(shape, generator=g, dtype=dt)
-    if dt.is_floating_point:
+    if dt.is_floating_point and dtype not in BYTES_ONLY:
         return (torch.randn(shape, generator=g) * 4).to(dt)
     n = torch.Size(shape).numel() * dt.itemsize
     return torch.randint(0, 256, (n,), dtype=torch.uint8, generator=g).view(dt).reshape(shape)
 
 
 def every_dtype() -> dict[str, torch.Tensor]:
-    return {f"{d}.{i}": sample(d, s, i) for d in ST_NAMES for i, s in enumerate(SHAPES)}
+    return {f"{d}.{i}": sample(d, s, i) for d in ST_NAMES for i, s in enumerate(shapes(d))}
 
 
 def assert_same(got: torch.Tensor, want: torch.Tensor) -> None:
     assert got.dtype == want.dtype
     assert got.shape == want.shape
-    assert torch.equal(got, want)
+    if str(want.dtype).removeprefix("torch.") not in BYTES_ONLY:  # torch.equal has no kernel for those
+        assert torch.equal(got, want)
     assert torch.equal(got.reshape(-1).view(torch.uint8), want.reshape(-1).view(torch.uint8))
 
 
@@ -70,14 +78,75 @@ def code_of(exc: pytest.ExceptionInfo[TModelError]) -> str:
 
 # -- our reader and writer ---------------------------------------------------------------------------------
 def test_dtype_table_covers_reference_package() -> None:
-    ref = safetensors.torch._TYPES  # the reference's own name -> dtype table
+    ref = safetensors.torch._TYPES  # the reference's own name -> dtype table, which lacks F8_E8M0 and F4
+    assert set(ST_DTYPES) - set(ref) == {"F8_E8M0", "F4"}
     for st_name, ours in ST_DTYPES.items():
-        assert ref[st_name] == TORCH_DTYPES[ours]
+        if st_name in ref:
+            assert ref[st_name] == TORCH_DTYPES[ours]
+    # the reference writes both from torch's dtype names (its Rust side knows them)
+    assert (
+        safetensors.torch._SIZE[torch.float8_e8m0fnu] == safetensors.torch._SIZE[torch.float4_e2m1fn_x2] == 1
+    )
+
+
+def _header(path: Path) -> dict[str, Any]:
+    n = struct.unpack("<Q", path.read_bytes()[:8])[0]
+    return dict(json.loads(path.read_bytes()[8 : 8 + n]))
+
+
+def test_reference_package_e8m0_and_f4_files_read_as_torch_has_them(tmp_path: Path) -> None:
+    """safetensors 0.8 writes float8_e8m0fnu as F8_E8M0 and float4_e2m1fn_x2 as F4 counting 4-bit values (the
+    last dimension doubled, the bytes as torch holds them); ours reads both back to torch's shapes and bytes,
+    and `tmodel convert` carries them into a .tmodel file."""
+    e8 = torch.tensor([0, 1, 127, 128, 254, 255], dtype=torch.uint8).view(torch.float8_e8m0fnu).reshape(2, 3)
+    f4 = torch.tensor([0x21, 0x43, 0x65, 0x87, 0xA9, 0xCB], dtype=torch.uint8).view(torch.float4_e2m1fn_x2)
+    tensors = {"e8": e8, "f4": f4.reshape(2, 3), "f4_empty": f4[:0]}
+    path = tmp_path / "ref.safetensors"
+    safetensors.torch.save_file(tensors, str(path))
+    header = _header(path)
+    assert header["e8"] == {"dtype": "F8_E8M0", "shape": [2, 3], "data_offsets": header["e8"]["data_offsets"]}
+    assert header["f4"]["dtype"] == "F4" and header["f4"]["shape"] == [2, 6]
+    assert header["f4_empty"]["shape"] == [0]
+    got, _ = read_safetensors(path)
+    for k, t in tensors.items():
+        assert_same(got[k], t)
+    assert got["f4"].reshape(-1).view(torch.uint8).tolist() == [0x21, 0x43, 0x65, 0x87, 0xA9, 0xCB]
+    convert(path, tmp_path / "x.tmodel")
+    assert_same_dict(tmodel.load(tmp_path / "x.tmodel"), tensors)
+    with tmodel.open(tmp_path / "x.tmodel") as f:
+        assert [t.dtype for t in f.manifest.tensors] == [
+            "float8_e8m0fnu",
+            "float4_e2m1fn_x2",
+            "float4_e2m1fn_x2",
+        ]
+
+
+def test_hand_written_f4_file_per_the_safetensors_format(tmp_path: Path) -> None:
+    """F4, as the safetensors format defines it: shape in 4-bit values, data_offsets in bytes."""
+    data = bytes([0x10, 0x32, 0x54, 0x76])
+    path = raw_file(tmp_path, {"x": {"dtype": "F4", "shape": [2, 4], "data_offsets": [0, 4]}}, data)
+    got, _ = read_safetensors(path)
+    assert got["x"].dtype == torch.float4_e2m1fn_x2 and got["x"].shape == (2, 2)
+    assert got["x"].reshape(-1).view(torch.uint8).tolist() == list(data)
+    ref = safetensors.torch.load_file(str(path))["x"]  # the reference package agrees
+    assert_same(got["x"], ref)
+
+
+def test_our_f4_files_have_the_reference_header(tmp_path: Path) -> None:
+    t = sample("float4_e2m1fn_x2", (3, 5))
+    ours, ref = tmp_path / "ours.safetensors", tmp_path / "ref.safetensors"
+    write_safetensors({"x": t}, ours)
+    safetensors.torch.save_file({"x": t}, str(ref))
+    assert _header(ours) == _header(ref) == {"x": {"dtype": "F4", "shape": [3, 10], "data_offsets": [0, 15]}}
+    assert ours.read_bytes()[-15:] == ref.read_bytes()[-15:]
+    with pytest.raises(TModelError) as e:
+        write_safetensors({"x": t[0, 0]}, tmp_path / "scalar.safetensors")  # a 0-d pair has no F4 shape
+    assert code_of(e) == "UNSUPPORTED_TYPE"
 
 
 @pytest.mark.parametrize("dtype", ST_NAMES)
 def test_write_then_read_every_dtype(tmp_path: Path, dtype: str) -> None:
-    tensors = {f"t{i}": sample(dtype, s, i) for i, s in enumerate(SHAPES)}
+    tensors = {f"t{i}": sample(dtype, s, i) for i, s in enumerate(shapes(dtype))}
     path = tmp_path / "x.safetensors"
     write_safetensors(tensors, path, metadata={"format": "pt"})
     got, meta = read_safetensors(path)
@@ -87,7 +156,7 @@ def test_write_then_read_every_dtype(tmp_path: Path, dtype: str) -> None:
 
 @pytest.mark.parametrize("dtype", ST_NAMES)
 def test_our_files_load_with_reference_package(tmp_path: Path, dtype: str) -> None:
-    tensors = {f"t{i}": sample(dtype, s, i) for i, s in enumerate(SHAPES)}
+    tensors = {f"t{i}": sample(dtype, s, i) for i, s in enumerate(shapes(dtype))}
     path = tmp_path / "x.safetensors"
     write_safetensors(tensors, path, metadata={"a": "1", "b": "two"})
     got = safetensors.torch.load_file(str(path))
@@ -180,11 +249,39 @@ HOSTILE: list[tuple[str, bytes | dict[str, Any], bytes, int | None, str]] = [
     ("shape/size mismatch", {"a": f32(0, 8, [3])}, bytes(8), None, "BAD_TENSOR"),
     ("shape overflow", {"a": f32(0, 0, [2**40, 2**40])}, b"", None, "BAD_TENSOR"),
     (
-        "unknown dtype",
-        {"a": {"dtype": "F4", "shape": [1], "data_offsets": [0, 1]}},
-        b"\0",
+        "unknown dtype",  # safetensors has F6_E2M3, torch has no such dtype
+        {"a": {"dtype": "F6_E2M3", "shape": [4], "data_offsets": [0, 3]}},
+        bytes(3),
         None,
         "UNKNOWN_DTYPE",
+    ),
+    (
+        "F4 values not ending at a byte",
+        {"a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 2]}},
+        bytes(2),
+        None,
+        "BAD_TENSOR",
+    ),
+    (
+        "F4 size mismatch",
+        {"a": {"dtype": "F4", "shape": [4], "data_offsets": [0, 3]}},
+        bytes(3),
+        None,
+        "BAD_TENSOR",
+    ),
+    (
+        "F4 rows of an odd length",  # a valid safetensors file that has no float4_e2m1fn_x2 form
+        {"a": {"dtype": "F4", "shape": [2, 3], "data_offsets": [0, 3]}},
+        bytes(3),
+        None,
+        "UNSUPPORTED_TYPE",
+    ),
+    (
+        "F4 shape overflow",
+        {"a": {"dtype": "F4", "shape": [2**62, 2**62], "data_offsets": [0, 0]}},
+        b"",
+        None,
+        "BAD_TENSOR",
     ),
     ("not JSON", b"{not json", b"", None, "BAD_SOURCE"),
     ("not UTF-8", b'{"\xff":1}', b"", None, "BAD_SOURCE"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,17 @@ def _code(fn: Any) -> str:
     return "OK"
 
 
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    flat = t.contiguous().reshape(-1)
+    return flat.view(torch.uint8) if flat.numel() else torch.empty(0, dtype=torch.uint8)
+
+
 def _same(a: Any, b: Any) -> None:
     if isinstance(a, torch.Tensor):
         assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.stride() == b.stride()
-        assert torch.equal(a, b)
+        assert a.shape == b.shape and torch.equal(
+            _bits(a), _bits(b)
+        )  # bits: also dtypes torch cannot compare
     elif isinstance(a, dict):
         assert isinstance(b, dict) and list(a) == list(b)
         for k in a:
@@ -47,6 +55,15 @@ def _same(a: Any, b: Any) -> None:
         assert type(a) is type(b) and len(a) == len(b)
         for x, y in zip(a, b, strict=True):
             _same(x, y)
+    elif isinstance(a, (float, complex)):  # NaN payloads and signed zeros compare by their bits
+        assert type(a) is type(b)
+        parts = (lambda z: (z.real, z.imag)) if isinstance(a, complex) else (lambda x: (x,))
+        assert struct.pack("<" + "d" * len(parts(a)), *parts(a)) == struct.pack(
+            "<" + "d" * len(parts(b)), *parts(b)
+        )
+    elif hasattr(a, "tobytes") and hasattr(a, "dtype"):  # numpy arrays and scalars
+        assert type(a) is type(b) and a.dtype == b.dtype and a.shape == b.shape
+        assert a.tobytes() == b.tobytes()
     else:
         assert a == b and type(a) is type(b)
 

@@ -1,20 +1,38 @@
-"""Refactors change no byte: a fixed object saves to the bytes recorded before the code was last moved
-(hashes taken at commit 9c2c4a0, before the package moved under src/)."""
+"""Refactors change no byte: a fixed object saves to the bytes recorded before the code was last moved.
+
+Two records. `RECORDED_V2` holds the hashes taken at commit 9c2c4a0 (before the package moved under src/),
+when files were written as schema version 2. Schema version 3 changed no byte of this object's content, only
+the `schema_version` the manifest states, so the record is still checked, exactly: the file written today,
+its manifest taken down to version 2 by the schema chain's own downgrade (tmodel.migrations) and framed
+again (same header and blobs, trailer digest recomputed), must hash to the recorded bytes. `RECORDED_V3` holds
+the hashes of the file as written now, taken when schema version 3 was introduced; from then on it is the
+record that catches a changed byte directly.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import struct
 from pathlib import Path
 
+import msgpack
 import pytest
 import torch
 from torch import nn
 
 import tmodel
+import tmodel.migrations as chain
+from tmodel.container.digests import BY_ID
+from tmodel.container.framing import HEADER_SIZE, TRAILER_SIZE, pack_trailer
+from tmodel.manifest.encoding import pack_manifest
 
-RECORDED = {
+RECORDED_V2 = {
     "auto": "7966df545e826db78794e0bbd940f7f0d9092beb7fb60578a7b9ec0617f86f62",
     "raw": "6928eadc6d8f4fbed3a443fdefde6a7a0db22776e0f5237dc195e6640e2dabd0",
+}
+RECORDED_V3 = {
+    "auto": "24f53d80dc15b511ebeb4c9a94c98ef432d6e70d89d3632bd7562910a28ff6f6",
+    "raw": "e44e3f745e6b09262cdbc198aad3ac37300995f29a44626a365c685eb784cddd",
 }
 DTYPES = ("float64", "float16", "bfloat16", "int8", "int16", "int32", "int64", "uint8", "bool", "complex64")
 
@@ -38,8 +56,33 @@ def fixed_object() -> dict[str, object]:
     }
 
 
-@pytest.mark.parametrize("codec", sorted(RECORDED))
-def test_fixed_object_saves_to_the_recorded_bytes(tmp_path: Path, codec: str) -> None:
+def _save(tmp_path: Path, codec: str) -> bytes:
     path = tmp_path / "fixed.tmodel"
     tmodel.save(fixed_object(), path, codec=codec, chunk_size=64, metadata={"k": [1, 2.0, "x", None, b"b"]})
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == RECORDED[codec]
+    return path.read_bytes()
+
+
+def as_schema_version(data: bytes, version: int) -> bytes:
+    """The same file with its manifest rewritten as an older schema version by the chain's downgrade."""
+    offset, length, digest_id = struct.unpack_from("<QQH", data, len(data) - TRAILER_SIZE)
+    wire = msgpack.unpackb(data[offset : offset + length], raw=False)
+    manifest = pack_manifest(chain.downgrade(wire, version))
+    return data[:offset] + manifest + pack_trailer(offset, manifest, BY_ID[digest_id], data[:HEADER_SIZE])
+
+
+@pytest.mark.parametrize("codec", sorted(RECORDED_V3))
+def test_fixed_object_saves_to_the_recorded_bytes(tmp_path: Path, codec: str) -> None:
+    data = _save(tmp_path, codec)
+    assert hashlib.sha256(data).hexdigest() == RECORDED_V3[codec]
+
+
+@pytest.mark.parametrize("codec", sorted(RECORDED_V2))
+def test_taken_down_to_schema_2_it_is_the_file_schema_2_wrote(tmp_path: Path, codec: str) -> None:
+    data = _save(tmp_path, codec)
+    v2 = as_schema_version(data, 2)
+    assert v2 != data and len(v2) == len(data)  # only the version number differs
+    assert hashlib.sha256(v2).hexdigest() == RECORDED_V2[codec]
+    (tmp_path / "v2.tmodel").write_bytes(v2)
+    with tmodel.open(tmp_path / "v2.tmodel") as f:  # and it is a valid version-2 file
+        assert f.reader.source_schema_version == 2
+        f.verify()

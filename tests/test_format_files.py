@@ -63,3 +63,45 @@ def test_a_written_manifest_validates_against_the_json_schema(tmp_path: Path) ->
     else:
         raise AssertionError("the schema accepted an unknown field")
     assert msgpack.unpackb(data[offset:-TRAILER_SIZE])["schema_version"] == SCHEMA_VERSION
+
+
+def test_a_manifest_of_every_schema_3_node_validates_against_the_json_schema(tmp_path: Path) -> None:
+    import collections
+
+    import numpy as np
+
+    path = tmp_path / "m.tmodel"
+    od: collections.OrderedDict[str, object] = collections.OrderedDict(w=torch.ones(2))
+    od._metadata = {"": {"version": 1}}  # type: ignore[attr-defined]
+    obj = {
+        "od": od,
+        "c": collections.Counter("ab"),
+        "s": {1, "x"},
+        "b": bytearray(b"z"),
+        "z": 1j,
+        "size": torch.Size([2]),
+        "dev": torch.device("cuda:0"),
+        "p": torch.nn.Parameter(torch.ones(1)),
+        "g": torch.ones(1, requires_grad=True),
+        "a": np.arange(3, dtype=np.uint32),
+        "f": np.float32(1.0),
+        "e8": torch.ones(2).to(torch.float8_e8m0fnu),
+    }
+    tmodel.save(obj, path)
+    data = path.read_bytes()
+    offset = int.from_bytes(data[-TRAILER_SIZE : -TRAILER_SIZE + 8], "little")
+    wire = unpack_manifest(data[offset:-TRAILER_SIZE], DEFAULT_LIMITS)
+    schema = json.loads((ROOT / "format" / f"manifest.v{SCHEMA_VERSION}.schema.json").read_text())
+    jsonschema.validate(_as_json(wire), schema)
+    tags = [next(iter(v)) for _, v in wire["root"]["dict"]]
+    assert tags == [
+        *("ordered_dict", "counter", "set", "bytearray", "complex", "size", "device"),
+        *("parameter", "requires_grad", "ndarray", "numpy_scalar", "tensor"),
+    ]
+    wire["root"]["dict"][4][1]["complex"] = "1j"
+    try:
+        jsonschema.validate(_as_json(wire), schema)
+    except jsonschema.ValidationError:
+        pass
+    else:
+        raise AssertionError("the schema accepted a complex node holding a string")

@@ -31,6 +31,19 @@ def test_there_are_golden_files_for_version_1() -> None:
     assert len([p for p in CASES if p.parent.name == "v1"]) == 7
 
 
+def test_there_are_golden_files_for_version_2_with_modules() -> None:
+    v2 = sorted(p.stem for p in CASES if p.parent.name == "v2")
+    assert len(v2) == 8 and "modules" in v2
+    description = json.loads((GOLDEN / "v2" / "modules.json").read_text())
+    assert description["schema_version"] == 2
+    assert [m["type"] for m in description["modules"]] == [
+        "torch.nn.Sequential",
+        "torch.nn.Linear",
+        "torch.nn.BatchNorm1d",
+        "torch.nn.ReLU",
+    ]
+
+
 @pytest.mark.parametrize("path", CASES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_golden_file_loads_to_its_description(path: Path) -> None:
     expected = json.loads(path.with_suffix(".json").read_text())

@@ -4,6 +4,7 @@ and it speaks the conformance protocol."""
 
 from __future__ import annotations
 
+import collections
 import importlib.util
 import json
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,7 +24,7 @@ from tmodel.conformance.describe import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 READER = ROOT / "conformance" / "independent_reader.py"
-GOLDEN = sorted((ROOT / "conformance" / "golden" / "v1").glob("*.tmodel"))
+GOLDEN = sorted((ROOT / "conformance" / "golden").glob("v*/*.tmodel"))
 
 DTYPES = [
     torch.float64,
@@ -44,6 +46,14 @@ DTYPES = [
     torch.uint16,
     torch.uint32,
     torch.uint64,
+    torch.float8_e8m0fnu,
+    torch.float4_e2m1fn_x2,
+    torch.complex32,
+    torch.bits8,
+    torch.bits16,
+    torch.bits1x8,
+    torch.bits2x4,
+    torch.bits4x2,
 ]
 
 
@@ -87,6 +97,31 @@ def Net() -> torch.nn.Module:
     )
 
 
+def _torch_types() -> dict[str, Any]:
+    """Every kind schema version 3 added (SPEC.md §5.4), as torch.save users have them."""
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    return {
+        "state": model.state_dict(),
+        "keep_vars": model.state_dict(keep_vars=True),
+        "plain": collections.OrderedDict(a=1),
+        "counter": collections.Counter("abracadabra"),
+        "set": {3, "x", 1.5, None, b"k", False, float("nan")},
+        "bytearray": bytearray(b"\x00ab"),
+        "complex": [1.5 - 2j, complex(float("inf"), float("nan"))],
+        "size": torch.Size([2, 0, -1]),
+        "device": (torch.device("cpu"), torch.device("cuda", 1), torch.device("meta")),
+        "dtypes": [torch.uint4, torch.int7, torch.qint8, torch.float8_e8m0fnu],
+        "grad": torch.ones(3, requires_grad=True),
+        "rng": np.random.RandomState(5).get_state(),
+        "arrays": [
+            np.arange(6, dtype=np.int16).reshape(2, 3),
+            np.array(True),
+            np.zeros((0, 2), np.complex64),
+        ],
+        "scalars": [np.float16(1.5), np.int64(-3), np.bool_(True), np.complex128(1j), np.uint8(7)],
+    }
+
+
 def _objects() -> dict[str, tuple[Any, dict[str, Any]]]:
     g = torch.Generator().manual_seed(2)
     w = torch.randn(6, 8, generator=g)
@@ -116,6 +151,7 @@ def _objects() -> dict[str, tuple[Any, dict[str, Any]]]:
         "auto_small_chunks": (_all_dtypes(), {"chunk_size": 16}),
         "compressible": ({"z": torch.zeros(3000), "a": torch.arange(5000)}, {"chunk_size": 1024}),
         "sha256": ({"x": torch.arange(100, dtype=torch.float32)}, {"checksum": "sha256", "chunk_size": 64}),
+        "torch_types": (_torch_types(), {}),
     }
 
 
@@ -183,7 +219,7 @@ def _corruptions(data: bytes) -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize("case", ["nested", "module", "zstd", "bytegroup", "sha256"])
+@pytest.mark.parametrize("case", ["nested", "module", "zstd", "bytegroup", "sha256", "torch_types"])
 def test_corrupted_same_code(written: dict[str, Path], tmp_path: Path, case: str) -> None:
     data = written[case].read_bytes()
     for what, bad in _corruptions(data).items():
@@ -235,7 +271,7 @@ def test_protocol(written: dict[str, Path], tmp_path: Path) -> None:
     assert len(lines) == len(requests), proc.stdout
     responses = [json.loads(line) for line in lines]
     hello = responses[0]
-    assert hello["ok"] and hello["capabilities"] == ["read"] and hello["schema_versions"] == [1, 2]
+    assert hello["ok"] and hello["capabilities"] == ["read"] and hello["schema_versions"] == [1, 2, 3]
     for p, resp in zip(paths, responses[1 : 1 + len(paths)], strict=True):
         assert resp["ok"], (p, resp)
         if p.suffix == ".tmodel" and p.with_suffix(".json").exists():
@@ -289,7 +325,7 @@ def _delete(path: tuple[Any, ...]) -> Any:
 
 
 MANIFEST_EDITS: dict[str, Any] = {
-    "schema_3": _set(("schema_version",), 3),
+    "schema_4": _set(("schema_version",), 4),
     "schema_0": _set(("schema_version",), 0),
     "schema_bool": _set(("schema_version",), True),
     "schema_float": _set(("schema_version",), 2.0),
@@ -347,6 +383,100 @@ MANIFEST_EDITS: dict[str, Any] = {
     "root_keys_1_1.0": _set(("root",), {"dict": [[1, 1], [1.0, 2]]}),
     "required_features_str": _set(("required_features",), "x"),
 }
+
+# SPEC.md §5.4, schema version 3's nodes: what each must be, edited into a file with two tensors
+V3_NODE_EDITS: dict[str, Any] = {
+    "ordered_dict_extra_key": {"ordered_dict": {"items": [], "metadata": [], "x": []}},
+    "ordered_dict_missing_metadata": {"ordered_dict": {"items": []}},
+    "ordered_dict_two_metadata": {"ordered_dict": {"items": [], "metadata": [1, 2]}},
+    "ordered_dict_items_map": {"ordered_dict": {"items": {"a": 1}, "metadata": []}},
+    "ordered_dict_dup_keys": {"ordered_dict": {"items": [["a", 1], ["a", 2]], "metadata": []}},
+    "ordered_dict_key_list": {"ordered_dict": {"items": [[[1], 1]], "metadata": []}},
+    "ordered_dict_metadata_tensor_range": {"ordered_dict": {"items": [], "metadata": [{"tensor": 99}]}},
+    "counter_triple": {"counter": [["a", 1, 2]]},
+    "counter_keys_1_true": {"counter": [[1, 1], [True, 2]]},
+    "set_not_array": {"set": "abc"},
+    "set_list_element": {"set": [[1]]},
+    "set_node_element": {"set": [{"tensor": 0}]},
+    "set_duplicates": {"set": [1, 1]},
+    "set_nan_duplicates": {"set": [float("nan"), float("nan")]},
+    "set_1_and_1.0": {"set": [1, 1.0]},
+    "bytearray_str": {"bytearray": "ab"},
+    "complex_ints": {"complex": [1, 2]},
+    "complex_one_part": {"complex": [1.0]},
+    "complex_three_parts": {"complex": [1.0, 2.0, 3.0]},
+    "size_float": {"size": [2.0]},
+    "size_bool": {"size": [True]},
+    "size_uint64": {"size": [2**63]},
+    "device_upper": {"device": "CUDA"},
+    "device_leading_zero": {"device": "cuda:01"},
+    "device_path": {"device": "../cpu"},
+    "device_long": {"device": "a" * 65},
+    "device_newline": {"device": "cpu\n"},
+    "parameter_range": {"parameter": {"tensor": 99, "requires_grad": True}},
+    "parameter_grad_int": {"parameter": {"tensor": 0, "requires_grad": 1}},
+    "parameter_bare_int": {"parameter": 0},
+    "parameter_extra_key": {"parameter": {"tensor": 0, "requires_grad": True, "x": 1}},
+    "requires_grad_range": {"requires_grad": 99},
+    "requires_grad_bool": {"requires_grad": True},
+    "ndarray_dtype_bfloat16": {"ndarray": {"dtype": "bfloat16", "shape": [1], "data": b"\0\0"}},
+    "ndarray_dtype_unknown": {"ndarray": {"dtype": "float128", "shape": [1], "data": bytes(16)}},
+    "ndarray_short_data": {"ndarray": {"dtype": "uint32", "shape": [2], "data": bytes(7)}},
+    "ndarray_long_data": {"ndarray": {"dtype": "uint8", "shape": [], "data": bytes(2)}},
+    "ndarray_bool_2": {"ndarray": {"dtype": "bool", "shape": [2], "data": b"\x01\x02"}},
+    "ndarray_rank_65": {"ndarray": {"dtype": "uint8", "shape": [1] * 65, "data": b"\0"}},
+    "ndarray_overflow": {"ndarray": {"dtype": "uint8", "shape": [2**32, 2**32, 0], "data": b""}},
+    "ndarray_negative_dim": {"ndarray": {"dtype": "uint8", "shape": [-1], "data": b""}},
+    "ndarray_missing_shape": {"ndarray": {"dtype": "uint8", "data": b""}},
+    "numpy_scalar_short": {"numpy_scalar": {"dtype": "float64", "data": bytes(4)}},
+    "numpy_scalar_bool_2": {"numpy_scalar": {"dtype": "bool", "data": b"\x02"}},
+    "numpy_scalar_dtype_complex32": {"numpy_scalar": {"dtype": "complex32", "data": bytes(4)}},
+    "numpy_scalar_shape": {"numpy_scalar": {"dtype": "uint8", "shape": [], "data": b"\0"}},
+    "dtype_value_only_ok_but_as_tensor": None,  # see test_value_only_dtype_is_not_a_tensor_dtype
+}
+V3_VALID_NODES: dict[str, Any] = {
+    "ordered_dict_metadata": {"ordered_dict": {"items": [["a", {"tensor": 0}]], "metadata": [{"dict": []}]}},
+    "counter": {"counter": [["a", 3], [None, {"list": []}]]},
+    "set_mixed": {"set": [None, False, 1, 2.5, "", b""]},
+    "set_nans_differ": {"set": [float("nan"), struct.unpack("<d", struct.pack("<Q", 0x7FF8000000000001))[0]]},
+    "complex_nan": {"complex": [float("nan"), float("-inf")]},
+    "size_extremes": {"size": [-(2**63), 2**63 - 1, 0]},
+    "device_index": {"device": "privateuseone:9"},
+    "parameter": {"parameter": {"tensor": 1, "requires_grad": False}},
+    "requires_grad": {"requires_grad": 0},
+    "ndarray_empty": {"ndarray": {"dtype": "float64", "shape": [0, 5], "data": b""}},
+    "ndarray_0d_bool": {"ndarray": {"dtype": "bool", "shape": [], "data": b"\x01"}},
+    "numpy_scalar": {"numpy_scalar": {"dtype": "complex64", "data": bytes(8)}},
+    "dtype_value_only": {"dtype": "quint4x2"},
+}
+V3_NODE_EDITS.pop("dtype_value_only_ok_but_as_tensor")
+
+
+@pytest.mark.parametrize("edit", sorted(V3_NODE_EDITS))
+def test_v3_node_edits_same_code(written: dict[str, Path], tmp_path: Path, edit: str) -> None:
+    path = tmp_path / "edited.tmodel"
+    root = {"dict": [["x", {"list": [V3_NODE_EDITS[edit]]}]]}
+    path.write_bytes(_resign(written["sha256"].read_bytes(), _set(("root",), root)))
+    ref = _code_of_reference(path)
+    assert ref is not None
+    assert _code_of_reader(path) == ref
+
+
+@pytest.mark.parametrize("node", sorted(V3_VALID_NODES))
+def test_v3_nodes_same_description(written: dict[str, Path], tmp_path: Path, node: str) -> None:
+    path = tmp_path / "edited.tmodel"
+    data = _resign(written["nested"].read_bytes(), _set(("root",), {"tuple": [V3_VALID_NODES[node]]}))
+    path.write_bytes(data)
+    assert _code_of_reference(path) is None
+    assert _json(ir.read_description(str(path))) == _json(describe(str(path)))
+
+
+@pytest.mark.parametrize("name", ["uint4", "int1", "qint8", "float128"])
+def test_value_only_dtype_is_not_a_tensor_dtype(written: dict[str, Path], tmp_path: Path, name: str) -> None:
+    path = tmp_path / "edited.tmodel"
+    path.write_bytes(_resign(written["sha256"].read_bytes(), _set(("tensors", 0, "dtype"), name)))
+    assert _code_of_reference(path) == _code_of_reader(path) == "UNKNOWN_DTYPE"
+
 
 MODULE_EDITS: dict[str, Any] = {
     "version_0": _set(("modules", 1, "version"), 0),
@@ -543,6 +673,57 @@ V1_EDITS: dict[str, Any] = {
     "v1_with_modules_key": lambda w: w.update(schema_version=1, modules=[]),
     "v1_with_dtype_node": lambda w: (w.update(schema_version=1, root={"dtype": "float32"}), w.pop("modules")),
 }
+# §12: version 3's nodes and dtypes are not version 2's: MANIFEST_SCHEMA for a node, UNKNOWN_DTYPE for a dtype
+V2_EDITS: dict[str, tuple[Any, str]] = {
+    **{
+        f"v2_with_{tag}": (
+            lambda w, n=node: w.update(schema_version=2, root={"list": [n]}),
+            "MANIFEST_SCHEMA",
+        )
+        for tag, node in [
+            ("ordered_dict", {"ordered_dict": {"items": [], "metadata": []}}),
+            ("counter", {"counter": []}),
+            ("set", {"set": []}),
+            ("bytearray", {"bytearray": b""}),
+            ("complex", {"complex": [0.0, 0.0]}),
+            ("size", {"size": []}),
+            ("device", {"device": "cpu"}),
+            ("parameter", {"parameter": {"tensor": 0, "requires_grad": False}}),
+            ("requires_grad", {"requires_grad": 0}),
+            ("ndarray", {"ndarray": {"dtype": "uint8", "shape": [0], "data": b""}}),
+            ("numpy_scalar", {"numpy_scalar": {"dtype": "uint8", "data": b"\0"}}),
+        ]
+    },
+    "v2_with_e8m0_tensor": (
+        lambda w: (w.update(schema_version=2), w["tensors"][0].update(dtype="float8_e8m0fnu")),
+        "UNKNOWN_DTYPE",
+    ),
+    "v2_with_value_only_dtype": (
+        lambda w: w.update(schema_version=2, root={"dtype": "uint4"}),
+        "UNKNOWN_DTYPE",
+    ),
+    "v2_with_complex32_dtype": (
+        lambda w: w.update(schema_version=2, root={"dtype": "complex32"}),
+        "UNKNOWN_DTYPE",
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(V2_EDITS))
+def test_v2_manifests_hold_no_v3_content(written: dict[str, Path], tmp_path: Path, edit: str) -> None:
+    mutate, code = V2_EDITS[edit]
+    path = tmp_path / "edited.tmodel"
+    path.write_bytes(_resign(written["sha256"].read_bytes(), mutate))
+    assert _code_of_reader(path) == code
+    assert _code_of_reference(path) == code
+
+
+def test_v2_manifest_of_v2_content_reads(written: dict[str, Path], tmp_path: Path) -> None:
+    path = tmp_path / "v2.tmodel"
+    path.write_bytes(_resign(written["nested"].read_bytes(), lambda w: w.update(schema_version=2)))
+    got = _json(ir.read_description(str(path)))
+    assert got == _json(describe(str(path)))
+    assert got["schema_version"] == 2
 
 
 @pytest.mark.parametrize("edit", sorted(V1_EDITS))

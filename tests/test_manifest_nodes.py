@@ -23,16 +23,40 @@ _PLAIN = TypeAdapter(
     | m.ModuleRef
     # the union as it was before the discriminator, members tried in turn
     | m.DtypeNode
+    | m.OrderedDictNode
+    | m.CounterNode
+    | m.SetNode
+    | m.BytearrayNode
+    | m.ComplexNode
+    | m.SizeNode
+    | m.DeviceNode
+    | m.ParameterRef
+    | m.GradTensorRef
+    | m.NdarrayNode
+    | m.NumpyScalarNode
     | None
 )
 _TAGGED: TypeAdapter[Any] = TypeAdapter(m.Node)
 
-_KEYS = st.sampled_from(["list", "tuple", "dict", "tensor", "module", "dtype", "other", ""])
+_KEYS = st.sampled_from(
+    [
+        *("list", "tuple", "dict", "tensor", "module", "dtype", "other", ""),
+        *("ordered_dict", "counter", "set", "bytearray", "complex", "size", "device", "parameter"),
+        *(
+            "requires_grad",
+            "ndarray",
+            "numpy_scalar",
+            "metadata",
+            "shape",
+            "data",
+        ),  # not "items": a field name
+    ]
+)
 _SCALARS = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-(2**63), 2**64 - 1),  # every integer msgpack can carry
-    st.floats(allow_nan=False),
+    st.floats(allow_nan=False),  # NaN != NaN would make equal outcomes compare unequal
     st.text(max_size=3),
     st.binary(max_size=3),
 )

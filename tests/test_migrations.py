@@ -14,9 +14,11 @@ import tmodel
 import tmodel.migrations as chain
 from tmodel.archive.reader import Reader
 from tmodel.errors import TModelError
-from tmodel.migrations import v1_to_v2
+from tmodel.migrations import v1_to_v2, v2_to_v3
 
-GOLDEN_V1 = sorted((Path(__file__).resolve().parents[1] / "conformance" / "golden" / "v1").glob("*.tmodel"))
+GOLDEN = Path(__file__).resolve().parents[1] / "conformance" / "golden"
+GOLDEN_V1 = sorted((GOLDEN / "v1").glob("*.tmodel"))
+GOLDEN_V2 = sorted((GOLDEN / "v2").glob("*.tmodel"))
 
 
 def _v1() -> dict[str, Any]:
@@ -48,22 +50,156 @@ def test_v2_to_v1_refuses_a_file_with_modules() -> None:
         v1_to_v2.downgrade({**v1_to_v2.upgrade(_v1()), "modules": [{"type": "x"}]})
 
 
+def _v2() -> dict[str, Any]:
+    return {
+        **v1_to_v2.upgrade(_v1()),
+        "tensors": [
+            {"name": "w", "dtype": "bfloat16", "shape": [], "strides": [], "blob": None, "offset": 0}
+        ],
+        "root": {"dict": [["w", {"tensor": 0}], ["dt", {"dtype": "float16"}], ["m", {"module": 0}]]},
+        "modules": [
+            {
+                "type": "torch.nn.Identity",
+                "version": 1,
+                "config": {"dtype": {"dtype": "int8"}, "k": {"list": [{"tuple": []}]}},
+                "parameters": {},
+                "buffers": {},
+                "children": {},
+                "training": True,
+            }
+        ],
+    }
+
+
+def test_v2_to_v3_renumbers_and_keeps_everything_else() -> None:
+    before = _v2()
+    after = v2_to_v3.upgrade(copy.deepcopy(before))
+    assert list(after) == list(before)  # the key order, which is part of the bytes
+    assert after == {**before, "schema_version": 3}
+    assert v2_to_v3.downgrade(after) == before
+    assert list(v2_to_v3.downgrade(after)) == list(before)
+
+
+#: schema version 3's additions, each as it appears in a manifest
+V3_NODES = {
+    "ordered_dict": {"ordered_dict": {"items": [["a", 1]], "metadata": []}},
+    "counter": {"counter": [["a", 2]]},
+    "set": {"set": [1, "a"]},
+    "bytearray": {"bytearray": b"ab"},
+    "complex": {"complex": [1.0, 2.0]},
+    "size": {"size": [2, 3]},
+    "device": {"device": "cuda:0"},
+    "parameter": {"parameter": {"tensor": 0, "requires_grad": True}},
+    "requires_grad": {"requires_grad": 0},
+    "ndarray": {"ndarray": {"dtype": "uint8", "shape": [1], "data": b"\x01"}},
+    "numpy_scalar": {"numpy_scalar": {"dtype": "float32", "data": bytes(4)}},
+}
+V3_DTYPES = (
+    "float8_e8m0fnu",
+    "float4_e2m1fn_x2",
+    "complex32",
+    "bits8",
+    "bits16",
+    "bits1x8",
+    "bits2x4",
+    "bits4x2",
+)
+
+
+def _with_root_node(node: Any) -> dict[str, Any]:
+    return {**_v2(), "root": {"dict": [["deep", {"list": [node]}]]}}
+
+
+def _with_config_node(node: Any) -> dict[str, Any]:
+    m = _v2()
+    m["modules"][0]["config"]["x"] = {"tuple": [node]}
+    return m
+
+
+def _with_tensor_dtype(name: str) -> dict[str, Any]:
+    m = _v2()
+    m["tensors"][0]["dtype"] = name
+    return m
+
+
+def test_the_step_lists_every_node_kind_and_dtype_version_3_added() -> None:
+    from tmodel.manifest import nodes
+    from tmodel.manifest.dtypes import DTYPES, VALUE_DTYPES
+
+    v2_tags = {
+        "bool",
+        "int",
+        "float",
+        "str",
+        "bytes",
+        "nil",
+        "list",
+        "tuple",
+        "dict",
+        "tensor",
+        "module",
+        "dtype",
+    }
+    assert set(v2_to_v3.V3_ONLY_NODES) == set(nodes._NODE_TAGS.values()) - v2_tags == set(V3_NODES)
+    assert set(DTYPES) - v2_to_v3.V2_DTYPES == set(V3_DTYPES)
+    assert set(DTYPES) >= v2_to_v3.V2_DTYPES
+    assert not set(VALUE_DTYPES) & set(DTYPES)
+
+
+@pytest.mark.parametrize("kind", sorted(V3_NODES))
+@pytest.mark.parametrize("where", ["root", "config"])
+def test_v3_nodes_are_refused_in_a_v2_manifest_and_in_a_downgrade(kind: str, where: str) -> None:
+    make = _with_root_node if where == "root" else _with_config_node
+    with pytest.raises(ValueError, match=f"no '{kind}' nodes") as info:
+        v2_to_v3.upgrade(make(V3_NODES[kind]))
+    assert type(info.value) is ValueError
+    with pytest.raises(ValueError, match=f"no '{kind}' nodes"):
+        v2_to_v3.downgrade({**make(V3_NODES[kind]), "schema_version": 3})
+    with pytest.raises(TModelError) as err:
+        chain.upgrade(make(V3_NODES[kind]))
+    assert err.value.code == "MANIFEST_SCHEMA"
+
+
+@pytest.mark.parametrize("name", [*V3_DTYPES, "uint4", "qint8"])
+@pytest.mark.parametrize("where", ["tensor", "dtype node"])
+def test_v3_dtypes_are_unknown_to_a_v2_manifest(name: str, where: str) -> None:
+    manifest = _with_tensor_dtype(name) if where == "tensor" else _with_root_node({"dtype": name})
+    with pytest.raises(v2_to_v3.UnknownDtype, match=name):
+        v2_to_v3.upgrade(copy.deepcopy(manifest))
+    with pytest.raises(v2_to_v3.UnknownDtype, match=name):
+        v2_to_v3.downgrade({**manifest, "schema_version": 3})
+    with pytest.raises(TModelError) as err:
+        chain.upgrade(manifest)
+    assert err.value.code == "UNKNOWN_DTYPE"
+
+
+def test_node_lookalikes_in_metadata_and_dict_keys_are_not_nodes() -> None:
+    """Only the object tree and configs hold nodes: metadata is plain data, and a dict key or a string
+    value that spells a version-3 tag is just a string."""
+    m = {**_v2(), "metadata": {"set": {"set": [1]}}, "root": {"dict": [["set", "ordered_dict"]]}}
+    assert v2_to_v3.downgrade(v2_to_v3.upgrade(copy.deepcopy(m))) == m
+
+
 def test_the_chain_is_complete_and_reaches_the_current_schema() -> None:
     chain.check_chain()
-    assert chain.OLDEST == 1 and chain.CURRENT == tmodel.manifest.schema.SCHEMA_VERSION == 2
+    assert chain.OLDEST == 1 and chain.CURRENT == tmodel.manifest.schema.SCHEMA_VERSION == 3
+    assert (v1_to_v2, v2_to_v3) == chain.STEPS
     upgraded, source = chain.upgrade(_v1())
-    assert source == 1 and upgraded["schema_version"] == 2
+    assert source == 1 and upgraded["schema_version"] == 3
+    assert chain.downgrade(copy.deepcopy(upgraded), 2) == v1_to_v2.upgrade(_v1())
     assert chain.downgrade(upgraded, 1) == _v1()
+    upgraded, source = chain.upgrade(_v2())
+    assert source == 2 and upgraded == {**_v2(), "schema_version": 3}
 
 
 def test_a_gap_in_the_chain_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    gap = SimpleNamespace(__name__="v2_to_v3", FROM_VERSION=3, TO_VERSION=4)
-    monkeypatch.setattr(chain, "STEPS", (v1_to_v2, gap))
-    with pytest.raises(AssertionError, match="version 2"):
+    gap = SimpleNamespace(__name__="v3_to_v4", FROM_VERSION=4, TO_VERSION=5)
+    monkeypatch.setattr(chain, "STEPS", (v1_to_v2, v2_to_v3, gap))
+    with pytest.raises(AssertionError, match="version 3"):
         chain.check_chain()
 
 
-@pytest.mark.parametrize("version", [0, 3, -1, 2**40])
+@pytest.mark.parametrize("version", [0, 4, -1, 2**40])
 def test_versions_outside_the_chain_are_unsupported(version: int) -> None:
     with pytest.raises(TModelError) as err:
         chain.upgrade({**_v1(), "schema_version": version})
@@ -81,12 +217,24 @@ def test_a_schema_version_that_is_not_an_int_is_a_schema_error(value: object) ->
 def test_frozen_v1_files_read_through_the_chain(path: Path) -> None:
     with Reader(path) as reader:
         assert reader.source_schema_version == 1
-        assert reader.manifest.schema_version == 2
+        assert reader.manifest.schema_version == 3
         assert reader.manifest.modules == []
     tmodel.load(path)
+
+
+@pytest.mark.parametrize("path", GOLDEN_V2, ids=lambda p: p.stem)
+def test_frozen_v2_files_read_through_the_chain(path: Path) -> None:
+    with Reader(path) as reader:
+        assert reader.source_schema_version == 2
+        assert reader.manifest.schema_version == 3
+    tmodel.load(path)
+
+
+def test_there_are_frozen_v2_files() -> None:
+    assert len(GOLDEN_V2) == 8
 
 
 def test_new_files_are_written_as_the_current_version(tmp_path: Path) -> None:
     tmodel.save({"w": torch.ones(2)}, tmp_path / "x.tmodel")
     with Reader(tmp_path / "x.tmodel") as reader:
-        assert reader.source_schema_version == 2
+        assert reader.source_schema_version == 3

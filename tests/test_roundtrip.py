@@ -4,6 +4,7 @@ determinism of the written bytes."""
 
 from __future__ import annotations
 
+import collections
 import enum
 import math
 import os
@@ -15,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -53,6 +55,10 @@ def assert_same(got: Any, want: Any, where: str = "root") -> None:
         assert_same_tensor(got, want.detach(), where)
         return
     assert type(got) is type(want), f"{where}: {type(got).__name__} != {type(want).__name__}"
+    if isinstance(want, np.ndarray):
+        assert got.dtype == want.dtype and got.shape == want.shape, where
+        assert got.tobytes() == want.tobytes(), where
+        return
     if isinstance(want, dict):
         assert [(type(k), k) for k in got] == [(type(k), k) for k in want], where
         for k in want:
@@ -171,7 +177,7 @@ def _patterns(name: str) -> torch.Tensor:
     size = DTYPES[name][0]
     if size == 1:
         return torch.arange(256, dtype=torch.int16).to(torch.uint8).view(dtype)
-    if size == 2:
+    if size == 2 or name == "complex32":  # complex32: every binary16 pattern as a real and an imaginary part
         return torch.arange(-(1 << 15), 1 << 15, dtype=torch.int32).to(torch.int16).view(dtype)
     fmt = {"float32": "<f", "float64": "<d", "complex64": "<f", "complex128": "<d"}[name]
     specials = [0.0, -0.0, math.inf, -math.inf, 5e-324, 1e-45, 1e-310, -1e-40, 3.4e38, 1.0]
@@ -382,19 +388,34 @@ def test_full_training_checkpoint(tmp_path: Path) -> None:
         "optim": optim.state_dict(),
         "sched": sched.state_dict(),
         "step": 2,
-        "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
     }
     assert sorted(ckpt["optim"]["state"]) == [0, 1, 2, 3]
     out = roundtrip(ckpt, tmp_path / "ckpt.tmodel", chunk_size=64)
-    # state_dict() is an OrderedDict; the format stores dicts, so it comes back a plain dict, same order
-    assert type(ckpt["model"]) is not dict and type(out["model"]) is dict
-    assert_same(out, {**ckpt, "model": dict(ckpt["model"])})
+    # state_dict() is an OrderedDict whose _metadata torch modules read on load: both come back
+    assert type(out["model"]) is collections.OrderedDict
+    assert (
+        out["model"]._metadata
+        == ckpt["model"]._metadata
+        == {
+            "": {"version": 1},
+            "0": {"version": 1},
+            "1": {"version": 1},
+            "2": {"version": 1},
+        }
+    )
+    assert type(out["model"]._metadata) is collections.OrderedDict
+    assert_same(out, ckpt)
     assert isinstance(out["rng"]["python"], tuple) and isinstance(out["rng"]["python"][1], tuple)
     assert isinstance(out["optim"]["param_groups"][0]["betas"], tuple)
+    np_state = out["rng"]["numpy"]
+    assert type(np_state[1]) is np.ndarray and np_state[1].dtype == np.uint32 and np_state[1].shape == (624,)
 
     # the loaded state is usable
     random.setstate(out["rng"]["python"])
     torch.set_rng_state(out["rng"]["torch"])
+    np.random.set_state(out["rng"]["numpy"])
+    assert np.random.get_state()[1].tolist() == ckpt["rng"]["numpy"][1].tolist()
     model2, optim2, sched2 = _training_state()
     model2.load_state_dict(out["model"])
     optim2.load_state_dict(out["optim"])
@@ -427,7 +448,7 @@ def test_unsupported_type_message_names_the_path(tmp_path: Path) -> None:
     ("obj", "prefix"),
     [
         ([1, (2, Foo())], "checkpoint[1][1]: unsupported type Foo"),
-        ({3: {5: {1, 2}}}, "checkpoint[3][5]: unsupported type set"),
+        ({3: {5: frozenset({1, 2})}}, "checkpoint[3][5]: unsupported type frozenset"),
         ([Color.RED], "checkpoint[0]: unsupported type Color"),
         ([0, 2**64], "checkpoint[1]: integer"),
         ([-(2**63) - 1], "checkpoint[0]: integer"),

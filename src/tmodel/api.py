@@ -40,7 +40,7 @@ from .manifest.schema import Manifest
 from .manifest.wire import BlobWire, ManifestWire, manifest_wire
 from .nn.apply import Upgraded, apply_steps, steps_per_record
 from .nn.records import ModuleBuilder, check_rebuild
-from .tensors.dtypes import DTYPE_NAMES, TORCH_DTYPES
+from .tensors.dtypes import DTYPE_NAMES, PACKED, torch_dtype
 from .tensors.into import LoadReport
 from .tensors.into import load_into as _load_into
 from .tensors.load import MapLocation, Placement, common_device_of, materialize, meta_tensors, placement
@@ -78,6 +78,9 @@ def save(
     path, atomically, or into a writable binary file object from its position (built whole first, then
     copied in: the object receives a complete file or nothing tmodel wrote, unless its own write fails).
     `progress=True` draws a bar on a terminal; a callable gets (done, total).
+    Values: what `torch.load(weights_only=True)` accepts, with its types kept (OrderedDict and its
+    `_metadata`, Counter, set, bytearray, complex, torch.Size, device, dtype, Parameters), modules, and numpy
+    arrays and scalars (SPEC.md §5.4).
 
     >>> tmodel.save({"w": torch.ones(2)}, "ckpt.tmodel", metadata={"step": 10})
     >>> buf = io.BytesIO(); tmodel.save(model.state_dict(), buf)
@@ -214,7 +217,7 @@ def _tensors(
         meta_tensors(m) if meta else materialize(reader, range(len(m.tensors)), where, use_mmap, progress)
     )
     if dtype is not None:
-        tensors = [t.to(dtype) if t.is_floating_point() else t for t in tensors]
+        tensors = [t.to(dtype) if t.is_floating_point() and t.dtype not in PACKED else t for t in tensors]
     return tensors
 
 
@@ -318,7 +321,7 @@ class TensorSlice:
         return list(self._file.manifest.tensors[self._index].shape)
 
     def get_dtype(self) -> torch.dtype:
-        return TORCH_DTYPES[self._file.manifest.tensors[self._index].dtype]
+        return torch_dtype(self._file.manifest.tensors[self._index].dtype)
 
     def __getitem__(self, key: Any) -> torch.Tensor:
         return read_slice(self._file.reader, self._index, key)

@@ -1,13 +1,18 @@
 """Checkpoint objects <-> the manifest's object tree (SPEC.md §5.4).
 
-Rules: only dict / list / tuple / str / int / float / bool / None / bytes and tensors are saved; any other
-value is refused with an error that names where it sits (e.g. `checkpoint["optim"]["state"][3]["foo"]`).
+Rules: what `torch.load(weights_only=True)` accepts is saved with its type kept: dict, OrderedDict (with a
+state dict's `_metadata`), Counter, list, tuple, set, str, int, float, complex, bool, None, bytes, bytearray,
+torch.Size, torch.device, torch.dtype, tensors and nn.Parameters (with `requires_grad`); also modules and
+numpy arrays and scalars. Types are matched exactly: a subclass (a defaultdict, a namedtuple, an IntEnum) is
+refused rather than saved as its base. Any value that cannot be stored is refused with an error that names
+where it sits (e.g. `checkpoint["optim"]["state"][3]["foo"]`), and so is nesting the reader would refuse.
 Tensor names are key paths joined with "." when that gives a valid, unique name, else `tensor.N`.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +21,7 @@ import torch
 from torch import nn
 
 from .errors import UnsupportedType
+from .limits import DEFAULT_LIMITS
 from .manifest.names import unique_name
 from .manifest.nodes import Node
 from .manifest.wire import ModuleWire
@@ -23,8 +29,10 @@ from .nn.records import ModuleBuilder, ModuleWriter
 from .tensors.storage import check_tensor
 from .tensors.values import NOT_PLAIN, plain_node, to_python
 
-MAX_DEPTH = 40  # Python nesting levels; each takes up to three msgpack levels of the 128 allowed
+#: msgpack nesting the reader allows (SPEC.md §4); the root node sits at level 2, in the manifest's map
+MAX_DEPTH = DEFAULT_LIMITS.max_depth
 ROOT = "checkpoint"
+_MAPPING_TAGS: dict[type, str] = {dict: "dict", OrderedDict: "ordered_dict", Counter: "counter"}
 
 
 @dataclass
@@ -58,22 +66,45 @@ def flatten(obj: Any) -> Flattened:
     """Turn a checkpoint into its wire tree, collecting tensors and naming them."""
     out = Flattened(root=None)
     out.modules = ModuleWriter(out.add_tensor)
-    out.root = _flatten(obj, ROOT, (), out, 0)
+    out.root = _flatten(obj, ROOT, (), out, 2)
     return out
 
 
-def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: int) -> Any:
+def _room(path: str, depth: int) -> None:
     if depth > MAX_DEPTH:
-        raise UnsupportedType(f"{path}: nested deeper than {MAX_DEPTH} levels")
+        raise UnsupportedType(f"{path}: nested deeper than a file may hold ({MAX_DEPTH} msgpack levels)")
+
+
+def _levels(node: Any) -> int:
+    """msgpack levels a leaf node takes (1 for a scalar)."""
+    level, most = [node], 0
+    while level:
+        most += 1
+        level = [x for v in level for x in (v.values() if type(v) is dict else v if type(v) is list else ())]
+    return most
+
+
+def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: int) -> Any:
+    """The node of `obj`, which sits at msgpack level `depth`."""
+    _room(path, depth)
     node = plain_node(obj, path, UnsupportedType)
     if node is not NOT_PLAIN:
+        _room(path, depth + _levels(node) - 1)
         return node
+    kind = type(obj)
     if isinstance(obj, torch.Tensor):
-        return {"tensor": out.add_tensor(obj, keys, path)}
+        index = out.add_tensor(obj, keys, path)
+        _room(path, depth + (2 if kind is nn.Parameter else 1))
+        if kind is nn.Parameter:
+            return {"parameter": {"tensor": index, "requires_grad": obj.requires_grad}}
+        return {"requires_grad": index} if obj.requires_grad else {"tensor": index}
     if isinstance(obj, nn.Module):
         assert out.modules is not None
+        _room(path, depth + 1)
         return {"module": out.modules.add(obj, keys, path)}
-    if isinstance(obj, dict):
+    if kind in _MAPPING_TAGS:
+        inside = depth + (2 if kind is OrderedDict else 1)  # the level of the entries' array
+        _room(path, inside)
         items = []
         for k, v in obj.items():
             if k is not None and type(k) not in (bool, int, float, str, bytes):
@@ -81,21 +112,38 @@ def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: 
             sub = _key_repr(k)
             items.append(
                 [
-                    _flatten(k, path + sub, keys, out, depth + 1),
-                    _flatten(v, path + sub, (*keys, str(k)), out, depth + 1),
+                    _flatten(k, path + sub, keys, out, inside + 2),
+                    _flatten(v, path + sub, (*keys, str(k)), out, inside + 2),
                 ]
             )
-        return {"dict": items}
-    if isinstance(obj, (list, tuple)):
-        tag = "list" if isinstance(obj, list) else "tuple"
+        if kind is not OrderedDict:
+            _check_attributes(obj, path, ())
+            return {_MAPPING_TAGS[kind]: items}
+        _check_attributes(obj, path, ("_metadata",))
+        metadata = [
+            _flatten(v, f"{path}._metadata", (*keys, "_metadata"), out, inside + 1)
+            for v in ([obj._metadata] if hasattr(obj, "_metadata") else [])
+        ]
+        return {"ordered_dict": {"items": items, "metadata": metadata}}
+    if kind is list or kind is tuple:
+        tag = "list" if kind is list else "tuple"
+        _room(path, depth + 1)
         return {
-            tag: [_flatten(v, f"{path}[{i}]", (*keys, str(i)), out, depth + 1) for i, v in enumerate(obj)]
+            tag: [_flatten(v, f"{path}[{i}]", (*keys, str(i)), out, depth + 2) for i, v in enumerate(obj)]
         }
-    if isinstance(obj, (bool, int, float, str, bytes)):  # subclasses: enums, numpy-free scalars and the like
-        raise UnsupportedType(
-            f"{path}: unsupported type {type(obj).__name__} (a subclass of {type(obj).__mro__[1].__name__})"
-        )
-    raise UnsupportedType(f"{path}: unsupported type {type(obj).__name__}")
+    base = next(
+        (b for b in (bool, int, float, str, bytes, dict, list, tuple, set) if isinstance(obj, b)), None
+    )
+    if base is not None:  # subclasses: enums, namedtuples, defaultdicts, numpy-free scalars and the like
+        raise UnsupportedType(f"{path}: unsupported type {kind.__name__} (a subclass of {base.__name__})")
+    raise UnsupportedType(f"{path}: unsupported type {kind.__name__}")
+
+
+def _check_attributes(obj: Any, path: str, allowed: tuple[str, ...]) -> None:
+    """A mapping's instance attributes are dropped by nothing: only those the format holds may be set."""
+    extra = sorted(set(getattr(obj, "__dict__", ())) - set(allowed))
+    if extra:
+        raise UnsupportedType(f"{path}: {type(obj).__name__} attribute {extra[0]!r} cannot be saved")
 
 
 def rebuild(root: Node, tensors: Sequence[torch.Tensor], modules: ModuleBuilder) -> Any:

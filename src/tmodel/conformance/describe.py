@@ -4,8 +4,12 @@ Rules: `schema_version` is the version the file was written as (older files are 
 tensors are listed in file order with name, dtype, shape and the sha256 of their elements' bytes (C order,
 little-endian); `root`, `metadata` and module configs are tagged JSON: {"$list": [...]}, {"$tuple": [...]},
 {"$dict": [[key, value], ...]}, {"$tensor": name}, {"$module": index}, {"$dtype": name}, {"$bytes": hex},
-{"$float": "nan"|"inf"|"-inf"}; plain JSON scalars stand for themselves. Every map is tagged, so no user key
-can be mistaken for a tag. `modules` is present when the file holds modules.
+{"$float": "nan"|"inf"|"-inf"}; from schema 3 {"$ordered_dict": {"items": [[key, value], ...], "metadata":
+[value] or []}}, {"$counter": [[key, value], ...]}, {"$set": [key, ...]} (in file order), {"$bytearray": hex},
+{"$complex": [re, im]}, {"$size": [...]}, {"$device": name}, {"$parameter": [name, requires_grad]},
+{"$requires_grad": name}, {"$ndarray": {"dtype", "shape", "hex"}}, {"$numpy_scalar": {"dtype", "hex"}}.
+Plain JSON scalars stand for themselves. Every map whose keys could be a user's is tagged, so no user key can
+be mistaken for a tag. `modules` is present when the file holds modules.
 """
 
 from __future__ import annotations
@@ -17,7 +21,22 @@ from typing import Any
 import torch
 
 import tmodel
-from tmodel.manifest.nodes import Build, DtypeNode, ModuleRef, TensorRef, fold
+from tmodel.manifest.nodes import (
+    Build,
+    BytearrayNode,
+    ComplexNode,
+    DeviceNode,
+    DtypeNode,
+    GradTensorRef,
+    ModuleRef,
+    NdarrayNode,
+    NumpyScalarNode,
+    ParameterRef,
+    SetNode,
+    SizeNode,
+    TensorRef,
+    fold,
+)
 from tmodel.manifest.schema import Manifest, ModuleRecord
 from tmodel.tensors.memory import host_view
 
@@ -34,10 +53,16 @@ def _value(v: Any) -> Any:
     return v
 
 
+def _pairs(items: list[tuple[Any, Any]]) -> list[list[Any]]:
+    return [[_value(k), v] for k, v in items]
+
+
 _TAGGED: Build[Any] = Build(
     lambda xs: {"$list": xs},
     lambda xs: {"$tuple": xs},
-    lambda items: {"$dict": [[_value(k), v] for k, v in items]},
+    lambda items: {"$dict": _pairs(items)},
+    lambda items, meta: {"$ordered_dict": {"items": _pairs(items), "metadata": meta}},
+    lambda items: {"$counter": _pairs(items)},
 )
 
 
@@ -50,6 +75,26 @@ def _node(n: Any, m: Manifest) -> Any:
             return {"$module": x.module}
         if kind is DtypeNode:
             return {"$dtype": x.dtype}
+        if kind is ParameterRef:
+            return {"$parameter": [m.tensors[x.value.tensor].name, x.value.requires_grad]}
+        if kind is GradTensorRef:
+            return {"$requires_grad": m.tensors[x.tensor].name}
+        if kind is SetNode:
+            return {"$set": [_value(k) for k in x.items]}
+        if kind is BytearrayNode:
+            return {"$bytearray": x.value.hex()}
+        if kind is ComplexNode:
+            return {"$complex": [_value(p) for p in x.value]}
+        if kind is SizeNode:
+            return {"$size": list(x.value)}
+        if kind is DeviceNode:
+            return {"$device": x.value}
+        if kind is NdarrayNode:
+            return {
+                "$ndarray": {"dtype": x.value.dtype, "shape": list(x.value.shape), "hex": x.value.data.hex()}
+            }
+        if kind is NumpyScalarNode:
+            return {"$numpy_scalar": {"dtype": x.value.dtype, "hex": x.value.data.hex()}}
         return _value(x)
 
     return fold(n, leaf, _TAGGED)

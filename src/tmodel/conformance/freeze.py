@@ -77,6 +77,17 @@ def _checkpoint() -> dict[str, Any]:
     }
 
 
+def _model() -> dict[str, Any]:
+    """Schema 2's content: module records (a tied weight, a child list, a buffer) and a dtype value."""
+    g = torch.Generator().manual_seed(5)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.ReLU())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    model[1].eval()
+    return {"model": model, "head": model[0], "dtype": torch.bfloat16, "step": 5}
+
+
 def _metadata() -> dict[str, Any]:
     return {
         "str": "x",
@@ -108,6 +119,7 @@ CASES: dict[str, Callable[[], tuple[Any, dict[str, Any], dict[str, Any]]]] = {
         {"chunk_size": 64},
         {},
     ),
+    "modules": lambda: (_model(), {}, {"format": "module"}),
 }
 
 

@@ -12,6 +12,7 @@ time, no randomness without a seed).
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import shutil
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import numpy as np
 import torch
 import zstandard
 from torch import nn
@@ -31,6 +33,7 @@ import tmodel
 from tmodel.container.digests import ALGORITHMS, BY_ID
 from tmodel.container.framing import HEADER_SIZE, TRAILER_SIZE, align, pack_trailer
 from tmodel.manifest.encoding import pack_manifest
+from tmodel.tensors.dtypes import VALUE_TORCH_DTYPES
 
 from .describe import describe
 from .freeze import all_dtypes
@@ -145,6 +148,28 @@ def _checkpoint_module() -> dict[str, Any]:
     torch.manual_seed(1)
     model = nn.Sequential(nn.Linear(3, 2))
     return {"model": model, "step": 7, "optim": {"lr": 0.01, "momentum": [0.9, 0.99]}, "tag": "ckpt"}
+
+
+def _torch_types() -> dict[str, Any]:
+    """Schema version 3's kinds as a PyTorch checkpoint holds them: a state dict (an OrderedDict with
+    _metadata) plain and with keep_vars, numpy RNG state, and every other type torch.load(weights_only=True)
+    accepts."""
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    return {
+        "state": model.state_dict(),
+        "keep_vars": model.state_dict(keep_vars=True),
+        "counter": collections.Counter("abracadabra"),
+        "set": {3, "x", 1.5, None, b"k", False},
+        "bytearray": bytearray(b"\x00ab"),
+        "complex": [1.5 - 2j, complex(float("inf"), float("nan"))],
+        "size": torch.Size([2, 0, 3]),
+        "devices": (torch.device("cpu"), torch.device("cuda", 1)),
+        "dtypes": [torch.float8_e8m0fnu, VALUE_TORCH_DTYPES["uint4"], torch.qint8],
+        "requires_grad": torch.ones(2, requires_grad=True),
+        "numpy_rng": np.random.RandomState(5).get_state(),
+        "numpy": [np.arange(6, dtype=np.int16).reshape(2, 3), np.float32(1.5), np.bool_(True)],
+    }
 
 
 @dataclass(frozen=True)
@@ -268,6 +293,12 @@ VALID: dict[str, Valid] = {
         _checkpoint_module,
         "§5.4, §5.7",
         "a checkpoint dict holding a module next to plain values",
+    ),
+    "torch_types": Valid(
+        _torch_types,
+        "§5.3, §5.4",
+        "(schema 3) ordered_dict with _metadata, counter, set, bytearray, complex, size, device, parameter, "
+        "requires_grad, ndarray and numpy_scalar nodes, value-only dtype names",
     ),
 }
 
@@ -508,6 +539,11 @@ def _dup_top(wire: dict[str, Any]) -> bytes:
     )
 
 
+def _v2_with_v3_dtype(w: dict[str, Any]) -> None:
+    w["schema_version"] = 2
+    w["tensors"][0]["dtype"] = "float8_e8m0fnu"
+
+
 def _module_cycle(w: dict[str, Any]) -> None:
     w["modules"][1]["children"] = {"loop": 0}
 
@@ -607,16 +643,16 @@ HOSTILE: dict[str, Hostile] = {
         "base",
         3,
         manifest(_top("schema_version", 0)),
-        "manifest schema_version 2 -> 0",
+        "manifest schema_version 3 -> 0",
         ("UNSUPPORTED_VERSION",),
         "§5, §12",
         "schema version 0",
     ),
-    "schema_version_3": H(
+    "schema_version_4": H(
         "base",
         3,
-        manifest(_top("schema_version", 3)),
-        "manifest schema_version 2 -> 3",
+        manifest(_top("schema_version", 4)),
+        "manifest schema_version 3 -> 4",
         ("UNSUPPORTED_VERSION",),
         "§5, §12",
         "a schema version newer than implemented",
@@ -687,6 +723,15 @@ HOSTILE: dict[str, Hostile] = {
         "§5.2",
         "two tensors with one name",
     ),
+    "set_duplicate_elements": H(
+        "base",
+        6,
+        manifest(_top("root", {"list": [{"set": [1, 2, 1]}]})),
+        "root -> [{'set': [1, 2, 1]}]",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "(schema 3) a set node listing an element twice",
+    ),
     # 7 -- type confusion in msgpack
     "int_map_key": H(
         "base",
@@ -741,6 +786,24 @@ HOSTILE: dict[str, Hostile] = {
         ("MANIFEST_SCHEMA",),
         "§4",
         "an integer where a string is required",
+    ),
+    "complex_int_parts": H(
+        "base",
+        7,
+        manifest(_top("root", {"list": [{"complex": [1, 2]}]})),
+        "root -> [{'complex': [1, 2]}]",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "(schema 3) a complex node whose parts are ints, not floats",
+    ),
+    "bytearray_as_str": H(
+        "base",
+        7,
+        manifest(_top("root", {"list": [{"bytearray": "ab"}]})),
+        "root -> [{'bytearray': 'ab'}]",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "(schema 3) a bytearray node holding a str",
     ),
     # 8 -- nesting
     "nested_10000": H(
@@ -826,6 +889,35 @@ HOSTILE: dict[str, Hostile] = {
         "§5.4",
         "an unknown dtype as an object-tree value",
     ),
+    "parameter_out_of_range": H(
+        "base",
+        10,
+        manifest(_top("root", {"list": [{"parameter": {"tensor": 99, "requires_grad": True}}]})),
+        "root -> [{'parameter': {'tensor': 99, 'requires_grad': True}}]",
+        ("BAD_TENSOR",),
+        "§5.4",
+        "(schema 3) a parameter node referring to a tensor beyond the table",
+    ),
+    "ndarray_dtype_unknown": H(
+        "base",
+        10,
+        manifest(
+            _top("root", {"list": [{"ndarray": {"dtype": "bfloat16", "shape": [1], "data": bytes(2)}}]})
+        ),
+        "root -> [{'ndarray': {'dtype': 'bfloat16', 'shape': [1], 'data': bytes(2)}}]",
+        ("UNKNOWN_DTYPE",),
+        "§5.3, §5.4",
+        "(schema 3) an ndarray node of a dtype numpy does not have",
+    ),
+    "value_only_dtype_tensor": H(
+        "base",
+        10,
+        manifest(_t(0, "dtype", "uint4")),
+        "tensor 0 dtype -> 'uint4' (a value-only dtype name)",
+        ("UNKNOWN_DTYPE",),
+        "§5.3",
+        "(schema 3) a tensor of a dtype that may only be a value",
+    ),
     # 11 -- rank and dimensions
     "rank_65": H(
         "base",
@@ -864,6 +956,26 @@ HOSTILE: dict[str, Hostile] = {
         "fuzz regression (campaign of 2026-11-28, minimized): an empty tensor whose non-zero dimensions "
         "multiply past 2^63-1 (the reference reader's torch layer raised RuntimeError)",
     ),
+    "ndarray_shape_overflow": H(
+        "base",
+        11,
+        manifest(
+            _top("root", {"list": [{"ndarray": {"dtype": "uint8", "shape": [2**32, 2**32, 0], "data": b""}}]})
+        ),
+        "root -> [{'ndarray': {'dtype': 'uint8', 'shape': [2**32, 2**32, 0], 'data': b''}}]",
+        ("BAD_TENSOR",),
+        "§5.4",
+        "(schema 3) an ndarray node whose dimensions overflow 64 bits",
+    ),
+    "size_beyond_int64": H(
+        "base",
+        11,
+        manifest(_top("root", {"list": [{"size": [2**63]}]})),
+        "root -> [{'size': [2**63]}]",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "(schema 3) a size node element beyond int64",
+    ),
     # 12 -- size vs shape
     "shape_beyond_blob": H(
         "base",
@@ -891,6 +1003,15 @@ HOSTILE: dict[str, Hostile] = {
         ("BAD_TENSOR",),
         "§5.1",
         "decoded size inconsistent with its chunks",
+    ),
+    "ndarray_data_short": H(
+        "base",
+        12,
+        manifest(_top("root", {"list": [{"ndarray": {"dtype": "uint32", "shape": [4], "data": bytes(15)}}]})),
+        "root -> [{'ndarray': {'dtype': 'uint32', 'shape': [4], 'data': bytes(15)}}]",
+        ("BAD_TENSOR",),
+        "§5.4",
+        "(schema 3) an ndarray node with fewer bytes than its shape needs",
     ),
     # 13 -- offsets
     "tensor_offset_overflow": H(
@@ -1238,6 +1359,15 @@ HOSTILE: dict[str, Hostile] = {
         "§5.7",
         "a layer type that is a path",
     ),
+    "device_path": H(
+        "base",
+        21,
+        manifest(_top("root", {"list": [{"device": "../cuda:0"}]})),
+        "root -> [{'device': '../cuda:0'}]",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "(schema 3) a device node that is not a device name",
+    ),
     # 22 -- external references
     "blob_external_path": H(
         "base",
@@ -1352,6 +1482,24 @@ HOSTILE: dict[str, Hostile] = {
         "§5, §12",
         "optional data outside 'extensions'",
     ),
+    "v2_with_set_node": H(
+        "base",
+        25,
+        manifest(lambda w: w.update(schema_version=2, root={"set": [1]})),
+        "schema_version 3 -> 2, root -> {'set': [1]} (a version-3 node)",
+        ("MANIFEST_SCHEMA",),
+        "§12",
+        "a version-2 manifest holding a node kind version 3 added",
+    ),
+    "v2_with_v3_dtype": H(
+        "base",
+        25,
+        manifest(_v2_with_v3_dtype),
+        "schema_version 3 -> 2, tensor 0 dtype -> 'float8_e8m0fnu' (a version-3 dtype)",
+        ("UNKNOWN_DTYPE",),
+        "§12",
+        "a version-2 manifest naming a dtype version 3 added",
+    ),
     # 26 -- strict integers
     "float_dim": H(
         "base",
@@ -1406,6 +1554,17 @@ HOSTILE: dict[str, Hostile] = {
         ("BAD_VALUE",),
         "§5.3",
         "a bool byte other than 0 or 1",
+    ),
+    "ndarray_bool_byte_2": H(
+        "base",
+        26,
+        manifest(
+            _top("root", {"list": [{"ndarray": {"dtype": "bool", "shape": [2], "data": bytes([1, 2])}}]})
+        ),
+        "root -> [{'ndarray': {'dtype': 'bool', 'shape': [2], 'data': bytes([1, 2])}}]",
+        ("BAD_VALUE",),
+        "§5.4",
+        "(schema 3) a bool ndarray node holding a byte other than 0 or 1",
     ),
     # 27 -- polyglots
     "zip_appended": H(

@@ -6,13 +6,15 @@ from __future__ import annotations
 import base64
 import json
 import sys
+from collections import Counter, OrderedDict
 from typing import Any
 
 import torch
 
 import tmodel
 from tmodel.errors import TModelError
-from tmodel.tensors.dtypes import TORCH_DTYPES
+from tmodel.migrations import CURRENT, OLDEST
+from tmodel.tensors.dtypes import TORCH_DTYPES, VALUE_TORCH_DTYPES
 
 from .describe import describe
 
@@ -40,7 +42,37 @@ def _value(v: Any, tensors: dict[str, torch.Tensor]) -> Any:
         if tag == "$float":
             return float(inner)
         if tag == "$dtype":
-            return TORCH_DTYPES[inner]
+            return VALUE_TORCH_DTYPES[inner]
+        if tag == "$ordered_dict":
+            out: OrderedDict[Any, Any] = OrderedDict(
+                (_value(k, tensors), _value(x, tensors)) for k, x in inner["items"]
+            )
+            for meta in inner["metadata"]:
+                out._metadata = _value(meta, tensors)  # type: ignore[attr-defined]
+            return out
+        if tag == "$counter":
+            counter: Counter[Any] = Counter()
+            dict.update(counter, ((_value(k, tensors), _value(x, tensors)) for k, x in inner))
+            return counter
+        if tag == "$set":
+            return {_value(x, tensors) for x in inner}
+        if tag == "$bytearray":
+            return bytearray.fromhex(inner)
+        if tag == "$complex":
+            return complex(_value(inner[0], tensors), _value(inner[1], tensors))
+        if tag == "$size":
+            return torch.Size(inner)
+        if tag == "$device":
+            return torch.device(inner)
+        if tag == "$parameter":
+            return torch.nn.Parameter(tensors[inner[0]], requires_grad=inner[1])
+        if tag == "$requires_grad":
+            return tensors[inner].requires_grad_(True)
+        if tag in ("$ndarray", "$numpy_scalar"):
+            import numpy
+
+            flat = numpy.frombuffer(bytes.fromhex(inner["hex"]), dtype=numpy.dtype(inner["dtype"]))
+            return flat.reshape(inner["shape"]).copy() if tag == "$ndarray" else flat[0]
         raise ValueError(f"unknown tag {tag}")
     return v
 
@@ -64,7 +96,7 @@ def handle(req: dict[str, Any]) -> dict[str, Any]:
                 "name": "tmodel-reference",
                 "version": tmodel.__version__,
                 "capabilities": ["read", "write", "modules"],
-                "schema_versions": [1, 2],
+                "schema_versions": list(range(OLDEST, CURRENT + 1)),
             }
         if op == "read":
             description = describe(req["path"])

@@ -52,7 +52,8 @@ from ..tensors.storage import check_tensor
 
 PathLike = str | os.PathLike[str]
 
-#: safetensors dtype name -> tmodel dtype name (complex128 has no safetensors name).
+#: safetensors dtype name -> tmodel dtype name (complex128, complex32 and the bits types have no safetensors
+#: name; safetensors' F6_E2M3 and F6_E3M2 have no torch dtype).
 ST_DTYPES: dict[str, str] = {
     "F64": "float64",
     "F32": "float32",
@@ -72,8 +73,13 @@ ST_DTYPES: dict[str, str] = {
     "U16": "uint16",
     "U32": "uint32",
     "U64": "uint64",
+    "F8_E8M0": "float8_e8m0fnu",
+    # safetensors counts F4 values (4 bits each), torch's float4_e2m1fn_x2 counts bytes holding two of
+    # them: the header's last dimension is twice torch's (and must be even), the bytes are the same
+    "F4": "float4_e2m1fn_x2",
 }
 _ST_NAMES = {v: k for k, v in ST_DTYPES.items()}
+_PAIRS = "float4_e2m1fn_x2"
 MAX_HEADER_BYTES = 100_000_000  # the reference implementation's cap
 JSON_KEYS = "__tmodel_json__"
 _METADATA_KEY = "__metadata__"
@@ -195,15 +201,24 @@ def _st_entry(name: str, info: Any) -> StEntry:
     if begin > end:
         raise BadLayout(f"{where}: data_offsets {begin}:{end} run backwards")
     dtype = ST_DTYPES[st_dtype]
-    nbytes = DTYPES[dtype][0]
+    nbits = DTYPES[dtype][0] * (4 if dtype == _PAIRS else 8)
     for d in dims:  # checked multiply: stop as soon as the product leaves the int64 range
-        nbytes *= d
-        if nbytes > INT64_MAX:
+        nbits *= d
+        if nbits > 8 * INT64_MAX:
             raise BadTensor(f"{where}: shape {list(dims)} overflows")
-    if nbytes != end - begin:
+    if nbits % 8:
+        raise BadTensor(f"{where}: {st_dtype} values of shape {list(dims)} do not end at a byte boundary")
+    if nbits // 8 != end - begin:
         raise BadTensor(
-            f"{where}: shape {list(dims)} of {dtype} needs {nbytes} bytes, offsets span {end - begin}"
+            f"{where}: shape {list(dims)} of {st_dtype} needs {nbits // 8} bytes, offsets span {end - begin}"
         )
+    if dtype == _PAIRS:
+        if not dims or dims[-1] % 2:
+            raise UnsupportedType(
+                f"{where}: F4 values of shape {list(dims)} have no {_PAIRS} form (its last dimension counts "
+                "pairs, so it must be even)"
+            )
+        dims = (*dims[:-1], dims[-1] // 2)
     return StEntry(name, dtype, dims, begin, end)
 
 
@@ -289,9 +304,14 @@ def write_safetensors(
             raise UnsupportedType(f"tensor {name!r}: safetensors has no dtype for {t.dtype}")
         c = t.detach().resolve_conj().resolve_neg().cpu().contiguous()
         nbytes = c.numel() * c.element_size()
+        shape = list(c.shape)
+        if DTYPE_NAMES[t.dtype] == _PAIRS:  # safetensors counts the 4-bit values
+            if not shape:
+                raise UnsupportedType(f"tensor {name!r}: a 0-d {_PAIRS} tensor has no safetensors F4 shape")
+            shape[-1] *= 2
         header[name] = {
             "dtype": _ST_NAMES[DTYPE_NAMES[t.dtype]],
-            "shape": list(c.shape),
+            "shape": shape,
             "data_offsets": [offset, offset + nbytes],
         }
         offset += nbytes

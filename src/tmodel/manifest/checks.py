@@ -5,7 +5,6 @@ a Manifest."""
 from __future__ import annotations
 
 import math
-import struct
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,6 +16,7 @@ from ..errors import (
     BadLayout,
     BadName,
     BadTensor,
+    BadValue,
     LimitExceeded,
     ManifestSchemaError,
     UnknownCodec,
@@ -25,11 +25,26 @@ from ..errors import (
     UnsupportedVersion,
 )
 from ..limits import Limits
-from .dtypes import DTYPES, extent
+from .dtypes import DTYPES, NUMPY_DTYPES, VALUE_DTYPES, bool_bytes_ok, extent
 from .encoding import INT64_MAX
 from .fields import first_error
 from .names import TYPE_NAME, check_local_name, check_name
-from .nodes import SCALARS, DictNode, DtypeNode, ModuleRef, TensorRef, walk
+from .nodes import (
+    MAPPINGS,
+    SCALARS,
+    CounterNode,
+    DictNode,
+    DtypeNode,
+    ModuleRef,
+    NdarrayNode,
+    NumpyScalarNode,
+    OrderedDictNode,
+    SetNode,
+    mapping_items,
+    scalar_identity,
+    tensor_index,
+    walk,
+)
 from .schema import KNOWN_FEATURES, SCHEMA_VERSION, Manifest, TensorEntry
 
 
@@ -72,7 +87,7 @@ def check_semantics(m: Manifest, limits: Limits, manifest_offset: int, file_size
     _check_blobs(m, limits, digest_len, manifest_offset, file_size)
     _check_tensors(m, limits)
     _check_modules(m, limits)
-    _check_tree(m)
+    _check_tree(m, limits)
 
 
 def _check_blobs(m: Manifest, limits: Limits, digest_len: int, manifest_offset: int, file_size: int) -> None:
@@ -218,22 +233,57 @@ def _check_acyclic(edges: list[list[int]]) -> None:
                 path.pop()
 
 
-def _check_tree(m: Manifest) -> None:
+def _check_tree(m: Manifest, limits: Limits) -> None:
     n = len(m.tensors)
+    value_dtypes = DTYPES.keys() | set(VALUE_DTYPES)
     for node in walk([m.root, *(v for rec in m.modules for v in rec.config.values())]):
         kind = type(node)
-        if kind is ModuleRef:
+        tensor = tensor_index(node)
+        if tensor is not None:
+            if tensor >= n:
+                raise BadTensor(f"object tree refers to tensor {tensor} of {n}")
+        elif kind is ModuleRef:
             if node.module >= len(m.modules):
                 raise BadTensor(f"object tree refers to module {node.module} of {len(m.modules)}")
         elif kind is DtypeNode:
-            if node.dtype not in DTYPES:
+            if node.dtype not in value_dtypes:
                 raise UnknownDtype(f"unknown dtype {node.dtype!r} in the object tree")
-        elif kind is TensorRef:
-            if node.tensor >= n:
-                raise BadTensor(f"object tree refers to tensor {node.tensor} of {n}")
-        elif kind is DictNode:
-            if any(type(k) not in SCALARS for k, _ in node.items):
-                raise ManifestSchemaError("a dict node key is not a scalar")
-            keys = {(type(k), struct.pack("<d", k) if type(k) is float else k) for k, _ in node.items}
-            if len(keys) != len(node.items):
-                raise ManifestSchemaError("duplicate key in a dict node of the object tree")
+        elif kind in MAPPINGS:
+            _distinct_scalars([k for k, _ in mapping_items(node) or ()], f"{_TAGS[kind]} node key")
+        elif kind is SetNode:
+            _distinct_scalars(node.items, "set node element")
+        elif kind is NdarrayNode or kind is NumpyScalarNode:
+            _check_numpy(node, limits)
+
+
+_TAGS: dict[type, str] = {DictNode: "dict", OrderedDictNode: "ordered_dict", CounterNode: "counter"}
+
+
+def _distinct_scalars(keys: list[Any], what: str) -> None:
+    """Keys are scalars, distinct as (kind, value) pairs, floats compared by their bits (SPEC.md §5.4)."""
+    if any(type(k) not in SCALARS for k in keys):
+        raise ManifestSchemaError(f"a {what} is not a scalar")
+    if len({scalar_identity(k) for k in keys}) != len(keys):
+        raise ManifestSchemaError(f"duplicate {what} in the object tree")
+
+
+def _check_numpy(node: NdarrayNode | NumpyScalarNode, limits: Limits) -> None:
+    """A numpy value's dtype is one numpy has, its bytes fill its shape exactly, a bool's bytes are 0 or 1
+    (the rules of a tensor, SPEC.md §5.2-5.3)."""
+    body = node.value
+    what = "ndarray" if type(node) is NdarrayNode else "numpy_scalar"
+    if body.dtype not in NUMPY_DTYPES:
+        raise UnknownDtype(f"{what} node: dtype {body.dtype!r} is not a numpy dtype of the table")
+    itemsize = DTYPES[body.dtype][0]
+    count = 1
+    if type(node) is NdarrayNode:
+        shape = node.value.shape
+        if len(shape) > limits.max_rank:
+            raise LimitExceeded(f"ndarray node: rank {len(shape)} exceeds the limit {limits.max_rank}")
+        if math.prod(d for d in shape if d) * itemsize > INT64_MAX:
+            raise BadTensor(f"ndarray node: shape {shape} overflows")
+        count = math.prod(shape)
+    if len(body.data) != count * itemsize:
+        raise BadTensor(f"{what} node: {len(body.data)} bytes for {count} elements of {body.dtype}")
+    if body.dtype == "bool" and not bool_bytes_ok(body.data):
+        raise BadValue(f"{what} node: a bool holds a byte other than 0 or 1")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .nodes import DictNode, ModuleRef, entries
+from .nodes import ModuleRef, entries, mapping_items
 from .schema import Manifest
 
 
@@ -58,7 +58,7 @@ def roots(m: Manifest) -> list[tuple[str, int]]:
         path, node = stack.pop()
         if type(node) is ModuleRef:
             out.append((path or "<root>", node.module))
-        sequence = type(node) is not DictNode
+        sequence = mapping_items(node) is None
         for k, v in reversed(entries(node)):
             if sequence:
                 stack.append((f"{path}[{k}]", v))

@@ -1,26 +1,44 @@
 """Tree nodes (SPEC.md §5.4): the models of the object tree and of layer configs, and the one walk over them
 that every caller uses (`entries`, `walk`, `fold`), so the shape of a tree is known in one place.
 
-Rules: a node is a scalar (nil, bool, int, float, str, bytes), a container (list, tuple, dict of
-[scalar key, node] pairs) or a reference (tensor, module, dtype). Walks are iterative or bounded by the
-manifest's nesting limit, never by the tree's size.
+Rules: a node is a scalar (nil, bool, int, float, str, bytes), a container (list, tuple, and the mappings
+dict, ordered_dict and counter of [scalar key, node] pairs; an ordered_dict also holds its `_metadata`), a
+value that holds no node (set of scalars, bytearray, complex, size, device, ndarray, numpy_scalar, dtype)
+or a reference (tensor, parameter, requires_grad, module). Walks are iterative or bounded by the manifest's
+nesting limit, never by the tree's size. Schema version 3 added every kind after `dtype` below.
 """
 
 from __future__ import annotations
 
+import struct
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar, Union
 
-from pydantic import BaseModel, Discriminator, Field, Tag
+from pydantic import BaseModel, BeforeValidator, Discriminator, Field, Tag
 from typing_extensions import TypeAliasType
 
 from ..errors import ManifestSchemaError
+from .encoding import INT64_MAX
 from .fields import STRICT, Int, Size
 
 T = TypeVar("T")
-#: the types of scalar nodes, which are also the only dict keys
+#: the types of scalar nodes, which are also the only dict keys and set elements
 SCALARS = (type(None), bool, int, float, str, bytes)
+#: a torch device: its type, and an optional index (SPEC.md §5.4)
+DEVICE_PATTERN = r"^[a-z][a-z0-9_]*(:(0|[1-9][0-9]*))?$"
+
+
+def _exact_float(value: Any) -> Any:
+    """pydantic's strict float still takes an int; a complex's parts are msgpack floats only."""
+    if type(value) is not float:
+        raise ValueError("a complex part must be a float")
+    return value
+
+
+ExactFloat = Annotated[float, BeforeValidator(_exact_float)]
+Int64 = Annotated[int, Field(strict=True, ge=-INT64_MAX - 1, le=INT64_MAX)]
 
 
 class ListNode(BaseModel):
@@ -53,10 +71,120 @@ class ModuleRef(BaseModel):
 
 
 class DtypeNode(BaseModel):
-    """A torch dtype used as a value, e.g. in a layer's config (schema 2); a name of the dtype table."""
+    """A torch dtype used as a value, e.g. in a layer's config (schema 2); a name of the dtype table (or,
+    from schema 3, of its value-only names)."""
 
     model_config = STRICT
     dtype: str
+
+
+class OrderedBody(BaseModel):
+    """An ordered_dict's entries ([key, value] pairs, as a dict's) and its `_metadata` attribute: none, or
+    one node (a state dict's per-module versions)."""
+
+    model_config = STRICT
+    items: list[Annotated[list[Node], Field(min_length=2, max_length=2)]]
+    metadata: list[Node] = Field(max_length=1)
+
+
+class OrderedDictNode(BaseModel):
+    """A `collections.OrderedDict` (schema 3)."""
+
+    model_config = STRICT
+    value: OrderedBody = Field(alias="ordered_dict")
+
+
+class CounterNode(BaseModel):
+    """A `collections.Counter` (schema 3); entries as a dict's."""
+
+    model_config = STRICT
+    items: list[Annotated[list[Node], Field(min_length=2, max_length=2)]] = Field(alias="counter")
+
+
+class SetNode(BaseModel):
+    """A set of distinct scalars (schema 3; checked in `check_semantics`)."""
+
+    model_config = STRICT
+    items: list[Node] = Field(alias="set")
+
+
+class BytearrayNode(BaseModel):
+    model_config = STRICT
+    value: bytes = Field(alias="bytearray")
+
+
+class ComplexNode(BaseModel):
+    """A Python complex: real and imaginary part (schema 3)."""
+
+    model_config = STRICT
+    value: Annotated[list[ExactFloat], Field(min_length=2, max_length=2)] = Field(alias="complex")
+
+
+class SizeNode(BaseModel):
+    """A `torch.Size` (schema 3)."""
+
+    model_config = STRICT
+    value: list[Int64] = Field(alias="size")
+
+
+class DeviceNode(BaseModel):
+    """A `torch.device`, as torch spells it: `cpu`, `cuda:0` (schema 3)."""
+
+    model_config = STRICT
+    value: Annotated[str, Field(max_length=64, pattern=DEVICE_PATTERN)] = Field(alias="device")
+
+
+class ParamRef(BaseModel):
+    """A parameter: the tensor that holds it and whether it requires grad."""
+
+    model_config = STRICT
+    tensor: Size
+    requires_grad: bool
+
+
+class ParameterRef(BaseModel):
+    """A tensor as a `torch.nn.Parameter` (schema 3)."""
+
+    model_config = STRICT
+    value: ParamRef = Field(alias="parameter")
+
+
+class GradTensorRef(BaseModel):
+    """A plain tensor that requires grad (schema 3)."""
+
+    model_config = STRICT
+    tensor: Size = Field(alias="requires_grad")
+
+
+class ArrayBody(BaseModel):
+    """A numpy array's dtype, shape and elements (C order, little-endian)."""
+
+    model_config = STRICT
+    dtype: str
+    shape: list[Size]
+    data: bytes
+
+
+class NdarrayNode(BaseModel):
+    """A `numpy.ndarray` (schema 3)."""
+
+    model_config = STRICT
+    value: ArrayBody = Field(alias="ndarray")
+
+
+class ScalarBody(BaseModel):
+    """A numpy scalar's dtype and its bytes (little-endian)."""
+
+    model_config = STRICT
+    dtype: str
+    data: bytes
+
+
+class NumpyScalarNode(BaseModel):
+    """A numpy scalar such as `numpy.float32(1.5)` (schema 3)."""
+
+    model_config = STRICT
+    value: ScalarBody = Field(alias="numpy_scalar")
 
 
 _NODE_TAGS: dict[type, str] = {
@@ -72,6 +200,17 @@ _NODE_TAGS: dict[type, str] = {
     TensorRef: "tensor",
     ModuleRef: "module",
     DtypeNode: "dtype",
+    OrderedDictNode: "ordered_dict",
+    CounterNode: "counter",
+    SetNode: "set",
+    BytearrayNode: "bytearray",
+    ComplexNode: "complex",
+    SizeNode: "size",
+    DeviceNode: "device",
+    ParameterRef: "parameter",
+    GradTensorRef: "requires_grad",
+    NdarrayNode: "ndarray",
+    NumpyScalarNode: "numpy_scalar",
 }
 _NODE_KEYS = frozenset(tag for kind, tag in _NODE_TAGS.items() if issubclass(kind, BaseModel))  # a map's key
 
@@ -101,27 +240,77 @@ Node = TypeAliasType(
             Annotated[TensorRef, Tag("tensor")],
             Annotated[ModuleRef, Tag("module")],
             Annotated[DtypeNode, Tag("dtype")],
+            Annotated[OrderedDictNode, Tag("ordered_dict")],
+            Annotated[CounterNode, Tag("counter")],
+            Annotated[SetNode, Tag("set")],
+            Annotated[BytearrayNode, Tag("bytearray")],
+            Annotated[ComplexNode, Tag("complex")],
+            Annotated[SizeNode, Tag("size")],
+            Annotated[DeviceNode, Tag("device")],
+            Annotated[ParameterRef, Tag("parameter")],
+            Annotated[GradTensorRef, Tag("requires_grad")],
+            Annotated[NdarrayNode, Tag("ndarray")],
+            Annotated[NumpyScalarNode, Tag("numpy_scalar")],
             Annotated[None, Tag("nil")],
         ],
         Discriminator(
             _node_tag,
             custom_error_type="node",
             custom_error_message="not a tree node (nil, bool, int, float, str, bin, or a map with one "
-            "of the keys list, tuple, dict, tensor, module, dtype)",
+            "of the keys list, tuple, dict, tensor, module, dtype, ordered_dict, counter, set, bytearray, "
+            "complex, size, device, parameter, requires_grad, ndarray, numpy_scalar)",
         ),
     ],
 )
 
 
+#: the container kinds whose entries are [key, value] pairs
+MAPPINGS = (DictNode, OrderedDictNode, CounterNode)
+#: the key `entries` gives an ordered_dict's `_metadata` node (not a key of its entries: those are pairs)
+METADATA = "_metadata"
+
+
 def entries(node: Any) -> Sequence[tuple[Any, Any]]:
     """The (key, child) pairs directly inside a container node: (index, item) for a list or tuple, (key,
-    value) for a dict; none for a scalar or a reference."""
+    value) for a mapping, then (METADATA, node) for an ordered_dict's `_metadata`; none for anything else
+    (a set holds scalars only)."""
     kind = type(node)
     if kind is ListNode or kind is TupleNode:
         return list(enumerate(node.items))
-    if kind is DictNode:
-        return [(k, v) for k, v in node.items]
-    return ()
+    if kind is OrderedDictNode:
+        return [(k, v) for k, v in node.value.items] + [(METADATA, v) for v in node.value.metadata]
+    pairs = mapping_items(node)
+    return () if pairs is None else [(k, v) for k, v in pairs]
+
+
+def mapping_items(node: Any) -> list[list[Any]] | None:
+    """The [key, value] pairs of a mapping node (dict, ordered_dict, counter), else None."""
+    kind = type(node)
+    if kind is DictNode or kind is CounterNode:
+        return list(node.items)
+    if kind is OrderedDictNode:
+        return list(node.value.items)
+    return None
+
+
+def tensor_index(node: Any) -> int | None:
+    """The tensor a reference node refers to (tensor, parameter, requires_grad), else None."""
+    kind = type(node)
+    if kind is TensorRef or kind is GradTensorRef:
+        return int(node.tensor)
+    if kind is ParameterRef:
+        return int(node.value.tensor)
+    return None
+
+
+def with_tensor(node: Any, index: int) -> Any:
+    """The wire form of a tensor reference node, referring to tensor `index` instead."""
+    kind = type(node)
+    if kind is ParameterRef:
+        return {"parameter": {"tensor": index, "requires_grad": node.value.requires_grad}}
+    if kind is GradTensorRef:
+        return {"requires_grad": index}
+    return {"tensor": index}
 
 
 def walk(roots: Iterable[Any]) -> Iterator[Any]:
@@ -142,11 +331,15 @@ class Build(Generic[T]):
     make_list: Callable[[list[T]], T]
     make_tuple: Callable[[list[T]], T]
     make_dict: Callable[[list[tuple[Any, T]]], T]
+    #: entries and the folded `_metadata` (an empty list when the ordered_dict has none)
+    make_ordered_dict: Callable[[list[tuple[Any, T]], list[T]], T]
+    make_counter: Callable[[list[tuple[Any, T]]], T]
 
 
 def fold(node: Any, leaf: Callable[[Any], T], build: Build[T]) -> T:
-    """A tree folded bottom-up: `leaf` maps scalars and references, `build` makes the containers (dict keys,
-    which are scalars, are passed through). Recursion depth is bounded by the manifest's nesting limit."""
+    """A tree folded bottom-up: `leaf` maps scalars, references and the values that hold no node, `build`
+    makes the containers (keys, which are scalars, are passed through). Recursion depth is bounded by the
+    manifest's nesting limit."""
     kind = type(node)
     if kind is ListNode:
         return build.make_list([fold(x, leaf, build) for x in node.items])
@@ -154,23 +347,62 @@ def fold(node: Any, leaf: Callable[[Any], T], build: Build[T]) -> T:
         return build.make_tuple([fold(x, leaf, build) for x in node.items])
     if kind is DictNode:
         return build.make_dict([(k, fold(v, leaf, build)) for k, v in node.items])
+    if kind is OrderedDictNode:
+        return build.make_ordered_dict(
+            [(k, fold(v, leaf, build)) for k, v in node.value.items],
+            [fold(v, leaf, build) for v in node.value.metadata],
+        )
+    if kind is CounterNode:
+        return build.make_counter([(k, fold(v, leaf, build)) for k, v in node.items])
     return leaf(node)
 
 
-def _wire_dict(items: list[tuple[Any, Any]]) -> Any:
-    return {"dict": [[k, v] for k, v in items]}
+def _pairs(items: list[tuple[Any, Any]]) -> list[list[Any]]:
+    return [[k, v] for k, v in items]
 
 
 #: containers as the plain maps that are msgpack-encoded into a file
-WIRE: Build[Any] = Build(lambda xs: {"list": xs}, lambda xs: {"tuple": xs}, _wire_dict)
+WIRE: Build[Any] = Build(
+    lambda xs: {"list": xs},
+    lambda xs: {"tuple": xs},
+    lambda items: {"dict": _pairs(items)},
+    lambda items, meta: {"ordered_dict": {"items": _pairs(items), "metadata": meta}},
+    lambda items: {"counter": _pairs(items)},
+)
+
+
+def scalar_identity(key: Any) -> tuple[type, Any]:
+    """What makes scalar keys (and set elements) distinct in a file: kind and value, a float by its bits
+    (SPEC.md §5.4)."""
+    return (type(key), struct.pack("<d", key) if type(key) is float else key)
+
+
+def python_keys(items: Sequence[Any], what: str) -> None:
+    """MANIFEST_SCHEMA when keys (or set elements) that are distinct in the file are equal in Python."""
+    if len(set(items)) != len(items):
+        raise ManifestSchemaError(f"{what} collide in Python (e.g. 1 and True)")
 
 
 def _python_dict(items: list[tuple[Any, Any]]) -> dict[Any, Any]:
-    result = dict(items)
-    if len(result) != len(items):
-        raise ManifestSchemaError("dict node keys collide in Python (e.g. 1 and True)")
-    return result
+    python_keys([k for k, _ in items], "dict node keys")
+    return dict(items)
 
 
-#: containers as Python lists, tuples and dicts (keys that Python cannot tell apart are an error)
-PYTHON: Build[Any] = Build(list, tuple, _python_dict)
+def _python_ordered_dict(items: list[tuple[Any, Any]], metadata: list[Any]) -> OrderedDict[Any, Any]:
+    python_keys([k for k, _ in items], "ordered_dict node keys")
+    out: OrderedDict[Any, Any] = OrderedDict(items)
+    for value in metadata:
+        out._metadata = value  # type: ignore[attr-defined]  # what torch's state_dict() sets
+    return out
+
+
+def _python_counter(items: list[tuple[Any, Any]]) -> Counter[Any]:
+    python_keys([k for k, _ in items], "counter node keys")
+    out: Counter[Any] = Counter()
+    dict.update(out, items)  # values as stored: Counter.update would add them to existing counts
+    return out
+
+
+#: containers as Python lists, tuples, dicts, OrderedDicts and Counters (keys that Python cannot tell apart
+#: are an error)
+PYTHON: Build[Any] = Build(list, tuple, _python_dict, _python_ordered_dict, _python_counter)

@@ -15,7 +15,7 @@ from ..codecs.table import MAX_WIDTH
 from ..migrations import CURRENT
 from .encoding import INT64_MAX
 from .fields import STRICT, Int, Size
-from .nodes import Node
+from .nodes import Node, ParamRef
 
 SCHEMA_VERSION = CURRENT
 KNOWN_FEATURES: frozenset[str] = frozenset()
@@ -59,14 +59,6 @@ class TensorEntry(BaseModel):
     offset: Size
 
 
-class ParamRef(BaseModel):
-    """A parameter: the tensor that holds it and whether it requires grad."""
-
-    model_config = STRICT
-    tensor: Size
-    requires_grad: bool
-
-
 class ModuleRecord(BaseModel):
     """One module: its registered layer type and version, its config, its own tensors, its children."""
 
@@ -81,7 +73,7 @@ class ModuleRecord(BaseModel):
 
 
 class Manifest(BaseModel):
-    """Schema version 2: tensors, their blobs, modules, the saved object tree, and typed user metadata."""
+    """Tensors, their blobs, modules, the saved object tree, and typed user metadata (SPEC.md §5)."""
 
     model_config = STRICT
     schema_version: Literal[SCHEMA_VERSION]  # type: ignore[valid-type]

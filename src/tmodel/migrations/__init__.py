@@ -1,16 +1,18 @@
 """The format's own schema steps, one self-contained file per step (`v<N>_to_v<N+1>.py`), and the chain that
 applies them: a manifest of any released version is upgraded step by step to the current one before it is
-validated. Steps work on plain decoded msgpack maps and import nothing but the standard library."""
+validated. Steps work on plain decoded msgpack maps and import nothing but the standard library; a step
+refuses content its source version cannot hold with a ValueError (MANIFEST_SCHEMA), or with its own
+`UnknownDtype` subclass of it for a dtype name that version's table lacks (UNKNOWN_DTYPE)."""
 
 from __future__ import annotations
 
 from types import ModuleType
 from typing import Any
 
-from ..errors import ManifestSchemaError, UnsupportedVersion
-from . import v1_to_v2
+from ..errors import ManifestSchemaError, UnknownDtype, UnsupportedVersion
+from . import v1_to_v2, v2_to_v3
 
-STEPS: tuple[ModuleType, ...] = (v1_to_v2,)
+STEPS: tuple[ModuleType, ...] = (v1_to_v2, v2_to_v3)
 OLDEST = 1
 CURRENT = STEPS[-1].TO_VERSION if STEPS else OLDEST
 
@@ -38,7 +40,9 @@ def upgrade(wire: Any) -> tuple[dict[str, Any], int]:
         try:
             wire = step.upgrade(wire)
         except ValueError as exc:
-            raise ManifestSchemaError(f"schema version {step.FROM_VERSION}: {exc}") from None
+            unknown = getattr(step, "UnknownDtype", None)
+            error = UnknownDtype if unknown is not None and isinstance(exc, unknown) else ManifestSchemaError
+            raise error(f"schema version {step.FROM_VERSION}: {exc}") from None
     return wire, source
 
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from ..errors import MigrationError
 from ..manifest.module_tree import roots
 from ..manifest.names import unique_name
-from ..manifest.nodes import WIRE, ModuleRef, TensorRef, fold, walk
+from ..manifest.nodes import WIRE, ModuleRef, fold, tensor_index, walk, with_tensor
 from ..manifest.schema import Manifest
 from ..manifest.wire import ModuleWire
 from ..tensors.values import NOT_PLAIN, no_tensor, plain_node, to_python
@@ -113,8 +113,9 @@ def apply_steps(m: Manifest, load: Load, targets: dict[str, int] | None = None) 
             if b is not None:
                 refs[b] = refs.get(b, 0) + 1
     for node in walk([m.root]):
-        if type(node) is TensorRef:
-            refs[node.tensor] = refs.get(node.tensor, 0) + 1
+        index = tensor_index(node)
+        if index is not None:
+            refs[index] = refs.get(index, 0) + 1
     n_old = len(m.tensors)
     kept = [t for t in range(n_old) if t in refs]
     remap = {old: k for k, old in enumerate(kept)}
@@ -124,7 +125,9 @@ def apply_steps(m: Manifest, load: Load, targets: dict[str, int] | None = None) 
             if p is not None:
                 p["tensor"] = remap[p["tensor"]]
         r["buffers"] = {k: None if b is None else remap[b] for k, b in r["buffers"].items()}
-    root = fold(m.root, lambda n: {"tensor": remap[n.tensor]} if type(n) is TensorRef else _wire(n), WIRE)
+    root = fold(
+        m.root, lambda n: _wire(n) if (t := tensor_index(n)) is None else with_tensor(n, remap[t]), WIRE
+    )
     for old in wanted:
         taken.discard(m.tensors[old].name)
     renamed = {old: unique_name(name, old, taken) for old, name in wanted.items()}
@@ -195,16 +198,16 @@ def _config_in(config: dict[str, Any]) -> dict[str, Any]:
 def _config_out(v: Any) -> Any:
     if isinstance(v, ModuleRef):
         return {"module": v.module}
+    node = plain_node(v, "a migrated config", MigrationError)
+    if node is not NOT_PLAIN:
+        return node
     if isinstance(v, list):
         return {"list": [_config_out(x) for x in v]}
     if isinstance(v, tuple):
         return {"tuple": [_config_out(x) for x in v]}
     if isinstance(v, dict):
         return {"dict": [[k, _config_out(x)] for k, x in v.items()]}
-    node = plain_node(v, "a migrated config", MigrationError)
-    if node is NOT_PLAIN:
-        raise MigrationError(f"a step left a config value of type {type(v).__name__}, which is not data")
-    return node
+    raise MigrationError(f"a step left a config value of type {type(v).__name__}, which is not data")
 
 
 def _wire(node: Any) -> Any:

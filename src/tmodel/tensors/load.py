@@ -24,7 +24,7 @@ from ..codecs.table import RAW
 from ..errors import InvalidArgument
 from ..manifest.dtypes import DTYPES, check_bool_bytes
 from ..manifest.schema import Manifest
-from .dtypes import TORCH_DTYPES
+from .dtypes import torch_dtype
 from .memory import host_view
 
 #: the location tag of every storage a .tmodel file holds (see the module's docstring)
@@ -142,7 +142,7 @@ def check_bool_region(region: torch.Tensor, blob: int) -> None:
 def meta_tensors(m: Manifest) -> list[torch.Tensor]:
     """Every tensor of a file on the meta device: shapes, strides and dtypes, no data read or allocated."""
     return [
-        torch.empty_strided(t.shape, t.strides, dtype=TORCH_DTYPES[t.dtype], device="meta") for t in m.tensors
+        torch.empty_strided(t.shape, t.strides, dtype=torch_dtype(t.dtype), device="meta") for t in m.tensors
     ]
 
 
@@ -151,7 +151,7 @@ def _view(
 ) -> torch.Tensor:
     """Tensor `i` as a view of its blob's storage."""
     t = m.tensors[i]
-    dtype = TORCH_DTYPES[t.dtype]
+    dtype = torch_dtype(t.dtype)
     if t.blob is None:
         return torch.empty_strided(t.shape, t.strides, dtype=dtype, device=device)
     storage = storages[t.blob]

@@ -19,7 +19,7 @@ from ..archive.reader import Reader, names_file
 from ..errors import InvalidArgument
 from ..manifest.dtypes import DTYPES, extent
 from ..manifest.schema import TensorEntry
-from .dtypes import TORCH_DTYPES
+from .dtypes import torch_dtype
 from .load import check_bool_region
 from .memory import host_view
 
@@ -90,7 +90,7 @@ def _rows(index: Any, n: int) -> torch.Tensor:
 
 def _meta_view(t: TensorEntry) -> torch.Tensor:
     itemsize = DTYPES[t.dtype][0]
-    dtype = TORCH_DTYPES[t.dtype]
+    dtype = torch_dtype(t.dtype)
     return torch.empty(0, dtype=dtype, device="meta").as_strided(t.shape, t.strides, t.offset // itemsize)
 
 
@@ -111,7 +111,7 @@ def read_slice(reader: Reader, index: int, key: Any) -> torch.Tensor:
     t = m.tensors[index]
     if rows is not None:
         return _read_rows(reader, t, rows, rest)
-    dtype = TORCH_DTYPES[t.dtype]
+    dtype = torch_dtype(t.dtype)
     itemsize = DTYPES[t.dtype][0]
     view = _index(_meta_view(t), rest if isinstance(key, tuple) else rest[0], t)
     if view.numel() == 0 or t.blob is None:
@@ -140,7 +140,7 @@ def _read_rows(reader: Reader, t: TensorEntry, index: Any, rest: tuple[Any, ...]
         raise InvalidArgument(f"tensor {t.name!r} has no dimensions to index")
     rows = _rows(index, t.shape[0])
     sub = _index(_meta_view(t), (slice(None), *rest), t)
-    dtype = TORCH_DTYPES[t.dtype]
+    dtype = torch_dtype(t.dtype)
     shape = (*rows.shape, *sub.shape[1:])
     if rows.numel() == 0 or sub[0].numel() == 0 or t.blob is None:
         return torch.empty(shape, dtype=dtype)
