@@ -467,6 +467,13 @@ def test_config_values_keep_their_python_types(reg: Register, tmp_path: Path) ->
         "dtype": torch.bfloat16,
         "dtypes": [torch.float16, torch.int8],
         "child": nn.Linear(2, 3),
+        # schema version 3's plain values
+        "set": {1, "a"},
+        "device": torch.device("cuda:1"),
+        "size": torch.Size([2, 3]),
+        "complex": 1 - 2j,
+        "bytearray": bytearray(b"x"),
+        "value_only_dtype": torch.qint8,
     }
     model = Kinds(**values)
     tmodel.save(model, tmp_path / "k.tmodel")
@@ -497,26 +504,26 @@ def test_config_values_keep_their_python_types(reg: Register, tmp_path: Path) ->
         torch.ones(2),
         nn.Parameter(torch.ones(2)),
         object(),
-        {1, 2},
+        frozenset({1, 2}),
         1 << 64,
         -(1 << 63) - 1,
         [1, lambda: 0],
         {"k": torch.zeros(1)},
         {(1, 2): "tuple key"},
-        torch.device("cpu"),
+        torch.strided,
     ],
     ids=[
         "lambda",
         "tensor",
         "parameter",
         "object",
-        "set",
+        "frozenset",
         "int-too-big",
         "int-too-small",
         "lambda-in-list",
         "tensor-in-dict",
         "tuple-key",
-        "device",
+        "layout",
     ],
 )
 def test_config_value_that_is_not_data_is_bad_config(reg: Register, tmp_path: Path, value: Any) -> None:
