@@ -358,6 +358,13 @@ def test_the_bar_shows_the_time_left(monkeypatch: pytest.MonkeyPatch) -> None:
     bar.close()
     assert "\rx [##........]  25.0%  0:03 left" in out.getvalue()
     assert "\rx [##########] 100.0%" in out.getvalue()
+    clock = iter([200.0, 210.0, 210.0, 250.0])
+    bar = progress_mod.ProgressBar(out, "x", width=10)
+    bar(50, 100)  # phase one
+    bar(0, 100)  # phase two starts: its own clock
+    bar(0, 100)
+    bar(50, 100)  # 40 s for half: 40 s left, not 50 / 50 s measured from phase one
+    assert out.getvalue().endswith("\rx [#####.....]  50.0%  0:40 left")
 
 
 # -- threads ---------------------------------------------------------------------------------------------

@@ -18,19 +18,22 @@ ProgressArg = bool | Progress | None
 
 
 class ProgressBar:
-    """A one-line text bar with the percentage and, once it can tell, the time left; redrawn with '\\r'
-    at most ten times a second; `close` erases it."""
+    """A one-line text bar with the percentage and, once it can tell, the time left (counted from the
+    start of each phase: done going back starts one); redrawn with '\\r' at most ten times a second;
+    `close` erases it."""
 
     def __init__(self, stream: TextIO, label: str, width: int = 30) -> None:
         self._stream, self._label, self._width = stream, label, width
         self._last = 0.0
         self._start: float | None = None
+        self._done = 0
         self._drawn = 0
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
-        if self._start is None:
+        if self._start is None or done < self._done:  # a new phase (convert reads, then writes)
             self._start = now
+        self._done = done
         if done < total and now - self._last < 0.1:
             return
         self._last = now

@@ -242,14 +242,14 @@ def _file_object_source(f: Any) -> ByteSource:
             raise InvalidArgument(f"the file object {name} is closed")
         if callable(getattr(f, "readable", None)) and not f.readable():
             raise InvalidArgument(f"the file object {name} is not open for reading")
+        fd = _descriptor(f)
+        if fd is not None:  # a regular file, as a path must be (a FIFO or a device: NOT_REGULAR_FILE)
+            return _descriptor_source(f, fd, name)
         if callable(getattr(f, "seekable", None)) and not f.seekable():
             raise InvalidArgument(
                 f"the file object {name} is not seekable: read it into bytes and use tmodel.load_bytes"
             )
         base = f.tell()
-        fd = _descriptor(f)
-        if fd is not None:
-            return _descriptor_source(fd, name, base)
         end = f.seek(0, io.SEEK_END)
     except TModelError:
         raise
@@ -269,7 +269,8 @@ def _descriptor(f: Any) -> int | None:
     return None
 
 
-def _descriptor_source(fd: int, name: str, base: int) -> FileSource:
+def _descriptor_source(f: Any, fd: int, name: str) -> FileSource:
+    """A duplicate of the object's descriptor, read with pread from the object's position on."""
     try:
         own = os.dup(fd)
     except OSError as exc:
@@ -278,9 +279,10 @@ def _descriptor_source(fd: int, name: str, base: int) -> FileSource:
         st = os.fstat(own)
         if not stat.S_ISREG(st.st_mode):
             raise NotRegularFile(f"{name!r} is not a regular file")
+        base = f.tell()
     except OSError as exc:
         os.close(own)
-        raise FileAccessError(f"cannot stat {name!r}: {exc.strerror}") from None
+        raise FileAccessError(f"cannot use {name!r}: {exc.strerror}") from None
     except BaseException:
         os.close(own)
         raise
