@@ -17,6 +17,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .manifest.schema import Manifest, TensorEntry
 from .manifest.wire import BlobWire, ChunkWire, ManifestWire, TensorWire, manifest_wire
 from .nn.apply import Upgraded, apply_steps, describe_steps, steps_per_record
+from .nn.records import check_modules
 from .tensors.load import materialize
 from .tensors.planes import one_intra_op_thread, torch_merge, torch_split
 from .tensors.storage import plan_blobs
@@ -101,7 +102,7 @@ def _write(reader: Reader, m: Manifest, up: Upgraded, out: str, progress: Progre
         out,
         sources,
         finish,
-        Options(checksum=m.checksum, split=torch_split, worker_init=one_intra_op_thread),
+        Options(checksum=m.checksum, split=torch_split, worker_init=one_intra_op_thread, check=check_modules),
         progress,
     )  # planned keeps the data alive
 

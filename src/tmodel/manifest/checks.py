@@ -25,8 +25,9 @@ from ..errors import (
     UnsupportedVersion,
 )
 from ..limits import Limits
+from ..migrations import upgrade
 from .dtypes import DTYPES, NUMPY_DTYPES, VALUE_DTYPES, bool_bytes_ok, extent
-from .encoding import INT64_MAX
+from .encoding import INT64_MAX, unpack_manifest
 from .fields import first_error
 from .names import TYPE_NAME, check_local_name, check_name
 from .nodes import (
@@ -46,6 +47,13 @@ from .nodes import (
     walk,
 )
 from .schema import KNOWN_FEATURES, SCHEMA_VERSION, Manifest, TensorEntry
+
+
+def read_manifest(raw: bytes, limits: Limits, manifest_offset: int, file_size: int) -> tuple[Manifest, int]:
+    """A manifest's bytes decoded, upgraded to the current schema and validated (SPEC.md §9 steps 4-9),
+    with the schema version it was written in: the one path the reader and the writer's own check take."""
+    wire, version = upgrade(unpack_manifest(raw, limits))
+    return parse(wire, limits, manifest_offset, file_size), version
 
 
 def parse(wire: Any, limits: Limits, manifest_offset: int, file_size: int) -> Manifest:

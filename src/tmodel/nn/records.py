@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from ..errors import BadConfig, LayerVersionError, LimitExceeded, StateMismatch
-from ..limits import Limits
+from ..limits import DEFAULT_LIMITS, Limits
+from ..manifest.module_tree import roots
 from ..manifest.schema import Manifest, ModuleRecord
 from ..manifest.wire import ModuleWire
 from ..tensors.load import meta_tensors
@@ -277,3 +278,10 @@ def check_rebuild(m: Manifest, roots: Sequence[int], limits: Limits) -> None:
             f"rebuilding the modules would allocate {extra} bytes of unsaved buffers "
             f"(limit {limits.max_unsaved_bytes})"
         )
+
+
+def check_modules(m: Manifest) -> None:
+    """The writer's check of the modules it wrote (SPEC.md §11): what `load` checks before reading tensors,
+    every root module rebuilt on the meta device, with the default limits."""
+    if m.modules:
+        check_rebuild(m, [i for _, i in roots(m)], DEFAULT_LIMITS)

@@ -1,0 +1,106 @@
+"""Save checks what it wrote with the reader's own code before anything is replaced (SPEC.md §11), and the
+error contract of save and load: coded errors, never raw ones."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import tmodel
+from tmodel.errors import UnsupportedType
+
+
+def code_of(fn: Any) -> str:
+    with pytest.raises(tmodel.TModelError) as info:
+        fn()
+    return info.value.code
+
+
+def nan_keys() -> dict[float, int]:
+    return {float("nan"): 1, float("nan"): 2}
+
+
+def test_failing_save_leaves_the_old_file_untouched(tmp_path: Path) -> None:
+    p = tmp_path / "x.tmodel"
+    tmodel.save({"w": torch.ones(3)}, p)
+    before = p.read_bytes()
+    assert code_of(lambda: tmodel.save(nan_keys(), p)) == "UNSUPPORTED_TYPE"
+    assert p.read_bytes() == before
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["x.tmodel"]
+    assert torch.equal(tmodel.load(p)["w"], torch.ones(3))
+
+
+def test_failing_save_writes_nothing_into_a_file_object_or_bytes() -> None:
+    buf = io.BytesIO(b"old")
+    buf.seek(3)
+    assert code_of(lambda: tmodel.save(nan_keys(), buf)) == "UNSUPPORTED_TYPE"
+    assert buf.getvalue() == b"old"
+    assert code_of(lambda: tmodel.save_bytes(nan_keys())) == "UNSUPPORTED_TYPE"
+
+
+def test_the_message_names_the_readers_code() -> None:
+    with pytest.raises(UnsupportedType) as info:
+        tmodel.save_bytes(nan_keys())
+    assert str(info.value) == (
+        "cannot be saved, the file would not be readable: duplicate dict node key in the object tree "
+        "[MANIFEST_SCHEMA]"
+    )
+
+
+def test_nan_keys_with_different_bits_round_trip() -> None:
+    neg = -float("nan")
+    out = tmodel.load_bytes(tmodel.save_bytes({float("nan"): 1, neg: 2}))
+    assert sorted(out.values()) == [1, 2]
+    assert sorted(np.signbit(list(out.keys())).tolist()) == [False, True]
+
+
+def test_empty_tensor_whose_dimensions_overflow_is_refused_at_save(tmp_path: Path) -> None:
+    p = tmp_path / "e.tmodel"
+    t = torch.empty((0, 2**31, 2**31))
+    with pytest.raises(UnsupportedType) as info:
+        tmodel.save({"e": t}, p)
+    assert str(info.value) == (
+        "cannot be saved, the file would not be readable: tensor 'e': shape [0, 2147483648, 2147483648] "
+        "overflows [BAD_TENSOR]"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_numpy_storages_at_one_address_of_different_sizes_share_one_blob() -> None:
+    arr = np.arange(10, dtype=np.float32)
+    out = tmodel.load_bytes(
+        tmodel.save_bytes({"head": torch.from_numpy(arr[:4]), "all": torch.from_numpy(arr)})
+    )
+    assert out["all"].tolist() == list(range(10))
+    assert out["head"].tolist() == [0, 1, 2, 3]
+    assert out["head"].untyped_storage().data_ptr() == out["all"].untyped_storage().data_ptr()
+    out["all"][2] = 42
+    assert out["head"][2].item() == 42
+
+
+def test_views_of_other_item_sizes_at_unaligned_offsets_round_trip() -> None:
+    base = torch.arange(8, dtype=torch.float64)
+    saved = {"f32": base.view(torch.float32)[1:3], "f64": base[1:2]}
+    out = tmodel.load_bytes(tmodel.save_bytes(saved))
+    assert out["f32"].view(torch.int32).tolist() == saved["f32"].view(torch.int32).tolist()
+    assert out["f64"].tolist() == [1.0]
+    assert out["f32"].untyped_storage().data_ptr() == out["f64"].untyped_storage().data_ptr()
+    out["f64"][0] = 0.0
+    assert out["f32"].view(torch.int32).tolist()[1] == 0
+
+
+def test_memory_no_blob_can_align_is_refused() -> None:
+    raw = bytearray(64)
+    a = torch.from_numpy(np.frombuffer(raw, dtype=np.float32, offset=2, count=4))
+    b = torch.from_numpy(np.frombuffer(raw, dtype=np.float64, offset=0, count=4))
+    with pytest.raises(UnsupportedType) as info:
+        tmodel.save_bytes({"a": a, "b": b})
+    assert str(info.value) == (
+        "a: shares memory with b at an address 4-byte elements cannot be aligned with (item sizes 4 and 8, "
+        "addresses 2 bytes apart)"
+    )
