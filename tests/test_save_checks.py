@@ -104,3 +104,19 @@ def test_memory_no_blob_can_align_is_refused() -> None:
         "a: shares memory with b at an address 4-byte elements cannot be aligned with (item sizes 4 and 8, "
         "addresses 2 bytes apart)"
     )
+
+
+@pytest.mark.parametrize("where", ["cuda", "cuda:0", torch.device("cuda"), {"cpu": "cuda:0"}, {"cpu": "mps"}])
+def test_an_unavailable_device_is_invalid_argument(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: Any
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    p = tmp_path / "x.tmodel"
+    tmodel.save({"w": torch.ones(2)}, p)
+    model = torch.nn.Module()
+    model.register_buffer("w", torch.zeros(2))
+    assert code_of(lambda: tmodel.load(p, map_location=where)) == "INVALID_ARGUMENT"
+    assert code_of(lambda: tmodel.load_into(model, p, map_location=where)) == "INVALID_ARGUMENT"
+    with tmodel.open(p) as f:
+        assert code_of(lambda: f.get_tensor("w", map_location=where)) == "INVALID_ARGUMENT"
+    assert model.w.tolist() == [0.0, 0.0]
