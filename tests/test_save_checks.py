@@ -120,3 +120,73 @@ def test_an_unavailable_device_is_invalid_argument(
     with tmodel.open(p) as f:
         assert code_of(lambda: f.get_tensor("w", map_location=where)) == "INVALID_ARGUMENT"
     assert model.w.tolist() == [0.0, 0.0]
+
+
+@tmodel.register("test_save_checks.Holder")
+class Holder(torch.nn.Module):
+    """A layer whose config is any value (nested data, or another module: a reference, not a child)."""
+
+    def __init__(self, cfg: Any = None) -> None:
+        super().__init__()
+        self.held = [cfg]
+
+
+def nested_list(depth: int) -> Any:
+    x: Any = 1
+    for _ in range(depth):
+        x = [x]
+    return x
+
+
+def chain(n: int) -> torch.nn.Module:
+    m: Any = None
+    for _ in range(n):
+        m = Holder(m)
+    return m
+
+
+def children(n: int) -> torch.nn.Module:
+    m: torch.nn.Module = torch.nn.Identity()
+    for _ in range(n - 1):
+        m = torch.nn.Sequential(m)
+    return m
+
+
+@pytest.mark.parametrize("depth", [62, 2000])
+def test_a_layer_config_nested_past_max_depth_is_refused_at_save(depth: int) -> None:
+    with pytest.raises(UnsupportedType) as info:
+        tmodel.save_bytes(Holder(nested_list(depth)))
+    assert str(info.value).endswith("nested deeper than a file may hold (128 msgpack levels)")
+
+
+def test_a_layer_config_at_max_depth_round_trips() -> None:
+    out = tmodel.load_bytes(tmodel.save_bytes(Holder(nested_list(61))))
+    assert out.held[0] == nested_list(61)
+
+
+@pytest.mark.parametrize("make", [chain, children])
+def test_module_chains_up_to_max_depth_round_trip_and_longer_ones_are_refused(make: Any) -> None:
+    out = tmodel.load_bytes(tmodel.save_bytes(make(128)))
+    assert type(out) is type(make(2))
+    for n in (129, 333, 2000):
+        with pytest.raises(UnsupportedType) as info:
+            tmodel.save_bytes(make(n))
+        assert "modules nested deeper than a file may hold (128 records" in str(info.value)
+
+
+def test_a_file_with_a_module_chain_past_max_depth_is_limit_exceeded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hostile file (written with the writer's checks switched off) is refused before any rebuild."""
+    monkeypatch.setattr(tmodel.nn.records, "MAX_DEPTH", 10_000)
+    monkeypatch.setattr(tmodel.archive.writer, "check_written", lambda raw, offset: None)
+    monkeypatch.setattr(tmodel.api, "check_modules", lambda m: None)
+    data = tmodel.save_bytes(chain(200))
+    with pytest.raises(tmodel.TModelError) as info:
+        tmodel.load_bytes(data)
+    assert info.value.code == "LIMIT_EXCEEDED"
+    assert str(info.value).endswith("modules nested more than 128 deep")
+
+
+def test_a_deep_plain_list_is_refused_at_save() -> None:
+    with pytest.raises(UnsupportedType) as info:
+        tmodel.save_bytes(nested_list(2000))
+    assert str(info.value).endswith("nested deeper than a file may hold (128 msgpack levels)")

@@ -70,11 +70,15 @@ def migrate_file(
                     "choose another suffix (--backup SUFFIX)"
                 )
             copy_new(reader.fd, kept)  # the bytes being migrated, whatever happens to `src` meanwhile
-        _write(reader, m, up, out, report)
+        _write(reader, m, up, out, report, rebuild=targets is None)
         return up.applied
 
 
-def _write(reader: Reader, m: Manifest, up: Upgraded, out: str, progress: Progress | None) -> None:
+def _write(
+    reader: Reader, m: Manifest, up: Upgraded, out: str, progress: Progress | None, rebuild: bool
+) -> None:
+    """The migrated file, checked as `save` checks (its modules rebuilt on the meta device only when every
+    layer is taken to the version this program registers: a downgrade is for another program)."""
     kept_blobs = sorted({b for i in up.kept if (b := m.tensors[i].blob) is not None})
     blob_index = {b: k for k, b in enumerate(kept_blobs)}
     sources: list[Source] = [_stored(reader, m, b) for b in kept_blobs]
@@ -102,7 +106,12 @@ def _write(reader: Reader, m: Manifest, up: Upgraded, out: str, progress: Progre
         out,
         sources,
         finish,
-        Options(checksum=m.checksum, split=torch_split, worker_init=one_intra_op_thread, check=check_modules),
+        Options(
+            checksum=m.checksum,
+            split=torch_split,
+            worker_init=one_intra_op_thread,
+            check=check_modules if rebuild else None,
+        ),
         progress,
     )  # planned keeps the data alive
 

@@ -216,11 +216,14 @@ def _check_modules(m: Manifest, limits: Limits) -> None:
         if any(c >= n_modules for c in out):
             raise BadTensor(f"{where}: refers to a module beyond the {n_modules} in the file")
         edges.append(out)
-    _check_acyclic(edges)
+    _check_acyclic(edges, limits.max_depth)
 
 
-def _check_acyclic(edges: list[list[int]]) -> None:
+def _check_acyclic(edges: list[list[int]], limit: int) -> None:
+    """No record contains itself, and no chain of records (children, config references) is longer than
+    `limit` (a rebuild recurses along them), walked iteratively."""
     state = [0] * len(edges)  # 0 new, 1 on the path, 2 done
+    height = [0] * len(edges)  # records on the longest chain from here down
     for start in range(len(edges)):
         if state[start]:
             continue
@@ -238,6 +241,9 @@ def _check_acyclic(edges: list[list[int]]) -> None:
                     path.append((nxt, 0))
             else:
                 state[node] = 2
+                height[node] = 1 + max((height[c] for c in edges[node]), default=0)
+                if height[node] > limit:
+                    raise LimitExceeded(f"module {node}: modules nested more than {limit} deep")
                 path.pop()
 
 
