@@ -379,10 +379,12 @@ def test_get_config_and_from_config_overrides(reg: Register, tmp_path: Path) -> 
     model = Custom(3, secret=object())
     assert "_tmodel_init_args" not in model.__dict__  # no capture when get_config is defined
     tmodel.save(model, tmp_path / "c.tmodel")
+    # save rebuilds it on the meta device, as load will, before the file is in place (SPEC.md §11)
+    assert made == [{"size": 3, "mode": "square"}]
     assert read_wire(tmp_path / "c.tmodel")["modules"][0]["config"] == {"size": 3, "mode": "square"}
     back = tmodel.load(tmp_path / "c.tmodel")
-    # constructed twice: on the meta device first (names, shapes and memory checked), then for real
-    assert made == [{"size": 3, "mode": "square"}] * 2
+    # constructed twice more: on the meta device first (names, shapes and memory checked), then for real
+    assert made == [{"size": 3, "mode": "square"}] * 3
     assert isinstance(back, Custom) and back.size == 3 and back.secret is None
     assert torch.equal(back.lin.weight, model.lin.weight)
 

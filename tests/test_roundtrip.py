@@ -452,7 +452,17 @@ def test_unsupported_type_message_names_the_path(tmp_path: Path) -> None:
         ([Color.RED], "checkpoint[0]: unsupported type Color"),
         ([0, 2**64], "checkpoint[1]: integer"),
         ([-(2**63) - 1], "checkpoint[0]: integer"),
-        ({7: [torch.ones(2).to_sparse()]}, "checkpoint[7][0]: unsupported tensor layout"),
+        ({7: [torch.ones(2).to_sparse()]}, "checkpoint[7][0]: tensors of layout torch.sparse_coo are not"),
+        ([torch.ones(2, 2).to_sparse_csr()], "checkpoint[0]: tensors of layout torch.sparse_csr are not"),
+        (
+            [torch.quantize_per_tensor(torch.ones(2), 0.1, 0, torch.qint8)],
+            "checkpoint[0]: quantized tensors (torch.qint8) are not supported",
+        ),
+        (
+            [torch.nested.nested_tensor([torch.ones(2), torch.ones(3)])],
+            "checkpoint[0]: nested tensors are not",
+        ),
+        ([torch._efficientzerotensor(3)], "checkpoint[0]: a zero tensor (torch._efficientzerotensor) has no"),
         ([torch.empty(2, device="meta")], "checkpoint[0]: a meta tensor"),
         ({(1, 2): 3}, "checkpoint: unsupported dict key type tuple"),
         (lambda: 0, "checkpoint: unsupported type function"),

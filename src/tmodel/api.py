@@ -39,7 +39,7 @@ from .manifest.module_tree import roots
 from .manifest.schema import Manifest
 from .manifest.wire import BlobWire, ManifestWire, manifest_wire
 from .nn.apply import Upgraded, apply_steps, steps_per_record
-from .nn.records import ModuleBuilder, check_rebuild
+from .nn.records import ModuleBuilder, check_modules, check_rebuild
 from .tensors.dtypes import DTYPE_NAMES, PACKED, torch_dtype
 from .tensors.into import LoadReport
 from .tensors.into import load_into as _load_into
@@ -142,6 +142,7 @@ def _prepare(
         checksum=checksum,
         split=torch_split,
         worker_init=one_intra_op_thread,
+        check=check_modules,
     ).validated()
     flat = flatten(obj)
     pack_manifest({"root": flat.root, "metadata": meta})  # refuse what cannot be encoded before writing

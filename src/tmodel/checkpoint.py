@@ -21,16 +21,14 @@ import torch
 from torch import nn
 
 from .errors import UnsupportedType
-from .limits import DEFAULT_LIMITS
 from .manifest.names import unique_name
 from .manifest.nodes import Node
 from .manifest.wire import ModuleWire
 from .nn.records import ModuleBuilder, ModuleWriter
 from .tensors.storage import check_tensor
-from .tensors.values import NOT_PLAIN, plain_node, to_python
+from .tensors.values import NOT_PLAIN, node_levels, plain_node, room, to_python
 
-#: msgpack nesting the reader allows (SPEC.md §4); the root node sits at level 2, in the manifest's map
-MAX_DEPTH = DEFAULT_LIMITS.max_depth
+#: the root node sits at msgpack level 2, in the manifest's map (MAX_DEPTH: SPEC.md §4)
 ROOT = "checkpoint"
 _MAPPING_TAGS: dict[type, str] = {dict: "dict", OrderedDict: "ordered_dict", Counter: "counter"}
 
@@ -70,41 +68,27 @@ def flatten(obj: Any) -> Flattened:
     return out
 
 
-def _room(path: str, depth: int) -> None:
-    if depth > MAX_DEPTH:
-        raise UnsupportedType(f"{path}: nested deeper than a file may hold ({MAX_DEPTH} msgpack levels)")
-
-
-def _levels(node: Any) -> int:
-    """msgpack levels a leaf node takes (1 for a scalar)."""
-    level, most = [node], 0
-    while level:
-        most += 1
-        level = [x for v in level for x in (v.values() if type(v) is dict else v if type(v) is list else ())]
-    return most
-
-
 def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: int) -> Any:
     """The node of `obj`, which sits at msgpack level `depth`."""
-    _room(path, depth)
+    room(path, depth)
     node = plain_node(obj, path, UnsupportedType)
     if node is not NOT_PLAIN:
-        _room(path, depth + _levels(node) - 1)
+        room(path, depth + node_levels(node) - 1)
         return node
     kind = type(obj)
     if isinstance(obj, torch.Tensor):
         index = out.add_tensor(obj, keys, path)
-        _room(path, depth + (2 if kind is nn.Parameter else 1))
+        room(path, depth + (2 if kind is nn.Parameter else 1))
         if kind is nn.Parameter:
             return {"parameter": {"tensor": index, "requires_grad": obj.requires_grad}}
         return {"requires_grad": index} if obj.requires_grad else {"tensor": index}
     if isinstance(obj, nn.Module):
         assert out.modules is not None
-        _room(path, depth + 1)
+        room(path, depth + 1)
         return {"module": out.modules.add(obj, keys, path)}
     if kind in _MAPPING_TAGS:
         inside = depth + (2 if kind is OrderedDict else 1)  # the level of the entries' array
-        _room(path, inside)
+        room(path, inside)
         items = []
         for k, v in obj.items():
             if k is not None and type(k) not in (bool, int, float, str, bytes):
@@ -127,7 +111,7 @@ def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: 
         return {"ordered_dict": {"items": items, "metadata": metadata}}
     if kind is list or kind is tuple:
         tag = "list" if kind is list else "tuple"
-        _room(path, depth + 1)
+        room(path, depth + 1)
         return {
             tag: [_flatten(v, f"{path}[{i}]", (*keys, str(i)), out, depth + 2) for i, v in enumerate(obj)]
         }

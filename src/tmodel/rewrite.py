@@ -17,6 +17,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .manifest.schema import Manifest, TensorEntry
 from .manifest.wire import BlobWire, ChunkWire, ManifestWire, TensorWire, manifest_wire
 from .nn.apply import Upgraded, apply_steps, describe_steps, steps_per_record
+from .nn.records import check_modules
 from .tensors.load import materialize
 from .tensors.planes import one_intra_op_thread, torch_merge, torch_split
 from .tensors.storage import plan_blobs
@@ -69,11 +70,15 @@ def migrate_file(
                     "choose another suffix (--backup SUFFIX)"
                 )
             copy_new(reader.fd, kept)  # the bytes being migrated, whatever happens to `src` meanwhile
-        _write(reader, m, up, out, report)
+        _write(reader, m, up, out, report, rebuild=targets is None)
         return up.applied
 
 
-def _write(reader: Reader, m: Manifest, up: Upgraded, out: str, progress: Progress | None) -> None:
+def _write(
+    reader: Reader, m: Manifest, up: Upgraded, out: str, progress: Progress | None, rebuild: bool
+) -> None:
+    """The migrated file, checked as `save` checks (its modules rebuilt on the meta device only when every
+    layer is taken to the version this program registers: a downgrade is for another program)."""
     kept_blobs = sorted({b for i in up.kept if (b := m.tensors[i].blob) is not None})
     blob_index = {b: k for k, b in enumerate(kept_blobs)}
     sources: list[Source] = [_stored(reader, m, b) for b in kept_blobs]
@@ -101,7 +106,12 @@ def _write(reader: Reader, m: Manifest, up: Upgraded, out: str, progress: Progre
         out,
         sources,
         finish,
-        Options(checksum=m.checksum, split=torch_split, worker_init=one_intra_op_thread),
+        Options(
+            checksum=m.checksum,
+            split=torch_split,
+            worker_init=one_intra_op_thread,
+            check=check_modules if rebuild else None,
+        ),
         progress,
     )  # planned keeps the data alive
 

@@ -38,11 +38,9 @@ from ..container.framing import (
 from ..container.sources import SOURCES, ByteSource, Openable, open_source
 from ..errors import BadLayout, ChecksumMismatch, InvalidArgument, TModelError, Truncated
 from ..limits import DEFAULT_LIMITS, Limits
-from ..manifest.checks import parse, tensor_extent
+from ..manifest.checks import read_manifest, tensor_extent
 from ..manifest.dtypes import check_bool_bytes
-from ..manifest.encoding import unpack_manifest
 from ..manifest.schema import Blob, Manifest
-from ..migrations import upgrade
 from .progress import Progress
 from .threads import default_threads
 
@@ -123,8 +121,10 @@ class Reader:
         raw = src.read(trailer.manifest_length, trailer.manifest_offset)
         check_manifest_digest(trailer, header, raw, trailer_raw)
         with _collector_paused():
-            wire, self.source_schema_version = upgrade(unpack_manifest(raw, self.limits))
-            return parse(wire, self.limits, trailer.manifest_offset, size)
+            manifest, self.source_schema_version = read_manifest(
+                raw, self.limits, trailer.manifest_offset, size
+            )
+            return manifest
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def close(self) -> None:

@@ -17,11 +17,13 @@ from ..codecs.planes import Split, split_planes
 from ..codecs.table import encode_chunk
 from ..container import digests, writeback
 from ..container.atomic import replace_atomically
-from ..container.framing import ALIGNMENT, align, pack_header, pack_trailer
+from ..container.framing import ALIGNMENT, TRAILER_SIZE, align, pack_header, pack_trailer
 from ..container.streams import write_into
-from ..errors import InvalidArgument, LimitExceeded, Truncated
+from ..errors import InvalidArgument, LimitExceeded, TModelError, Truncated, UnsupportedType
 from ..limits import DEFAULT_LIMITS
+from ..manifest.checks import read_manifest
 from ..manifest.encoding import pack_manifest
+from ..manifest.schema import Manifest
 from ..manifest.wire import BlobWire, ChunkWire, ManifestWire
 from .progress import Progress
 from .threads import default_threads
@@ -70,6 +72,9 @@ class Options:
     split: Split = split_planes
     #: run first on each encoding thread (the torch split's: `tensors.planes.one_intra_op_thread`)
     worker_init: Callable[[], None] | None = None
+    #: run on the written manifest, as the reader validated it, before the file is complete (the API's
+    #: rebuild of modules on the meta device); what it raises fails the write
+    check: Callable[[Manifest], None] | None = None
 
     def validated(self) -> Options:
         if not 1 <= self.chunk_size <= DEFAULT_LIMITS.max_chunk_size:
@@ -243,8 +248,23 @@ def _write(
         raise LimitExceeded(
             f"manifest of {len(manifest)} bytes exceeds the limit {DEFAULT_LIMITS.max_manifest_bytes}"
         )
+    checked = check_written(manifest, pos)
+    if options.check is not None:
+        options.check(checked)
     f.write(manifest)
     f.write(pack_trailer(pos, manifest, options.checksum, header))
+
+
+def check_written(raw: bytes, offset: int) -> Manifest:
+    """The manifest about to be written, through the reader's own validation (`read_manifest`, default
+    limits) before anything is replaced: content the reader would refuse is UNSUPPORTED_TYPE, naming the
+    reader's code (SPEC.md §11)."""
+    try:
+        return read_manifest(raw, DEFAULT_LIMITS, offset, offset + len(raw) + TRAILER_SIZE)[0]
+    except TModelError as exc:
+        raise UnsupportedType(
+            f"cannot be saved, the file would not be readable: {exc} [{exc.code}]", tensor=exc.tensor
+        ) from None
 
 
 def _copy(src: StoredBlob, f: BinaryIO, pos: int, wb: writeback.Writeback) -> int:

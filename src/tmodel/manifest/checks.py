@@ -25,8 +25,9 @@ from ..errors import (
     UnsupportedVersion,
 )
 from ..limits import Limits
+from ..migrations import upgrade
 from .dtypes import DTYPES, NUMPY_DTYPES, VALUE_DTYPES, bool_bytes_ok, extent
-from .encoding import INT64_MAX
+from .encoding import INT64_MAX, unpack_manifest
 from .fields import first_error
 from .names import TYPE_NAME, check_local_name, check_name
 from .nodes import (
@@ -46,6 +47,13 @@ from .nodes import (
     walk,
 )
 from .schema import KNOWN_FEATURES, SCHEMA_VERSION, Manifest, TensorEntry
+
+
+def read_manifest(raw: bytes, limits: Limits, manifest_offset: int, file_size: int) -> tuple[Manifest, int]:
+    """A manifest's bytes decoded, upgraded to the current schema and validated (SPEC.md §9 steps 4-9),
+    with the schema version it was written in: the one path the reader and the writer's own check take."""
+    wire, version = upgrade(unpack_manifest(raw, limits))
+    return parse(wire, limits, manifest_offset, file_size), version
 
 
 def parse(wire: Any, limits: Limits, manifest_offset: int, file_size: int) -> Manifest:
@@ -208,11 +216,14 @@ def _check_modules(m: Manifest, limits: Limits) -> None:
         if any(c >= n_modules for c in out):
             raise BadTensor(f"{where}: refers to a module beyond the {n_modules} in the file")
         edges.append(out)
-    _check_acyclic(edges)
+    _check_acyclic(edges, limits.max_depth)
 
 
-def _check_acyclic(edges: list[list[int]]) -> None:
+def _check_acyclic(edges: list[list[int]], limit: int) -> None:
+    """No record contains itself, and no chain of records (children, config references) is longer than
+    `limit` (a rebuild recurses along them), walked iteratively."""
     state = [0] * len(edges)  # 0 new, 1 on the path, 2 done
+    height = [0] * len(edges)  # records on the longest chain from here down
     for start in range(len(edges)):
         if state[start]:
             continue
@@ -230,6 +241,9 @@ def _check_acyclic(edges: list[list[int]]) -> None:
                     path.append((nxt, 0))
             else:
                 state[node] = 2
+                height[node] = 1 + max((height[c] for c in edges[node]), default=0)
+                if height[node] > limit:
+                    raise LimitExceeded(f"module {node}: modules nested more than {limit} deep")
                 path.pop()
 
 

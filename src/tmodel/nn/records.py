@@ -16,14 +16,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import BadConfig, LayerVersionError, LimitExceeded, StateMismatch
-from ..limits import Limits
+from ..errors import BadConfig, LayerVersionError, LimitExceeded, StateMismatch, UnsupportedType
+from ..limits import DEFAULT_LIMITS, Limits
+from ..manifest.module_tree import roots
 from ..manifest.schema import Manifest, ModuleRecord
 from ..manifest.wire import ModuleWire
 from ..tensors.load import meta_tensors
-from ..tensors.values import NOT_PLAIN, no_tensor, plain_node, to_python
-from .registry import spec_for_module, spec_for_name
+from ..tensors.values import MAX_DEPTH, NOT_PLAIN, no_tensor, node_levels, plain_node, room, to_python
+from .registry import LayerSpec, spec_for_module, spec_for_name
 
+#: the msgpack level of a config value: manifest map, modules array, record map, config map
+_CONFIG_LEVEL = 5
 #: Adds a tensor to the file under a key path and returns its index.
 Sink = Callable[[torch.Tensor, tuple[str, ...], str], int]
 
@@ -37,6 +40,7 @@ class ModuleWriter:
         self._modules: dict[int, int] = {}
         self._tensors: dict[int, int] = {}
         self._keep: list[Any] = []  # keeps ids unique while the file is written
+        self._nesting = 0  # records being written, one inside another (children, config references)
 
     def add(self, module: nn.Module, keys: tuple[str, ...], path: str) -> int:
         """The record index of `module`, recording it (and everything below it) the first time."""
@@ -44,6 +48,18 @@ class ModuleWriter:
         if known is not None:
             return known
         spec = spec_for_module(module, path)
+        if self._nesting >= MAX_DEPTH:
+            raise UnsupportedType(
+                f"{path}: modules nested deeper than a file may hold ({MAX_DEPTH} records, children and "
+                "config references)"
+            )
+        self._nesting += 1
+        try:
+            return self._add(module, spec, keys, path)
+        finally:
+            self._nesting -= 1
+
+    def _add(self, module: nn.Module, spec: LayerSpec, keys: tuple[str, ...], path: str) -> int:
         index = len(self._records)
         self._modules[id(module)] = index
         self._keep.append(module)
@@ -58,7 +74,8 @@ class ModuleWriter:
             "type": spec.name,
             "version": spec.version,
             "config": {
-                k: self._value(v, (*keys, f"~{k}"), f"{path} config[{k!r}]") for k, v in config.items()
+                k: self._value(v, (*keys, f"~{k}"), f"{path} config[{k!r}]", _CONFIG_LEVEL)
+                for k, v in config.items()
             },
             "parameters": {
                 name: None
@@ -92,23 +109,28 @@ class ModuleWriter:
             self._keep.append(t)
         return known
 
-    def _value(self, v: Any, keys: tuple[str, ...], path: str) -> Any:
-        """A config value as a manifest node: data only (SPEC.md §5.7)."""
+    def _value(self, v: Any, keys: tuple[str, ...], path: str, depth: int) -> Any:
+        """A config value as a manifest node at msgpack level `depth`: data only (SPEC.md §5.7)."""
+        room(path, depth)
         node = plain_node(v, path, BadConfig)
         if node is not NOT_PLAIN:
+            room(path, depth + node_levels(node) - 1)
             return node
         if isinstance(v, nn.Module):
+            room(path, depth + 1)
             return {"module": self.add(v, keys, path)}
         if isinstance(v, list):
-            return {"list": [self._value(x, keys, f"{path}[{i}]") for i, x in enumerate(v)]}
+            return {"list": [self._value(x, keys, f"{path}[{i}]", depth + 2) for i, x in enumerate(v)]}
         if isinstance(v, tuple):
-            return {"tuple": [self._value(x, keys, f"{path}[{i}]") for i, x in enumerate(v)]}
+            return {"tuple": [self._value(x, keys, f"{path}[{i}]", depth + 2) for i, x in enumerate(v)]}
         if isinstance(v, dict):
             items = []
             for k, x in v.items():
                 if k is not None and type(k) not in (bool, int, float, str, bytes):
                     raise BadConfig(f"{path}: dict key {k!r} is not a scalar")
-                items.append([self._value(k, keys, path), self._value(x, keys, f"{path}[{k!r}]")])
+                items.append(
+                    [self._value(k, keys, path, depth + 3), self._value(x, keys, f"{path}[{k!r}]", depth + 3)]
+                )
             return {"dict": items}
         raise BadConfig(
             f"{path}: config value of type {type(v).__name__} is not data (numbers, strings, "
@@ -277,3 +299,10 @@ def check_rebuild(m: Manifest, roots: Sequence[int], limits: Limits) -> None:
             f"rebuilding the modules would allocate {extra} bytes of unsaved buffers "
             f"(limit {limits.max_unsaved_bytes})"
         )
+
+
+def check_modules(m: Manifest) -> None:
+    """The writer's check of the modules it wrote (SPEC.md §11): what `load` checks before reading tensors,
+    every root module rebuilt on the meta device, with the default limits."""
+    if m.modules:
+        check_rebuild(m, [i for _, i in roots(m)], DEFAULT_LIMITS)

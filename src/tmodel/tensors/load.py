@@ -40,9 +40,31 @@ def _device(value: Any, what: str) -> torch.device:
     if not isinstance(value, (str, torch.device)):
         raise InvalidArgument(f"{what} must be a string or a torch.device, not {type(value).__name__}")
     try:
-        return torch.device(value)
+        device = torch.device(value)
     except (RuntimeError, ValueError, TypeError) as exc:
         raise InvalidArgument(f"bad {what} {value!r}: {exc}") from None
+    _check_available(device, what)
+    return device
+
+
+def _check_available(device: torch.device, what: str) -> None:
+    """A device this build and machine have (INVALID_ARGUMENT, not torch's AssertionError, for e.g. "cuda"
+    on a CPU-only build); cpu and meta always are."""
+    if device.type in ("cpu", "meta"):
+        return
+    backend = getattr(torch, device.type, None)
+    available = getattr(backend, "is_available", None)
+    count = getattr(backend, "device_count", None)
+    try:
+        ok = callable(available) and bool(available())
+        if ok and device.index is not None and callable(count):
+            ok = device.index < int(count())
+    except Exception:  # a backend that cannot even say: not available
+        ok = False
+    if not ok:
+        raise InvalidArgument(
+            f"{what} {str(device)!r}: that device is not available in this torch build or machine"
+        )
 
 
 def placement(map_location: Any) -> Placement:
@@ -77,7 +99,7 @@ def device_of(map_location: Any) -> torch.device:
 
 def _mapped_storage(fn: StorageMap, storage: torch.UntypedStorage, blob: int) -> torch.UntypedStorage:
     """What a callable map_location makes of one blob's storage (None: the storage as it is)."""
-    result = fn(storage, SAVED_LOCATION)
+    result = fn(storage, SAVED_LOCATION)  # its own errors are the caller's, and propagate as torch.load's do
     if result is None:
         return storage
     if isinstance(result, torch.TypedStorage):

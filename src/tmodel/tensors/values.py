@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import TModelError, UnsupportedType
+from ..limits import DEFAULT_LIMITS
 from ..manifest.encoding import INT_MAX, INT_MIN
 from ..manifest.nodes import (
     PYTHON,
@@ -35,9 +36,26 @@ from ..manifest.nodes import (
 from .arrays import ndarray_value, numpy_node, numpy_scalar_value
 from .dtypes import VALUE_DTYPE_NAMES, torch_dtype
 
+#: msgpack nesting the reader allows (SPEC.md §4)
+MAX_DEPTH = DEFAULT_LIMITS.max_depth
 #: returned by `plain_node` for anything that is not a plain value (a container, a tensor, a module ...)
 NOT_PLAIN: Any = object()
 _KIND_ORDER = {type(None): 0, bool: 1, int: 2, float: 3, str: 4, bytes: 5}
+
+
+def room(path: str, depth: int) -> None:
+    """Refuse, naming `path`, a node at msgpack level `depth` the reader would refuse (before recursing)."""
+    if depth > MAX_DEPTH:
+        raise UnsupportedType(f"{path}: nested deeper than a file may hold ({MAX_DEPTH} msgpack levels)")
+
+
+def node_levels(node: Any) -> int:
+    """msgpack levels a leaf node takes (1 for a scalar)."""
+    level, most = [node], 0
+    while level:
+        most += 1
+        level = [x for v in level for x in (v.values() if type(v) is dict else v if type(v) is list else ())]
+    return most
 
 
 def plain_node(v: Any, path: str, error: type[TModelError]) -> Any:

@@ -1,0 +1,192 @@
+"""Save checks what it wrote with the reader's own code before anything is replaced (SPEC.md §11), and the
+error contract of save and load: coded errors, never raw ones."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import tmodel
+from tmodel.errors import UnsupportedType
+
+
+def code_of(fn: Any) -> str:
+    with pytest.raises(tmodel.TModelError) as info:
+        fn()
+    return info.value.code
+
+
+def nan_keys() -> dict[float, int]:
+    return {float("nan"): 1, float("nan"): 2}
+
+
+def test_failing_save_leaves_the_old_file_untouched(tmp_path: Path) -> None:
+    p = tmp_path / "x.tmodel"
+    tmodel.save({"w": torch.ones(3)}, p)
+    before = p.read_bytes()
+    assert code_of(lambda: tmodel.save(nan_keys(), p)) == "UNSUPPORTED_TYPE"
+    assert p.read_bytes() == before
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["x.tmodel"]
+    assert torch.equal(tmodel.load(p)["w"], torch.ones(3))
+
+
+def test_failing_save_writes_nothing_into_a_file_object_or_bytes() -> None:
+    buf = io.BytesIO(b"old")
+    buf.seek(3)
+    assert code_of(lambda: tmodel.save(nan_keys(), buf)) == "UNSUPPORTED_TYPE"
+    assert buf.getvalue() == b"old"
+    assert code_of(lambda: tmodel.save_bytes(nan_keys())) == "UNSUPPORTED_TYPE"
+
+
+def test_the_message_names_the_readers_code() -> None:
+    with pytest.raises(UnsupportedType) as info:
+        tmodel.save_bytes(nan_keys())
+    assert str(info.value) == (
+        "cannot be saved, the file would not be readable: duplicate dict node key in the object tree "
+        "[MANIFEST_SCHEMA]"
+    )
+
+
+def test_nan_keys_with_different_bits_round_trip() -> None:
+    neg = -float("nan")
+    out = tmodel.load_bytes(tmodel.save_bytes({float("nan"): 1, neg: 2}))
+    assert sorted(out.values()) == [1, 2]
+    assert sorted(np.signbit(list(out.keys())).tolist()) == [False, True]
+
+
+def test_empty_tensor_whose_dimensions_overflow_is_refused_at_save(tmp_path: Path) -> None:
+    p = tmp_path / "e.tmodel"
+    t = torch.empty((0, 2**31, 2**31))
+    with pytest.raises(UnsupportedType) as info:
+        tmodel.save({"e": t}, p)
+    assert str(info.value) == (
+        "cannot be saved, the file would not be readable: tensor 'e': shape [0, 2147483648, 2147483648] "
+        "overflows [BAD_TENSOR]"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_numpy_storages_at_one_address_of_different_sizes_share_one_blob() -> None:
+    arr = np.arange(10, dtype=np.float32)
+    out = tmodel.load_bytes(
+        tmodel.save_bytes({"head": torch.from_numpy(arr[:4]), "all": torch.from_numpy(arr)})
+    )
+    assert out["all"].tolist() == list(range(10))
+    assert out["head"].tolist() == [0, 1, 2, 3]
+    assert out["head"].untyped_storage().data_ptr() == out["all"].untyped_storage().data_ptr()
+    out["all"][2] = 42
+    assert out["head"][2].item() == 42
+
+
+def test_views_of_other_item_sizes_at_unaligned_offsets_round_trip() -> None:
+    base = torch.arange(8, dtype=torch.float64)
+    saved = {"f32": base.view(torch.float32)[1:3], "f64": base[1:2]}
+    out = tmodel.load_bytes(tmodel.save_bytes(saved))
+    assert out["f32"].view(torch.int32).tolist() == saved["f32"].view(torch.int32).tolist()
+    assert out["f64"].tolist() == [1.0]
+    assert out["f32"].untyped_storage().data_ptr() == out["f64"].untyped_storage().data_ptr()
+    out["f64"][0] = 0.0
+    assert out["f32"].view(torch.int32).tolist()[1] == 0
+
+
+def test_memory_no_blob_can_align_is_refused() -> None:
+    raw = bytearray(64)
+    a = torch.from_numpy(np.frombuffer(raw, dtype=np.float32, offset=2, count=4))
+    b = torch.from_numpy(np.frombuffer(raw, dtype=np.float64, offset=0, count=4))
+    with pytest.raises(UnsupportedType) as info:
+        tmodel.save_bytes({"a": a, "b": b})
+    assert str(info.value) == (
+        "a: shares memory with b at an address 4-byte elements cannot be aligned with (item sizes 4 and 8, "
+        "addresses 2 bytes apart)"
+    )
+
+
+@pytest.mark.parametrize("where", ["cuda", "cuda:0", torch.device("cuda"), {"cpu": "cuda:0"}, {"cpu": "mps"}])
+def test_an_unavailable_device_is_invalid_argument(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: Any
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    p = tmp_path / "x.tmodel"
+    tmodel.save({"w": torch.ones(2)}, p)
+    model = torch.nn.Module()
+    model.register_buffer("w", torch.zeros(2))
+    assert code_of(lambda: tmodel.load(p, map_location=where)) == "INVALID_ARGUMENT"
+    assert code_of(lambda: tmodel.load_into(model, p, map_location=where)) == "INVALID_ARGUMENT"
+    with tmodel.open(p) as f:
+        assert code_of(lambda: f.get_tensor("w", map_location=where)) == "INVALID_ARGUMENT"
+    assert model.w.tolist() == [0.0, 0.0]
+
+
+@tmodel.register("test_save_checks.Holder")
+class Holder(torch.nn.Module):
+    """A layer whose config is any value (nested data, or another module: a reference, not a child)."""
+
+    def __init__(self, cfg: Any = None) -> None:
+        super().__init__()
+        self.held = [cfg]
+
+
+def nested_list(depth: int) -> Any:
+    x: Any = 1
+    for _ in range(depth):
+        x = [x]
+    return x
+
+
+def chain(n: int) -> torch.nn.Module:
+    m: Any = None
+    for _ in range(n):
+        m = Holder(m)
+    return m
+
+
+def children(n: int) -> torch.nn.Module:
+    m: torch.nn.Module = torch.nn.Identity()
+    for _ in range(n - 1):
+        m = torch.nn.Sequential(m)
+    return m
+
+
+@pytest.mark.parametrize("depth", [62, 2000])
+def test_a_layer_config_nested_past_max_depth_is_refused_at_save(depth: int) -> None:
+    with pytest.raises(UnsupportedType) as info:
+        tmodel.save_bytes(Holder(nested_list(depth)))
+    assert str(info.value).endswith("nested deeper than a file may hold (128 msgpack levels)")
+
+
+def test_a_layer_config_at_max_depth_round_trips() -> None:
+    out = tmodel.load_bytes(tmodel.save_bytes(Holder(nested_list(61))))
+    assert out.held[0] == nested_list(61)
+
+
+@pytest.mark.parametrize("make", [chain, children])
+def test_module_chains_up_to_max_depth_round_trip_and_longer_ones_are_refused(make: Any) -> None:
+    out = tmodel.load_bytes(tmodel.save_bytes(make(128)))
+    assert type(out) is type(make(2))
+    for n in (129, 333, 2000):
+        with pytest.raises(UnsupportedType) as info:
+            tmodel.save_bytes(make(n))
+        assert "modules nested deeper than a file may hold (128 records" in str(info.value)
+
+
+def test_a_file_with_a_module_chain_past_max_depth_is_limit_exceeded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hostile file (written with the writer's checks switched off) is refused before any rebuild."""
+    monkeypatch.setattr(tmodel.nn.records, "MAX_DEPTH", 10_000)
+    monkeypatch.setattr(tmodel.archive.writer, "check_written", lambda raw, offset: None)
+    monkeypatch.setattr(tmodel.api, "check_modules", lambda m: None)
+    data = tmodel.save_bytes(chain(200))
+    with pytest.raises(tmodel.TModelError) as info:
+        tmodel.load_bytes(data)
+    assert info.value.code == "LIMIT_EXCEEDED"
+    assert str(info.value).endswith("modules nested more than 128 deep")
+
+
+def test_a_deep_plain_list_is_refused_at_save() -> None:
+    with pytest.raises(UnsupportedType) as info:
+        tmodel.save_bytes(nested_list(2000))
+    assert str(info.value).endswith("nested deeper than a file may hold (128 msgpack levels)")
