@@ -9,9 +9,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import pytest
+import torch
 from torch import nn
 
 import tmodel
+from tmodel.errors import UnsupportedType
+from tmodel.interop.convert import convert
 
 PACKAGE = str(Path(tmodel.__file__).parent)
 
@@ -50,3 +54,47 @@ def test_many_module_roots_rebuild_in_linear_time(tmp_path: Path) -> None:
         return lambda: tmodel.load(path)
 
     assert ratio(work, 200) < 4.4
+
+
+def _doubling(levels: int) -> list[Any]:
+    """A list whose two items are one list, `levels` times: 2**levels leaves in a few bytes of pickle."""
+    a: list[Any] = [0]
+    for _ in range(levels):
+        a = [a, a]
+    return a
+
+
+def test_saving_shared_sub_lists_is_refused_in_linear_time(tmp_path: Path) -> None:
+    def attempt(levels: int) -> Callable[[], Any]:
+        def run() -> None:
+            with pytest.raises(UnsupportedType, match=r"expands to more than 268435456 nodes"):
+                tmodel.save(_doubling(levels), tmp_path / "x.tmodel")
+
+        return run
+
+    assert lines_run(attempt(240)) < 4.4 * lines_run(attempt(60))
+    assert not (tmp_path / "x.tmodel").exists()
+
+
+def test_convert_of_a_pickle_with_shared_sub_lists_is_refused_fast(tmp_path: Path) -> None:
+    src = tmp_path / "x.pt"
+    torch.save(_doubling(60), src)
+    assert src.stat().st_size < 2000
+    caught: list[UnsupportedType] = []
+
+    def run() -> None:
+        with pytest.raises(UnsupportedType) as exc:
+            convert(src, tmp_path / "x.tmodel")
+        caught.append(exc.value)
+
+    assert lines_run(run) < 20_000
+    assert caught[0].code == "UNSUPPORTED_TYPE"
+    assert not (tmp_path / "x.tmodel").exists()
+
+
+def test_shared_sub_lists_within_the_limit_are_stored_once_per_place(tmp_path: Path) -> None:
+    path = tmp_path / "x.tmodel"
+    tmodel.save(_doubling(3), path)
+    back = tmodel.load(path)
+    assert back == [[[[0], [0]], [[0], [0]]], [[[0], [0]], [[0], [0]]]]
+    assert back[0] is not back[1]
