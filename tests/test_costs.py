@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 import torch
+from test_corruption import build, split
 from torch import nn
 
 import tmodel
-from tmodel.errors import UnsupportedType
+from tmodel.errors import LimitExceeded, UnsupportedType
 from tmodel.interop.convert import convert
+from tmodel.limits import Limits
 
 PACKAGE = str(Path(tmodel.__file__).parent)
 
@@ -98,3 +100,50 @@ def test_shared_sub_lists_within_the_limit_are_stored_once_per_place(tmp_path: P
     back = tmodel.load(path)
     assert back == [[[[0], [0]], [[0], [0]]], [[[0], [0]], [[0], [0]]]]
     assert back[0] is not back[1]
+
+
+def _doubling_records(path: Path, levels: int) -> Path:
+    """A file whose record i has the children "0" and "1", both record i + 1: 2**levels paths to the last."""
+    tmodel.save({"t": torch.zeros(1)}, path)
+    header, region, wire = split(path.read_bytes())
+    wire["modules"] = [
+        {
+            "type": "torch.nn.Sequential",
+            "version": 1,
+            "config": {},
+            "parameters": {},
+            "buffers": {},
+            "children": {"0": i + 1, "1": i + 1},
+            "training": True,
+        }
+        for i in range(levels)
+    ] + [
+        {
+            "type": "torch.nn.Identity",
+            "version": 1,
+            "config": {},
+            "parameters": {},
+            "buffers": {},
+            "children": {},
+            "training": True,
+        }
+    ]
+    wire["root"] = {"dict": [["t", {"tensor": 0}], ["m", {"module": 0}]]}
+    return build(path, wire, region, header)
+
+
+def test_shared_module_records_are_refused_past_max_module_paths_fast(tmp_path: Path) -> None:
+    path = _doubling_records(tmp_path / "dag.tmodel", 60)
+
+    def run() -> None:
+        with pytest.raises(LimitExceeded, match=r"more than 1000000 paths from the object tree"):
+            tmodel.open(path)
+
+    assert lines_run(run) < 200_000
+
+
+def test_shared_module_records_within_max_module_paths_are_walked_once_per_path(tmp_path: Path) -> None:
+    path = _doubling_records(tmp_path / "dag.tmodel", 3)  # 1 + 2 + 4 + 8 = 15 paths
+    assert tmodel.load(path, limits=Limits(max_module_paths=15))["m"][1][0][1] is not None
+    with pytest.raises(LimitExceeded):
+        tmodel.open(path, limits=Limits(max_module_paths=14))
