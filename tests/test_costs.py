@@ -4,6 +4,7 @@ the tmodel package, which is deterministic on a loaded machine, and compared for
 from __future__ import annotations
 
 import sys
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -15,6 +16,7 @@ from test_corruption import build, split
 from torch import nn
 
 import tmodel
+from tmodel.archive.reader import Reader
 from tmodel.errors import LimitExceeded, UnsupportedType
 from tmodel.interop.convert import convert
 from tmodel.limits import Limits
@@ -147,3 +149,24 @@ def test_shared_module_records_within_max_module_paths_are_walked_once_per_path(
     assert tmodel.load(path, limits=Limits(max_module_paths=15))["m"][1][0][1] is not None
     with pytest.raises(LimitExceeded):
         tmodel.open(path, limits=Limits(max_module_paths=14))
+
+
+def test_decoding_one_byte_chunks_keeps_memory_to_threads_times_chunk(tmp_path: Path) -> None:
+    """Beyond the manifest and the output, decoding holds 8 bytes a chunk (its file offset) and a few jobs
+    per thread, not an object per chunk."""
+    n = 1 << 15
+    path = tmp_path / "bytes.tmodel"
+    values = torch.randint(0, 255, (n,), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    tmodel.save({"w": values}, path, chunk_size=1)
+    with Reader(path) as r:
+        assert len(r.manifest.blobs[0].chunks) == n
+        out = bytearray(n)
+        r.decode(0, memoryview(out))  # the thread pool, once
+        tracemalloc.start()
+        try:
+            r.decode(0, memoryview(out))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert bytes(out) == values.numpy().tobytes()
+    assert peak < 16 * n
