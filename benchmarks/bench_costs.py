@@ -1,6 +1,7 @@
 """Costs that grow with the file (issue 13 point 7): each case runs in its own process, killed after
-`--timeout` seconds; prints file size, seconds and peak RSS. Run by hand with the interpreter of the tree
-to measure (`.venv/bin/python benchmarks/bench_costs.py`); it uses only APIs main also has."""
+`--timeout` seconds once its setup (saving the file) is done; prints file size, seconds and peak RSS.
+Run by hand with the interpreter of the tree to measure (`.venv/bin/python benchmarks/bench_costs.py`);
+it uses only APIs main also has."""
 
 from __future__ import annotations
 
@@ -64,7 +65,9 @@ CHILD = """
 import os, resource, sys, time, json, torch, tmodel
 N, path = int(sys.argv[1]), sys.argv[2]
 size_of, result, t0 = path, "ok", [0.0]
-def start(): t0[0] = time.perf_counter()
+def start():
+    print("started", flush=True)
+    t0[0] = time.perf_counter()
 {body}
 print(json.dumps(dict(seconds=time.perf_counter() - t0[0], bytes=os.path.getsize(size_of),
     peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, result=result)))
@@ -82,19 +85,24 @@ def run(case: str, n: int, timeout: float) -> str:
     with tempfile.TemporaryDirectory() as d:
         code = CHILD.format(body=CASES[case])
         began = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(n), f"{d}/x.tmodel"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        marker = proc.stdout.readline()  # setup (saving the file) is not timed
         try:
-            out = subprocess.run(
-                [sys.executable, "-c", code, str(n), f"{d}/x.tmodel"],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
+            rest, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            return f"{case:24} N={n:<9} >{timeout:.0f} s (killed; setup included)"
-        if out.returncode:
-            return f"{case:24} N={n:<9} failed: {out.stderr.strip().splitlines()[-1]}"
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+            proc.kill()
+            proc.communicate()
+            return f"{case:24} N={n:<9} >{timeout:.0f} s (killed after setup)"
+        if proc.returncode or marker.strip() != "started":
+            return f"{case:24} N={n:<9} failed: {err.strip().splitlines()[-1:]}"
+        out = rest
+        r = json.loads(out.strip().splitlines()[-1])
         total = time.perf_counter() - began
         return (
             f"{case:24} N={n:<9} file {r['bytes']:>11,} B  {r['seconds']:8.2f} s  "
