@@ -34,6 +34,7 @@ MAX_MANIFEST_BYTES = 256 * MIB
 MAX_TENSORS = 1_000_000
 MAX_BLOBS = 1_000_000
 MAX_MODULES = 1_000_000
+MAX_MODULE_PATHS = 1_000_000
 MAX_CHUNKS = 10_000_000
 MAX_RANK = 64
 MAX_DEPTH = 128
@@ -678,12 +679,14 @@ class Reader:
             _fail("BAD_VALUE", f"{tag} node: a bool byte other than 0 or 1")
 
     def _tree(self) -> None:
-        self._node(self.m["root"])
+        self.roots: list[int] = []
+        self._node(self.m["root"], self.roots)
 
     def _modules(self) -> None:
         mods = self.m["modules"]
         nt, nm = len(self.m["tensors"]), len(mods)
         edges: list[list[int]] = []
+        edges_children: list[list[int]] = []
         for i, r in enumerate(mods):
             t = r["type"]
             if len(t.encode("utf-8")) > 256 or not TYPE_RE.match(t):
@@ -705,6 +708,7 @@ class Reader:
                     if key == "children":
                         out.append(idx)
             edges.append(out)
+            edges_children.append([v for v in r["children"].values() if v is not None])
         # cycle detection (iterative DFS, colours: 0 new, 1 on stack, 2 done)
         colour = [0] * nm
         for s in range(nm):
@@ -725,6 +729,23 @@ class Reader:
                 else:
                     colour[node] = 2
                     stack.pop()
+        # module paths (SPEC 8): paths below each record, computed children first (colour 2 = done above)
+        below: dict[int, int] = {}
+        for s in range(nm):
+            todo = [s]
+            while todo:
+                r = todo[-1]
+                if r in below:
+                    todo.pop()
+                    continue
+                missing = [c for c in edges_children[r] if c not in below]
+                if missing:
+                    todo.extend(missing)
+                    continue
+                todo.pop()
+                below[r] = min(MAX_MODULE_PATHS + 1, 1 + sum(below[c] for c in edges_children[r]))
+        if sum(below[r] for r in self.roots) > MAX_MODULE_PATHS:
+            _fail("LIMIT_EXCEEDED", "more module paths than max_module_paths")
 
     # -- data ---------------------------------------------------------------------------------------------
     def _data(self) -> list[bytes]:

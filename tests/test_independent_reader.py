@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from test_costs import _doubling_records
 
 import tmodel
 from tmodel.conformance.describe import describe
@@ -768,3 +769,11 @@ def test_case_corpus() -> None:
         elif got != expect["description"]:
             failures.append((spec["id"], got if isinstance(got, str) else "description differs"))
     assert not failures
+
+
+def test_module_paths_are_bounded_by_max_module_paths(tmp_path: Path) -> None:
+    """Records that each reach the next twice: 2**60 paths, refused from the record count alone."""
+    with pytest.raises(ir.ReaderError) as exc:
+        ir.read_description(str(_doubling_records(tmp_path / "dag.tmodel", 60)))
+    assert exc.value.code == "LIMIT_EXCEEDED"
+    assert ir.read_description(str(_doubling_records(tmp_path / "ok.tmodel", 3)))["modules"]

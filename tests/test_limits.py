@@ -49,6 +49,7 @@ CASES = [  # (file, limit, other limit changes, code when one below the file's n
     ("main", "max_tensors", {}, "LIMIT_EXCEEDED"),
     ("main", "max_blobs", {}, "LIMIT_EXCEEDED"),
     ("main", "max_modules", {}, "LIMIT_EXCEEDED"),
+    ("main", "max_module_paths", {}, "LIMIT_EXCEEDED"),
     ("chunks", "max_chunks", {}, "LIMIT_EXCEEDED"),
     ("main", "max_rank", {}, "LIMIT_EXCEEDED"),
     ("main", "max_depth", {}, "LIMIT_EXCEEDED"),
@@ -94,6 +95,7 @@ def test_each_limit_is_enforced_at_its_exact_boundary(
             "max_tensors": len(m.tensors),
             "max_blobs": len(m.blobs),
             "max_modules": len(m.modules),
+            "max_module_paths": 4,  # the Sequential and its three children
             "max_chunks": sum(len(b.chunks) for b in m.blobs),
             "max_rank": max(len(t.shape) for t in m.tensors),
             "max_name_bytes": max(len(t.name.encode()) for t in m.tensors),

@@ -7,6 +7,8 @@ numpy arrays and scalars. Types are matched exactly: a subclass (a defaultdict, 
 refused rather than saved as its base. Any value that cannot be stored is refused with an error that names
 where it sits (e.g. `checkpoint["optim"]["state"][3]["foo"]`), and so is nesting the reader would refuse.
 Tensor names are key paths joined with "." when that gives a valid, unique name, else `tensor.N`.
+A container used in several places is stored once per place, so an object whose expanded tree exceeds
+`MAX_NODES` is refused, counted in time linear in its distinct containers before anything is expanded.
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ import torch
 from torch import nn
 
 from .errors import UnsupportedType
+from .limits import DEFAULT_LIMITS
 from .manifest.names import unique_name
 from .manifest.nodes import Node
 from .manifest.wire import ModuleWire
 from .nn.records import ModuleBuilder, ModuleWriter
 from .tensors.storage import check_tensor
-from .tensors.values import NOT_PLAIN, node_levels, plain_node, room, to_python
+from .tensors.values import MAX_DEPTH, NOT_PLAIN, node_levels, plain_node, room, to_python
 
 #: the root node sits at msgpack level 2, in the manifest's map (MAX_DEPTH: SPEC.md §4)
 ROOT = "checkpoint"
+#: nodes an expanded tree may have: each takes at least one byte of a manifest the reader accepts
+MAX_NODES = DEFAULT_LIMITS.max_manifest_bytes
 _MAPPING_TAGS: dict[type, str] = {dict: "dict", OrderedDict: "ordered_dict", Counter: "counter"}
 
 
@@ -62,10 +67,40 @@ def _key_repr(key: Any) -> str:
 
 def flatten(obj: Any) -> Flattened:
     """Turn a checkpoint into its wire tree, collecting tensors and naming them."""
+    _check_expansion(obj)
     out = Flattened(root=None)
     out.modules = ModuleWriter(out.add_tensor)
     out.root = _flatten(obj, ROOT, (), out, 2)
     return out
+
+
+def _check_expansion(obj: Any) -> None:
+    """UNSUPPORTED_TYPE when the tree `obj` expands to (shared containers once per place) has more than
+    `MAX_NODES` nodes; sizes are memoised per container, so the count is linear in the object's size."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any, depth: int) -> int:
+        kind = type(node)
+        if kind is not list and kind is not tuple and kind not in _MAPPING_TAGS:
+            return 1
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        if depth > MAX_DEPTH:  # `_flatten` refuses it by its depth
+            return 1
+        inside = [*node.keys(), *node.values()] if kind in _MAPPING_TAGS else node
+        total = 1 + sum(size(x, depth + 1) for x in inside)
+        if kind is OrderedDict and hasattr(node, "_metadata"):
+            total += size(node._metadata, depth + 1)
+        if total > MAX_NODES:
+            raise UnsupportedType(
+                f"{ROOT}: the object expands to more than {MAX_NODES} nodes (a container used in several "
+                "places is stored once per place)"
+            )
+        sizes[id(node)] = total
+        return total
+
+    size(obj, 0)
 
 
 def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: int) -> Any:

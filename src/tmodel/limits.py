@@ -16,6 +16,8 @@ class Limits:
     max_tensors: int = 1_000_000
     max_blobs: int = 1_000_000
     max_modules: int = 1_000_000
+    #: paths from the object tree to module records, shared records counted once per path.
+    max_module_paths: int = 1_000_000
     max_chunks: int = 10_000_000
     max_rank: int = 64
     max_depth: int = 128

@@ -13,14 +13,17 @@ own files do; tensors mapped from the file stay valid (they hold the mapping).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import gc
+import itertools
 import threading
 import warnings
 import weakref
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -67,6 +70,10 @@ def names_file(fn: Callable[Concatenate[Reader, _P], _R]) -> Callable[Concatenat
     return wrapper
 
 
+#: one chunk to decode: its blob's record and index, the chunk's index, its file offset, its output
+_Job = tuple[Blob, int, int, int, memoryview]
+
+
 class Reader:
     """An open, validated .tmodel file; torch-free."""
 
@@ -86,7 +93,7 @@ class Reader:
         self.limits = limits
         self._threads = threads
         self._lock = threading.Lock()
-        self._starts: dict[int, list[int]] = {}
+        self._starts: dict[int, array[int]] = {}
         self._map: memoryview | None = None
         opened: ByteSource = (
             source if isinstance(source, SOURCES) else open_source(source)  # type: ignore[arg-type]
@@ -173,8 +180,7 @@ class Reader:
     ) -> None:
         """Decode several (blob, out, first, last) requests, their chunks spread over the worker threads;
         `tally(n)` hears, on this thread, of each n decoded bytes as they are done."""
-        jobs: list[tuple[Blob, int, int, int, memoryview]] = []
-        padded: list[int] = []
+        checked: list[tuple[Blob, int, memoryview, int, int]] = []
         for blob, out, first, last in requests:
             b = self.manifest.blobs[blob]
             stop = len(b.chunks) if last is None else last
@@ -182,32 +188,63 @@ class Reader:
             expected = min(b.nbytes, stop * b.chunk_size) - base
             if not 0 <= first <= stop <= len(b.chunks) or len(out) != expected:
                 raise InvalidArgument(f"output of {len(out)} bytes for chunks {first}:{stop} of blob {blob}")
+            checked.append((b, blob, out, first, stop))
+        jobs = self._jobs(checked)
+        head = list(itertools.islice(jobs, 2))
+        if len(head) == 1:
+            self._decode_chunk(*head[0])
+            if tally is not None:
+                tally(len(head[0][4]))
+        elif head:
+            self._decode_bounded(itertools.chain(head, jobs), tally)
+        for b, blob, _, first, stop in checked:
+            if stop == len(b.chunks) and stop > first:
+                self._check_padding(blob)
+
+    def _jobs(self, checked: list[tuple[Blob, int, memoryview, int, int]]) -> Iterator[_Job]:
+        """One (blob, index, chunk, start, output) job per chunk, made as the threads take them."""
+        for b, blob, out, first, stop in checked:
             starts = self._chunk_starts(blob)
+            base = first * b.chunk_size
             for j in range(first, stop):
                 lo = j * b.chunk_size - base
-                jobs.append(
-                    (b, blob, j, starts[j], out[lo : lo + min(b.chunk_size, b.nbytes - j * b.chunk_size)])
-                )
-            if stop == len(b.chunks) and stop > first:
-                padded.append(blob)
-        if len(jobs) == 1:
-            self._decode_chunk(*jobs[0])
-            if tally is not None:
-                tally(len(jobs[0][4]))
-        elif jobs:
-            for job, _ in zip(
-                jobs, self._executor().map(lambda a: self._decode_chunk(*a), jobs), strict=True
-            ):
-                if tally is not None:
-                    tally(len(job[4]))
-        for blob in padded:
-            self._check_padding(blob)
+                yield (b, blob, j, starts[j], out[lo : lo + min(b.chunk_size, b.nbytes - j * b.chunk_size)])
 
-    def _chunk_starts(self, blob: int) -> list[int]:
+    def _decode_bounded(self, jobs: Iterator[_Job], tally: Callable[[int], None] | None) -> None:
+        """Jobs over the worker threads, at most a few per thread in flight: memory stays bounded by
+        threads x chunk however many chunks there are; errors surface in chunk order."""
+        pool = self._executor()
+        window: collections.deque[tuple[int, Future[None]]] = collections.deque()
+        cap = 4 * (self._threads or default_threads())
+        try:
+            for job in jobs:
+                window.append((len(job[4]), pool.submit(self._decode_chunk, *job)))
+                if len(window) >= cap:
+                    self._settle(window, tally)
+            while window:
+                self._settle(window, tally)
+        finally:
+            for _, fut in window:
+                fut.cancel()
+            for _, fut in window:
+                if not fut.cancelled():
+                    fut.exception()  # wait: a running job still writes into the caller's buffer
+
+    @staticmethod
+    def _settle(
+        window: collections.deque[tuple[int, Future[None]]], tally: Callable[[int], None] | None
+    ) -> None:
+        n, fut = window.popleft()
+        fut.result()
+        if tally is not None:
+            tally(n)
+
+    def _chunk_starts(self, blob: int) -> array[int]:
+        """File offsets of a blob's chunks, packed (8 bytes a chunk)."""
         starts = self._starts.get(blob)
         if starts is None:
             b = self.manifest.blobs[blob]
-            starts = []
+            starts = array("Q")
             pos = b.offset
             for c in b.chunks:
                 starts.append(pos)

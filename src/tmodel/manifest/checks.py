@@ -96,6 +96,7 @@ def check_semantics(m: Manifest, limits: Limits, manifest_offset: int, file_size
     _check_tensors(m, limits)
     _check_modules(m, limits)
     _check_tree(m, limits)
+    _check_module_paths(m, limits)
 
 
 def _check_blobs(m: Manifest, limits: Limits, digest_len: int, manifest_offset: int, file_size: int) -> None:
@@ -245,6 +246,33 @@ def _check_acyclic(edges: list[list[int]], limit: int) -> None:
                 if height[node] > limit:
                     raise LimitExceeded(f"module {node}: modules nested more than {limit} deep")
                 path.pop()
+
+
+def _check_module_paths(m: Manifest, limits: Limits) -> None:
+    """The paths from the object tree to records (`max_module_paths`, SPEC.md §8) bound every walk that
+    expands shared records; counted per record once (memoised, the graph being acyclic), so linearly."""
+    cap = limits.max_module_paths
+    paths: dict[int, int] = {}  # record -> 1 + the paths below it through children, capped at cap + 1
+    total = 0
+    for node in walk([m.root]):
+        if type(node) is not ModuleRef:
+            continue
+        stack = [node.module]
+        while stack:
+            i = stack[-1]
+            if i in paths:
+                stack.pop()
+                continue
+            below = [c for c in m.modules[i].children.values() if c is not None]
+            todo = [c for c in below if c not in paths]
+            if todo:
+                stack.extend(todo)
+                continue
+            stack.pop()
+            paths[i] = min(cap + 1, 1 + sum(paths[c] for c in below))
+        total += paths[node.module]
+        if total > cap:
+            raise LimitExceeded(f"more than {cap} paths from the object tree to module records")
 
 
 def _check_tree(m: Manifest, limits: Limits) -> None:

@@ -151,16 +151,16 @@ class ModuleBuilder:
         self._filled: set[tuple[int, int]] = set()
         self._filled_index: set[int] = set()
         self._params: dict[int, nn.Parameter] = {}
+        self._unfilled: list[int] = []  # built, maybe not yet filled: each rebuild drains only these
 
     def rebuild(self, index: int) -> nn.Module:
         """The module of record `index`, constructed and filled, with every module its config used filled."""
         module = self.build(index)
         self.fill(index, module)
-        pending = [i for i in self.built if i not in self._filled_index]
-        while pending:
-            i = pending.pop()
-            self.fill(i, self.built[i])
-            pending = [j for j in self.built if j not in self._filled_index]
+        while self._unfilled:
+            i = self._unfilled.pop()
+            if i not in self._filled_index:
+                self.fill(i, self.built[i])
         return module
 
     def build(self, index: int) -> nn.Module:
@@ -195,6 +195,7 @@ class ModuleBuilder:
                 f"{where}: from_config returned a {type(module).__name__}, not a {spec.cls.__name__}"
             )
         self.built[index] = module
+        self._unfilled.append(index)
         return module
 
     def value(self, node: Any) -> Any:

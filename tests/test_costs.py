@@ -1,0 +1,172 @@
+"""Costs grow with the file, not faster (issue 13 point 7): work is counted in line events executed inside
+the tmodel package, which is deterministic on a loaded machine, and compared for inputs of size N and 4N."""
+
+from __future__ import annotations
+
+import sys
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+import torch
+from test_corruption import build, split
+from torch import nn
+
+import tmodel
+from tmodel.archive.reader import Reader
+from tmodel.errors import LimitExceeded, UnsupportedType
+from tmodel.interop.convert import convert
+from tmodel.limits import Limits
+
+PACKAGE = str(Path(tmodel.__file__).parent)
+
+
+def lines_run(fn: Callable[[], Any]) -> int:
+    """Line events executed inside the tmodel package while `fn` runs."""
+    count = 0
+
+    def local(frame: FrameType, event: str, arg: Any) -> Any:
+        nonlocal count
+        if event == "line":
+            count += 1
+        return local
+
+    def call(frame: FrameType, event: str, arg: Any) -> Any:
+        return local if frame.f_code.co_filename.startswith(PACKAGE) else None
+
+    sys.settrace(call)
+    try:
+        fn()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def ratio(work: Callable[[int], Callable[[], Any]], n: int) -> float:
+    """Work for an input of size 4n over work for size n: 4 when linear, 16 when quadratic."""
+    small, large = work(n), work(4 * n)
+    return lines_run(large) / lines_run(small)
+
+
+def test_many_module_roots_rebuild_in_linear_time(tmp_path: Path) -> None:
+    def work(n: int) -> Callable[[], Any]:
+        path = tmp_path / f"roots{n}.tmodel"
+        tmodel.save({f"m{i}": nn.Identity() for i in range(n)}, path)
+        return lambda: tmodel.load(path)
+
+    assert ratio(work, 200) < 4.4
+
+
+def _doubling(levels: int) -> list[Any]:
+    """A list whose two items are one list, `levels` times: 2**levels leaves in a few bytes of pickle."""
+    a: list[Any] = [0]
+    for _ in range(levels):
+        a = [a, a]
+    return a
+
+
+def test_saving_shared_sub_lists_is_refused_in_linear_time(tmp_path: Path) -> None:
+    def attempt(levels: int) -> Callable[[], Any]:
+        def run() -> None:
+            with pytest.raises(UnsupportedType, match=r"expands to more than 268435456 nodes"):
+                tmodel.save(_doubling(levels), tmp_path / "x.tmodel")
+
+        return run
+
+    assert lines_run(attempt(240)) < 4.4 * lines_run(attempt(60))
+    assert not (tmp_path / "x.tmodel").exists()
+
+
+def test_convert_of_a_pickle_with_shared_sub_lists_is_refused_fast(tmp_path: Path) -> None:
+    src = tmp_path / "x.pt"
+    torch.save(_doubling(60), src)
+    assert src.stat().st_size < 2000
+    caught: list[UnsupportedType] = []
+
+    def run() -> None:
+        with pytest.raises(UnsupportedType) as exc:
+            convert(src, tmp_path / "x.tmodel")
+        caught.append(exc.value)
+
+    assert lines_run(run) < 20_000
+    assert caught[0].code == "UNSUPPORTED_TYPE"
+    assert not (tmp_path / "x.tmodel").exists()
+
+
+def test_shared_sub_lists_within_the_limit_are_stored_once_per_place(tmp_path: Path) -> None:
+    path = tmp_path / "x.tmodel"
+    tmodel.save(_doubling(3), path)
+    back = tmodel.load(path)
+    assert back == [[[[0], [0]], [[0], [0]]], [[[0], [0]], [[0], [0]]]]
+    assert back[0] is not back[1]
+
+
+def _doubling_records(path: Path, levels: int) -> Path:
+    """A file whose record i has the children "0" and "1", both record i + 1: 2**levels paths to the last."""
+    tmodel.save({"t": torch.zeros(1)}, path)
+    header, region, wire = split(path.read_bytes())
+    wire["modules"] = [
+        {
+            "type": "torch.nn.Sequential",
+            "version": 1,
+            "config": {},
+            "parameters": {},
+            "buffers": {},
+            "children": {"0": i + 1, "1": i + 1},
+            "training": True,
+        }
+        for i in range(levels)
+    ] + [
+        {
+            "type": "torch.nn.Identity",
+            "version": 1,
+            "config": {},
+            "parameters": {},
+            "buffers": {},
+            "children": {},
+            "training": True,
+        }
+    ]
+    wire["root"] = {"dict": [["t", {"tensor": 0}], ["m", {"module": 0}]]}
+    return build(path, wire, region, header)
+
+
+def test_shared_module_records_are_refused_past_max_module_paths_fast(tmp_path: Path) -> None:
+    path = _doubling_records(tmp_path / "dag.tmodel", 60)
+
+    def run() -> None:
+        with pytest.raises(LimitExceeded, match=r"more than 1000000 paths from the object tree"):
+            tmodel.open(path)
+
+    assert lines_run(run) < 200_000
+
+
+def test_shared_module_records_within_max_module_paths_are_walked_once_per_path(tmp_path: Path) -> None:
+    path = _doubling_records(tmp_path / "dag.tmodel", 3)  # 1 + 2 + 4 + 8 = 15 paths
+    assert tmodel.load(path, limits=Limits(max_module_paths=15))["m"][1][0][1] is not None
+    with pytest.raises(LimitExceeded):
+        tmodel.open(path, limits=Limits(max_module_paths=14))
+
+
+def test_decoding_one_byte_chunks_keeps_memory_to_threads_times_chunk(tmp_path: Path) -> None:
+    """Beyond the manifest and the output, decoding holds 8 bytes a chunk (its file offset) and a few jobs
+    per thread, not an object per chunk."""
+    n = 1 << 15
+    path = tmp_path / "bytes.tmodel"
+    values = torch.randint(0, 255, (n,), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    tmodel.save({"w": values}, path, chunk_size=1)
+    with Reader(path) as r:
+        assert len(r.manifest.blobs[0].chunks) == n
+        out = bytearray(n)
+        r.decode(0, memoryview(out))  # the thread pool, once
+        tracemalloc.start()
+        try:
+            r.decode(0, memoryview(out))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert bytes(out) == values.numpy().tobytes()
+    assert peak < 16 * n
