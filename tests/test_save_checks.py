@@ -190,3 +190,24 @@ def test_a_deep_plain_list_is_refused_at_save() -> None:
     with pytest.raises(UnsupportedType) as info:
         tmodel.save_bytes(nested_list(2000))
     assert str(info.value).endswith("nested deeper than a file may hold (128 msgpack levels)")
+
+
+def test_load_with_dtype_keeps_views_shared_and_stride_zero_views_stride_zero() -> None:
+    base = torch.arange(6, dtype=torch.float32)
+    saved = {
+        "e": torch.ones(1).expand(4),
+        "all": base,
+        "head": base[:3],
+        "t": base.view(2, 3).t(),
+        "i": torch.arange(3),
+    }
+    out = tmodel.load_bytes(tmodel.save_bytes(saved), dtype=torch.float16)
+    assert out["e"].dtype == torch.float16 and out["e"].stride() == (0,) and out["e"].tolist() == [1.0] * 4
+    assert out["t"].stride() == (1, 3) and out["t"].tolist() == [[0, 3], [1, 4], [2, 5]]
+    assert out["i"].dtype == torch.int64 and out["i"].tolist() == [0, 1, 2]
+    ptrs = {out[k].untyped_storage().data_ptr() for k in ("all", "head", "t")}
+    assert len(ptrs) == 1
+    out["all"][1] = 9.0
+    assert (out["head"][1].item(), out["t"][1, 0].item()) == (9.0, 9.0)
+    meta = tmodel.load_bytes(tmodel.save_bytes(saved), map_location="meta", dtype=torch.float16)
+    assert (meta["e"].dtype, meta["e"].shape) == (torch.float16, torch.Size([4]))
