@@ -25,11 +25,16 @@ def nan_keys() -> dict[float, int]:
     return {float("nan"): 1, float("nan"): 2}
 
 
+def unreadable() -> dict[str, torch.Tensor]:
+    """Blobs to write, then a tensor only the reader's check refuses (its dimensions overflow)."""
+    return {"w": torch.arange(1000.0), "e": torch.empty((0, 2**31, 2**31))}
+
+
 def test_failing_save_leaves_the_old_file_untouched(tmp_path: Path) -> None:
     p = tmp_path / "x.tmodel"
     tmodel.save({"w": torch.ones(3)}, p)
     before = p.read_bytes()
-    assert code_of(lambda: tmodel.save(nan_keys(), p)) == "UNSUPPORTED_TYPE"
+    assert code_of(lambda: tmodel.save(unreadable(), p)) == "UNSUPPORTED_TYPE"
     assert p.read_bytes() == before
     assert sorted(x.name for x in tmp_path.iterdir()) == ["x.tmodel"]
     assert torch.equal(tmodel.load(p)["w"], torch.ones(3))
@@ -38,12 +43,23 @@ def test_failing_save_leaves_the_old_file_untouched(tmp_path: Path) -> None:
 def test_failing_save_writes_nothing_into_a_file_object_or_bytes() -> None:
     buf = io.BytesIO(b"old")
     buf.seek(3)
-    assert code_of(lambda: tmodel.save(nan_keys(), buf)) == "UNSUPPORTED_TYPE"
+    assert code_of(lambda: tmodel.save(unreadable(), buf)) == "UNSUPPORTED_TYPE"
     assert buf.getvalue() == b"old"
-    assert code_of(lambda: tmodel.save_bytes(nan_keys())) == "UNSUPPORTED_TYPE"
+    assert code_of(lambda: tmodel.save_bytes(unreadable())) == "UNSUPPORTED_TYPE"
 
 
-def test_the_message_names_the_readers_code() -> None:
+def test_nan_keys_of_equal_bits_are_refused_naming_where() -> None:
+    with pytest.raises(UnsupportedType) as info:
+        tmodel.save_bytes({"opt": {3: nan_keys()}})
+    assert str(info.value) == (
+        'checkpoint["opt"][3]: two NaN keys with the same bits cannot be stored (a file\'s keys are distinct '
+        "by their bits, SPEC.md §5.4)"
+    )
+
+
+def test_the_save_check_names_the_readers_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the writer's own planning misses, the reader's validation (the same code) still refuses."""
+    monkeypatch.setattr(tmodel.checkpoint, "scalar_identity", lambda k: object())
     with pytest.raises(UnsupportedType) as info:
         tmodel.save_bytes(nan_keys())
     assert str(info.value) == (
@@ -211,3 +227,24 @@ def test_load_with_dtype_keeps_views_shared_and_stride_zero_views_stride_zero() 
     assert (out["head"][1].item(), out["t"][1, 0].item()) == (9.0, 9.0)
     meta = tmodel.load_bytes(tmodel.save_bytes(saved), map_location="meta", dtype=torch.float16)
     assert (meta["e"].dtype, meta["e"].shape) == (torch.float16, torch.Size([4]))
+
+
+@tmodel.register("test_save_checks.Unbuildable")
+class Unbuildable(torch.nn.Module):
+    """Saves a config its constructor does not take: only rebuilding it shows that."""
+
+    def __init__(self, dim: int = 2) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(dim))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"size": 2}
+
+
+def test_a_module_that_would_not_rebuild_is_refused_before_the_rename(tmp_path: Path) -> None:
+    p = tmp_path / "m.tmodel"
+    tmodel.save({"w": torch.ones(3)}, p)
+    before = p.read_bytes()
+    assert code_of(lambda: tmodel.save({"m": Unbuildable()}, p)) == "BAD_CONFIG"
+    assert p.read_bytes() == before
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["m.tmodel"]
