@@ -248,3 +248,22 @@ def test_a_module_that_would_not_rebuild_is_refused_before_the_rename(tmp_path: 
     assert code_of(lambda: tmodel.save({"m": Unbuildable()}, p)) == "BAD_CONFIG"
     assert p.read_bytes() == before
     assert sorted(x.name for x in tmp_path.iterdir()) == ["m.tmodel"]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda data: tmodel.load_bytes(data, dtype="float16"),
+        lambda data: tmodel.load_bytes(data, limits="x"),
+        lambda data: tmodel.load_bytes(data, threads=-1),
+        lambda data: tmodel.load_bytes(data, threads="2"),
+        lambda data: tmodel.load_into("model", io.BytesIO(data)),
+        lambda data: tmodel.load_into(torch.nn.Linear(1, 1), io.BytesIO(data), dtype="half"),
+        lambda data: tmodel.save_bytes({"a": 1}, threads="2"),
+        lambda data: tmodel.save_bytes({"a": 1}, level="3"),
+        lambda data: tmodel.save_bytes({"a": 1}, chunk_size=2.5),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_invalid_argument(call: Any) -> None:
+    data = tmodel.save_bytes({"a": torch.ones(2)})
+    assert code_of(lambda: call(data)) == "INVALID_ARGUMENT"

@@ -212,7 +212,7 @@ def _tensors(
 ) -> list[torch.Tensor]:
     m = reader.manifest
     meta = isinstance(where, torch.device) and where.type == "meta"
-    if dtype is not None and not dtype.is_floating_point:
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
         raise InvalidArgument(f"dtype must be a floating-point dtype, not {dtype}")
     tensors = (
         meta_tensors(m) if meta else materialize(reader, range(len(m.tensors)), where, use_mmap, progress)

@@ -77,6 +77,9 @@ class Options:
     check: Callable[[Manifest], None] | None = None
 
     def validated(self) -> Options:
+        for name in ("chunk_size", "level", "threads"):
+            if type(getattr(self, name)) is not int:
+                raise InvalidArgument(f"{name} must be an int, not {type(getattr(self, name)).__name__}")
         if not 1 <= self.chunk_size <= DEFAULT_LIMITS.max_chunk_size:
             raise InvalidArgument(f"chunk_size must be in 1..{DEFAULT_LIMITS.max_chunk_size}")
         if not -7 <= self.level <= 22:
