@@ -267,3 +267,16 @@ def test_a_module_that_would_not_rebuild_is_refused_before_the_rename(tmp_path: 
 def test_arguments_of_the_wrong_type_are_invalid_argument(call: Any) -> None:
     data = tmodel.save_bytes({"a": torch.ones(2)})
     assert code_of(lambda: call(data)) == "INVALID_ARGUMENT"
+
+
+def test_data_compressing_past_the_readers_expansion_limit_is_refused_and_saves_raw(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reader's default limits are the contract: a file they refuse is not written (SPEC.md §11)."""
+    monkeypatch.setattr(tmodel.archive.writer, "DEFAULT_LIMITS", tmodel.Limits(decoded_slack=0))
+    zeros = {"z": torch.zeros(1 << 18)}
+    with pytest.raises(UnsupportedType) as info:
+        tmodel.save_bytes(zeros)
+    assert "[LIMIT_EXCEEDED] (a reader's default limit, SPEC.md §8" in str(info.value)
+    data = tmodel.save_bytes(zeros, codec="raw")
+    assert torch.equal(tmodel.load_bytes(data, limits=tmodel.Limits(decoded_slack=0))["z"], zeros["z"])
