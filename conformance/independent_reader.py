@@ -711,6 +711,7 @@ class Reader:
             edges_children.append([v for v in r["children"].values() if v is not None])
         # cycle detection (iterative DFS, colours: 0 new, 1 on stack, 2 done)
         colour = [0] * nm
+        height = [0] * nm  # records on the longest path down from each (at most MAX_DEPTH, §5.7)
         for s in range(nm):
             if colour[s]:
                 continue
@@ -728,6 +729,9 @@ class Reader:
                         stack.append((nxt, 0))
                 else:
                     colour[node] = 2
+                    height[node] = 1 + max((height[c] for c in edges[node]), default=0)
+                    if height[node] > MAX_DEPTH:
+                        _fail("LIMIT_EXCEEDED", f"a module path of more than {MAX_DEPTH} records")
                     stack.pop()
         # module paths (SPEC 8): paths below each record, computed children first (colour 2 = done above)
         below: dict[int, int] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import struct
 import zlib
 from pathlib import Path
@@ -596,3 +597,38 @@ def test_torch_files_only_through_weights_only(tmp_path: Path) -> None:
     with pytest.raises(TModelError) as e:
         read_torch(tmp_path / "missing.pt")
     assert code_of(e) == "IO_ERROR"
+
+
+class PickledThing:
+    """A custom class: a global outside torch's weights-only allow-list."""
+
+
+@pytest.mark.parametrize("reworded", [False, True])
+@pytest.mark.parametrize(
+    ("obj", "named"),
+    [({"a": PickledThing()}, "test_convert.PickledThing"), ({"f": os.system}, "posix.system")],
+)
+def test_a_pickle_global_is_unsupported_type_whatever_torch_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, obj: Any, named: str, reworded: bool
+) -> None:
+    src = tmp_path / "x.pt"
+    torch.save(obj, src)
+    if reworded:  # the code must not depend on the wording of torch's message
+
+        def load(*args: Any, **kwargs: Any) -> Any:
+            raise pickle.UnpicklingError("words no version of torch ever used")
+
+        monkeypatch.setattr(torch, "load", load)
+    with pytest.raises(TModelError) as e:
+        convert(src, tmp_path / "x.tmodel")
+    assert code_of(e) == "UNSUPPORTED_TYPE"
+    assert str(e.value).endswith(f"holds objects outside the weights-only allow-list: {named}")
+    assert sorted(os.listdir(tmp_path)) == ["x.pt"]
+
+
+def test_a_broken_torch_file_is_bad_source(tmp_path: Path) -> None:
+    src = tmp_path / "x.pt"
+    src.write_bytes(b"PK\x03\x04 not a zip at all")
+    with pytest.raises(TModelError) as e:
+        read_torch(src)
+    assert code_of(e) == "BAD_SOURCE"

@@ -451,3 +451,32 @@ def test_cli_migration_check_fails_on_a_gap_and_on_a_branch(tmp_path: Path, step
     assert proc.returncode == 1
     assert proc.stderr.startswith("error[MIGRATION]: ") and "Traceback" not in proc.stderr
     assert any(line.startswith("problem: t.Chain") and word in line for line in proc.stdout.splitlines())
+
+
+@pytest.mark.parametrize("edit", ["rename", "add"])
+def test_a_step_naming_a_tensor_with_a_dot_is_refused_before_the_file_is_replaced(
+    layer: Any, tmp_path: Path, edit: str
+) -> None:
+    thing = layer("t.Dotted", 1)
+    path = tmp_path / "d.tmodel"
+    tmodel.save(thing(), path)
+    before = path.read_bytes()
+    registry.unregister("t.Dotted")
+    registry.register("t.Dotted", version=2)(thing)
+
+    def step(rec: LayerRecord) -> None:
+        if edit == "rename":
+            rec.rename("w", "a.b")
+        else:
+            rec.add("a.b", torch.zeros(2))
+
+    steps.migration("t.Dotted", from_version=1)(step)
+    with pytest.raises(TModelError) as err:
+        tmodel.migrate_file(path, in_place=True)
+    assert err.value.code == "MIGRATION"
+    assert "tensor name 'a.b'" in str(err.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.tmodel"]
+    with pytest.raises(TModelError) as err:
+        tmodel.load(path)  # migrated in memory: the same refusal
+    assert err.value.code == "MIGRATION"

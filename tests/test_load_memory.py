@@ -189,14 +189,16 @@ def test_opening_leaves_the_garbage_collector_as_it_was(tmp_path: Path, enabled:
     try:
         gc.enable() if enabled else gc.disable()
         paused: list[bool] = []
-        unpack = reader.unpack_manifest
+        from tmodel.manifest import checks  # the reader's (and the writer's) path to unpack_manifest
+
+        unpack = checks.unpack_manifest
 
         def spy(raw: bytes, limits: object) -> object:
             paused.append(not gc.isenabled())
             return unpack(raw, limits)  # type: ignore[arg-type]
 
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(reader, "unpack_manifest", spy)
+            mp.setattr(checks, "unpack_manifest", spy)
             with Reader(path):
                 pass
         assert paused == [True] and gc.isenabled() == enabled

@@ -25,11 +25,16 @@ def nan_keys() -> dict[float, int]:
     return {float("nan"): 1, float("nan"): 2}
 
 
+def unreadable() -> dict[str, torch.Tensor]:
+    """Blobs to write, then a tensor only the reader's check refuses (its dimensions overflow)."""
+    return {"w": torch.arange(1000.0), "e": torch.empty((0, 2**31, 2**31))}
+
+
 def test_failing_save_leaves_the_old_file_untouched(tmp_path: Path) -> None:
     p = tmp_path / "x.tmodel"
     tmodel.save({"w": torch.ones(3)}, p)
     before = p.read_bytes()
-    assert code_of(lambda: tmodel.save(nan_keys(), p)) == "UNSUPPORTED_TYPE"
+    assert code_of(lambda: tmodel.save(unreadable(), p)) == "UNSUPPORTED_TYPE"
     assert p.read_bytes() == before
     assert sorted(x.name for x in tmp_path.iterdir()) == ["x.tmodel"]
     assert torch.equal(tmodel.load(p)["w"], torch.ones(3))
@@ -38,12 +43,23 @@ def test_failing_save_leaves_the_old_file_untouched(tmp_path: Path) -> None:
 def test_failing_save_writes_nothing_into_a_file_object_or_bytes() -> None:
     buf = io.BytesIO(b"old")
     buf.seek(3)
-    assert code_of(lambda: tmodel.save(nan_keys(), buf)) == "UNSUPPORTED_TYPE"
+    assert code_of(lambda: tmodel.save(unreadable(), buf)) == "UNSUPPORTED_TYPE"
     assert buf.getvalue() == b"old"
-    assert code_of(lambda: tmodel.save_bytes(nan_keys())) == "UNSUPPORTED_TYPE"
+    assert code_of(lambda: tmodel.save_bytes(unreadable())) == "UNSUPPORTED_TYPE"
 
 
-def test_the_message_names_the_readers_code() -> None:
+def test_nan_keys_of_equal_bits_are_refused_naming_where() -> None:
+    with pytest.raises(UnsupportedType) as info:
+        tmodel.save_bytes({"opt": {3: nan_keys()}})
+    assert str(info.value) == (
+        'checkpoint["opt"][3]: two NaN keys with the same bits cannot be stored (a file\'s keys are distinct '
+        "by their bits, SPEC.md §5.4)"
+    )
+
+
+def test_the_save_check_names_the_readers_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the writer's own planning misses, the reader's validation (the same code) still refuses."""
+    monkeypatch.setattr(tmodel.checkpoint, "scalar_identity", lambda k: object())
     with pytest.raises(UnsupportedType) as info:
         tmodel.save_bytes(nan_keys())
     assert str(info.value) == (
@@ -190,3 +206,77 @@ def test_a_deep_plain_list_is_refused_at_save() -> None:
     with pytest.raises(UnsupportedType) as info:
         tmodel.save_bytes(nested_list(2000))
     assert str(info.value).endswith("nested deeper than a file may hold (128 msgpack levels)")
+
+
+def test_load_with_dtype_keeps_views_shared_and_stride_zero_views_stride_zero() -> None:
+    base = torch.arange(6, dtype=torch.float32)
+    saved = {
+        "e": torch.ones(1).expand(4),
+        "all": base,
+        "head": base[:3],
+        "t": base.view(2, 3).t(),
+        "i": torch.arange(3),
+    }
+    out = tmodel.load_bytes(tmodel.save_bytes(saved), dtype=torch.float16)
+    assert out["e"].dtype == torch.float16 and out["e"].stride() == (0,) and out["e"].tolist() == [1.0] * 4
+    assert out["t"].stride() == (1, 3) and out["t"].tolist() == [[0, 3], [1, 4], [2, 5]]
+    assert out["i"].dtype == torch.int64 and out["i"].tolist() == [0, 1, 2]
+    ptrs = {out[k].untyped_storage().data_ptr() for k in ("all", "head", "t")}
+    assert len(ptrs) == 1
+    out["all"][1] = 9.0
+    assert (out["head"][1].item(), out["t"][1, 0].item()) == (9.0, 9.0)
+    meta = tmodel.load_bytes(tmodel.save_bytes(saved), map_location="meta", dtype=torch.float16)
+    assert (meta["e"].dtype, meta["e"].shape) == (torch.float16, torch.Size([4]))
+
+
+@tmodel.register("test_save_checks.Unbuildable")
+class Unbuildable(torch.nn.Module):
+    """Saves a config its constructor does not take: only rebuilding it shows that."""
+
+    def __init__(self, dim: int = 2) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(dim))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"size": 2}
+
+
+def test_a_module_that_would_not_rebuild_is_refused_before_the_rename(tmp_path: Path) -> None:
+    p = tmp_path / "m.tmodel"
+    tmodel.save({"w": torch.ones(3)}, p)
+    before = p.read_bytes()
+    assert code_of(lambda: tmodel.save({"m": Unbuildable()}, p)) == "BAD_CONFIG"
+    assert p.read_bytes() == before
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["m.tmodel"]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda data: tmodel.load_bytes(data, dtype="float16"),
+        lambda data: tmodel.load_bytes(data, limits="x"),
+        lambda data: tmodel.load_bytes(data, threads=-1),
+        lambda data: tmodel.load_bytes(data, threads="2"),
+        lambda data: tmodel.load_into("model", io.BytesIO(data)),
+        lambda data: tmodel.load_into(torch.nn.Linear(1, 1), io.BytesIO(data), dtype="half"),
+        lambda data: tmodel.save_bytes({"a": 1}, threads="2"),
+        lambda data: tmodel.save_bytes({"a": 1}, level="3"),
+        lambda data: tmodel.save_bytes({"a": 1}, chunk_size=2.5),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_invalid_argument(call: Any) -> None:
+    data = tmodel.save_bytes({"a": torch.ones(2)})
+    assert code_of(lambda: call(data)) == "INVALID_ARGUMENT"
+
+
+def test_data_compressing_past_the_readers_expansion_limit_is_refused_and_saves_raw(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reader's default limits are the contract: a file they refuse is not written (SPEC.md §11)."""
+    monkeypatch.setattr(tmodel.archive.writer, "DEFAULT_LIMITS", tmodel.Limits(decoded_slack=0))
+    zeros = {"z": torch.zeros(1 << 18)}
+    with pytest.raises(UnsupportedType) as info:
+        tmodel.save_bytes(zeros)
+    assert "[LIMIT_EXCEEDED] (a reader's default limit, SPEC.md §8" in str(info.value)
+    data = tmodel.save_bytes(zeros, codec="raw")
+    assert torch.equal(tmodel.load_bytes(data, limits=tmodel.Limits(decoded_slack=0))["z"], zeros["z"])

@@ -212,14 +212,36 @@ def _tensors(
 ) -> list[torch.Tensor]:
     m = reader.manifest
     meta = isinstance(where, torch.device) and where.type == "meta"
-    if dtype is not None and not dtype.is_floating_point:
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
         raise InvalidArgument(f"dtype must be a floating-point dtype, not {dtype}")
     tensors = (
         meta_tensors(m) if meta else materialize(reader, range(len(m.tensors)), where, use_mmap, progress)
     )
-    if dtype is not None:
-        tensors = [t.to(dtype) if t.is_floating_point() and t.dtype not in PACKED else t for t in tensors]
-    return tensors
+    return tensors if dtype is None else _cast(tensors, dtype)
+
+
+def _cast(tensors: list[torch.Tensor], dtype: torch.dtype) -> list[torch.Tensor]:
+    """Floating-point tensors cast to `dtype`, each storage once per dtype viewing it, so that views that
+    shared a storage (ties, stride-0 expansions, slices) share the cast one, with their strides."""
+    out = list(tensors)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, t in enumerate(tensors):
+        if not t.is_floating_point() or t.dtype in PACKED or t.dtype == dtype:
+            continue
+        if t.numel() == 0 or t.device.type == "meta":
+            out[i] = t.to(dtype)
+        else:
+            groups.setdefault((t.device, t.untyped_storage().data_ptr(), t.dtype), []).append(i)
+    for members in groups.values():
+        first = tensors[members[0]]
+        storage = first.untyped_storage()
+        base = torch.empty(0, dtype=first.dtype, device=first.device)
+        base.set_(storage, 0, (storage.nbytes() // first.element_size(),), (1,))
+        cast = base.to(dtype)
+        for i in members:
+            t = tensors[i]
+            out[i] = cast.as_strided(t.shape, t.stride(), t.storage_offset())
+    return out
 
 
 @names_file  # rebuild and migration errors name the file too

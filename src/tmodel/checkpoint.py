@@ -25,7 +25,7 @@ from torch import nn
 from .errors import UnsupportedType
 from .limits import DEFAULT_LIMITS
 from .manifest.names import unique_name
-from .manifest.nodes import Node
+from .manifest.nodes import Node, scalar_identity
 from .manifest.wire import ModuleWire
 from .nn.records import ModuleBuilder, ModuleWriter
 from .tensors.storage import check_tensor
@@ -125,9 +125,16 @@ def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: 
         inside = depth + (2 if kind is OrderedDict else 1)  # the level of the entries' array
         room(path, inside)
         items = []
+        seen: set[tuple[type, Any]] = set()
         for k, v in obj.items():
             if k is not None and type(k) not in (bool, int, float, str, bytes):
                 raise UnsupportedType(f"{path}: unsupported dict key type {type(k).__name__}")
+            if (identity := scalar_identity(k)) in seen:  # only NaNs: distinct in Python, not by their bits
+                raise UnsupportedType(
+                    f"{path}: two NaN keys with the same bits cannot be stored (a file's keys are distinct "
+                    "by their bits, SPEC.md §5.4)"
+                )
+            seen.add(identity)
             sub = _key_repr(k)
             items.append(
                 [

@@ -88,6 +88,10 @@ class Reader:
         """`source`: a path, a readable seekable binary file object (the archive runs from its position to
         its end), or a `ByteSource` (e.g. `container.sources.buffer_source(data)` for bytes). `merge` is
         the byte-plane merge the codecs use, `worker_init` runs first on each decoding thread."""
+        if not isinstance(limits, Limits):
+            raise InvalidArgument(f"limits must be a tmodel.Limits, not {type(limits).__name__}")
+        if type(threads) is not int or threads < 0:
+            raise InvalidArgument(f"threads must be an int >= 0 (0: one per CPU), not {threads!r}")
         self._merge = merge
         self._worker_init = worker_init
         self.limits = limits

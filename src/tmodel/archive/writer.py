@@ -77,6 +77,9 @@ class Options:
     check: Callable[[Manifest], None] | None = None
 
     def validated(self) -> Options:
+        for name in ("chunk_size", "level", "threads"):
+            if type(getattr(self, name)) is not int:
+                raise InvalidArgument(f"{name} must be an int, not {type(getattr(self, name)).__name__}")
         if not 1 <= self.chunk_size <= DEFAULT_LIMITS.max_chunk_size:
             raise InvalidArgument(f"chunk_size must be in 1..{DEFAULT_LIMITS.max_chunk_size}")
         if not -7 <= self.level <= 22:
@@ -262,8 +265,14 @@ def check_written(raw: bytes, offset: int) -> Manifest:
     try:
         return read_manifest(raw, DEFAULT_LIMITS, offset, offset + len(raw) + TRAILER_SIZE)[0]
     except TModelError as exc:
+        hint = (
+            " (a reader's default limit, SPEC.md §8: data that compresses more than max_expansion times, "
+            "such as large tensors of zeros, is saved with codec='raw')"
+            if isinstance(exc, LimitExceeded)
+            else ""
+        )
         raise UnsupportedType(
-            f"cannot be saved, the file would not be readable: {exc} [{exc.code}]", tensor=exc.tensor
+            f"cannot be saved, the file would not be readable: {exc} [{exc.code}]{hint}", tensor=exc.tensor
         ) from None
 
 

@@ -548,6 +548,25 @@ def _module_cycle(w: dict[str, Any]) -> None:
     w["modules"][1]["children"] = {"loop": 0}
 
 
+def _module_chain(w: dict[str, Any]) -> None:
+    """129 Sequential records, each the only child of the one before: a path of more than max_depth."""
+    first = len(w["modules"])
+    for k in range(129):
+        child = {"0": first + k + 1} if k < 128 else {}
+        w["modules"].append(
+            {
+                "type": "torch.nn.Sequential",
+                "version": 1,
+                "config": {},
+                "parameters": {},
+                "buffers": {},
+                "children": child,
+                "training": False,
+            }
+        )
+    w["modules"][0]["children"]["deep"] = first
+
+
 # -- hostile cases -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Hostile:
@@ -1686,6 +1705,15 @@ HOSTILE: dict[str, Hostile] = {
         ("BAD_LAYOUT",),
         "§5.7",
         "a cycle in the module graph",
+    ),
+    "module_chain_too_deep": H(
+        "model_sequential",
+        8,
+        manifest(_module_chain),
+        "module 0 gains child 'deep', the first of 129 nested Sequential records (130 on the path)",
+        ("LIMIT_EXCEEDED",),
+        "§5.7",
+        "a path through more than max_depth module records",
     ),
 }
 

@@ -40,15 +40,26 @@ def read_torch(path: PathLike) -> Any:
         try:
             return torch.load(f, map_location="cpu", weights_only=True)
         except Exception as exc:
-            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            detail = next((ln for ln in lines if "WeightsUnpickler error:" in ln), lines[0] if lines else "")
-            if "Unsupported global" in detail or "Unsupported class" in detail:
+            unsafe = _unsafe_globals(f)
+            if unsafe:  # told apart by torch's own scan of the pickle, never by its message's wording
                 raise UnsupportedType(
-                    f"{name!r} holds objects outside the weights-only allow-list: {detail}", path=name
+                    f"{name!r} holds objects outside the weights-only allow-list: {', '.join(unsafe)}",
+                    path=name,
                 ) from None
+            detail = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
             raise BadSourceFile(
                 f"{name!r} is not a readable torch checkpoint: {type(exc).__name__}: {detail}", path=name
             ) from None
+
+
+def _unsafe_globals(f: Any) -> list[str]:
+    """The globals a torch.save file's pickle names that the weights-only unpickler does not allow (torch's
+    `get_unsafe_globals_in_checkpoint`); none for a file it cannot scan (a legacy or broken file)."""
+    try:
+        f.seek(0)
+        return sorted(set(torch.serialization.get_unsafe_globals_in_checkpoint(f)))
+    except Exception:
+        return []
 
 
 def write_torch(obj: Any, path: PathLike) -> None:

@@ -15,8 +15,10 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ValidationError
 
-from ..errors import BadConfig, InvalidArgument, MigrationError, TModelError
+from ..errors import BadConfig, BadName, InvalidArgument, MigrationError, TModelError
+from ..limits import DEFAULT_LIMITS
 from ..manifest.fields import first_error
+from ..manifest.names import check_local_name
 
 KINDS = ("parameter", "buffer")
 
@@ -71,6 +73,15 @@ class LayerRecord:
     def slots(self) -> dict[str, Slot]:
         return dict(self._slots)
 
+    def _local(self, name: Any) -> None:
+        """A name a module's tensor can have (SPEC.md §5.7: no '.', which would make the file unreadable)."""
+        try:
+            if not isinstance(name, str):
+                raise BadName(f"a tensor name must be a str, not {type(name).__name__}")
+            check_local_name(name, DEFAULT_LIMITS, f"{self.type} v{self.version}")
+        except BadName as exc:
+            raise MigrationError(f"{self.type} v{self.version}: tensor name {name!r}: {exc}") from None
+
     def _slot(self, name: str) -> Slot:
         if name not in self._slots:
             raise MigrationError(
@@ -87,6 +98,7 @@ class LayerRecord:
     def add(
         self, name: str, tensor: torch.Tensor, kind: str = "parameter", requires_grad: bool = True
     ) -> None:
+        self._local(name)
         if name in self._slots:
             raise MigrationError(f"{self.type}: tensor {name!r} exists already")
         if kind not in KINDS:
@@ -101,6 +113,7 @@ class LayerRecord:
     def rename(self, old: str, new: str) -> None:
         """Rename without decoding: the data stays where it is in the file."""
         slot = self._slot(old)
+        self._local(new)
         if new in self._slots:
             raise MigrationError(f"{self.type}: cannot rename {old!r} to {new!r}, which exists")
         self._slots = {(new if n == old else n): s for n, s in self._slots.items()}

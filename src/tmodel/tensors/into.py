@@ -100,8 +100,10 @@ def load_into(
     progress: Progress | None = None,
 ) -> LoadReport:
     """See the module's docstring."""
-    if dtype is not None and not dtype.is_floating_point:
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
         raise InvalidArgument(f"dtype must be a floating-point dtype, not {dtype}")
+    if not isinstance(model, torch.nn.Module):
+        raise InvalidArgument(f"load_into fills a torch.nn.Module, not {type(model).__name__}")
     m = reader.manifest
     keys = state_keys(m, key)
     want = {k: v for k, v in model.state_dict(keep_vars=True).items() if isinstance(v, torch.Tensor)}
