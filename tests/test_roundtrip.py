@@ -453,8 +453,10 @@ def test_unsupported_type_message_names_the_path(tmp_path: Path) -> None:
         ([0, 2**64], "checkpoint[1]: integer"),
         ([-(2**63) - 1], "checkpoint[0]: integer"),
         ({7: [torch.ones(2).to_sparse()]}, "checkpoint[7][0]: unsupported tensor layout"),
-        ([torch.empty(2, device="meta")], "checkpoint[0]: a meta tensor"),
-        ({(1, 2): 3}, "checkpoint: unsupported dict key type tuple"),
+        ([torch.ones(2).untyped_storage()], "checkpoint[0]: a storage (UntypedStorage)"),
+        ([torch.FloatTensor], "checkpoint[0]: legacy tensor type torch.FloatTensor"),
+        ({(1, Foo()): 3}, "checkpoint[(1, <"),
+        ({(1, torch.ones(1)): 3}, "checkpoint[(1, tensor([1.]))][1]: a key (or set element) of type Tensor"),
         (lambda: 0, "checkpoint: unsupported type function"),
     ],
 )

@@ -21,7 +21,7 @@ from ..limits import Limits
 from ..manifest.schema import Manifest, ModuleRecord
 from ..manifest.wire import ModuleWire
 from ..tensors.load import meta_tensors
-from ..tensors.values import NOT_PLAIN, no_tensor, plain_node, to_python
+from ..tensors.values import NOT_PLAIN, key_node, no_tensor, plain_node, to_python
 from .registry import spec_for_module, spec_for_name
 
 #: Adds a tensor to the file under a key path and returns its index.
@@ -106,9 +106,9 @@ class ModuleWriter:
         if isinstance(v, dict):
             items = []
             for k, x in v.items():
-                if k is not None and type(k) not in (bool, int, float, str, bytes):
-                    raise BadConfig(f"{path}: dict key {k!r} is not a scalar")
-                items.append([self._value(k, keys, path), self._value(x, keys, f"{path}[{k!r}]")])
+                items.append(
+                    [key_node(k, f"{path}[{k!r}]", BadConfig), self._value(x, keys, f"{path}[{k!r}]")]
+                )
             return {"dict": items}
         raise BadConfig(
             f"{path}: config value of type {type(v).__name__} is not data (numbers, strings, "
@@ -177,7 +177,7 @@ class ModuleBuilder:
 
     def value(self, node: Any) -> Any:
         """A config node as a Python value (modules constructed, dtypes resolved)."""
-        return to_python(node, no_tensor(BadConfig), self.build)
+        return to_python(node, no_tensor(BadConfig), self.build, no_tensor(BadConfig))
 
     def fill(self, index: int, module: nn.Module) -> None:
         """Check record `index` against a module built for it, then put its tensors and children in place."""
