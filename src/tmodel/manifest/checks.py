@@ -5,6 +5,7 @@ a Manifest."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -31,6 +32,7 @@ from .fields import first_error
 from .names import TYPE_NAME, check_local_name, check_name
 from .nodes import (
     MAPPINGS,
+    SCALARS,
     TENSOR_NODES,
     CounterNode,
     DictNode,
@@ -272,7 +274,8 @@ def _check_acyclic(edges: list[list[int]]) -> None:
 def _check_tree(m: Manifest, limits: Limits) -> None:
     n = len(m.tensors)
     value_dtypes = DTYPES.keys() | set(VALUE_DTYPES)
-    for node in walk([m.root, *(v for rec in m.modules for v in rec.config.values())]):
+    keys: list[Any] = []  # key nodes (and set elements) beyond scalars: checked as nodes after the tree
+    for node in _then(walk([m.root, *(v for rec in m.modules for v in rec.config.values())]), keys):
         kind = type(node)
         tensor = tensor_index(node)
         if tensor is not None:
@@ -286,14 +289,22 @@ def _check_tree(m: Manifest, limits: Limits) -> None:
                 raise UnknownDtype(f"unknown dtype {node.dtype!r} in the object tree")
         elif kind in MAPPINGS:
             _distinct_keys([k for k, _ in mapping_items(node) or ()], f"{_TAGS[kind]} node key")
+            keys.extend(k for k, _ in mapping_items(node) or () if type(k) not in SCALARS)
         elif kind is SetNode:
             _distinct_keys(node.items, "set node element")
+            keys.extend(k for k in node.items if type(k) not in SCALARS)
         elif kind is MetaTensorNode:
             _check_meta(node, limits)
         elif kind is TensorAttrsNode:
             _check_attrs(node)
         elif kind is NdarrayNode or kind is NumpyScalarNode:
             _check_numpy(node, limits)
+
+
+def _then(first: Iterator[Any], keys: list[Any]) -> Iterator[Any]:
+    """The tree's nodes, then every node under the key nodes the walk collected meanwhile."""
+    yield from first
+    yield from walk(keys)
 
 
 _TAGS: dict[type, str] = {DictNode: "dict", OrderedDictNode: "ordered_dict", CounterNode: "counter"}
