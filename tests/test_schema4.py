@@ -8,6 +8,7 @@ import collections
 import io
 import struct
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -352,3 +353,20 @@ def test_values_torch_accepts_but_the_format_does_not_hold_are_refused_by_name(
         tmodel.save_bytes({"v": value})
     assert info.value.code == "UNSUPPORTED_TYPE"
     assert message in str(info.value), str(info.value)
+
+
+def test_a_keep_vars_state_dict_with_buffer_attributes_loads_into_a_model(tmp_path: Path) -> None:
+    class WithBuffer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+            self.b = nn.Buffer(torch.arange(2.0))
+
+    source = WithBuffer()
+    sd = source.state_dict(keep_vars=True)
+    assert sd["b"].__dict__ == {"persistent": True, "_is_buffer": True}
+    tmodel.save({(1, "not a state key"): 0, "sd": sd}, tmp_path / "s.tmodel")
+    target = WithBuffer()
+    target.b.zero_()
+    tmodel.load_into(target, tmp_path / "s.tmodel", key="sd")
+    assert torch.equal(target.b, torch.arange(2.0)) and torch.equal(target.lin.weight, source.lin.weight)
