@@ -199,6 +199,15 @@ def test_an_attribute_that_cannot_be_stored_is_refused_not_dropped(value: Any, m
     assert str(info.value).startswith(message), str(info.value)
 
 
+def test_an_attribute_name_that_is_not_a_string_is_refused() -> None:
+    t = torch.ones(2)
+    t.__dict__[1] = "x"
+    with pytest.raises(TModelError) as info:
+        tmodel.save_bytes({"t": t})
+    assert info.value.code == "UNSUPPORTED_TYPE"
+    assert str(info.value) == 'checkpoint["t"]: tensor attribute name 1 is not a string'
+
+
 class _Sub(torch.Tensor):
     pass
 

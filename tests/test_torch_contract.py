@@ -1,5 +1,5 @@
-"""The torch.save contract (schema versions 3 and 4): every value `torch.load(weights_only=True)` of the pinned torch
-accepts round-trips through tmodel with its type kept, and so do numpy's RNG state and scalars.
+"""The torch.save contract (schema versions 3 and 4): every value `torch.load(weights_only=True)` of the
+pinned torch accepts round-trips through tmodel with its type kept, and so do numpy's RNG state and scalars.
 
 For each value two facts are tested: torch.save + torch.load(weights_only=True) accepts it (so the list
 below is torch's, not a guess), and tmodel.save + tmodel.load gives an equal value of the same type. The

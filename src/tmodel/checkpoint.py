@@ -103,6 +103,9 @@ def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: 
         pairs = []
         for name, v in attrs.items():
             sub = f"{path}.{name}"
+            if type(name) is not str:
+                raise UnsupportedType(f"{path}: tensor attribute name {name!r} is not a string")
+            plain_node(name, sub, UnsupportedType)  # valid Unicode
             pairs.append([name, _flatten(v, sub, (*keys, name), out, depth + 4)])
         if any(type(n) is dict and "module" in n for n in _wire_nodes(pairs)):
             raise UnsupportedType(f"{path}: a tensor attribute cannot hold a module")
