@@ -26,7 +26,7 @@ import zstandard
 MAGIC = b"\x89TMODEL\n"
 END_MAGIC = b"TMODEND\n"
 CONTAINER_VERSION = 1
-SCHEMA_VERSIONS = (1, 2, 3)
+SCHEMA_VERSIONS = (1, 2, 3, 4)
 MIB = 1 << 20
 INT63 = (1 << 63) - 1
 
@@ -120,7 +120,13 @@ V3_NODE_TAGS = (
     "ndarray",
     "numpy_scalar",
 )
-NODE_TAGS = V2_NODE_TAGS + V3_NODE_TAGS
+V4_NODE_TAGS = ("layout", "qscheme", "meta_tensor", "tensor_attrs")
+NODE_TAGS = V2_NODE_TAGS + V3_NODE_TAGS + V4_NODE_TAGS
+#: §5.4 (version 4): the value nodes that may be keys and set elements, besides scalars and tuples of keys
+KEY_TAGS = ("dtype", "device", "complex", "size", "numpy_scalar", "layout", "qscheme")
+TENSOR_TAGS = ("tensor", "parameter", "requires_grad", "meta_tensor")
+META_KEYS = ("dtype", "shape", "strides", "offset", "parameter", "requires_grad")
+NAME_RE = re.compile(r"_?[a-z][a-z0-9_]*")
 DEVICE_RE = re.compile(r"[a-z][a-z0-9_]*(:(0|[1-9][0-9]*))?")
 INT64_MIN = -(1 << 63)
 TYPE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
@@ -612,21 +618,24 @@ class Reader:
                 _schema(tag not in ("module", "dtype"), f"{tag} node in a schema version 1 manifest")
             if self.sv < 3:
                 _schema(tag not in V3_NODE_TAGS, f"{tag} node in a schema version {self.sv} manifest")
+            if self.sv < 4:
+                _schema(tag not in V4_NODE_TAGS, f"{tag} node in a schema version {self.sv} manifest")
             if tag in ("list", "tuple"):
                 _schema(type(v) is list, f"{tag} node is not an array")
                 stack.extend(v)
             elif tag in ("dict", "counter"):
                 _schema(type(v) is list, f"{tag} node is not an array")
-                stack.extend(_entries(v))
+                stack.extend(_entries(v, self.sv))
             elif tag == "ordered_dict":
                 _record(v, ("items", "metadata"), "ordered_dict node")
                 _schema(type(v["items"]) is list, "ordered_dict items is not an array")
                 _schema(type(v["metadata"]) is list and len(v["metadata"]) <= 1, "ordered_dict metadata")
-                stack.extend(_entries(v["items"]))
+                stack.extend(_entries(v["items"], self.sv))
                 stack.extend(v["metadata"])
             elif tag == "set":
                 _schema(type(v) is list, "set node is not an array")
-                _distinct_keys(v, "set element")
+                _distinct_keys(v, "set element", self.sv)
+                stack.extend(k for k in v if type(k) is dict)
             elif tag == "bytearray":
                 _schema(type(v) is bytes, "bytearray node is not bytes")
             elif tag == "complex":
@@ -648,6 +657,24 @@ class Reader:
                     _fail("BAD_TENSOR", f"{tag} node {v} out of range")
             elif tag in ("ndarray", "numpy_scalar"):
                 self._numpy_node(tag, v)
+            elif tag in ("layout", "qscheme"):
+                _schema(type(v) is str and len(v) <= 64 and NAME_RE.fullmatch(v) is not None, f"{tag} node")
+            elif tag == "meta_tensor":
+                _meta_node(v)
+            elif tag == "tensor_attrs":
+                _record(v, ("of", "attrs"), "tensor_attrs node")
+                of = v["of"]
+                _schema(
+                    type(of) is dict and len(of) == 1 and next(iter(of)) in TENSOR_TAGS, "tensor_attrs of"
+                )
+                _schema(type(v["attrs"]) is list, "tensor_attrs attrs is not an array")
+                for e in v["attrs"]:
+                    _schema(type(e) is list and len(e) == 2 and type(e[0]) is str, "tensor attribute entry")
+                names = [e[0] for e in v["attrs"]]
+                _schema(len(set(names)) == len(names), "duplicate tensor attribute name")
+                _schema(not _holds(v["attrs"], "module"), "a tensor attribute refers to a module")
+                stack.append(of)
+                stack.extend(e[1] for e in v["attrs"])
             elif tag == "module":
                 _schema(_is_nonneg(v), "module node is not an int >= 0")
                 if not 0 <= v < nm:
@@ -857,27 +884,80 @@ def _hash_view(h: Any, view: np.ndarray) -> None:
         _hash_view(h, view[start : start + step])
 
 
-def _entries(v: list[Any]) -> list[Any]:
-    """§5.4: a mapping's entries are [key, Node] pairs with distinct scalar keys; returns the values."""
+def _entries(v: list[Any], sv: int) -> list[Any]:
+    """§5.4: a mapping's entries are [key, Node] pairs with distinct keys; returns the values and the keys
+    that are nodes (to be validated as nodes)."""
     for e in v:
         _schema(type(e) is list and len(e) == 2, "mapping entry is not a pair")
-    _distinct_keys([e[0] for e in v], "mapping key")
-    return [e[1] for e in v]
+    _distinct_keys([e[0] for e in v], "mapping key", sv)
+    return [e[0] for e in v if type(e[0]) is dict] + [e[1] for e in v]
 
 
-def _distinct_keys(keys: list[Any], what: str) -> None:
+def _key_id(k: Any, sv: int, what: str) -> Any:
+    """What a key is equal to: scalars as Python compares them (1, 1.0 and True are one key: §5.4 MAY),
+    NaNs by their bits; from version 4 tuples item by item and the other key nodes by their content."""
+    if k is None or type(k) in (bool, int, float, str, bytes):
+        if type(k) is float and math.isnan(k):
+            return ("nan", struct.pack(">d", k))
+        if type(k) in (bool, int, float):
+            return ("num", k)
+        return (type(k).__name__, k)
+    _schema(sv >= 4 and type(k) is dict and len(k) == 1, f"{what} is not a scalar")
+    ((tag, v),) = k.items()
+    if tag == "tuple":
+        _schema(type(v) is list, "tuple key is not an array")
+        return ("tuple", tuple(_key_id(x, sv, what) for x in v))
+    _schema(tag in KEY_TAGS, f"{what} is not a key (a {tag!r} node)")
+    if tag == "complex" and type(v) is list:
+        return ("complex", tuple(_key_id(x, sv, what) for x in v))
+    return (tag, repr(v))
+
+
+def _distinct_keys(keys: list[Any], what: str, sv: int) -> None:
     seen: set[Any] = set()
     for k in keys:
-        _schema(k is None or type(k) in (bool, int, float, str, bytes), f"{what} is not a scalar")
-        if type(k) is float and math.isnan(k):
-            key: Any = ("nan", struct.pack(">d", k))
-        elif type(k) in (bool, int, float):
-            key = ("num", k)  # Python cannot tell 1, 1.0 and True apart (§5.4 MAY)
-        else:
-            key = (type(k).__name__, k)
+        key = _key_id(k, sv, what)
         if key in seen:
             _fail("MANIFEST_SCHEMA", f"duplicate {what} {k!r}")
         seen.add(key)
+
+
+def _holds(x: Any, tag: str) -> bool:
+    """Whether a node (or array of nodes) holds a `tag` node anywhere inside."""
+    stack = [x]
+    while stack:
+        v = stack.pop()
+        if type(v) is dict:
+            if len(v) == 1 and tag in v:
+                return True
+            stack.extend(v.values())
+        elif type(v) is list:
+            stack.extend(v)
+    return False
+
+
+def _meta_node(v: Any) -> None:
+    """§5.4 (version 4): a meta tensor follows a tensor entry's dtype, rank, stride and size rules."""
+    _record(v, META_KEYS, "meta_tensor node")
+    _schema(type(v["dtype"]) is str, "meta_tensor dtype is not a string")
+    shape = _nonneg_list(v["shape"], "meta_tensor shape")
+    strides = _nonneg_list(v["strides"], "meta_tensor strides")
+    _schema(_is_nonneg(v["offset"]), "meta_tensor offset")
+    _schema(type(v["parameter"]) is bool and type(v["requires_grad"]) is bool, "meta_tensor flags")
+    if v["dtype"] not in DTYPES:
+        _fail("UNKNOWN_DTYPE", f"meta_tensor dtype {v['dtype']!r}")
+    if len(shape) > MAX_RANK:
+        _fail("LIMIT_EXCEEDED", f"meta_tensor rank {len(shape)}")
+    if len(strides) != len(shape):
+        _fail("BAD_TENSOR", "meta_tensor strides do not match its rank")
+    itemsize = DTYPES[v["dtype"]][0]
+    if math.prod(d for d in shape if d) * itemsize > INT63:
+        _fail("BAD_TENSOR", "meta_tensor shape overflows")
+    extent = (
+        itemsize * (1 + sum((n - 1) * s for n, s in zip(shape, strides, strict=True))) if all(shape) else 0
+    )
+    if v["offset"] * itemsize + extent > INT63:
+        _fail("BAD_TENSOR", "meta_tensor offset and strides overflow")
 
 
 def _desc_value(v: Any) -> Any:
@@ -911,7 +991,14 @@ def _desc_node(n: Any, names: list[str]) -> Any:
             meta = [_desc_node(x, names) for x in v["metadata"]]
             return {"$ordered_dict": {"items": _desc_pairs(v["items"], names), "metadata": meta}}
         if tag == "set":
-            return {"$set": [_desc_value(k) for k in v]}
+            return {"$set": [_desc_node(k, names) for k in v]}
+        if tag in ("layout", "qscheme"):
+            return {f"${tag}": v}
+        if tag == "meta_tensor":
+            return {"$meta_tensor": {k: v[k] for k in META_KEYS}}
+        if tag == "tensor_attrs":
+            attrs = [[a, _desc_node(x, names)] for a, x in v["attrs"]]
+            return {"$tensor_attrs": {"of": _desc_node(v["of"], names), "attrs": attrs}}
         if tag == "bytearray":
             return {"$bytearray": v.hex()}
         if tag == "complex":
@@ -931,7 +1018,7 @@ def _desc_node(n: Any, names: list[str]) -> Any:
 
 
 def _desc_pairs(v: list[Any], names: list[str]) -> list[Any]:
-    return [[_desc_value(k), _desc_node(x, names)] for k, x in v]
+    return [[_desc_node(k, names), _desc_node(x, names)] for k, x in v]
 
 
 FALLBACK = {"container": "BAD_LAYOUT", "manifest": "MANIFEST_SCHEMA", "data": "BAD_COMPRESSED_DATA"}

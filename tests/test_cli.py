@@ -256,11 +256,33 @@ def test_inspect_json_round_trips_exact_values(
     assert doc["blobs"][0]["chunks"] == len(m.blobs[0].chunks) == 4
 
 
+def test_inspect_lists_meta_tensors_of_the_object_tree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    t = torch.ones(2)
+    t.foo = (1, 2)  # type: ignore[attr-defined]
+    obj = {
+        (1, "a"): t,
+        "m": torch.empty(3, 2, device="meta"),
+        "p": torch.nn.Parameter(torch.empty(0, device="meta")),
+    }
+    tmodel.save(obj, tmp_path / "m.tmodel")
+    rc, out, err = run("inprocess", ["inspect", str(tmp_path / "m.tmodel")], capsys)
+    assert (rc, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[2].split()[:3] == ["(1,", "'a')", "float32"]
+    assert lines[4] == "meta tensors (no data): 2: float32 [3, 2], float32 [0]"
+    rc, out, err = run("inprocess", ["inspect", "--json", str(tmp_path / "m.tmodel")], capsys)
+    doc = json.loads(out)
+    assert doc["meta_tensors"] == [{"dtype": "float32", "shape": [3, 2]}, {"dtype": "float32", "shape": [0]}]
+    assert [t["name"] for t in doc["tensors"]] == ["(1, 'a')"]
+
+
 def test_inspect_table(good: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = run("inprocess", ["inspect", str(good)], capsys)
     assert (rc, err) == (0, "")
     lines = out.splitlines()
-    assert lines[0].startswith(f"{good}: {good.stat().st_size} bytes, schema 3")
+    assert lines[0].startswith(f"{good}: {good.stat().st_size} bytes, schema 4")
     assert lines[1].split() == ["name", "dtype", "shape", "codec", "stored", "raw", "ratio"]
     rows = {line.split()[0]: line.split() for line in lines[2:7]}
     assert rows["w"][:4] == ["w", "float32", "[8,", "8]"]

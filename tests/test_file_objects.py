@@ -41,9 +41,8 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 def _same(a: Any, b: Any) -> None:
     if isinstance(a, torch.Tensor):
         assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.stride() == b.stride()
-        assert a.shape == b.shape and torch.equal(
-            _bits(a), _bits(b)
-        )  # bits: also dtypes torch cannot compare
+        assert a.shape == b.shape and a.is_meta == b.is_meta and a.__dict__.keys() == b.__dict__.keys()
+        assert a.is_meta or torch.equal(_bits(a), _bits(b))  # bits: also dtypes torch cannot compare
     elif isinstance(a, dict):
         assert isinstance(b, dict) and list(a) == list(b)
         for k in a:

@@ -5,8 +5,10 @@ when files were written as schema version 2. Schema version 3 changed no byte of
 the `schema_version` the manifest states, so the record is still checked, exactly: the file written today,
 its manifest taken down to version 2 by the schema chain's own downgrade (tmodel.migrations) and framed
 again (same header and blobs, trailer digest recomputed), must hash to the recorded bytes. `RECORDED_V3` holds
-the hashes of the file as written now, taken when schema version 3 was introduced; from then on it is the
-record that catches a changed byte directly.
+the hashes taken when schema version 3 was introduced; schema version 4 changed no byte of this content
+either, so the file taken down to version 3 is checked against them the same way. `RECORDED_V4` holds the
+hashes of the file as written now, taken when schema version 4 was introduced: the record that catches a
+changed byte directly.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ RECORDED_V2 = {
 RECORDED_V3 = {
     "auto": "24f53d80dc15b511ebeb4c9a94c98ef432d6e70d89d3632bd7562910a28ff6f6",
     "raw": "e44e3f745e6b09262cdbc198aad3ac37300995f29a44626a365c685eb784cddd",
+}
+RECORDED_V4 = {
+    "auto": "da9676d8c2f4c3897bec60c267eacc32b9a3917aadf7c74deb0b72977c7e894f",
+    "raw": "66845b5379ba8a9a0a401979ed0912a63b2cdbac31039aa1551a6bf6e2c08395",
 }
 DTYPES = ("float64", "float16", "bfloat16", "int8", "int16", "int32", "int64", "uint8", "bool", "complex64")
 
@@ -70,10 +76,22 @@ def as_schema_version(data: bytes, version: int) -> bytes:
     return data[:offset] + manifest + pack_trailer(offset, manifest, BY_ID[digest_id], data[:HEADER_SIZE])
 
 
-@pytest.mark.parametrize("codec", sorted(RECORDED_V3))
+@pytest.mark.parametrize("codec", sorted(RECORDED_V4))
 def test_fixed_object_saves_to_the_recorded_bytes(tmp_path: Path, codec: str) -> None:
     data = _save(tmp_path, codec)
-    assert hashlib.sha256(data).hexdigest() == RECORDED_V3[codec]
+    assert hashlib.sha256(data).hexdigest() == RECORDED_V4[codec]
+
+
+@pytest.mark.parametrize("codec", sorted(RECORDED_V3))
+def test_taken_down_to_schema_3_it_is_the_file_schema_3_wrote(tmp_path: Path, codec: str) -> None:
+    data = _save(tmp_path, codec)
+    v3 = as_schema_version(data, 3)
+    assert v3 != data and len(v3) == len(data)  # only the version number differs
+    assert hashlib.sha256(v3).hexdigest() == RECORDED_V3[codec]
+    (tmp_path / "v3.tmodel").write_bytes(v3)
+    with tmodel.open(tmp_path / "v3.tmodel") as f:  # and it is a valid version-3 file
+        assert f.reader.source_schema_version == 3
+        f.verify()
 
 
 @pytest.mark.parametrize("codec", sorted(RECORDED_V2))

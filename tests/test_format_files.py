@@ -73,6 +73,8 @@ def test_a_manifest_of_every_schema_3_node_validates_against_the_json_schema(tmp
     path = tmp_path / "m.tmodel"
     od: collections.OrderedDict[str, object] = collections.OrderedDict(w=torch.ones(2))
     od._metadata = {"": {"version": 1}}  # type: ignore[attr-defined]
+    attrs = torch.ones(2)
+    attrs.foo = [1]  # type: ignore[attr-defined]
     obj = {
         "od": od,
         "c": collections.Counter("ab"),
@@ -86,6 +88,12 @@ def test_a_manifest_of_every_schema_3_node_validates_against_the_json_schema(tmp
         "a": np.arange(3, dtype=np.uint32),
         "f": np.float32(1.0),
         "e8": torch.ones(2).to(torch.float8_e8m0fnu),
+        # schema 4's
+        "lay": torch.sparse_csr,
+        "qs": torch.per_tensor_affine,
+        "meta": torch.empty(2, 3, device="meta"),
+        "attrs": attrs,
+        "keys": {(1, torch.float16): 1},
     }
     tmodel.save(obj, path)
     data = path.read_bytes()
@@ -97,6 +105,7 @@ def test_a_manifest_of_every_schema_3_node_validates_against_the_json_schema(tmp
     assert tags == [
         *("ordered_dict", "counter", "set", "bytearray", "complex", "size", "device"),
         *("parameter", "requires_grad", "ndarray", "numpy_scalar", "tensor"),
+        *("layout", "qscheme", "meta_tensor", "tensor_attrs", "dict"),
     ]
     wire["root"]["dict"][4][1]["complex"] = "1j"
     try:

@@ -44,6 +44,13 @@ def test_there_are_golden_files_for_version_2_with_modules() -> None:
     ]
 
 
+def test_there_are_golden_files_for_version_3_with_torch_types() -> None:
+    v3 = sorted(p.stem for p in CASES if p.parent.name == "v3")
+    assert len(v3) == 9 and "torch_types" in v3
+    description = json.loads((GOLDEN / "v3" / "torch_types.json").read_text())
+    assert description["schema_version"] == 3
+
+
 @pytest.mark.parametrize("path", CASES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_golden_file_loads_to_its_description(path: Path) -> None:
     expected = json.loads(path.with_suffix(".json").read_text())

@@ -272,7 +272,7 @@ def test_protocol(written: dict[str, Path], tmp_path: Path) -> None:
     assert len(lines) == len(requests), proc.stdout
     responses = [json.loads(line) for line in lines]
     hello = responses[0]
-    assert hello["ok"] and hello["capabilities"] == ["read"] and hello["schema_versions"] == [1, 2, 3]
+    assert hello["ok"] and hello["capabilities"] == ["read"] and hello["schema_versions"] == [1, 2, 3, 4]
     for p, resp in zip(paths, responses[1 : 1 + len(paths)], strict=True):
         assert resp["ok"], (p, resp)
         if p.suffix == ".tmodel" and p.with_suffix(".json").exists():
@@ -326,7 +326,7 @@ def _delete(path: tuple[Any, ...]) -> Any:
 
 
 MANIFEST_EDITS: dict[str, Any] = {
-    "schema_4": _set(("schema_version",), 4),
+    "schema_5": _set(("schema_version",), 5),
     "schema_0": _set(("schema_version",), 0),
     "schema_bool": _set(("schema_version",), True),
     "schema_float": _set(("schema_version",), 2.0),
@@ -470,6 +470,113 @@ def test_v3_nodes_same_description(written: dict[str, Path], tmp_path: Path, nod
     path.write_bytes(data)
     assert _code_of_reference(path) is None
     assert _json(ir.read_description(str(path))) == _json(describe(str(path)))
+
+
+def _meta(**change: Any) -> Any:
+    body = {"dtype": "float32", "shape": [2, 3], "strides": [3, 1], "offset": 0, "parameter": False}
+    return {"meta_tensor": {**body, "requires_grad": False, **change}}
+
+
+# SPEC.md §5.4, schema version 4's nodes and keys
+V4_NODE_EDITS: dict[str, Any] = {
+    "dict_dup_tuple_keys": {"dict": [[{"tuple": [1, "a"]}, 0], [{"tuple": [1, "a"]}, 1]]},
+    "dict_tuple_keys_1_true": {"dict": [[{"tuple": [1]}, 0], [{"tuple": [True]}, 1]]},
+    "dict_key_holds_tensor": {"dict": [[{"tuple": [{"tensor": 0}]}, 0]]},
+    "dict_key_list": {"dict": [[{"list": []}, 0]]},
+    "dict_key_set": {"dict": [[{"set": []}, 0]]},
+    "dict_key_bytearray": {"dict": [[{"bytearray": b""}, 0]]},
+    "dict_key_bad_device": {"dict": [[{"device": "CPU"}, 0]]},
+    "dict_key_unknown_dtype": {"dict": [[{"dtype": "float99"}, 0]]},
+    "counter_dup_dtype_keys": {"counter": [[{"dtype": "int8"}, 0], [{"dtype": "int8"}, 1]]},
+    "set_dup_complex": {"set": [{"complex": [1.0, 2.0]}, {"complex": [1.0, 2.0]}]},
+    "set_meta_element": {"set": [_meta()]},
+    "layout_upper": {"layout": "Strided"},
+    "layout_path": {"layout": "../strided"},
+    "layout_int": {"layout": 1},
+    "layout_long": {"layout": "a" * 65},
+    "qscheme_empty": {"qscheme": ""},
+    "meta_unknown_dtype": _meta(dtype="float99"),
+    "meta_value_only_dtype": _meta(dtype="uint4"),
+    "meta_strides_rank": _meta(strides=[1]),
+    "meta_negative_dim": _meta(shape=[-1, 3]),
+    "meta_rank_65": _meta(shape=[1] * 65, strides=[1] * 65),
+    "meta_overflow": _meta(shape=[2**32, 2**32], strides=[0, 0]),
+    "meta_offset_overflow": _meta(offset=2**62),
+    "meta_flag_int": _meta(parameter=0),
+    "meta_missing_offset": {"meta_tensor": {"dtype": "float32", "shape": [], "strides": []}},
+    "attrs_of_int": {"tensor_attrs": {"of": 0, "attrs": []}},
+    "attrs_of_list": {"tensor_attrs": {"of": {"list": []}, "attrs": []}},
+    "attrs_of_range": {"tensor_attrs": {"of": {"tensor": 99}, "attrs": []}},
+    "attrs_dup_name": {"tensor_attrs": {"of": {"tensor": 0}, "attrs": [["a", 1], ["a", 2]]}},
+    "attrs_int_name": {"tensor_attrs": {"of": {"tensor": 0}, "attrs": [[1, 1]]}},
+    "attrs_triple": {"tensor_attrs": {"of": {"tensor": 0}, "attrs": [["a", 1, 2]]}},
+    "attrs_module": {"tensor_attrs": {"of": {"tensor": 0}, "attrs": [["m", {"list": [{"module": 0}]}]]}},
+    "attrs_extra_key": {"tensor_attrs": {"of": {"tensor": 0}, "attrs": [], "x": 1}},
+}
+V4_VALID_NODES: dict[str, Any] = {
+    "tuple_keys": {"dict": [[{"tuple": [1, {"tuple": ["a", b"b"]}]}, 0], [{"tuple": []}, 1]]},
+    "value_keys": {
+        "ordered_dict": {
+            "items": [
+                [{"dtype": "int8"}, 0],
+                [{"device": "cpu"}, 1],
+                [{"complex": [0.0, 1.0]}, 2],
+                [{"size": [2]}, 3],
+                [{"numpy_scalar": {"dtype": "uint8", "data": b"\1"}}, 4],
+                [{"layout": "strided"}, 5],
+                [{"qscheme": "per_tensor_affine"}, 6],
+            ],
+            "metadata": [],
+        }
+    },
+    "set_of_tuples": {"set": [1, {"tuple": [1]}, {"tuple": [2, "x"]}]},
+    "layouts": {"list": [{"layout": "sparse_csr"}, {"layout": "_mkldnn"}, {"qscheme": "per_channel_affine"}]},
+    "meta": _meta(offset=5, requires_grad=True),
+    "meta_parameter": _meta(parameter=True, shape=[0, 3]),
+    "attrs": {
+        "tensor_attrs": {"of": {"parameter": {"tensor": 1, "requires_grad": True}}, "attrs": [["a", 1]]}
+    },
+    "attrs_meta": {"tensor_attrs": {"of": _meta(), "attrs": [["t", {"tensor": 0}], ["b", {"set": [1]}]]}},
+}
+
+
+@pytest.mark.parametrize("edit", sorted(V4_NODE_EDITS))
+def test_v4_node_edits_same_code(written: dict[str, Path], tmp_path: Path, edit: str) -> None:
+    path = tmp_path / "edited.tmodel"
+    root = {"dict": [["x", {"list": [V4_NODE_EDITS[edit]]}]]}
+    path.write_bytes(_resign(written["sha256"].read_bytes(), _set(("root",), root)))
+    ref = _code_of_reference(path)
+    assert ref is not None
+    assert _code_of_reader(path) == ref
+
+
+@pytest.mark.parametrize("node", sorted(V4_VALID_NODES))
+def test_v4_nodes_same_description(written: dict[str, Path], tmp_path: Path, node: str) -> None:
+    path = tmp_path / "edited.tmodel"
+    data = _resign(written["nested"].read_bytes(), _set(("root",), {"tuple": [V4_VALID_NODES[node]]}))
+    path.write_bytes(data)
+    assert _code_of_reference(path) is None
+    assert _json(ir.read_description(str(path))) == _json(describe(str(path)))
+
+
+# §12: version 4's nodes and keys are not version 3's
+V3_EDITS: dict[str, Any] = {
+    "v3_with_layout": {"layout": "strided"},
+    "v3_with_qscheme": {"qscheme": "per_tensor_affine"},
+    "v3_with_meta_tensor": _meta(),
+    "v3_with_tensor_attrs": {"tensor_attrs": {"of": {"tensor": 0}, "attrs": []}},
+    "v3_with_tuple_key": {"dict": [[{"tuple": [1]}, 0]]},
+    "v3_with_dtype_set_element": {"set": [{"dtype": "int8"}]},
+}
+
+
+@pytest.mark.parametrize("edit", sorted(V3_EDITS))
+def test_v3_manifests_hold_no_v4_content(written: dict[str, Path], tmp_path: Path, edit: str) -> None:
+    path = tmp_path / "edited.tmodel"
+    mutate = lambda w: w.update(schema_version=3, root={"list": [V3_EDITS[edit]]})  # noqa: E731
+    path.write_bytes(_resign(written["sha256"].read_bytes(), mutate))
+    assert _code_of_reader(path) == "MANIFEST_SCHEMA"
+    assert _code_of_reference(path) == "MANIFEST_SCHEMA"
 
 
 @pytest.mark.parametrize("name", ["uint4", "int1", "qint8", "float128"])

@@ -34,6 +34,10 @@ _PLAIN = TypeAdapter(
     | m.GradTensorRef
     | m.NdarrayNode
     | m.NumpyScalarNode
+    | m.LayoutNode
+    | m.QschemeNode
+    | m.MetaTensorNode
+    | m.TensorAttrsNode
     | None
 )
 _TAGGED: TypeAdapter[Any] = TypeAdapter(m.Node)
@@ -46,6 +50,7 @@ _KEYS = st.sampled_from(
             "requires_grad",
             "ndarray",
             "numpy_scalar",
+            *("layout", "qscheme", "meta_tensor", "tensor_attrs", "of", "attrs", "strides", "offset"),
             "metadata",
             "shape",
             "data",

@@ -14,11 +14,12 @@ import tmodel
 import tmodel.migrations as chain
 from tmodel.archive.reader import Reader
 from tmodel.errors import TModelError
-from tmodel.migrations import v1_to_v2, v2_to_v3
+from tmodel.migrations import v1_to_v2, v2_to_v3, v3_to_v4
 
 GOLDEN = Path(__file__).resolve().parents[1] / "conformance" / "golden"
 GOLDEN_V1 = sorted((GOLDEN / "v1").glob("*.tmodel"))
 GOLDEN_V2 = sorted((GOLDEN / "v2").glob("*.tmodel"))
+GOLDEN_V3 = sorted((GOLDEN / "v3").glob("*.tmodel"))
 
 
 def _v1() -> dict[str, Any]:
@@ -140,7 +141,8 @@ def test_the_step_lists_every_node_kind_and_dtype_version_3_added() -> None:
         "module",
         "dtype",
     }
-    assert set(v2_to_v3.V3_ONLY_NODES) == set(nodes._NODE_TAGS.values()) - v2_tags == set(V3_NODES)
+    v4_tags = set(v3_to_v4.V4_ONLY_NODES)
+    assert set(v2_to_v3.V3_ONLY_NODES) == set(nodes._NODE_TAGS.values()) - v2_tags - v4_tags == set(V3_NODES)
     assert set(DTYPES) - v2_to_v3.V2_DTYPES == set(V3_DTYPES)
     assert set(DTYPES) >= v2_to_v3.V2_DTYPES
     assert not set(VALUE_DTYPES) & set(DTYPES)
@@ -182,24 +184,24 @@ def test_node_lookalikes_in_metadata_and_dict_keys_are_not_nodes() -> None:
 
 def test_the_chain_is_complete_and_reaches_the_current_schema() -> None:
     chain.check_chain()
-    assert chain.OLDEST == 1 and chain.CURRENT == tmodel.manifest.schema.SCHEMA_VERSION == 3
-    assert (v1_to_v2, v2_to_v3) == chain.STEPS
+    assert chain.OLDEST == 1 and chain.CURRENT == tmodel.manifest.schema.SCHEMA_VERSION == 4
+    assert (v1_to_v2, v2_to_v3, v3_to_v4) == chain.STEPS
     upgraded, source = chain.upgrade(_v1())
-    assert source == 1 and upgraded["schema_version"] == 3
+    assert source == 1 and upgraded["schema_version"] == 4
     assert chain.downgrade(copy.deepcopy(upgraded), 2) == v1_to_v2.upgrade(_v1())
     assert chain.downgrade(upgraded, 1) == _v1()
     upgraded, source = chain.upgrade(_v2())
-    assert source == 2 and upgraded == {**_v2(), "schema_version": 3}
+    assert source == 2 and upgraded == {**_v2(), "schema_version": 4}
 
 
 def test_a_gap_in_the_chain_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    gap = SimpleNamespace(__name__="v3_to_v4", FROM_VERSION=4, TO_VERSION=5)
-    monkeypatch.setattr(chain, "STEPS", (v1_to_v2, v2_to_v3, gap))
-    with pytest.raises(AssertionError, match="version 3"):
+    gap = SimpleNamespace(__name__="v4_to_v5", FROM_VERSION=5, TO_VERSION=6)
+    monkeypatch.setattr(chain, "STEPS", (v1_to_v2, v2_to_v3, v3_to_v4, gap))
+    with pytest.raises(AssertionError, match="version 4"):
         chain.check_chain()
 
 
-@pytest.mark.parametrize("version", [0, 4, -1, 2**40])
+@pytest.mark.parametrize("version", [0, 5, -1, 2**40])
 def test_versions_outside_the_chain_are_unsupported(version: int) -> None:
     with pytest.raises(TModelError) as err:
         chain.upgrade({**_v1(), "schema_version": version})
@@ -217,7 +219,7 @@ def test_a_schema_version_that_is_not_an_int_is_a_schema_error(value: object) ->
 def test_frozen_v1_files_read_through_the_chain(path: Path) -> None:
     with Reader(path) as reader:
         assert reader.source_schema_version == 1
-        assert reader.manifest.schema_version == 3
+        assert reader.manifest.schema_version == 4
         assert reader.manifest.modules == []
     tmodel.load(path)
 
@@ -226,8 +228,76 @@ def test_frozen_v1_files_read_through_the_chain(path: Path) -> None:
 def test_frozen_v2_files_read_through_the_chain(path: Path) -> None:
     with Reader(path) as reader:
         assert reader.source_schema_version == 2
-        assert reader.manifest.schema_version == 3
+        assert reader.manifest.schema_version == 4
     tmodel.load(path)
+
+
+@pytest.mark.parametrize("path", GOLDEN_V3, ids=lambda p: p.stem)
+def test_frozen_v3_files_read_through_the_chain(path: Path) -> None:
+    with Reader(path) as reader:
+        assert reader.source_schema_version == 3
+        assert reader.manifest.schema_version == 4
+    tmodel.load(path)
+
+
+def test_there_are_frozen_v3_files() -> None:
+    assert len(GOLDEN_V3) == 9
+
+
+V4_NODES: dict[str, Any] = {
+    "layout": {"layout": "strided"},
+    "qscheme": {"qscheme": "per_tensor_affine"},
+    "meta_tensor": {
+        "meta_tensor": {
+            "dtype": "float32",
+            "shape": [2],
+            "strides": [1],
+            "offset": 0,
+            "parameter": False,
+            "requires_grad": False,
+        }
+    },
+    "tensor_attrs": {"tensor_attrs": {"of": {"tensor": 0}, "attrs": [["foo", 1]]}},
+}
+V4_KEYS: dict[str, Any] = {
+    "tuple key": {"dict": [[{"tuple": [1, "a"]}, 0]]},
+    "dtype key in a counter": {"counter": [[{"dtype": "float32"}, 1]]},
+    "device key in an ordered_dict": {"ordered_dict": {"items": [[{"device": "cpu"}, 1]], "metadata": []}},
+    "tuple set element": {"set": [{"tuple": [1]}]},
+}
+
+
+def _v3(root: Any) -> dict[str, Any]:
+    return {**_v2(), "schema_version": 3, "root": root}
+
+
+def test_the_v3_to_v4_step_upgrades_by_renumbering() -> None:
+    m = _v3({"dict": [[1, {"set": [None, 2.5]}]]})
+    up = v3_to_v4.upgrade(copy.deepcopy(m))
+    assert up == {**m, "schema_version": 4}
+    assert v3_to_v4.downgrade(up) == m
+
+
+@pytest.mark.parametrize("kind", sorted(V4_NODES))
+def test_v4_nodes_are_refused_in_a_v3_manifest_and_in_a_downgrade(kind: str) -> None:
+    with pytest.raises(ValueError, match=f"no '{kind}' nodes"):
+        v3_to_v4.upgrade(_v3({"list": [V4_NODES[kind]]}))
+    with pytest.raises(ValueError, match=f"no '{kind}' nodes"):
+        v3_to_v4.downgrade({**_v3({"list": [V4_NODES[kind]]}), "schema_version": 4})
+    with pytest.raises(TModelError) as err:
+        chain.upgrade(_v3({"list": [V4_NODES[kind]]}))
+    assert err.value.code == "MANIFEST_SCHEMA"
+
+
+@pytest.mark.parametrize("root", V4_KEYS.values(), ids=list(V4_KEYS))
+def test_v4_keys_are_refused_in_a_v3_manifest_and_in_a_downgrade(root: Any) -> None:
+    with pytest.raises(ValueError, match="version 3 keys and set elements are scalars only"):
+        v3_to_v4.upgrade(_v3(root))
+    with pytest.raises(ValueError, match="version 3 keys and set elements are scalars only"):
+        v3_to_v4.downgrade({**_v3(root), "schema_version": 4})
+    with pytest.raises(TModelError) as err:
+        chain.upgrade(_v3(root))
+    assert err.value.code == "MANIFEST_SCHEMA"
 
 
 def test_there_are_frozen_v2_files() -> None:
@@ -237,4 +307,4 @@ def test_there_are_frozen_v2_files() -> None:
 def test_new_files_are_written_as_the_current_version(tmp_path: Path) -> None:
     tmodel.save({"w": torch.ones(2)}, tmp_path / "x.tmodel")
     with Reader(tmp_path / "x.tmodel") as reader:
-        assert reader.source_schema_version == 3
+        assert reader.source_schema_version == 4

@@ -476,6 +476,11 @@ def test_config_values_keep_their_python_types(reg: Register, tmp_path: Path) ->
         "complex": 1 - 2j,
         "bytearray": bytearray(b"x"),
         "value_only_dtype": torch.qint8,
+        # schema version 4's
+        "layout": torch.sparse_csr,
+        "qscheme": torch.per_channel_symmetric,
+        "keys": {(1, ("a", torch.float16)): 1, torch.device("cpu"): 2, 1j: 3, torch.strided: 4},
+        "tuple_set": {(1, 2), torch.Size([3])},
     }
     model = Kinds(**values)
     tmodel.save(model, tmp_path / "k.tmodel")
@@ -511,8 +516,8 @@ def test_config_values_keep_their_python_types(reg: Register, tmp_path: Path) ->
         -(1 << 63) - 1,
         [1, lambda: 0],
         {"k": torch.zeros(1)},
-        {(1, 2): "tuple key"},
-        torch.strided,
+        {(1, torch.ones(1)): "a tensor in a tuple key"},
+        torch.empty(2, device="meta"),
     ],
     ids=[
         "lambda",
@@ -524,8 +529,8 @@ def test_config_values_keep_their_python_types(reg: Register, tmp_path: Path) ->
         "int-too-small",
         "lambda-in-list",
         "tensor-in-dict",
-        "tuple-key",
-        "layout",
+        "tensor-in-tuple-key",
+        "meta-tensor",
     ],
 )
 def test_config_value_that_is_not_data_is_bad_config(reg: Register, tmp_path: Path, value: Any) -> None:

@@ -463,8 +463,10 @@ def test_unsupported_type_message_names_the_path(tmp_path: Path) -> None:
             "checkpoint[0]: nested tensors are not",
         ),
         ([torch._efficientzerotensor(3)], "checkpoint[0]: a zero tensor (torch._efficientzerotensor) has no"),
-        ([torch.empty(2, device="meta")], "checkpoint[0]: a meta tensor"),
-        ({(1, 2): 3}, "checkpoint: unsupported dict key type tuple"),
+        ([torch.ones(2).untyped_storage()], "checkpoint[0]: a storage (UntypedStorage)"),
+        ([torch.FloatTensor], "checkpoint[0]: legacy tensor type torch.FloatTensor"),
+        ({(1, Foo()): 3}, "checkpoint[(1, <"),
+        ({(1, torch.ones(1)): 3}, "checkpoint[(1, tensor([1.]))][1]: a key (or set element) of type Tensor"),
         (lambda: 0, "checkpoint: unsupported type function"),
     ],
 )

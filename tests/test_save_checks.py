@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import tmodel
+from tmodel import checkpoint
 from tmodel.errors import UnsupportedType
 
 
@@ -59,7 +60,7 @@ def test_nan_keys_of_equal_bits_are_refused_naming_where() -> None:
 
 def test_the_save_check_names_the_readers_code(monkeypatch: pytest.MonkeyPatch) -> None:
     """What the writer's own planning misses, the reader's validation (the same code) still refuses."""
-    monkeypatch.setattr(tmodel.checkpoint, "scalar_identity", lambda k: object())
+    monkeypatch.setattr(checkpoint, "wire_identity", lambda k: object())
     with pytest.raises(UnsupportedType) as info:
         tmodel.save_bytes(nan_keys())
     assert str(info.value) == (

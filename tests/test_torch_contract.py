@@ -1,5 +1,5 @@
-"""The torch.save contract (schema version 3): every value `torch.load(weights_only=True)` of the pinned torch
-accepts round-trips through tmodel with its type kept, and so do numpy's RNG state and scalars.
+"""The torch.save contract (schema versions 3 and 4): every value `torch.load(weights_only=True)` of the
+pinned torch accepts round-trips through tmodel with its type kept, and so do numpy's RNG state and scalars.
 
 For each value two facts are tested: torch.save + torch.load(weights_only=True) accepts it (so the list
 below is torch's, not a guess), and tmodel.save + tmodel.load gives an equal value of the same type. The
@@ -57,8 +57,8 @@ def assert_same(got: Any, want: Any, where: str = "root") -> None:
     assert type(got) is type(want), f"{where}: {type(got).__name__} != {type(want).__name__}"
     if isinstance(want, torch.Tensor):
         assert got.dtype == want.dtype and got.shape == want.shape, where
-        assert got.requires_grad == want.requires_grad, where
-        assert torch.equal(_bits(got), _bits(want)), where
+        assert got.requires_grad == want.requires_grad and got.is_meta == want.is_meta, where
+        assert want.is_meta or torch.equal(_bits(got), _bits(want)), where
     elif isinstance(want, np.ndarray):
         assert got.dtype == want.dtype and got.shape == want.shape and got.tobytes() == want.tobytes(), where
     elif isinstance(want, np.generic):
@@ -242,14 +242,13 @@ _ALLOWLIST_FATE = {
     "builtins.complex": "complex",
     "_codecs.encode": "bytes (a scalar since schema 1)",
     "torch.Tensor": "tensor",
+    "torch.serialization._get_layout": "layout (schema 4)",
+    "torch.per_tensor_affine": "qscheme (schema 4; the other qschemes likewise)",
 }
 #: allowlisted globals that are the machinery of tensor pickling, not values a checkpoint holds
 _MACHINERY_PREFIXES = ("torch._utils._rebuild_", "torch._tensor._rebuild_from_type_v2")
 #: allowlisted values tmodel does not store, and why (reported, and refused on save)
-_NOT_STORED = {
-    "torch.serialization._get_layout": "torch.layout values (torch.strided, torch.sparse_coo, ...)",
-    "torch.per_tensor_affine": "qscheme values, which only quantized tensors use",
-}
+_NOT_STORED: dict[str, str] = {}
 
 
 def test_every_global_of_torchs_allowlist_is_accounted_for() -> None:
@@ -264,7 +263,8 @@ def test_every_global_of_torchs_allowlist_is_accounted_for() -> None:
             assert value in VALUE_TORCH_DTYPES.values(), f"torch accepts the dtype {value}; tmodel must too"
             continue
         if isinstance(value, torch.qscheme):
-            continue  # _NOT_STORED
+            assert tmodel.load_bytes(tmodel.save_bytes(value)) is value
+            continue
         if value in torch._tensor_classes or name.endswith("Storage") or isinstance(value, type):
             continue  # legacy tensor and storage classes: how old tensors were pickled, not values
         unknown.append(name)
@@ -307,9 +307,8 @@ class _MyOrdered(collections.OrderedDict):  # type: ignore[type-arg]
         (_Point(1), "unsupported type _Point (a subclass of tuple)"),
         (_Color.RED, "unsupported type _Color (a subclass of int)"),
         (frozenset({1}), "unsupported type frozenset"),
-        ({(1, 2)}, "a set element of type tuple"),
-        ({frozenset()}, "a set element of type frozenset"),
-        (torch.strided, "unsupported type layout"),
+        ({(1, torch.ones(1))}, "a key (or set element) of type Tensor"),
+        ({frozenset()}, "a key (or set element) of type frozenset"),
         (np.array(["a"]), "numpy dtype <U1 is not one the format stores"),
         (np.zeros(2, dtype=">u4"), "a big-endian numpy value"),
         (np.zeros(2, dtype=object), "numpy dtype object"),
@@ -628,6 +627,12 @@ _LEAF = (
     | st.sampled_from([np.float32(1.5), np.int8(-3), np.bool_(True), np.complex64(1j), np.uint64(7)])
     | st.builds(lambda n, g: torch.arange(float(n)).requires_grad_(g), st.integers(0, 3), st.booleans())
     | st.builds(lambda n, g: nn.Parameter(torch.ones(n), requires_grad=g), st.integers(0, 3), st.booleans())
+    # schema version 4's
+    | st.sampled_from([torch.strided, torch.sparse_coo, torch.jagged, torch.per_tensor_affine])
+    | st.builds(lambda n: torch.empty(n, 2, device="meta"), st.integers(0, 3))
+    | st.sets(
+        st.tuples(st.integers(-2, 2), st.text(max_size=1)) | st.sampled_from([torch.int8, 1j]), max_size=3
+    )
 )
 
 
@@ -637,7 +642,12 @@ def _with_metadata(pair: tuple[dict[Any, Any], Any]) -> collections.OrderedDict[
     return od
 
 
-_KEYS = st.text(max_size=3) | st.integers(-3, 3)
+_KEYS = (
+    st.text(max_size=3)
+    | st.integers(-3, 3)
+    | st.tuples(st.integers(-3, 3), st.tuples(st.text(max_size=1)))
+    | st.sampled_from([torch.float16, torch.device("cpu"), torch.sparse_csr, torch.Size([2]), 2j])
+)
 _TREES = st.recursive(
     _LEAF,
     lambda inner: (

@@ -3,7 +3,9 @@
 Rules: what `torch.load(weights_only=True)` accepts is saved with its type kept: dict, OrderedDict (with a
 state dict's `_metadata`), Counter, list, tuple, set, str, int, float, complex, bool, None, bytes, bytearray,
 torch.Size, torch.device, torch.dtype, tensors and nn.Parameters (with `requires_grad`); also modules and
-numpy arrays and scalars. Types are matched exactly: a subclass (a defaultdict, a namedtuple, an IntEnum) is
+numpy arrays and scalars; from schema 4 keys beyond scalars (tuples of keys, dtype, device, complex, Size,
+numpy scalars, layouts, qschemes), layouts and qschemes, tensors' Python attributes and meta tensors
+(without data). Types are matched exactly: a subclass (a defaultdict, a namedtuple, an IntEnum) is
 refused rather than saved as its base. Any value that cannot be stored is refused with an error that names
 where it sits (e.g. `checkpoint["optim"]["state"][3]["foo"]`), and so is nesting the reader would refuse.
 Tensor names are key paths joined with "." when that gives a valid, unique name, else `tensor.N`.
@@ -25,11 +27,21 @@ from torch import nn
 from .errors import UnsupportedType
 from .limits import DEFAULT_LIMITS
 from .manifest.names import unique_name
-from .manifest.nodes import Node, scalar_identity
+from .manifest.nodes import Node
 from .manifest.wire import ModuleWire
 from .nn.records import ModuleBuilder, ModuleWriter
+from .tensors.dtypes import DTYPE_NAMES
 from .tensors.storage import check_tensor
-from .tensors.values import MAX_DEPTH, NOT_PLAIN, node_levels, plain_node, room, to_python
+from .tensors.values import (
+    MAX_DEPTH,
+    NOT_PLAIN,
+    key_node,
+    node_levels,
+    plain_node,
+    room,
+    to_python,
+    wire_identity,
+)
 
 #: the root node sits at msgpack level 2, in the manifest's map (MAX_DEPTH: SPEC.md §4)
 ROOT = "checkpoint"
@@ -112,11 +124,20 @@ def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: 
         return node
     kind = type(obj)
     if isinstance(obj, torch.Tensor):
-        index = out.add_tensor(obj, keys, path)
-        room(path, depth + (2 if kind is nn.Parameter else 1))
-        if kind is nn.Parameter:
-            return {"parameter": {"tensor": index, "requires_grad": obj.requires_grad}}
-        return {"requires_grad": index} if obj.requires_grad else {"tensor": index}
+        attrs = getattr(obj, "__dict__", {})
+        if not attrs:
+            return _tensor(obj, path, keys, out, depth)
+        room(path, depth + 3)  # the attrs' array of pairs
+        pairs = []
+        for name, v in attrs.items():
+            sub = f"{path}.{name}"
+            if type(name) is not str:
+                raise UnsupportedType(f"{path}: tensor attribute name {name!r} is not a string")
+            plain_node(name, sub, UnsupportedType)  # valid Unicode
+            pairs.append([name, _flatten(v, sub, (*keys, name), out, depth + 4)])
+        if any(type(n) is dict and "module" in n for n in _wire_nodes(pairs)):
+            raise UnsupportedType(f"{path}: a tensor attribute cannot hold a module")
+        return {"tensor_attrs": {"of": _tensor(obj, path, keys, out, depth + 2), "attrs": pairs}}
     if isinstance(obj, nn.Module):
         assert out.modules is not None
         room(path, depth + 1)
@@ -125,23 +146,18 @@ def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: 
         inside = depth + (2 if kind is OrderedDict else 1)  # the level of the entries' array
         room(path, inside)
         items = []
-        seen: set[tuple[type, Any]] = set()
+        seen: set[Any] = set()
         for k, v in obj.items():
-            if k is not None and type(k) not in (bool, int, float, str, bytes):
-                raise UnsupportedType(f"{path}: unsupported dict key type {type(k).__name__}")
-            if (identity := scalar_identity(k)) in seen:  # only NaNs: distinct in Python, not by their bits
+            sub = _key_repr(k)
+            key = key_node(k, path + sub, UnsupportedType, inside + 2)
+            if (identity := wire_identity(key)) in seen:  # only NaNs: distinct in Python, not by their bits
                 raise UnsupportedType(
                     f"{path}: two NaN keys with the same bits cannot be stored (a file's keys are distinct "
                     "by their bits, SPEC.md §5.4)"
                 )
             seen.add(identity)
-            sub = _key_repr(k)
-            items.append(
-                [
-                    _flatten(k, path + sub, keys, out, inside + 2),
-                    _flatten(v, path + sub, (*keys, str(k)), out, inside + 2),
-                ]
-            )
+            room(path + sub, inside + 1 + node_levels(key))
+            items.append([key, _flatten(v, path + sub, (*keys, str(k)), out, inside + 2)])
         if kind is not OrderedDict:
             _check_attributes(obj, path, ())
             return {_MAPPING_TAGS[kind]: items}
@@ -160,9 +176,52 @@ def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: 
     base = next(
         (b for b in (bool, int, float, str, bytes, dict, list, tuple, set) if isinstance(obj, b)), None
     )
+    if isinstance(obj, (torch.UntypedStorage, torch.TypedStorage)):
+        raise UnsupportedType(
+            f"{path}: a storage ({kind.__name__}) cannot be saved as a value; save a tensor"
+        )
+    if kind.__name__ == "tensortype":  # torch.FloatTensor and the other legacy tensor type objects
+        raise UnsupportedType(f"{path}: legacy tensor type {obj.__module__}.{obj.__name__} cannot be saved")
     if base is not None:  # subclasses: enums, namedtuples, defaultdicts, numpy-free scalars and the like
         raise UnsupportedType(f"{path}: unsupported type {kind.__name__} (a subclass of {base.__name__})")
     raise UnsupportedType(f"{path}: unsupported type {kind.__name__}")
+
+
+def _tensor(t: torch.Tensor, path: str, keys: tuple[str, ...], out: Flattened, depth: int) -> Any:
+    """The reference node of a tensor at msgpack level `depth`: tensor, parameter, requires_grad, or a
+    meta tensor's node (dtype, shape, strides and offset; no data)."""
+    kind = type(t)
+    if (
+        t.is_meta
+        and kind in (torch.Tensor, nn.Parameter)
+        and t.layout == torch.strided
+        and t.dtype in DTYPE_NAMES
+    ):
+        room(path, depth + 3)
+        body = {
+            "dtype": DTYPE_NAMES[t.dtype],
+            "shape": list(t.shape),
+            "strides": list(t.stride()),
+            "offset": t.storage_offset(),
+            "parameter": kind is nn.Parameter,
+            "requires_grad": t.requires_grad,
+        }
+        return {"meta_tensor": body}
+    index = out.add_tensor(t, keys, path)
+    room(path, depth + (2 if kind is nn.Parameter else 1))
+    if kind is nn.Parameter:
+        return {"parameter": {"tensor": index, "requires_grad": t.requires_grad}}
+    return {"requires_grad": index} if t.requires_grad else {"tensor": index}
+
+
+def _wire_nodes(root: Any) -> list[Any]:
+    """Every map and array under a wire tree (iteratively)."""
+    stack, seen = [root], []
+    while stack:
+        v = stack.pop()
+        seen.append(v)
+        stack.extend(v.values() if type(v) is dict else v if type(v) is list else ())
+    return seen
 
 
 def _check_attributes(obj: Any, path: str, allowed: tuple[str, ...]) -> None:

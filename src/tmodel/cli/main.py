@@ -32,6 +32,7 @@ from ..codecs.table import CHOICES
 from ..errors import ConformanceFailure, FileAccessError, TModelError
 from ..manifest.dtypes import DTYPES
 from ..manifest.module_tree import architecture, render
+from ..manifest.nodes import MetaTensorNode, walk
 from ..manifest.schema import Manifest
 from .migrate import add_commands
 from .text import Escaped, escape, json_text, quote, show_value
@@ -127,6 +128,11 @@ def inspect_document(path: str, m: Manifest, file_size: int, schema_version: int
         },
         "metadata": to_json_value(dict(m.metadata)),
         "architecture": architecture(m),
+        "meta_tensors": [
+            {"dtype": n.value.dtype, "shape": list(n.value.shape)}
+            for n in walk([m.root])
+            if type(n) is MetaTensorNode
+        ],
     }
 
 
@@ -173,6 +179,12 @@ def _render(doc: dict[str, Any]) -> str:
     head = f"{quote(doc['file'])}: {doc['file_bytes']} bytes, schema {doc['schema_version']}"
     lines = [f"{head}, {doc['checksum']}"]
     lines += _table(rows, {4, 5, 6})
+    if doc["meta_tensors"]:  # in the object tree, without data (SPEC.md §5.4)
+        shown = ", ".join(
+            f"{t['dtype']} [{', '.join(map(str, t['shape']))}]" for t in doc["meta_tensors"][:8]
+        )
+        more = ", ..." if len(doc["meta_tensors"]) > 8 else ""
+        lines.append(f"meta tensors (no data): {len(doc['meta_tensors'])}: {shown}{more}")
     if doc["architecture"]:
         lines.append("architecture:")
         lines += render(_quoted_tree(doc["architecture"]))

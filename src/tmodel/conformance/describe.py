@@ -28,10 +28,13 @@ from tmodel.manifest.nodes import (
     DeviceNode,
     DtypeNode,
     GradTensorRef,
+    LayoutNode,
+    MetaTensorNode,
     ModuleRef,
     NdarrayNode,
     NumpyScalarNode,
     ParameterRef,
+    QschemeNode,
     SetNode,
     SizeNode,
     TensorRef,
@@ -54,7 +57,7 @@ def _value(v: Any) -> Any:
 
 
 def _pairs(items: list[tuple[Any, Any]]) -> list[list[Any]]:
-    return [[_value(k), v] for k, v in items]
+    return [[k, v] for k, v in items]
 
 
 _TAGGED: Build[Any] = Build(
@@ -63,6 +66,7 @@ _TAGGED: Build[Any] = Build(
     lambda items: {"$dict": _pairs(items)},
     lambda items, meta: {"$ordered_dict": {"items": _pairs(items), "metadata": meta}},
     lambda items: {"$counter": _pairs(items)},
+    lambda of, attrs: {"$tensor_attrs": {"of": of, "attrs": _pairs(attrs)}},
 )
 
 
@@ -80,7 +84,13 @@ def _node(n: Any, m: Manifest) -> Any:
         if kind is GradTensorRef:
             return {"$requires_grad": m.tensors[x.tensor].name}
         if kind is SetNode:
-            return {"$set": [_value(k) for k in x.items]}
+            return {"$set": [fold(k, leaf, _TAGGED) for k in x.items]}
+        if kind is LayoutNode:
+            return {"$layout": x.value}
+        if kind is QschemeNode:
+            return {"$qscheme": x.value}
+        if kind is MetaTensorNode:
+            return {"$meta_tensor": x.value.model_dump()}
         if kind is BytearrayNode:
             return {"$bytearray": x.value.hex()}
         if kind is ComplexNode:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import random
 import sys
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,27 @@ def _model() -> dict[str, Any]:
     return {"model": model, "head": model[0], "dtype": torch.bfloat16, "step": 5}
 
 
+def _torch_types() -> dict[str, Any]:
+    """Schema 3's content: an OrderedDict with `_metadata`, Counter, set, bytearray, complex, Size, device,
+    a Parameter and a tensor that requires grad."""
+    g = torch.Generator().manual_seed(9)
+    state: OrderedDict[str, Any] = OrderedDict(weight=torch.randn(3, 2, generator=g))
+    state._metadata = OrderedDict({"": {"version": 1}})  # type: ignore[attr-defined]
+    return {
+        "state": state,
+        "counts": Counter({"a": 2, 3: 1}),
+        "set": {1, "x", 2.5, None},
+        "bytearray": bytearray(b"\x00\x01"),
+        "complex": complex(1.5, -2.0),
+        "size": torch.Size([2, 3]),
+        "device": torch.device("cpu"),
+        "param": torch.nn.Parameter(torch.randn(2, generator=g)),
+        "frozen": torch.nn.Parameter(torch.randn(2, generator=g), requires_grad=False),
+        "grad": torch.randn(2, generator=g).requires_grad_(),
+        "dtype": torch.complex32,
+    }
+
+
 def _metadata() -> dict[str, Any]:
     return {
         "str": "x",
@@ -120,6 +142,7 @@ CASES: dict[str, Callable[[], tuple[Any, dict[str, Any], dict[str, Any]]]] = {
         {},
     ),
     "modules": lambda: (_model(), {}, {"format": "module"}),
+    "torch_types": lambda: (_torch_types(), {}, {}),
 }
 
 

@@ -172,6 +172,31 @@ def _torch_types() -> dict[str, Any]:
     }
 
 
+def _torch_types_v4() -> dict[str, Any]:
+    """Schema version 4's kinds: keys beyond scalars, layouts, qschemes, meta tensors and a tensor's and a
+    Parameter's Python attributes."""
+    torch.manual_seed(3)
+    t = torch.arange(4.0)
+    t.note = {"unit": "m", "scale": 0.5}  # type: ignore[attr-defined]
+    p = nn.Parameter(torch.ones(2))
+    p.tags = [1, (2, torch.float16)]  # type: ignore[attr-defined]
+    meta = torch.empty(4, 6, dtype=torch.bfloat16, device="meta").t()[1:]
+    return {
+        "keys": {(1, "a"): 1, ((1, 2), 3): 2, torch.float16: 3, torch.device("cpu"): 4, 1 - 2j: 5},
+        "more_keys": collections.OrderedDict(
+            {torch.Size([2]): 1, torch.strided: 2, torch.per_tensor_affine: 3}
+        ),
+        "counter": collections.Counter({(1,): 2}),
+        "set": {(1, "x"), torch.int8, 2j, 3},
+        "layouts": [torch.strided, torch.sparse_coo, torch.sparse_csr, torch.jagged],
+        "qschemes": (torch.per_tensor_affine, torch.per_channel_symmetric),
+        "meta": meta,
+        "meta_parameter": nn.Parameter(torch.empty(2, 3, device="meta")),
+        "attrs": t,
+        "parameter_attrs": p,
+    }
+
+
 @dataclass(frozen=True)
 class Valid:
     make: Callable[[], Any]
@@ -299,6 +324,12 @@ VALID: dict[str, Valid] = {
         "§5.3, §5.4",
         "(schema 3) ordered_dict with _metadata, counter, set, bytearray, complex, size, device, parameter, "
         "requires_grad, ndarray and numpy_scalar nodes, value-only dtype names",
+    ),
+    "torch_types_v4": Valid(
+        _torch_types_v4,
+        "§5.4",
+        "(schema 4) tuple, dtype, device, complex, size, layout and qscheme keys and set elements, layout, "
+        "qscheme, meta_tensor and tensor_attrs nodes",
     ),
 }
 
@@ -667,11 +698,11 @@ HOSTILE: dict[str, Hostile] = {
         "§5, §12",
         "schema version 0",
     ),
-    "schema_version_4": H(
+    "schema_version_5": H(
         "base",
         3,
-        manifest(_top("schema_version", 4)),
-        "manifest schema_version 3 -> 4",
+        manifest(_top("schema_version", 5)),
+        "manifest schema_version 4 -> 5",
         ("UNSUPPORTED_VERSION",),
         "§5, §12",
         "a schema version newer than implemented",
@@ -750,6 +781,24 @@ HOSTILE: dict[str, Hostile] = {
         ("MANIFEST_SCHEMA",),
         "§5.4",
         "(schema 3) a set node listing an element twice",
+    ),
+    "duplicate_tuple_keys": H(
+        "base",
+        6,
+        manifest(_top("root", {"dict": [[{"tuple": [1, "a"]}, 0], [{"tuple": [1, "a"]}, 1]]})),
+        "root -> a dict with the key (1, 'a') twice",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "(schema 4) two tuple keys with one identity",
+    ),
+    "tensor_attrs_duplicate_name": H(
+        "base",
+        6,
+        manifest(_top("root", {"tensor_attrs": {"of": {"tensor": 0}, "attrs": [["a", 1], ["a", 2]]}})),
+        "root -> tensor 0 with the attribute 'a' twice",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "(schema 4) a tensor_attrs node naming an attribute twice",
     ),
     # 7 -- type confusion in msgpack
     "int_map_key": H(
@@ -964,6 +1013,52 @@ HOSTILE: dict[str, Hostile] = {
         ("BAD_TENSOR",),
         "§5.2",
         "numel * itemsize above 2^63-1 (the extent stays small)",
+    ),
+    "meta_tensor_overflow": H(
+        "base",
+        11,
+        manifest(
+            _top(
+                "root",
+                {
+                    "meta_tensor": {
+                        "dtype": "float32",
+                        "shape": [2**32, 2**32],
+                        "strides": [0, 0],
+                        "offset": 0,
+                        "parameter": False,
+                        "requires_grad": False,
+                    }
+                },
+            )
+        ),
+        "root -> a float32 meta_tensor of shape [2^32, 2^32]",
+        ("BAD_TENSOR",),
+        "§5.4",
+        "(schema 4) a meta tensor whose numel * itemsize is above 2^63-1",
+    ),
+    "meta_tensor_strides_rank": H(
+        "base",
+        11,
+        manifest(
+            _top(
+                "root",
+                {
+                    "meta_tensor": {
+                        "dtype": "float32",
+                        "shape": [2, 3],
+                        "strides": [1],
+                        "offset": 0,
+                        "parameter": False,
+                        "requires_grad": False,
+                    }
+                },
+            )
+        ),
+        "root -> a meta_tensor of shape [2, 3] with one stride",
+        ("BAD_TENSOR",),
+        "§5.4",
+        "(schema 4) a meta tensor with fewer strides than dimensions",
     ),
     "fuzz_empty_dims_overflow": H(
         "base",
@@ -1387,6 +1482,15 @@ HOSTILE: dict[str, Hostile] = {
         "§5.4",
         "(schema 3) a device node that is not a device name",
     ),
+    "layout_path": H(
+        "base",
+        21,
+        manifest(_top("root", {"list": [{"layout": "../strided"}]})),
+        "root -> [{'layout': '../strided'}]",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "(schema 4) a layout node that is not a layout name",
+    ),
     # 22 -- external references
     "blob_external_path": H(
         "base",
@@ -1462,6 +1566,24 @@ HOSTILE: dict[str, Hostile] = {
         "§5.4",
         "an object-tree node naming a class",
     ),
+    "key_holds_tensor": H(
+        "base",
+        24,
+        manifest(_top("root", {"dict": [[{"tuple": [{"tensor": 0}]}, 1]]})),
+        "root -> a dict keyed by a tuple holding tensor 0",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "(schema 4) a key that refers to a tensor (keys are values, never references)",
+    ),
+    "tensor_attrs_of_module": H(
+        "model_sequential",
+        24,
+        manifest(_top("root", {"tensor_attrs": {"of": {"module": 0}, "attrs": []}})),
+        "root -> attributes on module 0 instead of a tensor",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "(schema 4) a tensor_attrs node wrapping something that is not a tensor",
+    ),
     "config_code_string": H(
         "model_sequential",
         24,
@@ -1518,6 +1640,24 @@ HOSTILE: dict[str, Hostile] = {
         ("UNKNOWN_DTYPE",),
         "§12",
         "a version-2 manifest naming a dtype version 3 added",
+    ),
+    "v3_with_layout_node": H(
+        "base",
+        25,
+        manifest(lambda w: w.update(schema_version=3, root={"layout": "strided"})),
+        "schema_version 4 -> 3, root -> {'layout': 'strided'} (a version-4 node)",
+        ("MANIFEST_SCHEMA",),
+        "§12",
+        "a version-3 manifest holding a node kind version 4 added",
+    ),
+    "v3_with_tuple_key": H(
+        "base",
+        25,
+        manifest(lambda w: w.update(schema_version=3, root={"dict": [[{"tuple": [1]}, 0]]})),
+        "schema_version 4 -> 3, root -> {(1,): 0} (a version-4 key)",
+        ("MANIFEST_SCHEMA",),
+        "§12",
+        "a version-3 manifest holding a key that is not a scalar",
     ),
     # 26 -- strict integers
     "float_dim": H(

@@ -13,8 +13,10 @@ import torch
 
 import tmodel
 from tmodel.errors import TModelError
+from tmodel.manifest.nodes import MetaBody
 from tmodel.migrations import CURRENT, OLDEST
 from tmodel.tensors.dtypes import TORCH_DTYPES, VALUE_TORCH_DTYPES
+from tmodel.tensors.values import meta_tensor
 
 from .describe import describe
 
@@ -73,6 +75,15 @@ def _value(v: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
             flat = numpy.frombuffer(bytes.fromhex(inner["hex"]), dtype=numpy.dtype(inner["dtype"]))
             return flat.reshape(inner["shape"]).copy() if tag == "$ndarray" else flat[0]
+        if tag in ("$layout", "$qscheme"):
+            return getattr(torch, inner)
+        if tag == "$meta_tensor":
+            return meta_tensor(MetaBody.model_validate(inner))
+        if tag == "$tensor_attrs":
+            t = _value(inner["of"], tensors)
+            for name, x in inner["attrs"]:
+                t.__dict__[name] = _value(x, tensors)
+            return t
         raise ValueError(f"unknown tag {tag}")
     return v
 

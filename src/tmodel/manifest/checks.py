@@ -5,6 +5,7 @@ a Manifest."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -33,16 +34,20 @@ from .names import TYPE_NAME, check_local_name, check_name
 from .nodes import (
     MAPPINGS,
     SCALARS,
+    TENSOR_NODES,
     CounterNode,
     DictNode,
     DtypeNode,
+    MetaTensorNode,
     ModuleRef,
     NdarrayNode,
     NumpyScalarNode,
     OrderedDictNode,
     SetNode,
+    TensorAttrsNode,
+    is_key,
+    key_identity,
     mapping_items,
-    scalar_identity,
     tensor_index,
     walk,
 )
@@ -162,15 +167,8 @@ def _check_tensors(m: Manifest, limits: Limits) -> None:
             raise BadName(f"duplicate tensor name {t.name!r}", tensor=t.name)
         names.add(t.name)
         where = f"tensor {t.name!r}"
-        if t.dtype not in DTYPES:
-            raise UnknownDtype(f"{where}: unknown dtype {t.dtype!r}")
-        if len(t.shape) > limits.max_rank:
-            raise LimitExceeded(f"{where}: rank {len(t.shape)} exceeds the limit {limits.max_rank}")
-        if len(t.strides) != len(t.shape):
-            raise BadTensor(f"{where}: {len(t.strides)} strides for rank {len(t.shape)}")
+        _check_view(where, t.dtype, t.shape, t.strides, limits)
         itemsize = DTYPES[t.dtype][0]
-        if math.prod(d for d in t.shape if d) * itemsize > INT64_MAX:  # zeros included, torch would overflow
-            raise BadTensor(f"{where}: shape {t.shape} overflows")
         reach = tensor_extent(t)
         if reach == 0:
             if t.blob is not None or t.offset != 0:
@@ -188,6 +186,46 @@ def _check_tensors(m: Manifest, limits: Limits) -> None:
         del i
     if not all(used):
         raise BadLayout(f"blob {used.index(False)} is referenced by no tensor")
+
+
+def _check_view(where: str, dtype: str, shape: list[int], strides: list[int], limits: Limits) -> None:
+    """A tensor's (or meta tensor's) dtype is in the table, its rank within the limit, a stride per
+    dimension, and its size fits in int64 (SPEC.md §5.2)."""
+    if dtype not in DTYPES:
+        raise UnknownDtype(f"{where}: unknown dtype {dtype!r}")
+    if len(shape) > limits.max_rank:
+        raise LimitExceeded(f"{where}: rank {len(shape)} exceeds the limit {limits.max_rank}")
+    if len(strides) != len(shape):
+        raise BadTensor(f"{where}: {len(strides)} strides for rank {len(shape)}")
+    if (
+        math.prod(d for d in shape if d) * DTYPES[dtype][0] > INT64_MAX
+    ):  # zeros included, torch would overflow
+        raise BadTensor(f"{where}: shape {shape} overflows")
+
+
+def _check_meta(node: MetaTensorNode, limits: Limits) -> None:
+    """A meta tensor follows a tensor's rules, and the storage its view reaches fits in int64."""
+    body = node.value
+    _check_view("meta_tensor node", body.dtype, body.shape, body.strides, limits)
+    if (
+        body.offset * DTYPES[body.dtype][0] + extent(DTYPES[body.dtype][0], body.shape, body.strides)
+        > INT64_MAX
+    ):
+        raise BadTensor(f"meta_tensor node: offset {body.offset} and strides {body.strides} overflow")
+
+
+def _check_attrs(node: TensorAttrsNode) -> None:
+    """A tensor_attrs node wraps a tensor node; its names are distinct strings, its values hold no module."""
+    body = node.value
+    if type(body.of) not in TENSOR_NODES:
+        raise ManifestSchemaError("a tensor_attrs node wraps a node that is not a tensor")
+    names = [k for k, _ in body.attrs]
+    if any(type(k) is not str for k in names):
+        raise ManifestSchemaError("a tensor attribute name is not a string")
+    if len(set(names)) != len(names):
+        raise ManifestSchemaError("duplicate tensor attribute name in the object tree")
+    if any(type(n) is ModuleRef for n in walk(v for _, v in body.attrs)):
+        raise ManifestSchemaError("a tensor attribute refers to a module")
 
 
 def _check_modules(m: Manifest, limits: Limits) -> None:
@@ -278,7 +316,8 @@ def _check_module_paths(m: Manifest, limits: Limits) -> None:
 def _check_tree(m: Manifest, limits: Limits) -> None:
     n = len(m.tensors)
     value_dtypes = DTYPES.keys() | set(VALUE_DTYPES)
-    for node in walk([m.root, *(v for rec in m.modules for v in rec.config.values())]):
+    keys: list[Any] = []  # key nodes (and set elements) beyond scalars: checked as nodes after the tree
+    for node in _then(walk([m.root, *(v for rec in m.modules for v in rec.config.values())]), keys):
         kind = type(node)
         tensor = tensor_index(node)
         if tensor is not None:
@@ -291,21 +330,34 @@ def _check_tree(m: Manifest, limits: Limits) -> None:
             if node.dtype not in value_dtypes:
                 raise UnknownDtype(f"unknown dtype {node.dtype!r} in the object tree")
         elif kind in MAPPINGS:
-            _distinct_scalars([k for k, _ in mapping_items(node) or ()], f"{_TAGS[kind]} node key")
+            _distinct_keys([k for k, _ in mapping_items(node) or ()], f"{_TAGS[kind]} node key")
+            keys.extend(k for k, _ in mapping_items(node) or () if type(k) not in SCALARS)
         elif kind is SetNode:
-            _distinct_scalars(node.items, "set node element")
+            _distinct_keys(node.items, "set node element")
+            keys.extend(k for k in node.items if type(k) not in SCALARS)
+        elif kind is MetaTensorNode:
+            _check_meta(node, limits)
+        elif kind is TensorAttrsNode:
+            _check_attrs(node)
         elif kind is NdarrayNode or kind is NumpyScalarNode:
             _check_numpy(node, limits)
+
+
+def _then(first: Iterator[Any], keys: list[Any]) -> Iterator[Any]:
+    """The tree's nodes, then every node under the key nodes the walk collected meanwhile."""
+    yield from first
+    yield from walk(keys)
 
 
 _TAGS: dict[type, str] = {DictNode: "dict", OrderedDictNode: "ordered_dict", CounterNode: "counter"}
 
 
-def _distinct_scalars(keys: list[Any], what: str) -> None:
-    """Keys are scalars, distinct as (kind, value) pairs, floats compared by their bits (SPEC.md §5.4)."""
-    if any(type(k) not in SCALARS for k in keys):
-        raise ManifestSchemaError(f"a {what} is not a scalar")
-    if len({scalar_identity(k) for k in keys}) != len(keys):
+def _distinct_keys(keys: list[Any], what: str) -> None:
+    """Keys are key nodes (hashable, no reference), distinct as (kind, value) pairs, floats compared by
+    their bits, tuples item by item (SPEC.md §5.4)."""
+    if not all(is_key(k) for k in keys):
+        raise ManifestSchemaError(f"a {what} is not a key (a scalar, or a hashable value holding no tensor)")
+    if len({key_identity(k) for k in keys}) != len(keys):
         raise ManifestSchemaError(f"duplicate {what} in the object tree")
 
 

@@ -2,10 +2,12 @@
 that every caller uses (`entries`, `walk`, `fold`), so the shape of a tree is known in one place.
 
 Rules: a node is a scalar (nil, bool, int, float, str, bytes), a container (list, tuple, and the mappings
-dict, ordered_dict and counter of [scalar key, node] pairs; an ordered_dict also holds its `_metadata`), a
-value that holds no node (set of scalars, bytearray, complex, size, device, ndarray, numpy_scalar, dtype)
-or a reference (tensor, parameter, requires_grad, module). Walks are iterative or bounded by the manifest's
-nesting limit, never by the tree's size. Schema version 3 added every kind after `dtype` below.
+dict, ordered_dict and counter of [key, node] pairs; an ordered_dict also holds its `_metadata`; from
+schema 4 tensor_attrs, a tensor reference with its Python attributes), a value that holds no reference
+(set of keys, bytearray, complex, size, device, ndarray, numpy_scalar, dtype, layout, qscheme, meta_tensor)
+or a reference (tensor, parameter, requires_grad, module). A key is a node `is_key` accepts. Walks are
+iterative or bounded by the manifest's nesting limit, never by the tree's size. Schema version 3 added
+ordered_dict..numpy_scalar, schema version 4 layout, qscheme, meta_tensor and tensor_attrs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,26 @@ T = TypeVar("T")
 SCALARS = (type(None), bool, int, float, str, bytes)
 #: a torch device: its type, and an optional index (SPEC.md §5.4)
 DEVICE_PATTERN = r"^[a-z][a-z0-9_]*(:(0|[1-9][0-9]*))?$"
+#: the spelling of a layout or qscheme name (which names exist is the reader's torch's business)
+VALUE_NAME = Annotated[str, Field(max_length=64, pattern=r"^_?[a-z][a-z0-9_]*$")]
+#: torch's layouts and quantization schemes as of schema 4 (SPEC.md §5.4), names of `torch.<name>`
+LAYOUTS = (
+    "strided",
+    "sparse_coo",
+    "sparse_csr",
+    "sparse_csc",
+    "sparse_bsr",
+    "sparse_bsc",
+    "_mkldnn",
+    "jagged",
+)
+QSCHEMES = (
+    "per_tensor_affine",
+    "per_tensor_symmetric",
+    "per_channel_affine",
+    "per_channel_symmetric",
+    "per_channel_affine_float_qparams",
+)
 
 
 def _exact_float(value: Any) -> Any:
@@ -187,6 +209,56 @@ class NumpyScalarNode(BaseModel):
     value: ScalarBody = Field(alias="numpy_scalar")
 
 
+class LayoutNode(BaseModel):
+    """A `torch.layout` value such as `torch.strided` (schema 4)."""
+
+    model_config = STRICT
+    value: VALUE_NAME = Field(alias="layout")
+
+
+class QschemeNode(BaseModel):
+    """A `torch.qscheme` value such as `torch.per_tensor_affine` (schema 4)."""
+
+    model_config = STRICT
+    value: VALUE_NAME = Field(alias="qscheme")
+
+
+class MetaBody(BaseModel):
+    """A tensor on the meta device: no data, only dtype, shape, strides, storage offset (in elements) and
+    whether it is a Parameter and requires grad."""
+
+    model_config = STRICT
+    dtype: str
+    shape: list[Size]
+    strides: list[Size]
+    offset: Size
+    parameter: bool
+    requires_grad: bool
+
+
+class MetaTensorNode(BaseModel):
+    """A meta tensor (schema 4); dtype and shape follow the rules of the tensor table (SPEC.md §5.2)."""
+
+    model_config = STRICT
+    value: MetaBody = Field(alias="meta_tensor")
+
+
+class AttrsBody(BaseModel):
+    """A tensor reference node (tensor, parameter, requires_grad, meta_tensor) and its `__dict__` as
+    [name, node] pairs."""
+
+    model_config = STRICT
+    of: Node
+    attrs: list[Annotated[list[Node], Field(min_length=2, max_length=2)]]
+
+
+class TensorAttrsNode(BaseModel):
+    """A tensor with Python attributes, `t.foo = 1` (schema 4; rules in `check_semantics`)."""
+
+    model_config = STRICT
+    value: AttrsBody = Field(alias="tensor_attrs")
+
+
 _NODE_TAGS: dict[type, str] = {
     bool: "bool",
     int: "int",
@@ -211,6 +283,10 @@ _NODE_TAGS: dict[type, str] = {
     GradTensorRef: "requires_grad",
     NdarrayNode: "ndarray",
     NumpyScalarNode: "numpy_scalar",
+    LayoutNode: "layout",
+    QschemeNode: "qscheme",
+    MetaTensorNode: "meta_tensor",
+    TensorAttrsNode: "tensor_attrs",
 }
 _NODE_KEYS = frozenset(tag for kind, tag in _NODE_TAGS.items() if issubclass(kind, BaseModel))  # a map's key
 
@@ -251,6 +327,10 @@ Node = TypeAliasType(
             Annotated[GradTensorRef, Tag("requires_grad")],
             Annotated[NdarrayNode, Tag("ndarray")],
             Annotated[NumpyScalarNode, Tag("numpy_scalar")],
+            Annotated[LayoutNode, Tag("layout")],
+            Annotated[QschemeNode, Tag("qscheme")],
+            Annotated[MetaTensorNode, Tag("meta_tensor")],
+            Annotated[TensorAttrsNode, Tag("tensor_attrs")],
             Annotated[None, Tag("nil")],
         ],
         Discriminator(
@@ -258,7 +338,8 @@ Node = TypeAliasType(
             custom_error_type="node",
             custom_error_message="not a tree node (nil, bool, int, float, str, bin, or a map with one "
             "of the keys list, tuple, dict, tensor, module, dtype, ordered_dict, counter, set, bytearray, "
-            "complex, size, device, parameter, requires_grad, ndarray, numpy_scalar)",
+            "complex, size, device, parameter, requires_grad, ndarray, numpy_scalar, layout, qscheme, "
+            "meta_tensor, tensor_attrs)",
         ),
     ],
 )
@@ -272,11 +353,13 @@ METADATA = "_metadata"
 
 def entries(node: Any) -> Sequence[tuple[Any, Any]]:
     """The (key, child) pairs directly inside a container node: (index, item) for a list or tuple, (key,
-    value) for a mapping, then (METADATA, node) for an ordered_dict's `_metadata`; none for anything else
-    (a set holds scalars only)."""
+    value) for a mapping, then (METADATA, node) for an ordered_dict's `_metadata`, ("", reference) then
+    (name, value) for tensor_attrs; none for anything else (a set's elements and keys hold no reference)."""
     kind = type(node)
     if kind is ListNode or kind is TupleNode:
         return list(enumerate(node.items))
+    if kind is TensorAttrsNode:
+        return [("", node.value.of)] + [(k, v) for k, v in node.value.attrs]
     if kind is OrderedDictNode:
         return [(k, v) for k, v in node.value.items] + [(METADATA, v) for v in node.value.metadata]
     pairs = mapping_items(node)
@@ -301,6 +384,38 @@ def tensor_index(node: Any) -> int | None:
     if kind is ParameterRef:
         return int(node.value.tensor)
     return None
+
+
+#: the nodes a tensor_attrs node may wrap
+TENSOR_NODES = (TensorRef, ParameterRef, GradTensorRef, MetaTensorNode)
+#: value nodes that may be keys and set elements (with scalars and tuples of keys; SPEC.md §5.4)
+KEY_VALUES = (DtypeNode, DeviceNode, ComplexNode, SizeNode, NumpyScalarNode, LayoutNode, QschemeNode)
+
+
+def is_key(node: Any) -> bool:
+    """Whether a node may be a key or a set element: hashable in Python and holding no reference."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        kind = type(n)
+        if kind is TupleNode:
+            stack.extend(n.items)
+        elif kind not in SCALARS and kind not in KEY_VALUES:
+            return False
+    return True
+
+
+def key_identity(node: Any) -> Any:
+    """What makes keys (and set elements) distinct in a file: kind and value, floats by their bits, tuples
+    item by item (SPEC.md §5.4). Bounded by the nesting limit."""
+    kind = type(node)
+    if kind in SCALARS:
+        return scalar_identity(node)
+    if kind is TupleNode:
+        return (kind, tuple(key_identity(x) for x in node.items))
+    if kind is ComplexNode:
+        return (kind, struct.pack("<dd", *node.value))
+    return (kind, repr(node.model_dump(by_alias=True)))
 
 
 def with_tensor(node: Any, index: int) -> Any:
@@ -334,26 +449,33 @@ class Build(Generic[T]):
     #: entries and the folded `_metadata` (an empty list when the ordered_dict has none)
     make_ordered_dict: Callable[[list[tuple[Any, T]], list[T]], T]
     make_counter: Callable[[list[tuple[Any, T]]], T]
+    #: the folded reference and the (name, folded value) attributes
+    make_tensor_attrs: Callable[[T, list[tuple[Any, T]]], T]
 
 
 def fold(node: Any, leaf: Callable[[Any], T], build: Build[T]) -> T:
-    """A tree folded bottom-up: `leaf` maps scalars, references and the values that hold no node, `build`
-    makes the containers (keys, which are scalars, are passed through). Recursion depth is bounded by the
-    manifest's nesting limit."""
+    """A tree folded bottom-up: `leaf` maps scalars, references and the values that hold no node (a set's
+    elements are the leaf's), `build` makes the containers; keys are folded too. Recursion depth is bounded
+    by the manifest's nesting limit."""
     kind = type(node)
+
+    def pairs(items: list[list[Any]]) -> list[tuple[Any, T]]:
+        return [(fold(k, leaf, build), fold(v, leaf, build)) for k, v in items]
+
     if kind is ListNode:
         return build.make_list([fold(x, leaf, build) for x in node.items])
     if kind is TupleNode:
         return build.make_tuple([fold(x, leaf, build) for x in node.items])
     if kind is DictNode:
-        return build.make_dict([(k, fold(v, leaf, build)) for k, v in node.items])
+        return build.make_dict(pairs(node.items))
     if kind is OrderedDictNode:
         return build.make_ordered_dict(
-            [(k, fold(v, leaf, build)) for k, v in node.value.items],
-            [fold(v, leaf, build) for v in node.value.metadata],
+            pairs(node.value.items), [fold(v, leaf, build) for v in node.value.metadata]
         )
     if kind is CounterNode:
-        return build.make_counter([(k, fold(v, leaf, build)) for k, v in node.items])
+        return build.make_counter(pairs(node.items))
+    if kind is TensorAttrsNode:
+        return build.make_tensor_attrs(fold(node.value.of, leaf, build), pairs(node.value.attrs))
     return leaf(node)
 
 
@@ -368,6 +490,7 @@ WIRE: Build[Any] = Build(
     lambda items: {"dict": _pairs(items)},
     lambda items, meta: {"ordered_dict": {"items": _pairs(items), "metadata": meta}},
     lambda items: {"counter": _pairs(items)},
+    lambda of, attrs: {"tensor_attrs": {"of": of, "attrs": _pairs(attrs)}},
 )
 
 
@@ -405,4 +528,13 @@ def _python_counter(items: list[tuple[Any, Any]]) -> Counter[Any]:
 
 #: containers as Python lists, tuples, dicts, OrderedDicts and Counters (keys that Python cannot tell apart
 #: are an error)
-PYTHON: Build[Any] = Build(list, tuple, _python_dict, _python_ordered_dict, _python_counter)
+def _python_tensor_attrs(tensor: Any, attrs: list[tuple[Any, Any]]) -> Any:
+    """Attributes set as torch's `_set_obj_state` sets them: entries of the tensor's `__dict__`."""
+    for name, value in attrs:
+        tensor.__dict__[name] = value
+    return tensor
+
+
+PYTHON: Build[Any] = Build(
+    list, tuple, _python_dict, _python_ordered_dict, _python_counter, _python_tensor_attrs
+)

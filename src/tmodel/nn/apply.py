@@ -191,7 +191,8 @@ def _config_in(config: dict[str, Any]) -> dict[str, Any]:
     """A record's config as the Python values a step edits; module references stay handles a step passes
     through untouched."""
     return {
-        k: to_python(v, no_tensor(MigrationError), lambda i: ModuleRef(module=i)) for k, v in config.items()
+        k: to_python(v, no_tensor(MigrationError), lambda i: ModuleRef(module=i), no_tensor(MigrationError))
+        for k, v in config.items()
     }
 
 

@@ -22,7 +22,16 @@ from ..manifest.module_tree import roots
 from ..manifest.schema import Manifest, ModuleRecord
 from ..manifest.wire import ModuleWire
 from ..tensors.load import meta_tensors
-from ..tensors.values import MAX_DEPTH, NOT_PLAIN, no_tensor, node_levels, plain_node, room, to_python
+from ..tensors.values import (
+    MAX_DEPTH,
+    NOT_PLAIN,
+    key_node,
+    no_tensor,
+    node_levels,
+    plain_node,
+    room,
+    to_python,
+)
 from .registry import LayerSpec, spec_for_module, spec_for_name
 
 #: the msgpack level of a config value: manifest map, modules array, record map, config map
@@ -126,11 +135,9 @@ class ModuleWriter:
         if isinstance(v, dict):
             items = []
             for k, x in v.items():
-                if k is not None and type(k) not in (bool, int, float, str, bytes):
-                    raise BadConfig(f"{path}: dict key {k!r} is not a scalar")
-                items.append(
-                    [self._value(k, keys, path, depth + 3), self._value(x, keys, f"{path}[{k!r}]", depth + 3)]
-                )
+                key = key_node(k, f"{path}[{k!r}]", BadConfig, depth + 3)
+                room(path, depth + 3 + node_levels(key) - 1)
+                items.append([key, self._value(x, keys, f"{path}[{k!r}]", depth + 3)])
             return {"dict": items}
         raise BadConfig(
             f"{path}: config value of type {type(v).__name__} is not data (numbers, strings, "
@@ -200,7 +207,7 @@ class ModuleBuilder:
 
     def value(self, node: Any) -> Any:
         """A config node as a Python value (modules constructed, dtypes resolved)."""
-        return to_python(node, no_tensor(BadConfig), self.build)
+        return to_python(node, no_tensor(BadConfig), self.build, no_tensor(BadConfig))
 
     def fill(self, index: int, module: nn.Module) -> None:
         """Check record `index` against a module built for it, then put its tensors and children in place."""

@@ -23,7 +23,7 @@ from ..archive.reader import Reader
 from ..errors import InvalidArgument, NotFound, StateMismatch
 from ..manifest.dtypes import extent
 from ..manifest.module_tree import state_of
-from ..manifest.nodes import ModuleRef, mapping_items, tensor_index
+from ..manifest.nodes import ModuleRef, TensorAttrsNode, mapping_items, tensor_index
 from ..manifest.schema import Manifest
 from .load import Placement, materialize
 
@@ -46,14 +46,16 @@ def state_keys(m: Manifest, key: str | None) -> dict[str, int]:
     level, or its entry `key`)."""
     node = m.root
     if key is not None:
-        entries = dict((k, v) for k, v in mapping_items(node) or ())
+        entries = dict((k, v) for k, v in mapping_items(node) or () if type(k) is str)
         if key not in entries:
             raise NotFound(f"the file's top level has no entry {key!r}")
         node = entries[key]
     if isinstance(node, ModuleRef):
         return state_of(m, node.module)
-    pairs = mapping_items(node)  # a state dict: a dict or an OrderedDict (keep_vars: of Parameters)
-    if pairs is not None and all(type(k) is str and tensor_index(v) is not None for k, v in pairs):
+    node_pairs = mapping_items(node)  # a state dict: a dict or an OrderedDict (keep_vars: of Parameters,
+    # and of buffers that carry attributes, as nn.Buffer's do)
+    pairs = [(k, v.value.of if type(v) is TensorAttrsNode else v) for k, v in node_pairs or ()]
+    if node_pairs is not None and all(type(k) is str and tensor_index(v) is not None for k, v in pairs):
         return {str(k): int(tensor_index(v)) for k, v in pairs}  # type: ignore[arg-type]
     raise InvalidArgument("the file (or its entry `key`) holds neither a module nor a state dict")
 

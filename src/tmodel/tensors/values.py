@@ -1,7 +1,8 @@
 """Plain Python values as manifest nodes: the rules that checkpoint trees and layer configs share
 (SPEC.md §5.4): None, bool, 64-bit int, float, valid-Unicode str, bytes, torch dtypes, and from schema 3
-bytearray, complex, torch.Size, torch.device, sets of scalars and numpy arrays and scalars. Each is matched
-by its exact type: a subclass is not the type it derives from, and is refused where it is met."""
+bytearray, complex, torch.Size, torch.device, sets of keys and numpy arrays and scalars, from schema 4
+torch.layout and torch.qscheme values and tuples of keys in sets. Each is matched by its exact type: a
+subclass is not the type it derives from, and is refused where it is met."""
 
 from __future__ import annotations
 
@@ -14,18 +15,24 @@ from torch import nn
 
 from ..errors import TModelError, UnsupportedType
 from ..limits import DEFAULT_LIMITS
-from ..manifest.encoding import INT_MAX, INT_MIN
+from ..manifest.encoding import INT_MAX, INT_MIN, pack_manifest
 from ..manifest.nodes import (
+    LAYOUTS,
     PYTHON,
+    QSCHEMES,
     BytearrayNode,
     ComplexNode,
     DeviceNode,
     DtypeNode,
     GradTensorRef,
+    LayoutNode,
+    MetaBody,
+    MetaTensorNode,
     ModuleRef,
     NdarrayNode,
     NumpyScalarNode,
     ParameterRef,
+    QschemeNode,
     SetNode,
     SizeNode,
     TensorRef,
@@ -85,24 +92,49 @@ def plain_node(v: Any, path: str, error: type[TModelError]) -> Any:
         return {"size": list(v)}
     if kind is torch.device:
         return {"device": str(v)}
+    if kind is torch.layout:
+        return _named(v, "layout", LAYOUTS, path, error)
+    if kind is torch.qscheme:
+        return _named(v, "qscheme", QSCHEMES, path, error)
     if kind is set:
         return {"set": _set_elements(v, path, error)}
     node = numpy_node(v, path, error)
     return NOT_PLAIN if node is None else node
 
 
+def _named(v: Any, tag: str, names: tuple[str, ...], path: str, error: type[TModelError]) -> Any:
+    """A layout or qscheme as `{tag: name}`, the name of `torch.<name>`."""
+    name = str(v).removeprefix("torch.")
+    if name not in names:
+        raise error(f"{path}: {tag} {v} is not one the format names")
+    return {tag: name}
+
+
+def key_node(v: Any, path: str, error: type[TModelError], depth: int = 0) -> Any:
+    """The node of a dict key or set element (SPEC.md §5.4) at msgpack level `depth`: a scalar, dtype,
+    device, complex, Size, numpy scalar, layout, qscheme or a tuple of keys; `error` naming `path` for
+    anything else, and for a key nested deeper than a file may hold."""
+    if depth > MAX_DEPTH:
+        raise error(f"{path}: nested deeper than a file may hold ({MAX_DEPTH} msgpack levels)")
+    if type(v) is tuple:
+        return {"tuple": [key_node(x, f"{path}[{i}]", error, depth + 2) for i, x in enumerate(v)]}
+    node = plain_node(v, path, error)
+    if node is NOT_PLAIN or (type(node) is dict and next(iter(node)) in ("set", "bytearray", "ndarray")):
+        raise error(f"{path}: a key (or set element) of type {type(v).__name__} cannot be stored")
+    return node
+
+
 def _set_elements(v: set[Any], path: str, error: type[TModelError]) -> list[Any]:
-    """A set's elements as scalar nodes in a canonical order, so that equal sets give equal bytes whatever
-    Python's hash seed (SPEC.md §11): by kind, then value (floats by value, NaNs last by their bits)."""
-    items = []
-    for x in v:
-        if x is not None and type(x) not in _KIND_ORDER:
-            raise error(f"{path}: a set element of type {type(x).__name__} (sets of scalars only)")
-        items.append(plain_node(x, f"{path} element {x!r}", error))
-    if len({scalar_identity(x) for x in items}) != len(items):
+    """A set's elements as key nodes in a canonical order, so that equal sets give equal bytes whatever
+    Python's hash seed (SPEC.md §11): scalars by kind, then value (floats by value, NaNs last by their
+    bits), then the other keys by their msgpack bytes."""
+    items = [key_node(x, f"{path} element {x!r}", error) for x in v]
+    if len({wire_identity(x) for x in items}) != len(items):
         raise error(f"{path}: a set holding two NaNs with the same bits cannot be stored")
 
     def key(x: Any) -> tuple[int, Any]:
+        if type(x) is dict:
+            return (len(_KIND_ORDER), pack_manifest(x))
         if type(x) is float:
             return (_KIND_ORDER[float], (1, scalar_identity(x)[1]) if math.isnan(x) else (0, x))
         return (_KIND_ORDER[type(x)], 0 if x is None else x)
@@ -110,9 +142,21 @@ def _set_elements(v: set[Any], path: str, error: type[TModelError]) -> list[Any]
     return sorted(items, key=key)
 
 
-def to_python(node: Any, tensor: Callable[[int], Any], module: Callable[[int], Any]) -> Any:
+def wire_identity(wire: Any) -> Any:
+    """A wire key's identity in the file (`key_identity` of its node)."""
+    return scalar_identity(wire) if type(wire) is not dict else pack_manifest(wire)
+
+
+def to_python(
+    node: Any,
+    tensor: Callable[[int], Any],
+    module: Callable[[int], Any],
+    meta: Callable[[MetaBody], Any] | None = None,
+) -> Any:
     """A validated tree as Python values: containers rebuilt, values made, tensor and module references
-    through the callbacks (which may also refuse them). Parameter nodes of one tensor give one Parameter."""
+    and meta tensors through the callbacks (which may also refuse them; meta tensors are made by default).
+    Parameter nodes of one tensor give one Parameter."""
+    make_meta = meta_tensor if meta is None else meta
     parameters: dict[int, nn.Parameter] = {}
 
     def parameter(ref: ParameterRef) -> nn.Parameter:
@@ -137,8 +181,15 @@ def to_python(node: Any, tensor: Callable[[int], Any], module: Callable[[int], A
         if kind is DtypeNode:
             return torch_dtype(n.dtype, values=True)
         if kind is SetNode:
-            python_keys(n.items, "set node elements")
-            return set(n.items)
+            elements = [fold(x, leaf, PYTHON) for x in n.items]
+            python_keys(elements, "set node elements")
+            return set(elements)
+        if kind is LayoutNode:
+            return _torch_value(n.value, torch.layout, "layout")
+        if kind is QschemeNode:
+            return _torch_value(n.value, torch.qscheme, "qscheme")
+        if kind is MetaTensorNode:
+            return make_meta(n.value)
         if kind is BytearrayNode:
             return bytearray(n.value)
         if kind is ComplexNode:
@@ -156,6 +207,28 @@ def to_python(node: Any, tensor: Callable[[int], Any], module: Callable[[int], A
     return fold(node, leaf, PYTHON)
 
 
+def _torch_value(name: str, kind: type, what: str) -> Any:
+    """`torch.<name>` if it is a value of `kind`; UNSUPPORTED_TYPE for a name this torch lacks."""
+    value = getattr(torch, name, None)
+    if type(value) is not kind:
+        raise UnsupportedType(f"{what} {name!r} is not a {what} of torch {torch.__version__}")
+    return value
+
+
+def meta_tensor(body: MetaBody) -> torch.Tensor:
+    """A meta tensor of the node's dtype, shape, strides and storage offset (a Parameter if it was one)."""
+    dtype = torch_dtype(body.dtype)
+    reach = (
+        1 + sum((d - 1) * s for d, s in zip(body.shape, body.strides, strict=True)) if all(body.shape) else 0
+    )
+    base = torch.empty(body.offset + reach, dtype=dtype, device="meta")
+    t = base.as_strided(body.shape, body.strides, body.offset)
+    grad = body.requires_grad and (t.is_floating_point() or t.is_complex())
+    if body.parameter:
+        return nn.Parameter(t, requires_grad=grad)
+    return t.requires_grad_(True) if grad else t
+
+
 def _device(name: str) -> torch.device:
     """A device node's torch.device; UNSUPPORTED_TYPE for one this torch does not know (or would spell
     differently, e.g. an index beyond its range)."""
@@ -168,10 +241,10 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def no_tensor(error: type[TModelError]) -> Callable[[int], Any]:
+def no_tensor(error: type[TModelError]) -> Callable[[Any], Any]:
     """A tensor callback for `to_python` that refuses tensors: layer configs hold data, not tensors."""
 
-    def refuse(index: int) -> Any:
+    def refuse(index: Any) -> Any:
         raise error("a layer config cannot hold a tensor")
 
     return refuse
