@@ -199,6 +199,8 @@ def test_a_parsed_manifest_holds_chunks_packed(tmp_path: Path) -> None:
 def test_chunk_tables_refuse_what_the_chunk_schema_refuses() -> None:
     good = {"digest": b"12345678", "segments": [1]}
     assert list(ChunkTable([good])) == [(b"12345678", (1,))]
+    assert ChunkTable([good]) == ChunkTable([dict(good)])
+    assert ChunkTable([good]) != ChunkTable([good, good])
     for bad in (
         [{"digest": "12345678", "segments": [1]}],
         [{"digest": b"", "segments": [True]}],

@@ -63,6 +63,15 @@ class ChunkTable(Sequence[ChunkView]):
         self._segments = segments
         self._segment_ends = segment_ends
 
+    def __eq__(self, other: object) -> bool:
+        """Tables are equal when they hold the same chunks (as the lists they replace were)."""
+        if not isinstance(other, ChunkTable):
+            return NotImplemented
+        return self._packed() == other._packed()
+
+    def _packed(self) -> tuple[bytes, array[int], array[int], array[int]]:
+        return self._digests, self._digest_ends, self._segments, self._segment_ends
+
     def __len__(self) -> int:
         return len(self._digest_ends)
 
