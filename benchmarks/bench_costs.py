@@ -89,16 +89,17 @@ def run(case: str, n: int, timeout: float) -> str:
             [sys.executable, "-c", code, str(n), f"{d}/x.tmodel"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            bufsize=0,  # unbuffered: reading the marker line must not read ahead into the result
         )
         assert proc.stdout is not None
-        marker = proc.stdout.readline()  # setup (saving the file) is not timed
+        marker = proc.stdout.readline().decode()  # setup (saving the file) is not timed
         try:
-            rest, err = proc.communicate(timeout=timeout)
+            raw_out, raw_err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
             return f"{case:24} N={n:<9} >{timeout:.0f} s (killed after setup)"
+        rest, err = raw_out.decode(), raw_err.decode()
         if proc.returncode or marker.strip() != "started":
             return f"{case:24} N={n:<9} failed: {err.strip().splitlines()[-1:]}"
         out = rest

@@ -13,6 +13,7 @@ from typing_extensions import TypeAliasType
 
 from ..codecs.table import MAX_WIDTH
 from ..migrations import CURRENT
+from .chunks import ChunkTable
 from .encoding import INT64_MAX
 from .fields import STRICT, Int, Size
 from .nodes import Node, ParamRef
@@ -26,14 +27,6 @@ MetaValue = TypeAliasType(
 )
 
 
-class Chunk(BaseModel):
-    """One independently decodable piece of a blob."""
-
-    model_config = STRICT
-    digest: bytes
-    segments: list[Size]
-
-
 class Blob(BaseModel):
     """A run of stored bytes that decodes to `nbytes` bytes of tensor storage."""
 
@@ -44,7 +37,7 @@ class Blob(BaseModel):
     codec: str
     width: Annotated[int, Field(strict=True, ge=1, le=MAX_WIDTH)]
     chunk_size: Annotated[int, Field(strict=True, ge=1, le=INT64_MAX)]
-    chunks: list[Chunk]
+    chunks: ChunkTable
 
 
 class TensorEntry(BaseModel):
