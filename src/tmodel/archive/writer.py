@@ -1,6 +1,10 @@
 """Streaming, atomic writing of a container: blobs are chunked and encoded on worker threads as they
 are written, so memory stays bounded by chunk size × threads; the target path only ever holds a complete
 file (temporary file in the same directory, fsync, rename, fsync of the directory).
+
+Rule: a written file is within a reader's default limits. A file whose data compresses more than the
+expansion limit allows (large tensors of zeros) is written again, storing raw, in file order, just enough of
+its frames that are more than `max_expansion` times shorter than their data (SPEC.md §11).
 """
 
 from __future__ import annotations
@@ -10,8 +14,8 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import BinaryIO
+from dataclasses import dataclass, replace
+from typing import BinaryIO, TypeVar
 
 from ..codecs.planes import Split, split_planes
 from ..codecs.table import encode_chunk
@@ -31,6 +35,7 @@ from .threads import default_threads
 Buffer = bytes | bytearray | memoryview
 DEFAULT_CHUNK_SIZE = 4 << 20
 DEFAULT_LEVEL = 1
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ class Options:
     #: run on the written manifest, as the reader validated it, before the file is complete (the API's
     #: rebuild of modules on the meta device); what it raises fails the write
     check: Callable[[Manifest], None] | None = None
+    #: bytes by which raw-stored frames must grow the file (0 on a first write; see the module's rule)
+    raw_needed: int = 0
 
     def validated(self) -> Options:
         for name in ("chunk_size", "level", "threads"):
@@ -117,8 +124,8 @@ class Encoded:
     digest: bytes
 
 
-def _encode(job: EncodeJob) -> Encoded:
-    segments = encode_chunk(job.codec, job.width, job.data, job.options.level, job.options.split)
+def _encode(job: EncodeJob, ratio: int = 0) -> Encoded:
+    segments = encode_chunk(job.codec, job.width, job.data, job.options.level, job.options.split, ratio)
     h = digests.Hasher(job.options.checksum)
     for seg in segments:
         h.update(seg)
@@ -138,8 +145,10 @@ def write_atomic(
     progress: Progress | None = None,
 ) -> None:
     """Write blobs then the manifest that `finish` builds from the blob records, atomically at `path`."""
-    options = options.validated()
-    replace_atomically(path, lambda f: _write(f, sources, finish, options, progress))
+    _bounded(
+        lambda o: replace_atomically(path, lambda f: _write(f, sources, finish, o, progress)),
+        options.validated(),
+    )
 
 
 def write_stream(
@@ -152,7 +161,12 @@ def write_stream(
     """Write the same file into a binary file object, from its position: built in a spool, then copied
     into the object whole (`container.streams`: a complete file or an error, never atomic)."""
     options = _no_stored(sources, options.validated())
-    write_into(target, lambda f: _write(f, sources, finish, options, progress, early_writeback=False))
+    _bounded(
+        lambda o: write_into(
+            target, lambda f: _write(f, sources, finish, o, progress, early_writeback=False)
+        ),
+        options,
+    )
 
 
 def write_bytes(
@@ -163,9 +177,28 @@ def write_bytes(
 ) -> bytes:
     """The same file, as bytes."""
     options = _no_stored(sources, options.validated())
-    buf = io.BytesIO()
-    _write(buf, sources, finish, options, progress, early_writeback=False)
-    return buf.getvalue()
+
+    def run(o: Options) -> bytes:
+        buf = io.BytesIO()
+        _write(buf, sources, finish, o, progress, early_writeback=False)
+        return buf.getvalue()
+
+    return _bounded(run, options)
+
+
+class _Expands(Exception):
+    """The file written would decode to more than a reader's default limits allow for its size."""
+
+    def __init__(self, needed: int) -> None:
+        self.needed = needed
+
+
+def _bounded(run: Callable[[Options], T], options: Options) -> T:
+    """`run`, once more with frames bounded by the expansion limit if the first file would exceed it."""
+    try:
+        return run(options)
+    except _Expands as short:
+        return run(replace(options, raw_needed=short.needed))
 
 
 def _no_stored(sources: Sequence[Source], options: Options) -> Options:
@@ -198,6 +231,7 @@ def _write(
     pos = len(header)
     total = sum(s.nbytes if isinstance(s, StoredBlob) else len(s.data) for s in sources)
     done = 0
+    need = options.raw_needed
     threads = options.threads or default_threads()
     records = [_record(src, options) for src in sources]
     wb = writeback.Writeback(f, enabled=early_writeback)
@@ -231,6 +265,11 @@ def _write(
                 done += src.nbytes
             else:
                 assert encoded is not None
+                if need > 0:
+                    bounded = _encode(job, DEFAULT_LIMITS.max_expansion)
+                    grown = sum(map(len, bounded.segments)) - sum(map(len, encoded.segments))
+                    if grown > 0:
+                        encoded, need = bounded, need - grown
                 if not record["chunks"]:
                     pos = _pad(f, pos)
                     record["offset"] = pos
@@ -251,6 +290,11 @@ def _write(
         raise LimitExceeded(
             f"manifest of {len(manifest)} bytes exceeds the limit {DEFAULT_LIMITS.max_manifest_bytes}"
         )
+    decoded = sum(len(s.data) if isinstance(s, BlobSource) else s.nbytes for s in sources)
+    size = pos + len(manifest) + TRAILER_SIZE
+    if not options.raw_needed and decoded > DEFAULT_LIMITS.max_decoded_bytes(size):
+        least = -(-(decoded - DEFAULT_LIMITS.decoded_slack) // DEFAULT_LIMITS.max_expansion)
+        raise _Expands(least - size + ALIGNMENT * len(sources) + 4096)  # room for padding and manifest
     checked = check_written(manifest, pos)
     if options.check is not None:
         options.check(checked)
@@ -265,12 +309,7 @@ def check_written(raw: bytes, offset: int) -> Manifest:
     try:
         return read_manifest(raw, DEFAULT_LIMITS, offset, offset + len(raw) + TRAILER_SIZE)[0]
     except TModelError as exc:
-        hint = (
-            " (a reader's default limit, SPEC.md §8: data that compresses more than max_expansion times, "
-            "such as large tensors of zeros, is saved with codec='raw')"
-            if isinstance(exc, LimitExceeded)
-            else ""
-        )
+        hint = " (a reader's default limit, SPEC.md §8)" if isinstance(exc, LimitExceeded) else ""
         raise UnsupportedType(
             f"cannot be saved, the file would not be readable: {exc} [{exc.code}]{hint}", tensor=exc.tensor
         ) from None

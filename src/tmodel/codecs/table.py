@@ -32,8 +32,9 @@ class Codec:
     grouped: bool
     #: (width, raw_len, segment lengths) -> None, or BadTensor with a reason
     check: Callable[[int, int, Sequence[int]], None]
-    #: (width, data, level, split) -> segments
-    encode: Callable[[int, Buffer, int, Split], list[Buffer]]
+    #: (width, data, level, split, max_ratio) -> segments; a frame is never more than max_ratio (if not 0)
+    #: times shorter than what it holds
+    encode: Callable[[int, Buffer, int, Split, int], list[Buffer]]
     #: (width, segments, out, max_window, merge) -> None
     decode: Callable[[int, Sequence[Buffer], memoryview, int, Merge], None]
 
@@ -75,19 +76,21 @@ def _decode_grouped(
 CODECS: dict[str, Codec] = {
     c.name: c
     for c in (
-        Codec(RAW, False, _check_raw, lambda w, data, level, split: [data], _decode_raw),
+        Codec(RAW, False, _check_raw, lambda w, data, level, split, ratio: [data], _decode_raw),
         Codec(
             ZSTD,
             False,
             _check_frames,
-            lambda w, data, level, split: [zstd.encode_segment(data, level)],
+            lambda w, data, level, split, ratio: [zstd.encode_segment(data, level, False, ratio)],
             _decode_zstd,
         ),
         Codec(
             BYTEGROUP_ZSTD,
             True,
             _check_frames,
-            lambda w, data, level, split: [zstd.encode_segment(p, level, True) for p in split(data, w)],
+            lambda w, data, level, split, ratio: [
+                zstd.encode_segment(p, level, True, ratio) for p in split(data, w)
+            ],
             _decode_grouped,
         ),
     )
@@ -116,10 +119,10 @@ def check_chunk(name: str, width: int, raw_len: int, segments: Sequence[int], wh
 
 
 def encode_chunk(
-    name: str, width: int, data: Buffer, level: int, split: Split = split_planes
+    name: str, width: int, data: Buffer, level: int, split: Split = split_planes, max_ratio: int = 0
 ) -> list[Buffer]:
-    """Encode one chunk into its segments."""
-    return codec(name).encode(width, data, level, split)
+    """Encode one chunk into its segments (`max_ratio`: see `Codec.encode`)."""
+    return codec(name).encode(width, data, level, split, max_ratio)
 
 
 def decode_chunk(

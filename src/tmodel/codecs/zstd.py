@@ -47,9 +47,12 @@ def _decompressor(max_window: int) -> zstandard.ZstdDecompressor:
     return cache[max_window]
 
 
-def encode_segment(data: Buffer, level: int, is_plane: bool = False) -> Buffer:
-    """One frame of `data` if strictly shorter, else `data` itself (stored raw)."""
+def encode_segment(data: Buffer, level: int, is_plane: bool = False, max_ratio: int = 0) -> Buffer:
+    """One frame of `data` if strictly shorter, else `data` itself (stored raw); also raw when the frame
+    would be more than `max_ratio` times shorter (0: no bound), so a reader's expansion limit holds."""
     frame = _compressor(level, is_plane).compress(data)
+    if max_ratio and len(frame) * max_ratio < len(data):
+        return data
     return frame if len(frame) < len(data) else data
 
 
