@@ -193,9 +193,9 @@ def test_opening_leaves_the_garbage_collector_as_it_was(tmp_path: Path, enabled:
 
         unpack = checks.unpack_manifest
 
-        def spy(raw: bytes, limits: object) -> object:
+        def spy(raw: bytes, limits: object, pack: object) -> object:
             paused.append(not gc.isenabled())
-            return unpack(raw, limits)  # type: ignore[arg-type]
+            return unpack(raw, limits, pack)  # type: ignore[arg-type]
 
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(checks, "unpack_manifest", spy)

@@ -27,6 +27,7 @@ from ..errors import (
 )
 from ..limits import Limits
 from ..migrations import upgrade
+from .chunks import ChunkTable
 from .dtypes import DTYPES, NUMPY_DTYPES, VALUE_DTYPES, bool_bytes_ok, extent
 from .encoding import INT64_MAX, unpack_manifest
 from .fields import first_error
@@ -57,7 +58,7 @@ from .schema import KNOWN_FEATURES, SCHEMA_VERSION, Manifest, TensorEntry
 def read_manifest(raw: bytes, limits: Limits, manifest_offset: int, file_size: int) -> tuple[Manifest, int]:
     """A manifest's bytes decoded, upgraded to the current schema and validated (SPEC.md §9 steps 4-9),
     with the schema version it was written in: the one path the reader and the writer's own check take."""
-    wire, version = upgrade(unpack_manifest(raw, limits))
+    wire, version = upgrade(unpack_manifest(raw, limits, ChunkTable))
     return parse(wire, limits, manifest_offset, file_size), version
 
 

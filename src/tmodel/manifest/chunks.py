@@ -58,10 +58,28 @@ class ChunkTable(Sequence[ChunkView]):
             digest_ends.append(end)
             segments.extend(segs)
             segment_ends.append(len(segments))
-        self._digests = b"".join(digests)
+        self._digests: bytes | bytearray = b"".join(digests)
         self._digest_ends = digest_ends
         self._segments = segments
         self._segment_ends = segment_ends
+
+    def absorb(self, part: ChunkTable) -> ChunkTable:
+        """This table with the chunks of `part` appended (in place; the digests grow as a bytearray)."""
+        if type(self._digests) is bytes:
+            self._digests = bytearray(self._digests)
+        digest_base, segment_base = len(self._digests), len(self._segments)
+        self._digests += part._digests
+        self._digest_ends.extend(e + digest_base for e in part._digest_ends)
+        self._segment_ends.extend(e + segment_base for e in part._segment_ends)
+        self._segments.extend(part._segments)
+        return self
+
+    @property
+    def msgpack_levels(self) -> int:
+        """The msgpack nesting the chunk list took: the array, the maps, their values, segment lengths."""
+        if not len(self):
+            return 1
+        return 4 if len(self._segments) else 3
 
     def __eq__(self, other: object) -> bool:
         """Tables are equal when they hold the same chunks (as the lists they replace were)."""
@@ -69,7 +87,7 @@ class ChunkTable(Sequence[ChunkView]):
             return NotImplemented
         return self._packed() == other._packed()
 
-    def _packed(self) -> tuple[bytes, array[int], array[int], array[int]]:
+    def _packed(self) -> tuple[bytes | bytearray, array[int], array[int], array[int]]:
         return self._digests, self._digest_ends, self._segments, self._segment_ends
 
     def __len__(self) -> int:
@@ -88,7 +106,7 @@ class ChunkTable(Sequence[ChunkView]):
             raise IndexError(j)
         d0 = self._digest_ends[j - 1] if j else 0
         s0 = self._segment_ends[j - 1] if j else 0
-        digest = self._digests[d0 : self._digest_ends[j]]
+        digest = bytes(self._digests[d0 : self._digest_ends[j]])
         return ChunkView(digest, tuple(self._segments[s0 : self._segment_ends[j]]))
 
     def __iter__(self) -> Iterator[ChunkView]:
