@@ -20,7 +20,10 @@ start()
 tmodel.load(path)
 """,
     "one_byte_chunks": """
-tmodel.save({"w": torch.randint(0, 255, (N,), dtype=torch.uint8)}, path, chunk_size=1)
+import subprocess  # saved in another process, so that the peak measured is the load's
+save = "import sys, torch, tmodel; n, p = int(sys.argv[1]), sys.argv[2]; "
+save += "tmodel.save({'w': torch.randint(0, 255, (n,), dtype=torch.uint8)}, p, chunk_size=1)"
+subprocess.run([sys.executable, "-c", save, str(N), path], check=True)
 start()
 tmodel.load(path)
 """,
