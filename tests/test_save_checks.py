@@ -13,7 +13,8 @@ import torch
 
 import tmodel
 from tmodel import checkpoint
-from tmodel.errors import UnsupportedType
+from tmodel.errors import TModelError, UnsupportedType
+from tmodel.nn import registry
 
 
 def code_of(fn: Any) -> str:
@@ -292,3 +293,46 @@ def test_data_compressing_past_the_readers_expansion_limit_is_saved_with_just_en
     small = tmodel.save_bytes({"z": torch.zeros(1 << 10)}, chunk_size=1 << 16)
     monkeypatch.undo()
     assert small == tmodel.save_bytes({"z": torch.zeros(1 << 10)}, chunk_size=1 << 16)  # no bound needed
+
+
+def _deep_tuple(levels: int) -> Any:
+    key: Any = 1
+    for _ in range(levels):
+        key = (key,)
+    return key
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["dict key", "set element", "tensor attribute name", "layer config key", "layer config dict key"],
+)
+def test_keys_nested_thousands_deep_are_refused_with_a_code_not_a_recursion_error(where: str) -> None:
+    """Paths in messages show such keys bounded (`(...)` below 16 levels); the key itself is refused."""
+    key = _deep_tuple(3000)
+    t = torch.ones(1)
+    t.__dict__[key] = 1
+
+    class Deep(torch.nn.Module):
+        def __init__(self, nested: bool) -> None:
+            super().__init__()
+            self.nested = nested
+
+        def get_config(self) -> dict[Any, Any]:
+            return {"a": {key: 1}} if self.nested else {key: 1}
+
+    objects = {
+        "dict key": {key: 1},
+        "set element": {"s": {key}},
+        "tensor attribute name": {"t": t},
+        "layer config key": Deep(False),
+        "layer config dict key": Deep(True),
+    }
+    tmodel.register("test.Deep", version=1)(Deep)
+    try:
+        with pytest.raises(TModelError) as info:
+            tmodel.save_bytes(objects[where])
+    finally:
+        registry.unregister("test.Deep")
+    assert info.value.code == ("BAD_CONFIG" if "config" in where else "UNSUPPORTED_TYPE")
+    assert "(...)" in str(info.value)
+    assert tmodel.load_bytes(tmodel.save_bytes({_deep_tuple(20): 1})) == {_deep_tuple(20): 1}

@@ -40,6 +40,7 @@ from .tensors.values import (
     plain_node,
     room,
     to_python,
+    value_repr,
     wire_identity,
 )
 
@@ -74,7 +75,7 @@ class Flattened:
 def _key_repr(key: Any) -> str:
     if isinstance(key, str):
         return "[" + json.dumps(key, ensure_ascii=False) + "]"
-    return f"[{key!r}]"
+    return f"[{value_repr(key)}]"
 
 
 def flatten(obj: Any) -> Flattened:
@@ -130,9 +131,9 @@ def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: 
         room(path, depth + 3)  # the attrs' array of pairs
         pairs = []
         for name, v in attrs.items():
-            sub = f"{path}.{name}"
             if type(name) is not str:
-                raise UnsupportedType(f"{path}: tensor attribute name {name!r} is not a string")
+                raise UnsupportedType(f"{path}: tensor attribute name {value_repr(name)} is not a string")
+            sub = f"{path}.{name}"
             plain_node(name, sub, UnsupportedType)  # valid Unicode
             pairs.append([name, _flatten(v, sub, (*keys, name), out, depth + 4)])
         if any(type(n) is dict and "module" in n for n in _wire_nodes(pairs)):

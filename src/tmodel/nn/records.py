@@ -31,6 +31,7 @@ from ..tensors.values import (
     plain_node,
     room,
     to_python,
+    value_repr,
 )
 from .registry import LayerSpec, spec_for_module, spec_for_name
 
@@ -78,6 +79,15 @@ class ModuleWriter:
             for name, child in module._modules.items()
         }
         config = spec.get_config(module)
+        if type(config) is not dict or any(type(k) is not str for k in config):
+            bad = (
+                next((value_repr(k) for k in config if type(k) is not str), None)
+                if type(config) is dict
+                else None
+            )
+            raise BadConfig(
+                f"{path}: a config is a dict of argument names (str), not {bad or type(config).__name__}"
+            )
         spec.validate(config, "on save")
         record: ModuleWire = {
             "type": spec.name,
@@ -135,9 +145,9 @@ class ModuleWriter:
         if isinstance(v, dict):
             items = []
             for k, x in v.items():
-                key = key_node(k, f"{path}[{k!r}]", BadConfig, depth + 3)
+                key = key_node(k, f"{path}[{value_repr(k)}]", BadConfig, depth + 3)
                 room(path, depth + 3 + node_levels(key) - 1)
-                items.append([key, self._value(x, keys, f"{path}[{k!r}]", depth + 3)])
+                items.append([key, self._value(x, keys, f"{path}[{value_repr(k)}]", depth + 3)])
             return {"dict": items}
         raise BadConfig(
             f"{path}: config value of type {type(v).__name__} is not data (numbers, strings, "

@@ -7,6 +7,7 @@ subclass is not the type it derives from, and is refused where it is met."""
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Callable
 from typing import Any
 
@@ -110,6 +111,19 @@ def _named(v: Any, tag: str, names: tuple[str, ...], path: str, error: type[TMod
     return {tag: name}
 
 
+_REPR = reprlib.Repr()
+for _limit in ("maxtuple", "maxlist", "maxarray", "maxdict", "maxset", "maxfrozenset", "maxdeque"):
+    setattr(_REPR, _limit, 1 << 30)
+_REPR.maxstring = _REPR.maxlong = _REPR.maxother = 1 << 30
+_REPR.maxlevel = 16
+
+
+def value_repr(v: Any) -> str:
+    """`repr` for paths in messages, bounded in depth: a key nested thousands deep shows as `(...)` below
+    16 levels rather than exhausting the stack."""
+    return _REPR.repr(v)
+
+
 def key_node(v: Any, path: str, error: type[TModelError], depth: int = 0) -> Any:
     """The node of a dict key or set element (SPEC.md §5.4) at msgpack level `depth`: a scalar, dtype,
     device, complex, Size, numpy scalar, layout, qscheme or a tuple of keys; `error` naming `path` for
@@ -128,7 +142,7 @@ def _set_elements(v: set[Any], path: str, error: type[TModelError]) -> list[Any]
     """A set's elements as key nodes in a canonical order, so that equal sets give equal bytes whatever
     Python's hash seed (SPEC.md §11): scalars by kind, then value (floats by value, NaNs last by their
     bits), then the other keys by their msgpack bytes."""
-    items = [key_node(x, f"{path} element {x!r}", error) for x in v]
+    items = [key_node(x, f"{path} element {value_repr(x)}", error) for x in v]
     if len({wire_identity(x) for x in items}) != len(items):
         raise error(f"{path}: a set holding two NaNs with the same bits cannot be stored")
 
