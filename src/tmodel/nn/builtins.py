@@ -210,25 +210,61 @@ def register_builtins() -> list[str]:
             continue
         name = f"torch.nn.{cls.__name__}"
         if cls in (nn.Sequential, nn.ModuleList, nn.ModuleDict):
-            register_class(cls, name, 1, lambda m: {}, _empty(cls), adopts=True)
+            register_class(cls, name, 1, lambda m: {}, _placed_by_the_loader(_empty(cls)), adopts=True)
         elif cls is nn.ParameterList:
-            register_class(cls, name, 1, lambda m: {}, _empty(cls), attach=_append_parameter, adopts=True)
+            register_class(
+                cls,
+                name,
+                1,
+                lambda m: {},
+                _placed_by_the_loader(_empty(cls)),
+                attach=_append_parameter,
+                adopts=True,
+            )
         elif cls is nn.ParameterDict:
-            register_class(cls, name, 1, lambda m: {}, _empty(cls), attach=_put_parameter, adopts=True)
+            register_class(
+                cls,
+                name,
+                1,
+                lambda m: {},
+                _placed_by_the_loader(_empty(cls)),
+                attach=_put_parameter,
+                adopts=True,
+            )
         elif cls in (nn.RNN, nn.LSTM, nn.GRU):
-            register_class(cls, name, 1, _rnn_config, _construct(cls))
+            register_class(cls, name, 1, _rnn_config, _placed_by_the_loader(_construct(cls)))
         elif cls is nn.Transformer:
-            register_class(cls, name, 1, _transformer_config, _construct_transformer)
+            register_class(cls, name, 1, _transformer_config, _placed_by_the_loader(_construct_transformer))
         elif cls is _LCE:
-            register_class(cls, name, 1, _generic(cls, OVERRIDES[cls]), _construct_lce)
+            register_class(cls, name, 1, _generic(cls, OVERRIDES[cls]), _placed_by_the_loader(_construct_lce))
         else:
-            register_class(cls, name, 1, _generic(cls, OVERRIDES.get(cls, {})), _construct(cls))
+            register_class(
+                cls, name, 1, _generic(cls, OVERRIDES.get(cls, {})), _placed_by_the_loader(_construct(cls))
+            )
         names.append(name)
     return names
 
 
 def _construct(cls: type[nn.Module]) -> Callable[[dict[str, Any]], nn.Module]:
     return lambda config: cls(**config)
+
+
+def _placed_by_the_loader(
+    from_config: Callable[[dict[str, Any]], nn.Module],
+) -> Callable[[dict[str, Any]], nn.Module]:
+    """A built-in layer's constructor, refusing a config that would choose where or how tensors are made
+    (a file's `device` would override the meta-device dry run and `map_location`) [BAD_CONFIG]."""
+
+    def construct(config: dict[str, Any]) -> nn.Module:
+        placed = sorted((_SKIP - {"self"}) & set(config))
+        if placed:
+            raise BadConfig(
+                f"a torch.nn layer's config may not hold {placed[0]!r}: the loader places tensors "
+                "(SPEC.md Appendix A.1)"
+            )
+        return from_config(config)
+
+    return construct
 
 
 BUILTIN_NAMES = register_builtins()

@@ -205,6 +205,8 @@ class ModuleBuilder:
         with torch.device(self.device):
             try:
                 module = spec.from_config(config)
+            except BadConfig as exc:
+                raise BadConfig(f"{where}: {exc}", layer=rec.type, version=rec.version) from None
             except Exception as exc:  # the layer's own code, fed a config from the file
                 raise BadConfig(f"{where}: construction from the saved config failed: {exc!r}") from None
         if type(module) is not spec.cls:
