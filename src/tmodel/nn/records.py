@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ..errors import BadConfig, LayerVersionError, LimitExceeded, StateMismatch, UnsupportedType
 from ..limits import DEFAULT_LIMITS, Limits
@@ -207,6 +208,8 @@ class ModuleBuilder:
                 module = spec.from_config(config)
             except BadConfig as exc:
                 raise BadConfig(f"{where}: {exc}", layer=rec.type, version=rec.version) from None
+            except LimitExceeded as exc:
+                raise LimitExceeded(f"{where}: {exc}", layer=rec.type, version=rec.version) from None
             except Exception as exc:  # the layer's own code, fed a config from the file
                 raise BadConfig(f"{where}: construction from the saved config failed: {exc!r}") from None
         if type(module) is not spec.cls:
@@ -301,11 +304,40 @@ def _same_names(where: str, what: str, saved: set[str], built: set[str]) -> None
         )
 
 
+#: torch calls the constructors of a dry run may make, per parameter, buffer, child and record of the file,
+#: and in all (SPEC.md Appendix A.4)
+OPS_PER_ITEM = 100
+OPS_SLACK = 20_000
+
+
+class _Budget(TorchFunctionMode):
+    """Counts the torch calls made under it and stops the build once they exceed `budget` (a config from
+    the file, such as `num_layers=10**7`, must not make a constructor run for minutes)."""
+
+    def __init__(self, budget: int) -> None:
+        super().__init__()
+        self.left = budget
+        self.budget = budget
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            raise LimitExceeded(
+                f"the layers' constructors made more than {self.budget} torch calls for what the file holds "
+                "(a config asks for more than the file has)"
+            )
+        return func(*args, **(kwargs or {}))
+
+
 def check_rebuild(m: Manifest, roots: Sequence[int], limits: Limits) -> None:
     """Build every module on the meta device first: names and shapes are checked against the file and what
     the constructors allocate beyond the file's tensors is bounded, before any real memory is spent."""
     builder = ModuleBuilder(m, meta_tensors(m), torch.device("meta"))
-    built = [builder.rebuild(i) for i in roots]
+    items = sum(1 + len(r.parameters) + len(r.buffers) + len(r.children) for r in m.modules)
+    with _Budget(OPS_PER_ITEM * items + OPS_SLACK):
+        built = [builder.rebuild(i) for i in roots]
     seen: set[int] = set()
     extra = 0
     for root in built:
