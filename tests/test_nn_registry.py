@@ -23,7 +23,7 @@ from torch import nn
 
 import tmodel
 from tmodel.container.framing import HEADER_SIZE, TRAILER_SIZE, pack_trailer
-from tmodel.errors import TModelError
+from tmodel.errors import TModelError, UnregisteredType
 from tmodel.manifest.encoding import pack_manifest
 from tmodel.nn import registry
 
@@ -791,3 +791,31 @@ def test_nothing_is_imported_by_name(
     assert not [n for n in imported if n == module_part or n.startswith("evilpkg")], imported
     assert "evilpkg_tmodel" not in sys.modules
     assert not {m for m in set(sys.modules) - before if m.split(".")[0] in ("subprocess", "evilpkg_tmodel")}
+
+
+def test_a_missing_registration_error_lists_every_unregistered_class_at_once() -> None:
+    """One round, not one per attempt: every unregistered class of the model, each at its first path."""
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm = Norm()
+
+    class Norm(nn.Module):
+        pass
+
+    class Head(nn.Module):
+        pass
+
+    model = nn.Sequential(Block(), nn.Linear(2, 2), Head(), Block())
+    with pytest.raises(UnregisteredType) as info:
+        tmodel.save_bytes(model)
+    message = str(info.value)
+    assert message.startswith("checkpoint: 3 classes of this model are not registered layers: ")
+    for name, where in (("Block", "checkpoint.0"), ("Norm", "checkpoint.0.norm"), ("Head", "checkpoint.2")):
+        assert f".{name} (at {where})" in message
+    assert "Linear" not in message
+    assert info.value.layer.endswith("Block")
+    with pytest.raises(UnregisteredType) as one:
+        tmodel.save_bytes(nn.Sequential(Head()))
+    assert "classes of this model" not in str(one.value)  # a single one keeps its own message

@@ -12,6 +12,9 @@ import pytest
 import torch
 
 import tmodel
+import tmodel.api
+import tmodel.archive.writer
+import tmodel.nn.records
 from tmodel import checkpoint
 from tmodel.errors import TModelError, UnsupportedType
 from tmodel.nn import registry

@@ -17,7 +17,14 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ..errors import BadConfig, LayerVersionError, LimitExceeded, StateMismatch, UnsupportedType
+from ..errors import (
+    BadConfig,
+    LayerVersionError,
+    LimitExceeded,
+    StateMismatch,
+    UnregisteredType,
+    UnsupportedType,
+)
 from ..limits import DEFAULT_LIMITS, Limits
 from ..manifest.module_tree import roots
 from ..manifest.schema import Manifest, ModuleRecord
@@ -34,7 +41,7 @@ from ..tensors.values import (
     to_python,
     value_repr,
 )
-from .registry import LayerSpec, spec_for_module, spec_for_name
+from .registry import LayerSpec, is_registered, spec_for_module, spec_for_name
 
 #: the msgpack level of a config value: manifest map, modules array, record map, config map
 _CONFIG_LEVEL = 5
@@ -54,7 +61,15 @@ class ModuleWriter:
         self._nesting = 0  # records being written, one inside another (children, config references)
 
     def add(self, module: nn.Module, keys: tuple[str, ...], path: str) -> int:
-        """The record index of `module`, recording it (and everything below it) the first time."""
+        """The record index of `module`, recording it (and everything below it) the first time; a missing
+        registration names every unregistered class under it at once."""
+        try:
+            return self._record(module, keys, path)
+        except UnregisteredType:
+            _all_unregistered(module, path)
+            raise
+
+    def _record(self, module: nn.Module, keys: tuple[str, ...], path: str) -> int:
         known = self._modules.get(id(module))
         if known is not None:
             return known
@@ -76,7 +91,7 @@ class ModuleWriter:
         self._keep.append(module)
         self._records.append(None)  # the index is taken now; the record is complete once its children are
         children = {
-            name: None if child is None else self.add(child, (*keys, name), f"{path}.{name}")
+            name: None if child is None else self._record(child, (*keys, name), f"{path}.{name}")
             for name, child in module._modules.items()
         }
         config = spec.get_config(module)
@@ -138,7 +153,7 @@ class ModuleWriter:
             return node
         if isinstance(v, nn.Module):
             room(path, depth + 1)
-            return {"module": self.add(v, keys, path)}
+            return {"module": self._record(v, keys, path)}
         if isinstance(v, list):
             return {"list": [self._value(x, keys, f"{path}[{i}]", depth + 2) for i, x in enumerate(v)]}
         if isinstance(v, tuple):
@@ -153,6 +168,23 @@ class ModuleWriter:
         raise BadConfig(
             f"{path}: config value of type {type(v).__name__} is not data (numbers, strings, "
             "bools, None, lists, tuples, dicts, torch dtypes, modules)"
+        )
+
+
+def _all_unregistered(root: nn.Module, path: str) -> None:
+    """UNREGISTERED_TYPE listing every class under `root` that has no registration, each with its first
+    path, when there is more than one: a user registers them in one round, not one per attempt."""
+    missing: dict[type, str] = {}
+    for name, module in root.named_modules(remove_duplicate=True):
+        if type(module) not in missing and not is_registered(type(module)):
+            missing[type(module)] = f"{path}.{name}" if name else path
+    if len(missing) > 1:
+        listed = "; ".join(f"{c.__module__}.{c.__qualname__} (at {where})" for c, where in missing.items())
+        first = next(iter(missing))
+        raise UnregisteredType(
+            f"{path}: {len(missing)} classes of this model are not registered layers: {listed}; "
+            'decorate each with @tmodel.register("your.Name", version=1)',
+            layer=f"{first.__module__}.{first.__qualname__}",
         )
 
 
