@@ -290,10 +290,9 @@ def _write(
         raise LimitExceeded(
             f"manifest of {len(manifest)} bytes exceeds the limit {DEFAULT_LIMITS.max_manifest_bytes}"
         )
-    decoded = sum(len(s.data) if isinstance(s, BlobSource) else s.nbytes for s in sources)
     size = pos + len(manifest) + TRAILER_SIZE
-    if not options.raw_needed and decoded > DEFAULT_LIMITS.max_decoded_bytes(size):
-        least = -(-(decoded - DEFAULT_LIMITS.decoded_slack) // DEFAULT_LIMITS.max_expansion)
+    if not options.raw_needed and total > DEFAULT_LIMITS.max_decoded_bytes(size):  # `total`: decoded bytes
+        least = -(-(total - DEFAULT_LIMITS.decoded_slack) // DEFAULT_LIMITS.max_expansion)
         raise _Expands(least - size + ALIGNMENT * len(sources) + 4096)  # room for padding and manifest
     checked = check_written(manifest, pos)
     if options.check is not None:

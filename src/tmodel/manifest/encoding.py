@@ -85,8 +85,8 @@ def unpack_manifest(raw: bytes, limits: Limits, pack_chunks: PackChunks | None =
 
 
 class _Streamed:
-    """The manifest map and its blobs' maps read header by header (the same rules as `_pairs`), each
-    blob's `chunks` array a chunk map at a time; everything else is unpacked whole."""
+    """The manifest map and its blobs' maps read header by header, each blob's `chunks` array a batch of
+    chunk maps at a time; everything else is unpacked whole."""
 
     def __init__(self, raw: bytes, settings: dict[str, Any], pack_chunks: PackChunks) -> None:
         self.raw = raw
@@ -105,17 +105,14 @@ class _Streamed:
         return out
 
     def _map(self, special: Callable[[str], Any]) -> dict[str, Any]:
-        """A map read by its header: each value unpacked whole, unless `special(key)` reads it."""
-        out: dict[str, Any] = {}
+        """A map read by its header, its pairs under `_pairs`' rules: each value unpacked whole, unless
+        `special(key)` reads it."""
+        pairs: list[tuple[Any, Any]] = []
         for _ in range(self.u.read_map_header()):
             key = self.u.unpack()
-            if type(key) is not str:
-                raise ManifestDecodeError(f"map key {key!r} is not a msgpack str")
-            if key in out:
-                raise ManifestDecodeError(f"duplicate map key {key!r} in the manifest")
-            value = special(key)
-            out[key] = self.u.unpack() if value is None else value
-        return out
+            value = special(key) if type(key) is str else None
+            pairs.append((key, self.u.unpack() if value is None else value))
+        return _pairs(pairs)
 
     def _blobs(self) -> list[Any]:
         blobs = []

@@ -210,39 +210,32 @@ def register_builtins() -> list[str]:
             continue
         name = f"torch.nn.{cls.__name__}"
         if cls in (nn.Sequential, nn.ModuleList, nn.ModuleDict):
-            register_class(cls, name, 1, lambda m: {}, _placed_by_the_loader(_empty(cls)), adopts=True)
+            _register(cls, name, lambda m: {}, _empty(cls), adopts=True)
         elif cls is nn.ParameterList:
-            register_class(
-                cls,
-                name,
-                1,
-                lambda m: {},
-                _placed_by_the_loader(_empty(cls)),
-                attach=_append_parameter,
-                adopts=True,
-            )
+            _register(cls, name, lambda m: {}, _empty(cls), attach=_append_parameter, adopts=True)
         elif cls is nn.ParameterDict:
-            register_class(
-                cls,
-                name,
-                1,
-                lambda m: {},
-                _placed_by_the_loader(_empty(cls)),
-                attach=_put_parameter,
-                adopts=True,
-            )
+            _register(cls, name, lambda m: {}, _empty(cls), attach=_put_parameter, adopts=True)
         elif cls in (nn.RNN, nn.LSTM, nn.GRU):
-            register_class(cls, name, 1, _rnn_config, _placed_by_the_loader(_construct(cls)))
+            _register(cls, name, _rnn_config, _construct(cls))
         elif cls is nn.Transformer:
-            register_class(cls, name, 1, _transformer_config, _placed_by_the_loader(_construct_transformer))
+            _register(cls, name, _transformer_config, _construct_transformer)
         elif cls is _LCE:
-            register_class(cls, name, 1, _generic(cls, OVERRIDES[cls]), _placed_by_the_loader(_construct_lce))
+            _register(cls, name, _generic(cls, OVERRIDES[cls]), _construct_lce)
         else:
-            register_class(
-                cls, name, 1, _generic(cls, OVERRIDES.get(cls, {})), _placed_by_the_loader(_construct(cls))
-            )
+            _register(cls, name, _generic(cls, OVERRIDES.get(cls, {})), _construct(cls))
         names.append(name)
     return names
+
+
+def _register(
+    cls: type[nn.Module],
+    name: str,
+    get_config: Callable[[nn.Module], dict[str, Any]],
+    from_config: Callable[[dict[str, Any]], nn.Module],
+    **options: Any,
+) -> None:
+    """A built-in layer's registration, version 1, its constructor refusing configs that place tensors."""
+    register_class(cls, name, 1, get_config, _placed_by_the_loader(from_config), **options)
 
 
 def _construct(cls: type[nn.Module]) -> Callable[[dict[str, Any]], nn.Module]:

@@ -95,15 +95,11 @@ class ModuleWriter:
             for name, child in module._modules.items()
         }
         config = spec.get_config(module)
-        if type(config) is not dict or any(type(k) is not str for k in config):
-            bad = (
-                next((value_repr(k) for k in config if type(k) is not str), None)
-                if type(config) is dict
-                else None
-            )
-            raise BadConfig(
-                f"{path}: a config is a dict of argument names (str), not {bad or type(config).__name__}"
-            )
+        if type(config) is not dict:
+            raise BadConfig(f"{path}: a config is a dict of argument names, not a {type(config).__name__}")
+        bad = next((k for k in config if type(k) is not str), None)
+        if bad is not None:
+            raise BadConfig(f"{path}: config key {value_repr(bad)} is not an argument name (str)")
         spec.validate(config, "on save")
         record: ModuleWire = {
             "type": spec.name,

@@ -67,10 +67,10 @@ def _extent(t: torch.Tensor) -> int:
     return extent(t.element_size(), t.shape, t.stride())
 
 
-def _storage_bytes(t: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-    """Bytes [lo, hi) of a tensor's storage as a CPU uint8 tensor (a view when already on the CPU)."""
-    raw = torch.empty(0, dtype=torch.uint8, device=t.device)
-    raw.set_(t.untyped_storage(), 0, (t.untyped_storage().nbytes(),), (1,))
+def _storage_bytes(st: torch.UntypedStorage, lo: int, hi: int) -> torch.Tensor:
+    """Bytes [lo, hi) of a storage as a CPU uint8 tensor (a view when already on the CPU)."""
+    raw = torch.empty(0, dtype=torch.uint8, device=st.device)
+    raw.set_(st, 0, (st.nbytes(),), (1,))
     return raw[lo:hi].cpu()
 
 
@@ -85,7 +85,7 @@ def _own_blob(t: torch.Tensor, name: str) -> bool:
     if t.dtype != torch.bool:
         return False
     lo = int(t.storage_offset())
-    if bool_bytes_ok(host_view(_storage_bytes(t, lo, lo + _extent(t)))):
+    if bool_bytes_ok(host_view(_storage_bytes(t.untyped_storage(), lo, lo + _extent(t)))):
         return False
     check_bool_bytes(host_view(_bytes_of(t)), name)
     return True
@@ -151,19 +151,13 @@ def _span_bytes(members: list[_Member], lo: int, hi: int) -> torch.Tensor:
     stores = {(m.storage.data_ptr(), m.storage.nbytes()): m.storage for m in members}
     for (start, n), st in stores.items():
         if start <= lo and hi <= start + n:
-            return _untyped_bytes(st, lo - start, hi - start)
+            return _storage_bytes(st, lo - start, hi - start)
     out = torch.zeros(hi - lo, dtype=torch.uint8)
     for (start, n), st in stores.items():
         a, b = max(lo, start), min(hi, start + n)
         if a < b:
-            out[a - lo : b - lo] = _untyped_bytes(st, a - start, b - start)
+            out[a - lo : b - lo] = _storage_bytes(st, a - start, b - start)
     return out
-
-
-def _untyped_bytes(st: torch.UntypedStorage, lo: int, hi: int) -> torch.Tensor:
-    raw = torch.empty(0, dtype=torch.uint8, device=st.device)
-    raw.set_(st, 0, (st.nbytes(),), (1,))
-    return raw[lo:hi].cpu()
 
 
 def plan_blobs(tensors: Sequence[torch.Tensor], names: Sequence[str], codec: str) -> Planned:

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..errors import TModelError, UnsupportedType
 from ..limits import DEFAULT_LIMITS
+from ..manifest.dtypes import extent
 from ..manifest.encoding import INT_MAX, INT_MIN, pack_manifest
 from ..manifest.nodes import (
     LAYOUTS,
@@ -51,10 +52,10 @@ NOT_PLAIN: Any = object()
 _KIND_ORDER = {type(None): 0, bool: 1, int: 2, float: 3, str: 4, bytes: 5}
 
 
-def room(path: str, depth: int) -> None:
+def room(path: str, depth: int, error: type[TModelError] = UnsupportedType) -> None:
     """Refuse, naming `path`, a node at msgpack level `depth` the reader would refuse (before recursing)."""
     if depth > MAX_DEPTH:
-        raise UnsupportedType(f"{path}: nested deeper than a file may hold ({MAX_DEPTH} msgpack levels)")
+        raise error(f"{path}: nested deeper than a file may hold ({MAX_DEPTH} msgpack levels)")
 
 
 def node_levels(node: Any) -> int:
@@ -128,8 +129,7 @@ def key_node(v: Any, path: str, error: type[TModelError], depth: int = 0) -> Any
     """The node of a dict key or set element (SPEC.md §5.4) at msgpack level `depth`: a scalar, dtype,
     device, complex, Size, numpy scalar, layout, qscheme or a tuple of keys; `error` naming `path` for
     anything else, and for a key nested deeper than a file may hold."""
-    if depth > MAX_DEPTH:
-        raise error(f"{path}: nested deeper than a file may hold ({MAX_DEPTH} msgpack levels)")
+    room(path, depth, error)
     if type(v) is tuple:
         return {"tuple": [key_node(x, f"{path}[{i}]", error, depth + 2) for i, x in enumerate(v)]}
     node = plain_node(v, path, error)
@@ -232,10 +232,7 @@ def _torch_value(name: str, kind: type, what: str) -> Any:
 def meta_tensor(body: MetaBody) -> torch.Tensor:
     """A meta tensor of the node's dtype, shape, strides and storage offset (a Parameter if it was one)."""
     dtype = torch_dtype(body.dtype)
-    reach = (
-        1 + sum((d - 1) * s for d, s in zip(body.shape, body.strides, strict=True)) if all(body.shape) else 0
-    )
-    base = torch.empty(body.offset + reach, dtype=dtype, device="meta")
+    base = torch.empty(body.offset + extent(1, body.shape, body.strides), dtype=dtype, device="meta")
     t = base.as_strided(body.shape, body.strides, body.offset)
     grad = body.requires_grad and (t.is_floating_point() or t.is_complex())
     if body.parameter:
