@@ -613,6 +613,14 @@ class Hostile:
 
 H = Hostile
 TS = TRAILER_SIZE
+
+
+def _meta_float32(shape: list[int], strides: list[int]) -> dict[str, Any]:
+    """A plain float32 meta_tensor node (schema 4) of `shape` and `strides`, at offset 0."""
+    body = {"dtype": "float32", "shape": shape, "strides": strides, "offset": 0}
+    return {"meta_tensor": {**body, "parameter": False, "requires_grad": False}}
+
+
 HOSTILE: dict[str, Hostile] = {
     # 1 -- magic
     "bad_magic": H(
@@ -1020,16 +1028,7 @@ HOSTILE: dict[str, Hostile] = {
         manifest(
             _top(
                 "root",
-                {
-                    "meta_tensor": {
-                        "dtype": "float32",
-                        "shape": [2**32, 2**32],
-                        "strides": [0, 0],
-                        "offset": 0,
-                        "parameter": False,
-                        "requires_grad": False,
-                    }
-                },
+                _meta_float32([2**32, 2**32], [0, 0]),
             )
         ),
         "root -> a float32 meta_tensor of shape [2^32, 2^32]",
@@ -1043,16 +1042,7 @@ HOSTILE: dict[str, Hostile] = {
         manifest(
             _top(
                 "root",
-                {
-                    "meta_tensor": {
-                        "dtype": "float32",
-                        "shape": [2, 3],
-                        "strides": [1],
-                        "offset": 0,
-                        "parameter": False,
-                        "requires_grad": False,
-                    }
-                },
+                _meta_float32([2, 3], [1]),
             )
         ),
         "root -> a meta_tensor of shape [2, 3] with one stride",
