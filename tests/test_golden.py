@@ -51,6 +51,12 @@ def test_there_are_golden_files_for_version_3_with_torch_types() -> None:
     assert description["schema_version"] == 3
 
 
+def test_there_are_golden_files_for_version_4_with_torch_values() -> None:
+    v4 = sorted(p.stem for p in CASES if p.parent.name == "v4")
+    assert "torch_values" in v4 and "torch_types" in v4 and "modules" in v4
+    assert len(v4) == 10
+
+
 @pytest.mark.parametrize("path", CASES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_golden_file_loads_to_its_description(path: Path) -> None:
     expected = json.loads(path.with_suffix(".json").read_text())

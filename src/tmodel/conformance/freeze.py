@@ -110,6 +110,22 @@ def _torch_types() -> dict[str, Any]:
     }
 
 
+def _torch_values() -> dict[str, Any]:
+    """Schema 4's content: keys beyond scalars, a layout, a qscheme, a meta tensor and a tensor with
+    Python attributes."""
+    g = torch.Generator().manual_seed(11)
+    tagged = torch.randn(3, generator=g)
+    tagged.unit = "m"  # type: ignore[attr-defined]
+    return {
+        "keys": {(1, "a"): 1, torch.float16: "half", torch.device("cpu"): 2, complex(0.0, 1.0): 3},
+        "tuple_set": {(1, 2), ("x",)},
+        "layout": torch.sparse_coo,
+        "qscheme": torch.per_channel_affine,
+        "meta": torch.empty(4, 2, device="meta"),
+        "tagged": tagged,
+    }
+
+
 def _metadata() -> dict[str, Any]:
     return {
         "str": "x",
@@ -143,7 +159,10 @@ CASES: dict[str, Callable[[], tuple[Any, dict[str, Any], dict[str, Any]]]] = {
     ),
     "modules": lambda: (_model(), {}, {"format": "module"}),
     "torch_types": lambda: (_torch_types(), {}, {}),
+    "torch_values": lambda: (_torch_values(), {}, {}),
 }
+#: cases whose content an older schema version cannot hold: the first version that freezes them
+SINCE: dict[str, int] = {"torch_values": 4}
 
 
 def freeze(version: int = SCHEMA_VERSION) -> list[Path]:
@@ -154,6 +173,8 @@ def freeze(version: int = SCHEMA_VERSION) -> list[Path]:
     random.seed(0)
     written = []
     for name, make in CASES.items():
+        if version < SINCE.get(name, 1):
+            continue
         obj, options, metadata = make()
         path = folder / f"{name}.tmodel"
         tmodel.save(obj, path, metadata=metadata, **options)
