@@ -7,8 +7,9 @@ its manifest taken down to version 2 by the schema chain's own downgrade (tmodel
 again (same header and blobs, trailer digest recomputed), must hash to the recorded bytes. `RECORDED_V3` holds
 the hashes taken when schema version 3 was introduced; schema version 4 changed no byte of this content
 either, so the file taken down to version 3 is checked against them the same way. `RECORDED_V4` holds the
-hashes of the file as written now, taken when schema version 4 was introduced: the record that catches a
-changed byte directly.
+hashes taken when schema version 4 was introduced, checked on the file taken down to version 4 (schema
+version 5 changed no byte of this content either). `RECORDED_V5` holds the hashes of the file as written now,
+taken when schema version 5 was introduced: the record that catches a changed byte directly.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ RECORDED_V3 = {
 RECORDED_V4 = {
     "auto": "da9676d8c2f4c3897bec60c267eacc32b9a3917aadf7c74deb0b72977c7e894f",
     "raw": "66845b5379ba8a9a0a401979ed0912a63b2cdbac31039aa1551a6bf6e2c08395",
+}
+RECORDED_V5 = {
+    "auto": "03d8e4da0fc6c54ded3058f9a0b978ff518c989f83445bb01beee81aa5f93b81",
+    "raw": "dcf0303e83de4d2eb506642446add8f6bfacecfbdb983f90c9bbc14c20fb0267",
 }
 DTYPES = ("float64", "float16", "bfloat16", "int8", "int16", "int32", "int64", "uint8", "bool", "complex64")
 
@@ -76,10 +81,22 @@ def as_schema_version(data: bytes, version: int) -> bytes:
     return data[:offset] + manifest + pack_trailer(offset, manifest, BY_ID[digest_id], data[:HEADER_SIZE])
 
 
-@pytest.mark.parametrize("codec", sorted(RECORDED_V4))
+@pytest.mark.parametrize("codec", sorted(RECORDED_V5))
 def test_fixed_object_saves_to_the_recorded_bytes(tmp_path: Path, codec: str) -> None:
     data = _save(tmp_path, codec)
-    assert hashlib.sha256(data).hexdigest() == RECORDED_V4[codec]
+    assert hashlib.sha256(data).hexdigest() == RECORDED_V5[codec]
+
+
+@pytest.mark.parametrize("codec", sorted(RECORDED_V4))
+def test_taken_down_to_schema_4_it_is_the_file_schema_4_wrote(tmp_path: Path, codec: str) -> None:
+    data = _save(tmp_path, codec)
+    v4 = as_schema_version(data, 4)
+    assert v4 != data and len(v4) == len(data)  # only the version number differs
+    assert hashlib.sha256(v4).hexdigest() == RECORDED_V4[codec]
+    (tmp_path / "v4.tmodel").write_bytes(v4)
+    with tmodel.open(tmp_path / "v4.tmodel") as f:  # and it is a valid version-4 file
+        assert f.reader.source_schema_version == 4
+        f.verify()
 
 
 @pytest.mark.parametrize("codec", sorted(RECORDED_V3))

@@ -326,7 +326,7 @@ def _delete(path: tuple[Any, ...]) -> Any:
 
 
 MANIFEST_EDITS: dict[str, Any] = {
-    "schema_5": _set(("schema_version",), 5),
+    "schema_6": _set(("schema_version",), 6),
     "schema_0": _set(("schema_version",), 0),
     "schema_bool": _set(("schema_version",), True),
     "schema_float": _set(("schema_version",), 2.0),

@@ -14,12 +14,13 @@ import tmodel
 import tmodel.migrations as chain
 from tmodel.archive.reader import Reader
 from tmodel.errors import TModelError
-from tmodel.migrations import v1_to_v2, v2_to_v3, v3_to_v4
+from tmodel.migrations import v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5
 
 GOLDEN = Path(__file__).resolve().parents[1] / "conformance" / "golden"
 GOLDEN_V1 = sorted((GOLDEN / "v1").glob("*.tmodel"))
 GOLDEN_V2 = sorted((GOLDEN / "v2").glob("*.tmodel"))
 GOLDEN_V3 = sorted((GOLDEN / "v3").glob("*.tmodel"))
+GOLDEN_V4 = sorted((GOLDEN / "v4").glob("*.tmodel"))
 
 
 def _v1() -> dict[str, Any]:
@@ -141,8 +142,8 @@ def test_the_step_lists_every_node_kind_and_dtype_version_3_added() -> None:
         "module",
         "dtype",
     }
-    v4_tags = set(v3_to_v4.V4_ONLY_NODES)
-    assert set(v2_to_v3.V3_ONLY_NODES) == set(nodes._NODE_TAGS.values()) - v2_tags - v4_tags == set(V3_NODES)
+    later = set(v3_to_v4.V4_ONLY_NODES) | set(v4_to_v5.V5_ONLY_NODES)
+    assert set(v2_to_v3.V3_ONLY_NODES) == set(nodes._NODE_TAGS.values()) - v2_tags - later == set(V3_NODES)
     assert set(DTYPES) - v2_to_v3.V2_DTYPES == set(V3_DTYPES)
     assert set(DTYPES) >= v2_to_v3.V2_DTYPES
     assert not set(VALUE_DTYPES) & set(DTYPES)
@@ -184,24 +185,24 @@ def test_node_lookalikes_in_metadata_and_dict_keys_are_not_nodes() -> None:
 
 def test_the_chain_is_complete_and_reaches_the_current_schema() -> None:
     chain.check_chain()
-    assert chain.OLDEST == 1 and chain.CURRENT == tmodel.manifest.schema.SCHEMA_VERSION == 4
-    assert (v1_to_v2, v2_to_v3, v3_to_v4) == chain.STEPS
+    assert chain.OLDEST == 1 and chain.CURRENT == tmodel.manifest.schema.SCHEMA_VERSION == 5
+    assert (v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5) == chain.STEPS
     upgraded, source = chain.upgrade(_v1())
-    assert source == 1 and upgraded["schema_version"] == 4
+    assert source == 1 and upgraded["schema_version"] == 5
     assert chain.downgrade(copy.deepcopy(upgraded), 2) == v1_to_v2.upgrade(_v1())
     assert chain.downgrade(upgraded, 1) == _v1()
     upgraded, source = chain.upgrade(_v2())
-    assert source == 2 and upgraded == {**_v2(), "schema_version": 4}
+    assert source == 2 and upgraded == {**_v2(), "schema_version": 5}
 
 
 def test_a_gap_in_the_chain_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    gap = SimpleNamespace(__name__="v4_to_v5", FROM_VERSION=5, TO_VERSION=6)
-    monkeypatch.setattr(chain, "STEPS", (v1_to_v2, v2_to_v3, v3_to_v4, gap))
-    with pytest.raises(AssertionError, match="version 4"):
+    gap = SimpleNamespace(__name__="v5_to_v6", FROM_VERSION=6, TO_VERSION=7)
+    monkeypatch.setattr(chain, "STEPS", (v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, gap))
+    with pytest.raises(AssertionError, match="version 5"):
         chain.check_chain()
 
 
-@pytest.mark.parametrize("version", [0, 5, -1, 2**40])
+@pytest.mark.parametrize("version", [0, 6, -1, 2**40])
 def test_versions_outside_the_chain_are_unsupported(version: int) -> None:
     with pytest.raises(TModelError) as err:
         chain.upgrade({**_v1(), "schema_version": version})
@@ -219,7 +220,7 @@ def test_a_schema_version_that_is_not_an_int_is_a_schema_error(value: object) ->
 def test_frozen_v1_files_read_through_the_chain(path: Path) -> None:
     with Reader(path) as reader:
         assert reader.source_schema_version == 1
-        assert reader.manifest.schema_version == 4
+        assert reader.manifest.schema_version == 5
         assert reader.manifest.modules == []
     tmodel.load(path)
 
@@ -228,7 +229,7 @@ def test_frozen_v1_files_read_through_the_chain(path: Path) -> None:
 def test_frozen_v2_files_read_through_the_chain(path: Path) -> None:
     with Reader(path) as reader:
         assert reader.source_schema_version == 2
-        assert reader.manifest.schema_version == 4
+        assert reader.manifest.schema_version == 5
     tmodel.load(path)
 
 
@@ -236,8 +237,67 @@ def test_frozen_v2_files_read_through_the_chain(path: Path) -> None:
 def test_frozen_v3_files_read_through_the_chain(path: Path) -> None:
     with Reader(path) as reader:
         assert reader.source_schema_version == 3
-        assert reader.manifest.schema_version == 4
+        assert reader.manifest.schema_version == 5
     tmodel.load(path)
+
+
+@pytest.mark.parametrize("path", GOLDEN_V4, ids=lambda p: p.stem)
+def test_frozen_v4_files_read_through_the_chain(path: Path) -> None:
+    with Reader(path) as reader:
+        assert reader.source_schema_version == 4
+        assert reader.manifest.schema_version == 5
+    tmodel.load(path)
+
+
+V5_NODES: dict[str, Any] = {
+    "ref": {"ref": "torch.nn.ReLU"},
+    "partial": {"partial": {"ref": "torch.nn.LayerNorm", "args": [], "kwargs": [["eps", 0.001]]}},
+    "object": {"object": {"type": "acme.Color", "data": 1}},
+}
+
+
+def _v4_with_config(config: dict[str, Any], version: Any = 1) -> dict[str, Any]:
+    record = {
+        "type": "acme.Net",
+        "version": version,
+        "config": config,
+        "parameters": {},
+        "buffers": {},
+        "children": {},
+        "training": True,
+    }
+    return {**_v2(), "schema_version": 4, "root": {"module": 0}, "modules": [record]}
+
+
+def test_the_v4_to_v5_step_upgrades_by_renumbering() -> None:
+    m = _v4_with_config({"n": 2, "act": {"dtype": "float32"}})
+    up = v4_to_v5.upgrade(copy.deepcopy(m))
+    assert up == {**m, "schema_version": 5}
+    assert v4_to_v5.downgrade(up) == m
+
+
+@pytest.mark.parametrize("kind", sorted(V5_NODES))
+def test_v5_nodes_are_refused_in_a_v4_manifest_and_in_a_downgrade(kind: str) -> None:
+    m = _v4_with_config({"x": {"list": [V5_NODES[kind]]}})
+    with pytest.raises(ValueError, match=f"no '{kind}' nodes"):
+        v4_to_v5.upgrade(copy.deepcopy(m))
+    with pytest.raises(ValueError, match=f"no '{kind}' nodes"):
+        v4_to_v5.downgrade({**m, "schema_version": 5})
+    with pytest.raises(TModelError) as err:
+        chain.upgrade(m)
+    assert err.value.code == "MANIFEST_SCHEMA"
+
+
+def test_a_record_built_by_its_parent_is_refused_in_a_v4_manifest_and_in_a_downgrade() -> None:
+    m = _v4_with_config({}, version=None)
+    with pytest.raises(ValueError, match="every version-4 module record has a layer version"):
+        v4_to_v5.upgrade(copy.deepcopy(m))
+    with pytest.raises(ValueError, match="every version-4 module record has a layer version"):
+        v4_to_v5.downgrade({**m, "schema_version": 5})
+
+
+def test_there_are_frozen_v4_files() -> None:
+    assert len(GOLDEN_V4) == 10
 
 
 def test_there_are_frozen_v3_files() -> None:
@@ -307,4 +367,4 @@ def test_there_are_frozen_v2_files() -> None:
 def test_new_files_are_written_as_the_current_version(tmp_path: Path) -> None:
     tmodel.save({"w": torch.ones(2)}, tmp_path / "x.tmodel")
     with Reader(tmp_path / "x.tmodel") as reader:
-        assert reader.source_schema_version == 4
+        assert reader.source_schema_version == 5

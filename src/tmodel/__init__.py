@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from . import testing
     from .api import LoadReport, TModelFile, load, load_bytes, load_into, save, save_bytes
     from .api import open_file as open
-    from .nn.registry import register
+    from .nn.references import register_function, register_value_type
+    from .nn.registry import register, register_class
     from .nn.steps import migration
     from .rewrite import migrate_file
 
@@ -34,6 +35,9 @@ __all__ = [
     "migration",
     "open",
     "register",
+    "register_class",
+    "register_function",
+    "register_value_type",
     "save",
     "save_bytes",
     "testing",
@@ -51,6 +55,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "TModelFile": (".api", "TModelFile"),
     "LoadReport": (".api", "LoadReport"),
     "register": (".nn.registry", "register"),
+    "register_class": (".nn.registry", "register_class"),
+    "register_function": (".nn.references", "register_function"),
+    "register_value_type": (".nn.references", "register_value_type"),
     "migration": (".nn.steps", "migration"),
     "migrate_file": (".rewrite", "migrate_file"),
     "testing": (".testing", None),

@@ -706,11 +706,11 @@ HOSTILE: dict[str, Hostile] = {
         "§5, §12",
         "schema version 0",
     ),
-    "schema_version_5": H(
+    "schema_version_6": H(
         "base",
         3,
-        manifest(_top("schema_version", 5)),
-        "manifest schema_version 4 -> 5",
+        manifest(_top("schema_version", 6)),
+        "manifest schema_version 5 -> 6",
         ("UNSUPPORTED_VERSION",),
         "§5, §12",
         "a schema version newer than implemented",

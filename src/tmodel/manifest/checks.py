@@ -31,8 +31,9 @@ from .chunks import ChunkTable
 from .dtypes import DTYPES, NUMPY_DTYPES, VALUE_DTYPES, bool_bytes_ok, extent
 from .encoding import INT64_MAX, unpack_manifest
 from .fields import first_error
-from .names import TYPE_NAME, check_local_name, check_name
+from .names import CLASS_NAME, CLASS_NAME_BYTES, check_local_name, check_name, check_type_name
 from .nodes import (
+    CONFIG_ONLY,
     MAPPINGS,
     SCALARS,
     TENSOR_NODES,
@@ -43,7 +44,10 @@ from .nodes import (
     ModuleRef,
     NdarrayNode,
     NumpyScalarNode,
+    ObjectNode,
     OrderedDictNode,
+    PartialNode,
+    RefNode,
     SetNode,
     TensorAttrsNode,
     is_key,
@@ -235,8 +239,13 @@ def _check_modules(m: Manifest, limits: Limits) -> None:
     edges: list[list[int]] = []
     for i, rec in enumerate(m.modules):
         where = f"module {i}"
-        if len(rec.type) > 256 or not TYPE_NAME.fullmatch(rec.type):
-            raise BadName(f"{where}: invalid layer type name {rec.type!r}")
+        if rec.version is not None:
+            check_type_name(rec.type, where)
+        else:
+            if len(rec.type) > CLASS_NAME_BYTES or not CLASS_NAME.fullmatch(rec.type):
+                raise BadName(f"{where}: invalid class name {rec.type!r}")
+            if rec.config:
+                raise ManifestSchemaError(f"{where}: a record built by its parent (version nil) has a config")
         out: list[int] = []
         for name, p in rec.parameters.items():
             check_local_name(name, limits, where)
@@ -318,6 +327,8 @@ def _check_tree(m: Manifest, limits: Limits) -> None:
     n = len(m.tensors)
     value_dtypes = DTYPES.keys() | set(VALUE_DTYPES)
     keys: list[Any] = []  # key nodes (and set elements) beyond scalars: checked as nodes after the tree
+    if any(type(node) in CONFIG_ONLY for node in walk([m.root])):
+        raise ManifestSchemaError("the object tree holds a ref, partial or object node (configs only)")
     for node in _then(walk([m.root, *(v for rec in m.modules for v in rec.config.values())]), keys):
         kind = type(node)
         tensor = tensor_index(node)
@@ -342,6 +353,22 @@ def _check_tree(m: Manifest, limits: Limits) -> None:
             _check_attrs(node)
         elif kind is NdarrayNode or kind is NumpyScalarNode:
             _check_numpy(node, limits)
+        elif kind is RefNode:
+            check_type_name(node.ref, "ref node")
+        elif kind is PartialNode:
+            _check_partial(node)
+        elif kind is ObjectNode:
+            check_type_name(node.value.type, "object node")
+
+
+def _check_partial(node: PartialNode) -> None:
+    """A partial names a registered callable; its keyword names are distinct strings."""
+    check_type_name(node.value.ref, "partial node")
+    names = [k for k, _ in node.value.kwargs]
+    if any(type(k) is not str for k in names):
+        raise ManifestSchemaError("a partial node's keyword name is not a string")
+    if len(set(names)) != len(names):
+        raise ManifestSchemaError("duplicate keyword name in a partial node")
 
 
 def _then(first: Iterator[Any], keys: list[Any]) -> Iterator[Any]:

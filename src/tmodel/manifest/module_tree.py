@@ -68,6 +68,20 @@ def roots(m: Manifest) -> list[tuple[str, int]]:
     return out
 
 
+def record_paths(m: Manifest) -> dict[int, str]:
+    """The first path (in tree order, through children) at which each reachable record is met, for
+    messages; a breadth-first walk visiting each record once."""
+    out: dict[int, str] = {}
+    queue = [(index, path) for path, index in roots(m)]
+    for index, path in queue:
+        if index in out:
+            continue
+        out[index] = path
+        prefix = "" if path == "<root>" else f"{path}."
+        queue.extend((c, prefix + n) for n, c in m.modules[index].children.items() if c is not None)
+    return out
+
+
 def architecture(m: Manifest) -> list[dict[str, Any]]:
     """The module tree under each root: name, type, version, parameter count, children."""
 

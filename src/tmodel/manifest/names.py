@@ -40,6 +40,17 @@ def unique_name(candidate: str, index: int, taken: set[str]) -> str:
 
 
 TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+#: a class's qualified name (`module.Qual.Name`, `<locals>` allowed), the type of a record built by its
+#: parent (schema 5); at most CLASS_NAME_BYTES
+CLASS_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|<locals>)(\.([A-Za-z_][A-Za-z0-9_]*|<locals>))*")
+TYPE_NAME_BYTES = 256
+CLASS_NAME_BYTES = 1024
+
+
+def check_type_name(name: str, where: str) -> None:
+    """A registered name (layer type, reference, value type): dotted identifiers, at most 256 bytes."""
+    if len(name) > TYPE_NAME_BYTES or not TYPE_NAME.fullmatch(name):
+        raise BadName(f"{where}: invalid registered name {name!r} (dotted identifiers, e.g. 'acme.Gate')")
 
 
 def check_local_name(name: str, limits: Limits, where: str) -> None:

@@ -7,7 +7,8 @@ schema 4 tensor_attrs, a tensor reference with its Python attributes), a value t
 (set of keys, bytearray, complex, size, device, ndarray, numpy_scalar, dtype, layout, qscheme, meta_tensor)
 or a reference (tensor, parameter, requires_grad, module). A key is a node `is_key` accepts. Walks are
 iterative or bounded by the manifest's nesting limit, never by the tree's size. Schema version 3 added
-ordered_dict..numpy_scalar, schema version 4 layout, qscheme, meta_tensor and tensor_attrs.
+ordered_dict..numpy_scalar, schema version 4 layout, qscheme, meta_tensor and tensor_attrs, schema version 5 the config-only kinds
+ref, partial and object (`CONFIG_ONLY`), which `fold` hands to its leaf whole.
 """
 
 from __future__ import annotations
@@ -259,6 +260,45 @@ class TensorAttrsNode(BaseModel):
     value: AttrsBody = Field(alias="tensor_attrs")
 
 
+class RefNode(BaseModel):
+    """A class or function the reading program registered, by its registered name (schema 5, configs
+    only): `norm_layer=nn.BatchNorm2d`, `act=F.gelu`."""
+
+    model_config = STRICT
+    ref: str
+
+
+class PartialBody(BaseModel):
+    """`functools.partial(ref, *args, **kwargs)`: a registered name, positional nodes, [name, node] pairs."""
+
+    model_config = STRICT
+    ref: str
+    args: list[Node]
+    kwargs: list[Annotated[list[Node], Field(min_length=2, max_length=2)]]
+
+
+class PartialNode(BaseModel):
+    """A partial application of a registered class or function (schema 5, configs only)."""
+
+    model_config = STRICT
+    value: PartialBody = Field(alias="partial")
+
+
+class ObjectBody(BaseModel):
+    """An instance of a registered value type (a config object, dataclass, enum, pydantic model) as data."""
+
+    model_config = STRICT
+    type: str
+    data: Node
+
+
+class ObjectNode(BaseModel):
+    """A registered value type's instance stored as its data (schema 5, configs only)."""
+
+    model_config = STRICT
+    value: ObjectBody = Field(alias="object")
+
+
 _NODE_TAGS: dict[type, str] = {
     bool: "bool",
     int: "int",
@@ -287,6 +327,9 @@ _NODE_TAGS: dict[type, str] = {
     QschemeNode: "qscheme",
     MetaTensorNode: "meta_tensor",
     TensorAttrsNode: "tensor_attrs",
+    RefNode: "ref",
+    PartialNode: "partial",
+    ObjectNode: "object",
 }
 _NODE_KEYS = frozenset(tag for kind, tag in _NODE_TAGS.items() if issubclass(kind, BaseModel))  # a map's key
 
@@ -331,6 +374,9 @@ Node = TypeAliasType(
             Annotated[QschemeNode, Tag("qscheme")],
             Annotated[MetaTensorNode, Tag("meta_tensor")],
             Annotated[TensorAttrsNode, Tag("tensor_attrs")],
+            Annotated[RefNode, Tag("ref")],
+            Annotated[PartialNode, Tag("partial")],
+            Annotated[ObjectNode, Tag("object")],
             Annotated[None, Tag("nil")],
         ],
         Discriminator(
@@ -339,7 +385,7 @@ Node = TypeAliasType(
             custom_error_message="not a tree node (nil, bool, int, float, str, bin, or a map with one "
             "of the keys list, tuple, dict, tensor, module, dtype, ordered_dict, counter, set, bytearray, "
             "complex, size, device, parameter, requires_grad, ndarray, numpy_scalar, layout, qscheme, "
-            "meta_tensor, tensor_attrs)",
+            "meta_tensor, tensor_attrs, ref, partial, object)",
         ),
     ],
 )
@@ -354,12 +400,17 @@ METADATA = "_metadata"
 def entries(node: Any) -> Sequence[tuple[Any, Any]]:
     """The (key, child) pairs directly inside a container node: (index, item) for a list or tuple, (key,
     value) for a mapping, then (METADATA, node) for an ordered_dict's `_metadata`, ("", reference) then
-    (name, value) for tensor_attrs; none for anything else (a set's elements and keys hold no reference)."""
+    (name, value) for tensor_attrs; (index, arg) then (name, value) for a partial, ("", data) for an
+    object; none for anything else (a set's elements and keys hold no reference)."""
     kind = type(node)
     if kind is ListNode or kind is TupleNode:
         return list(enumerate(node.items))
     if kind is TensorAttrsNode:
         return [("", node.value.of)] + [(k, v) for k, v in node.value.attrs]
+    if kind is PartialNode:
+        return list(enumerate(node.value.args)) + [(k, v) for k, v in node.value.kwargs]
+    if kind is ObjectNode:
+        return [("", node.value.data)]
     if kind is OrderedDictNode:
         return [(k, v) for k, v in node.value.items] + [(METADATA, v) for v in node.value.metadata]
     pairs = mapping_items(node)
@@ -386,6 +437,8 @@ def tensor_index(node: Any) -> int | None:
     return None
 
 
+#: the kinds that only layer configs may hold (schema 5): references resolved through the reader's registry
+CONFIG_ONLY = (RefNode, PartialNode, ObjectNode)
 #: the nodes a tensor_attrs node may wrap
 TENSOR_NODES = (TensorRef, ParameterRef, GradTensorRef, MetaTensorNode)
 #: value nodes that may be keys and set elements (with scalars and tuples of keys; SPEC.md §5.4)

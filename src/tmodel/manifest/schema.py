@@ -53,11 +53,13 @@ class TensorEntry(BaseModel):
 
 
 class ModuleRecord(BaseModel):
-    """One module: its registered layer type and version, its config, its own tensors, its children."""
+    """One module: its registered layer type and version, its config, its own tensors, its children. From
+    schema 5 a record with version nil is a module its parent's constructor builds: `type` is then its
+    class's qualified name, checked against the built child, never looked up (SPEC.md §5.7)."""
 
     model_config = STRICT
     type: str
-    version: Annotated[int, Field(strict=True, ge=1, le=INT64_MAX)]
+    version: Annotated[int, Field(strict=True, ge=1, le=INT64_MAX)] | None
     config: dict[str, Node]
     parameters: dict[str, ParamRef | None]
     buffers: dict[str, Size | None]

@@ -58,6 +58,8 @@ def steps_per_record(m: Manifest, targets: dict[str, int] | None = None) -> dict
     """Per record index, the steps that take it to its registered version (or to `targets[layer]`)."""
     out: dict[int, list[Step]] = {}
     for i, rec in enumerate(m.modules):
+        if rec.version is None:
+            continue  # built by its parent: no registration, so no steps (SPEC.md §5.7)
         if targets and rec.type in targets:
             steps = steps_between(rec.type, rec.version, targets[rec.type])
         elif is_registered_name(rec.type):

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
 from ..errors import BadConfig
+from .references import register_function
 from .registry import mark_unsupported, register_class
 
 _SKIP = {"self", "device", "dtype", "factory_kwargs"}
@@ -235,7 +236,7 @@ def _register(
     **options: Any,
 ) -> None:
     """A built-in layer's registration, version 1, its constructor refusing configs that place tensors."""
-    register_class(cls, name, 1, get_config, _placed_by_the_loader(from_config), **options)
+    register_class(cls, name, 1, get_config=get_config, from_config=_placed_by_the_loader(from_config), **options)
 
 
 def _construct(cls: type[nn.Module]) -> Callable[[dict[str, Any]], nn.Module]:
@@ -260,4 +261,34 @@ def _placed_by_the_loader(
     return construct
 
 
+#: torch's own functions that configs commonly pass (activations and elementwise maps), as `torch.<name>`
+TORCH_FUNCTIONS = (
+    "relu", "relu_", "sigmoid", "tanh", "softmax", "log_softmax", "exp", "log", "sin", "cos", "abs", "neg",
+    "sqrt", "rsqrt", "square", "erf", "clamp", "softplus", "selu", "celu", "rrelu", "hardshrink",
+    "matmul", "mul", "add", "sub", "div", "maximum", "minimum", "sign", "floor", "ceil", "round",
+    "layer_norm", "group_norm", "dropout", "flatten", "cat", "stack", "mean", "sum", "amax", "amin",
+)  # fmt: skip
+
+
+def register_functions() -> list[str]:
+    """Register torch.nn.functional's public functions as `torch.nn.functional.<name>` and TORCH_FUNCTIONS,
+    so configs can refer to them (`act=F.gelu`); returns the names registered."""
+    names = []
+    for name in sorted(vars(F)):
+        obj = vars(F)[name]
+        if name.startswith("_") or not (inspect.isfunction(obj) or inspect.isbuiltin(obj)):
+            continue
+        if not getattr(obj, "__module__", None) or not str(obj.__module__).startswith("torch"):
+            continue
+        register_function(obj, f"torch.nn.functional.{name}")
+        names.append(f"torch.nn.functional.{name}")
+    for name in TORCH_FUNCTIONS:
+        obj = getattr(torch, name, None)
+        if obj is not None:
+            register_function(obj, f"torch.{name}")
+            names.append(f"torch.{name}")
+    return names
+
+
 BUILTIN_NAMES = register_builtins()
+FUNCTION_NAMES = register_functions()

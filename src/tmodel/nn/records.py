@@ -26,7 +26,8 @@ from ..errors import (
     UnsupportedType,
 )
 from ..limits import DEFAULT_LIMITS, Limits
-from ..manifest.module_tree import roots
+from ..manifest.module_tree import record_paths, roots
+from ..manifest.names import CLASS_NAME, CLASS_NAME_BYTES
 from ..manifest.schema import Manifest, ModuleRecord
 from ..manifest.wire import ModuleWire
 from ..tensors.load import meta_tensors
@@ -41,7 +42,8 @@ from ..tensors.values import (
     to_python,
     value_repr,
 )
-from .registry import LayerSpec, is_registered, spec_for_module, spec_for_name
+from .references import config_node, resolve
+from .registry import LayerSpec, default_attach, layer_spec, qualified_name, spec_for_name
 
 #: the msgpack level of a config value: manifest map, modules array, record map, config map
 _CONFIG_LEVEL = 5
@@ -61,19 +63,14 @@ class ModuleWriter:
         self._nesting = 0  # records being written, one inside another (children, config references)
 
     def add(self, module: nn.Module, keys: tuple[str, ...], path: str) -> int:
-        """The record index of `module`, recording it (and everything below it) the first time; a missing
-        registration names every unregistered class under it at once."""
-        try:
-            return self._record(module, keys, path)
-        except UnregisteredType:
-            _all_unregistered(module, path)
-            raise
+        """The record index of `module`, recording it (and everything below it) the first time."""
+        return self._record(module, keys, path)
 
     def _record(self, module: nn.Module, keys: tuple[str, ...], path: str) -> int:
         known = self._modules.get(id(module))
         if known is not None:
             return known
-        spec = spec_for_module(module, path)
+        spec = layer_spec(module, path)
         if self._nesting >= MAX_DEPTH:
             raise UnsupportedType(
                 f"{path}: modules nested deeper than a file may hold ({MAX_DEPTH} records, children and "
@@ -85,7 +82,8 @@ class ModuleWriter:
         finally:
             self._nesting -= 1
 
-    def _add(self, module: nn.Module, spec: LayerSpec, keys: tuple[str, ...], path: str) -> int:
+    def _add(self, module: nn.Module, spec: LayerSpec | None, keys: tuple[str, ...], path: str) -> int:
+        """A record of `module`; an unregistered class gets one its parent must build (version nil)."""
         index = len(self._records)
         self._modules[id(module)] = index
         self._keep.append(module)
@@ -94,16 +92,10 @@ class ModuleWriter:
             name: None if child is None else self._record(child, (*keys, name), f"{path}.{name}")
             for name, child in module._modules.items()
         }
-        config = spec.get_config(module)
-        if type(config) is not dict:
-            raise BadConfig(f"{path}: a config is a dict of argument names, not a {type(config).__name__}")
-        bad = next((k for k in config if type(k) is not str), None)
-        if bad is not None:
-            raise BadConfig(f"{path}: config key {value_repr(bad)} is not an argument name (str)")
-        spec.validate(config, "on save")
+        config = {} if spec is None else self._config(module, spec, path)
         record: ModuleWire = {
-            "type": spec.name,
-            "version": spec.version,
+            "type": _parent_built_type(module, path) if spec is None else spec.name,
+            "version": None if spec is None else spec.version,
             "config": {
                 k: self._value(v, (*keys, f"~{k}"), f"{path} config[{k!r}]", _CONFIG_LEVEL)
                 for k, v in config.items()
@@ -124,6 +116,17 @@ class ModuleWriter:
         }
         self._records[index] = record
         return index
+
+    @staticmethod
+    def _config(module: nn.Module, spec: LayerSpec, path: str) -> dict[str, Any]:
+        config = spec.get_config(module)
+        if type(config) is not dict:
+            raise BadConfig(f"{path}: a config is a dict of argument names, not a {type(config).__name__}")
+        bad = next((k for k in config if type(k) is not str), None)
+        if bad is not None:
+            raise BadConfig(f"{path}: config key {value_repr(bad)} is not an argument name (str)")
+        spec.validate(config, "on save")
+        return config
 
     @property
     def records(self) -> list[ModuleWire]:
@@ -150,38 +153,38 @@ class ModuleWriter:
         if isinstance(v, nn.Module):
             room(path, depth + 1)
             return {"module": self._record(v, keys, path)}
-        if isinstance(v, list):
+        if type(v) is list:
             return {"list": [self._value(x, keys, f"{path}[{i}]", depth + 2) for i, x in enumerate(v)]}
-        if isinstance(v, tuple):
+        if type(v) is tuple:
             return {"tuple": [self._value(x, keys, f"{path}[{i}]", depth + 2) for i, x in enumerate(v)]}
-        if isinstance(v, dict):
+        if type(v) is dict:
             items = []
             for k, x in v.items():
                 key = key_node(k, f"{path}[{value_repr(k)}]", BadConfig, depth + 3)
                 room(path, depth + 3 + node_levels(key) - 1)
                 items.append([key, self._value(x, keys, f"{path}[{value_repr(k)}]", depth + 3)])
             return {"dict": items}
+        node = config_node(v, lambda x, below: self._value(x, keys, path, depth + below), path)
+        if node is not None:
+            return node
         raise BadConfig(
-            f"{path}: config value of type {type(v).__name__} is not data (numbers, strings, "
-            "bools, None, lists, tuples, dicts, torch dtypes, modules)"
+            f"{path}: config value of type {type(v).__name__} is not data (numbers, strings, bools, None, "
+            "lists, tuples, dicts, torch dtypes, modules, registered classes, functions and value types); "
+            "register its type with tmodel.register_value_type"
         )
 
 
-def _all_unregistered(root: nn.Module, path: str) -> None:
-    """UNREGISTERED_TYPE listing every class under `root` that has no registration, each with its first
-    path, when there is more than one: a user registers them in one round, not one per attempt."""
-    missing: dict[type, str] = {}
-    for name, module in root.named_modules(remove_duplicate=True):
-        if type(module) not in missing and not is_registered(type(module)):
-            missing[type(module)] = f"{path}.{name}" if name else path
-    if len(missing) > 1:
-        listed = "; ".join(f"{c.__module__}.{c.__qualname__} (at {where})" for c, where in missing.items())
-        first = next(iter(missing))
+def _parent_built_type(module: nn.Module, path: str) -> str:
+    """The type of a record its parent builds: the class's qualified name, which loading compares with the
+    class of the child the parent's constructor made."""
+    name = qualified_name(type(module))
+    if len(name) > CLASS_NAME_BYTES or not CLASS_NAME.fullmatch(name):
         raise UnregisteredType(
-            f"{path}: {len(missing)} classes of this model are not registered layers: {listed}; "
-            'decorate each with @tmodel.register("your.Name", version=1)',
-            layer=f"{first.__module__}.{first.__qualname__}",
+            f"{path}: {name} is not a registered layer, and its class name cannot be recorded for its "
+            'parent to build it: decorate it with @tmodel.register("your.Name", version=1)',
+            layer=name,
         )
+    return name
 
 
 class ModuleBuilder:
@@ -189,8 +192,19 @@ class ModuleBuilder:
     constructed from its config, then the file's tensors are put in place, so a constructor that initialises
     a module it was given cannot overwrite loaded weights."""
 
-    def __init__(self, manifest: Manifest, tensors: Sequence[torch.Tensor], device: torch.device) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        tensors: Sequence[torch.Tensor],
+        device: torch.device,
+        *,
+        collect: bool = False,
+    ) -> None:
         self.m = manifest
+        #: with `collect`, records the reader would have to construct but cannot (unregistered classes)
+        #: are gathered here, record index -> type, and the build goes on around them
+        self.collect = collect
+        self.unbuildable: dict[int, str] = {}
         self.tensors = tensors
         self.device = device
         self.built: dict[int, nn.Module] = {}
@@ -215,6 +229,15 @@ class ModuleBuilder:
             return self.built[index]
         rec = self.m.modules[index]
         where = f"module {index} ({rec.type})"
+        if rec.version is None:
+            self.unbuildable[index] = rec.type
+            if self.collect:
+                raise _Unbuildable
+            raise UnregisteredType(
+                f"{where}: {rec.type} is not a registered layer, so it must be built by its parent's "
+                f"constructor, which did not build it; {_REGISTER_HINT}",
+                layer=rec.type,
+            )
         spec = spec_for_name(rec.type, where)
         if rec.version != spec.version:
             newer = rec.version > spec.version
@@ -250,7 +273,7 @@ class ModuleBuilder:
 
     def value(self, node: Any) -> Any:
         """A config node as a Python value (modules constructed, dtypes resolved)."""
-        return to_python(node, no_tensor(BadConfig), self.build, no_tensor(BadConfig))
+        return to_python(node, no_tensor(BadConfig), self.build, no_tensor(BadConfig), resolve)
 
     def fill(self, index: int, module: nn.Module) -> None:
         """Check record `index` against a module built for it, then put its tensors and children in place."""
@@ -260,28 +283,34 @@ class ModuleBuilder:
         self._filled_index.add(index)
         rec = self.m.modules[index]
         where = f"module {index} ({rec.type})"
-        spec = spec_for_name(rec.type, where)
-        if type(module) is not spec.cls:
+        spec = None if rec.version is None else spec_for_name(rec.type, where)
+        if (spec is None and qualified_name(type(module)) != rec.type) or (
+            spec is not None and type(module) is not spec.cls
+        ):
             raise StateMismatch(
-                f"{where}: the constructor built a {type(module).__name__}, the file has {rec.type}"
+                f"{where}: the constructor built a {qualified_name(type(module))}, the file has {rec.type}"
             )
-        self._check(where, rec, module, spec.adopts)
+        self._check(where, rec, module, spec is not None and spec.adopts)
         for name, child_index in rec.children.items():
             existing = module._modules.get(name)
             if child_index is None:
                 continue
             if existing is None:
-                child = self.build(child_index)
+                try:
+                    child = self.build(child_index)
+                except _Unbuildable:
+                    continue  # gathered; the dry run reports every such record at once
                 module.add_module(name, child)
                 self.fill(child_index, child)
             else:
                 self.built.setdefault(child_index, existing)
                 self.fill(child_index, existing)
+        attach = default_attach if spec is None else spec.attach
         for name, ref in rec.parameters.items():
             value = None if ref is None else self._param(ref.tensor, ref.requires_grad)
-            spec.attach(module, "parameter", name, value)
+            attach(module, "parameter", name, value)
         for name, t in rec.buffers.items():
-            spec.attach(module, "buffer", name, None if t is None else self.tensors[t])
+            attach(module, "buffer", name, None if t is None else self.tensors[t])
         module.training = rec.training
 
     def _check(self, where: str, rec: ModuleRecord, module: nn.Module, adopts: bool) -> None:
@@ -316,6 +345,32 @@ class ModuleBuilder:
         return p
 
 
+class _Unbuildable(Exception):
+    """A record the reader cannot construct, met while collecting (ModuleBuilder.unbuildable holds it)."""
+
+
+_REGISTER_HINT = (
+    "register its class (tmodel.register_class, @tmodel.register) or import the tmodel integration of "
+    "its library"
+)
+
+
+def _unbuildable_error(m: Manifest, unbuildable: dict[int, str]) -> UnregisteredType:
+    """UNREGISTERED_TYPE naming every class the reader would have to construct itself but cannot, each at
+    its first path: the root, config references, children their parent's constructor does not make."""
+    paths = record_paths(m)
+    classes: dict[str, str] = {}
+    for index, name in sorted(unbuildable.items()):
+        classes.setdefault(name, paths.get(index, f"module {index}"))
+    listed = "; ".join(f"{name} (at {where})" for name, where in classes.items())
+    return UnregisteredType(
+        f"{len(classes)} unregistered class{'es' if len(classes) > 1 else ''} must be constructed by the "
+        f"reader (a root, a config reference, or a child its parent's constructor does not make): {listed}; "
+        + _REGISTER_HINT,
+        layer=next(iter(classes)),
+    )
+
+
 def _same_shape(where: str, name: str, built: torch.Tensor | None, saved: torch.Tensor | None) -> None:
     if built is not None and saved is not None and tuple(built.shape) != tuple(saved.shape):
         raise StateMismatch(
@@ -334,8 +389,8 @@ def _same_names(where: str, what: str, saved: set[str], built: set[str]) -> None
 
 #: torch calls the constructors of a dry run may make, per parameter, buffer, child and record of the file,
 #: and in all (SPEC.md Appendix A.4)
-OPS_PER_ITEM = 100
-OPS_SLACK = 20_000
+OPS_PER_ITEM = 50
+OPS_SLACK = 2_000
 
 
 class _Budget(TorchFunctionMode):
@@ -362,10 +417,17 @@ class _Budget(TorchFunctionMode):
 def check_rebuild(m: Manifest, roots: Sequence[int], limits: Limits) -> None:
     """Build every module on the meta device first: names and shapes are checked against the file and what
     the constructors allocate beyond the file's tensors is bounded, before any real memory is spent."""
-    builder = ModuleBuilder(m, meta_tensors(m), torch.device("meta"))
+    builder = ModuleBuilder(m, meta_tensors(m), torch.device("meta"), collect=True)
     items = sum(1 + len(r.parameters) + len(r.buffers) + len(r.children) for r in m.modules)
+    built = []
     with _Budget(OPS_PER_ITEM * items + OPS_SLACK):
-        built = [builder.rebuild(i) for i in roots]
+        for i in roots:
+            try:
+                built.append(builder.rebuild(i))
+            except _Unbuildable:
+                continue
+    if builder.unbuildable:
+        raise _unbuildable_error(m, builder.unbuildable)
     seen: set[int] = set()
     extra = 0
     for root in built:

@@ -31,7 +31,7 @@ Attach = Callable[[nn.Module, str, str, Any], None]
 _INIT_ARGS = "_tmodel_init_args"
 
 
-def _default_attach(module: nn.Module, kind: str, name: str, value: Any) -> None:
+def default_attach(module: nn.Module, kind: str, name: str, value: Any) -> None:
     setattr(module, name, value)
 
 
@@ -45,7 +45,7 @@ class LayerSpec:
     get_config: GetConfig
     from_config: FromConfig
     config_model: type[BaseModel] | None = None
-    attach: Attach = _default_attach
+    attach: Attach = default_attach
     #: a container built empty that adopts the file's children or parameters (Sequential, ParameterList)
     adopts: bool = False
 
@@ -104,7 +104,10 @@ def _refuse(spec: LayerSpec) -> None:
 def _captured_config(module: nn.Module) -> dict[str, Any]:
     args = module.__dict__.get(_INIT_ARGS)
     if args is None:
-        raise InvalidArgument(f"{type(module).__name__}: no captured __init__ arguments (was __init__ run?)")
+        raise InvalidArgument(
+            f"{type(module).__name__}: no captured __init__ arguments (made before its class was "
+            "registered?): register it with tmodel.register_class(cls, name, get_config=...)"
+        )
     return dict(args)
 
 
@@ -155,14 +158,14 @@ def register(name: str, version: int = 1, *, config: type[BaseModel] | None = No
             raise InvalidArgument("tmodel.register decorates nn.Module subclasses")
         own_get = cls.__dict__.get("get_config")
         own_from = cls.__dict__.get("from_config")
-        get_config: GetConfig = (lambda m: dict(m.get_config())) if own_get else _captured_config  # type: ignore[operator]
-        from_config: FromConfig = (lambda c: cls.from_config(c)) if own_from else (lambda c: cls(**c))  # type: ignore[attr-defined]
-        spec = LayerSpec(name, version, cls, get_config, from_config, config)
-        _check_new(spec)
-        if own_get is None:
-            _check_capturable(cls)
-            _capture_init(cls)
-        _add(spec)
+        register_class(
+            cls,
+            name,
+            version,
+            get_config=(lambda m: dict(m.get_config())) if own_get else None,  # type: ignore[operator]
+            from_config=(lambda c: cls.from_config(c)) if own_from else None,  # type: ignore[attr-defined]
+            config=config,
+        )
         return cls
 
     return decorate
@@ -171,15 +174,29 @@ def register(name: str, version: int = 1, *, config: type[BaseModel] | None = No
 def register_class(
     cls: type[nn.Module],
     name: str,
-    version: int,
-    get_config: GetConfig,
-    from_config: FromConfig,
+    version: int = 1,
     *,
-    attach: Attach = _default_attach,
+    get_config: GetConfig | None = None,
+    from_config: FromConfig | None = None,
+    config: type[BaseModel] | None = None,
+    attach: Attach = default_attach,
     adopts: bool = False,
 ) -> None:
-    """Register a class you do not own (torch.nn's layers) with explicit config functions."""
-    _add(LayerSpec(name, version, cls, get_config, from_config, None, attach, adopts))
+    """Register a layer class you cannot decorate (a library's) under a stable name and layer version.
+
+    Without `get_config` the config is the class's `__init__` arguments, captured from instances made
+    after this call; pass `get_config(module) -> dict` (and `from_config(dict) -> module`, default
+    `cls(**config)`) for instances that exist already or arguments that are not data.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise InvalidArgument("tmodel.register_class registers nn.Module subclasses")
+    made: FromConfig = from_config if from_config is not None else (lambda c: cls(**c))
+    spec = LayerSpec(name, version, cls, get_config or _captured_config, made, config, attach, adopts)
+    _check_new(spec)
+    if get_config is None:
+        _check_capturable(cls)
+        _capture_init(cls)
+    _add(spec)
 
 
 def unregister(name: str) -> None:
@@ -187,6 +204,23 @@ def unregister(name: str) -> None:
     argument capture."""
     spec = _BY_NAME.pop(name)
     _BY_CLASS.pop(spec.cls, None)
+
+
+def qualified_name(cls: type) -> str:
+    """A class's module path and qualified name: the type of a record its parent builds (SPEC.md §5.7)."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def layer_spec(module: nn.Module, where: str) -> LayerSpec | None:
+    """The registration of a module's exact class; None for an unregistered class (its parent may build
+    it), UNREGISTERED_TYPE for one left unregistered on purpose (a wrapper, a lazy module)."""
+    cls = type(module)
+    spec = _BY_CLASS.get(cls)
+    if spec is None and cls in _WHY_NOT:
+        raise UnregisteredType(
+            f"{where}: {qualified_name(cls)} cannot be saved: {_WHY_NOT[cls]}", layer=qualified_name(cls)
+        )
+    return spec
 
 
 def spec_for_module(module: nn.Module, where: str) -> LayerSpec:
@@ -236,5 +270,16 @@ def registered_names() -> list[str]:
     return sorted(_BY_NAME)
 
 
-def is_registered(cls: type[nn.Module]) -> bool:
+def is_registered(cls: type) -> bool:
     return cls in _BY_CLASS
+
+
+def spec_name(cls: type) -> str:
+    """The layer name of a registered class."""
+    return _BY_CLASS[cls].name  # type: ignore[index]
+
+
+def registered_class(name: str) -> type[nn.Module] | None:
+    """The class registered under a layer name, or None."""
+    spec = _BY_NAME.get(name)
+    return None if spec is None else spec.cls

@@ -19,6 +19,7 @@ from ..limits import DEFAULT_LIMITS
 from ..manifest.dtypes import extent
 from ..manifest.encoding import INT_MAX, INT_MIN, pack_manifest
 from ..manifest.nodes import (
+    CONFIG_ONLY,
     LAYOUTS,
     PYTHON,
     QSCHEMES,
@@ -166,10 +167,12 @@ def to_python(
     tensor: Callable[[int], Any],
     module: Callable[[int], Any],
     meta: Callable[[MetaBody], Any] | None = None,
+    reference: Callable[[Any, Callable[[Any], Any]], Any] | None = None,
 ) -> Any:
     """A validated tree as Python values: containers rebuilt, values made, tensor and module references
     and meta tensors through the callbacks (which may also refuse them; meta tensors are made by default).
-    Parameter nodes of one tensor give one Parameter."""
+    A config's ref, partial and object nodes go to `reference` with the conversion of their contents
+    (refused without it). Parameter nodes of one tensor give one Parameter."""
     make_meta = meta_tensor if meta is None else meta
     parameters: dict[int, nn.Parameter] = {}
 
@@ -216,6 +219,10 @@ def to_python(
             return ndarray_value(n.value)
         if kind is NumpyScalarNode:
             return numpy_scalar_value(n.value)
+        if kind in CONFIG_ONLY:
+            if reference is None:
+                raise UnsupportedType("a ref, partial or object node outside a layer config")
+            return reference(n, lambda x: fold(x, leaf, PYTHON))
         return n
 
     return fold(node, leaf, PYTHON)
