@@ -11,6 +11,7 @@ built from their records and attached. Nothing is looked up by a name from the f
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from ..errors import (
     UnsupportedType,
 )
 from ..limits import DEFAULT_LIMITS, Limits
+from ..manifest.dtypes import DTYPES, extent
 from ..manifest.module_tree import roots
 from ..manifest.schema import Manifest, ModuleRecord
 from ..manifest.wire import ModuleWire
@@ -41,6 +43,7 @@ from ..tensors.values import (
     to_python,
     value_repr,
 )
+from .placement import SkipMetaInit, meta_init, meta_parameters
 from .registry import LayerSpec, is_registered, spec_for_module, spec_for_name
 
 #: the msgpack level of a config value: manifest map, modules array, record map, config map
@@ -187,12 +190,20 @@ def _all_unregistered(root: nn.Module, path: str) -> None:
 class ModuleBuilder:
     """Rebuilds the modules of one file from registered classes and its tensors: first every layer is
     constructed from its config, then the file's tensors are put in place, so a constructor that initialises
-    a module it was given cannot overwrite loaded weights."""
+    a module it was given cannot overwrite loaded weights. With `meta_params`, constructors make their
+    parameters on the meta device (`placement`), buffers on `device`; `left_on_meta` checks the result."""
 
-    def __init__(self, manifest: Manifest, tensors: Sequence[torch.Tensor], device: torch.device) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        tensors: Sequence[torch.Tensor],
+        device: torch.device,
+        meta_params: bool = False,
+    ) -> None:
         self.m = manifest
         self.tensors = tensors
         self.device = device
+        self.meta_params = meta_params  # constructors make parameters on meta: fill replaces them all
         self.built: dict[int, nn.Module] = {}
         self._filled: set[tuple[int, int]] = set()
         self._filled_index: set[int] = set()
@@ -231,7 +242,8 @@ class ModuleBuilder:
             )
         config = {k: self.value(v) for k, v in rec.config.items()}
         spec.validate(config, "on load")
-        with torch.device(self.device):
+        placed = meta_parameters() if self.meta_params else nullcontext()
+        with torch.device(self.device), placed, SkipMetaInit():
             try:
                 module = spec.from_config(config)
             except BadConfig as exc:
@@ -269,6 +281,8 @@ class ModuleBuilder:
         for name, child_index in rec.children.items():
             existing = module._modules.get(name)
             if child_index is None:
+                if existing is not None:  # the saved module's slot held None: so does the rebuilt one
+                    module.add_module(name, None)
                 continue
             if existing is None:
                 child = self.build(child_index)
@@ -305,6 +319,24 @@ class ModuleBuilder:
             )
         for name, t in rec.buffers.items():
             _same_shape(where, name, module._buffers.get(name), None if t is None else self.tensors[t])
+
+    def left_on_meta(self) -> bool:
+        """After rebuilding with `meta_params`: a parameter still on meta is STATE_MISMATCH (each slot was
+        matched by name to the file's, so none should be); True if a buffer is (its constructor computed it
+        from a meta parameter), when the modules must be rebuilt with real parameters instead."""
+        if not self.meta_params:
+            return False
+        buffer = False
+        for index, root in self.built.items():
+            for path, module in root.named_modules(prefix=f"module {index} ({self.m.modules[index].type})"):
+                for name, p in module._parameters.items():
+                    if p is not None and p.is_meta:
+                        raise StateMismatch(
+                            f"{path}: parameter {name!r} was not filled from the file (still on the meta "
+                            "device)"
+                        )
+                buffer = buffer or any(b is not None and b.is_meta for b in module._buffers.values())
+        return buffer
 
     def _param(self, tensor: int, requires_grad: bool) -> nn.Parameter:
         p = self._params.get(tensor)
@@ -356,7 +388,8 @@ class _Budget(TorchFunctionMode):
                 f"the layers' constructors made more than {self.budget} torch calls for what the file holds "
                 "(a config asks for more than the file has)"
             )
-        return func(*args, **(kwargs or {}))
+        done = meta_init(func, args, kwargs)  # counted, then skipped
+        return done if done is not None else func(*args, **(kwargs or {}))
 
 
 def check_rebuild(m: Manifest, roots: Sequence[int], limits: Limits) -> None:
@@ -366,19 +399,47 @@ def check_rebuild(m: Manifest, roots: Sequence[int], limits: Limits) -> None:
     items = sum(1 + len(r.parameters) + len(r.buffers) + len(r.children) for r in m.modules)
     with _Budget(OPS_PER_ITEM * items + OPS_SLACK):
         built = [builder.rebuild(i) for i in roots]
+    _check_bytes(m, builder, built, limits)
+
+
+def _check_bytes(m: Manifest, builder: ModuleBuilder, built: list[nn.Module], limits: Limits) -> None:
+    """The byte rule of SPEC.md Appendix A.4 over the modules of a dry run: `unsaved` bytes of tensors the
+    file does not hold, `expanded` bytes of those it does (numel x itemsize of each: a stride-0 view counts
+    at its full size), `held` bytes the file stores for them (its blobs, each once). What goes beyond the
+    file, unsaved + max(0, expanded - held), may not exceed `max_unsaved_bytes`."""
+    index = {id(t): i for i, t in enumerate(builder.tensors)}
+    index.update({id(p): i for i, p in builder._params.items()})
     seen: set[int] = set()
-    extra = 0
+    used: set[int] = set()
+    unsaved = expanded = 0
     for root in built:
         for module in root.modules():
-            for name, buf in module._buffers.items():
-                if buf is not None and name in module._non_persistent_buffers_set and id(buf) not in seen:
-                    seen.add(id(buf))
-                    extra += buf.numel() * buf.element_size()
-    if extra > limits.max_unsaved_bytes:
+            for t in (*module._parameters.values(), *module._buffers.values()):
+                if t is None or id(t) in seen:
+                    continue
+                seen.add(id(t))
+                size = t.numel() * t.element_size()
+                if id(t) in index:
+                    used.add(index[id(t)])
+                    expanded += size
+                else:
+                    unsaved += size
+    blobs = {b for i in used if (b := m.tensors[i].blob) is not None}
+    held = sum(m.blobs[b].nbytes for b in blobs)
+    held += sum(_extent(m, i) for i in used if m.tensors[i].blob is None)  # in memory: tensors a step made
+    beyond = unsaved + max(0, expanded - held)
+    if beyond > limits.max_unsaved_bytes:
         raise LimitExceeded(
-            f"rebuilding the modules would allocate {extra} bytes of unsaved buffers "
-            f"(limit {limits.max_unsaved_bytes})"
+            f"rebuilding the modules would create {unsaved + expanded} bytes of parameters and buffers "
+            f"({unsaved} of them unsaved buffers) for the {held} bytes of tensors the file holds for them: "
+            f"{beyond} beyond the file (limit {limits.max_unsaved_bytes}; a stride-0 view counts at its "
+            "full size)"
         )
+
+
+def _extent(m: Manifest, i: int) -> int:
+    t = m.tensors[i]
+    return extent(DTYPES[t.dtype][0], t.shape, t.strides)
 
 
 def check_modules(m: Manifest) -> None:
