@@ -22,6 +22,7 @@ import tmodel.api
 from tmodel.errors import TModelError
 from tmodel.limits import DEFAULT_LIMITS
 from tmodel.nn.placement import meta_parameters
+from tmodel.nn.registry import register_class
 
 
 @tmodel.register("tests.fast.Rotary", version=1)
@@ -301,3 +302,50 @@ def test_a_checkpoint_and_load_into_still_work(tmp_path: Path) -> None:
     target = Tied()
     report = tmodel.load_into(target, path, key="model")
     assert not report.missing and torch.equal(target.emb.weight, model.emb.weight)
+
+
+class Forgetful(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(3))
+
+
+def _keep_the_constructors(module: nn.Module, kind: str, name: str, value: Any) -> None:
+    """An attach that puts nothing in place: the constructor's parameter stays."""
+
+
+register_class(
+    Forgetful, "tests.fast.Forgetful", 1, lambda m: {}, lambda c: Forgetful(), attach=_keep_the_constructors
+)
+
+
+def test_a_parameter_left_unfilled_is_a_state_mismatch_not_a_broken_model(tmp_path: Path) -> None:
+    path = tmp_path / "f.tmodel"
+    tmodel.save(Forgetful(), path)
+    with pytest.raises(TModelError) as info:
+        tmodel.load(path)
+    assert info.value.code == "STATE_MISMATCH"
+    assert "parameter 'weight' was not filled from the file" in str(info.value)
+
+
+@tmodel.register("tests.fast.Looping", version=1)
+class Looping(nn.Module):
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(2))
+        for _ in range(n):
+            nn.init.normal_(self.weight)
+
+
+def test_skipped_initialisers_still_count_against_the_op_budget(tmp_path: Path) -> None:
+    path = tmp_path / "l.tmodel"
+    tmodel.save(Looping(1), path)
+    parts = fm.split(path.read_bytes())
+    region, wire = fm.layout(parts)
+    wire["modules"][0]["config"]["n"] = 10**8
+    path.write_bytes(fm.sign(parts.header, region, fm.encode(wire), parts.digest_name))
+    began = time.perf_counter()
+    with pytest.raises(TModelError) as info:
+        tmodel.load(path)
+    assert info.value.code == "LIMIT_EXCEEDED" and "torch calls" in str(info.value)
+    assert time.perf_counter() - began < 5

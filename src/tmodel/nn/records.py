@@ -209,10 +209,12 @@ class ModuleBuilder:
         self._filled_index: set[int] = set()
         self._params: dict[int, nn.Parameter] = {}
         self._unfilled: list[int] = []  # built, maybe not yet filled: each rebuild drains only these
+        self._roots: list[nn.Module] = []  # what rebuild returned: the modules a caller gets
 
     def rebuild(self, index: int) -> nn.Module:
         """The module of record `index`, constructed and filled, with every module its config used filled."""
         module = self.build(index)
+        self._roots.append(module)
         self.fill(index, module)
         while self._unfilled:
             i = self._unfilled.pop()
@@ -321,14 +323,20 @@ class ModuleBuilder:
             _same_shape(where, name, module._buffers.get(name), None if t is None else self.tensors[t])
 
     def left_on_meta(self) -> bool:
-        """After rebuilding with `meta_params`: a parameter still on meta is STATE_MISMATCH (each slot was
-        matched by name to the file's, so none should be); True if a buffer is (its constructor computed it
-        from a meta parameter), when the modules must be rebuilt with real parameters instead."""
+        """After rebuilding with `meta_params`, over the modules returned and everything under them: a
+        parameter still on meta is STATE_MISMATCH (each slot was matched by name to the file's, so none
+        should be); True if a buffer is (its constructor computed it from a meta parameter), when the
+        modules must be rebuilt with real parameters instead. (A module a config gave a constructor that
+        kept no reference to it as a child, such as the layer TransformerEncoder copies, is not returned.)"""
         if not self.meta_params:
             return False
         buffer = False
-        for index, root in self.built.items():
-            for path, module in root.named_modules(prefix=f"module {index} ({self.m.modules[index].type})"):
+        seen: set[int] = set()
+        for root in self._roots:
+            for path, module in root.named_modules(prefix=type(root).__name__):
+                if id(module) in seen:
+                    continue
+                seen.add(id(module))
                 for name, p in module._parameters.items():
                     if p is not None and p.is_meta:
                         raise StateMismatch(
