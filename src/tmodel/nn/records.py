@@ -244,8 +244,10 @@ class ModuleBuilder:
             )
         config = {k: self.value(v) for k, v in rec.config.items()}
         spec.validate(config, "on load")
+        # with meta parameters, their initialisers return at once (in a dry run, _Budget counts and skips)
         placed = meta_parameters() if self.meta_params else nullcontext()
-        with torch.device(self.device), placed, SkipMetaInit():
+        skip = SkipMetaInit() if self.meta_params else nullcontext()
+        with torch.device(self.device), placed, skip:
             try:
                 module = spec.from_config(config)
             except BadConfig as exc:
