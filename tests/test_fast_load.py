@@ -87,6 +87,21 @@ def test_a_constructors_non_persistent_buffers_keep_their_real_values(tmp_path: 
     assert meta.proj.is_meta and meta.inv_freq.is_meta and meta.proj.shape == (8, 8)
 
 
+@tmodel.register("tests.fast.Remembers", version=1)
+class Remembers(nn.Module):
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((n,), 2.0))
+        self.first = self.weight.detach()[0].clone()  # a plain tensor attribute, from the parameter
+
+
+def test_a_tensor_attribute_computed_from_a_parameter_is_not_left_on_meta(tmp_path: Path) -> None:
+    path = tmp_path / "a.tmodel"
+    tmodel.save(Remembers(3), path)
+    out = tmodel.load(path)
+    assert not out.first.is_meta and out.first.item() == 2.0
+
+
 def test_a_buffer_computed_from_a_parameter_is_rebuilt_with_real_parameters(tmp_path: Path) -> None:
     """A constructor that derives an unsaved buffer from its parameter would leave it on meta: the loader
     notices and builds again with real parameters, so the buffer is what the constructor computes."""

@@ -327,8 +327,8 @@ class ModuleBuilder:
     def left_on_meta(self) -> bool:
         """After rebuilding with `meta_params`, over the modules returned and everything under them: a
         parameter still on meta is STATE_MISMATCH (each slot was matched by name to the file's, so none
-        should be); True if a buffer is (its constructor computed it from a meta parameter), when the
-        modules must be rebuilt with real parameters instead. (A module a config gave a constructor that
+        should be); True if a buffer or a plain tensor attribute is (its constructor computed it from a
+        meta parameter), when the modules must be rebuilt with real parameters instead. (A module a config gave a constructor that
         kept no reference to it as a child, such as the layer TransformerEncoder copies, is not returned.)"""
         if not self.meta_params:
             return False
@@ -345,7 +345,8 @@ class ModuleBuilder:
                             f"{path}: parameter {name!r} was not filled from the file (still on the meta "
                             "device)"
                         )
-                buffer = buffer or any(b is not None and b.is_meta for b in module._buffers.values())
+                held = (*module._buffers.values(), *vars(module).values())  # buffers, plain tensor attributes
+                buffer = buffer or any(isinstance(t, torch.Tensor) and t.is_meta for t in held)
         return buffer
 
     def _param(self, tensor: int, requires_grad: bool) -> nn.Parameter:
