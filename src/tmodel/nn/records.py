@@ -328,8 +328,9 @@ class ModuleBuilder:
         """After rebuilding with `meta_params`, over the modules returned and everything under them: a
         parameter still on meta is STATE_MISMATCH (each slot was matched by name to the file's, so none
         should be); True if a buffer or a plain tensor attribute is (its constructor computed it from a
-        meta parameter), when the modules must be rebuilt with real parameters instead. (A module a config gave a constructor that
-        kept no reference to it as a child, such as the layer TransformerEncoder copies, is not returned.)"""
+        meta parameter), when the modules must be rebuilt with real parameters instead. (A module a config
+        gave a constructor that kept no reference to it as a child, such as the layer TransformerEncoder
+        copies, is not returned.)"""
         if not self.meta_params:
             return False
         buffer = False
