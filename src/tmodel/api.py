@@ -269,7 +269,21 @@ def _load_root(
         tensors = [tensors[i] for i in up.kept] + [t.tensor.to(device) for t in up.new]
         log.info("tmodel: upgraded %s in memory: %s", reader.path, "; ".join(up.applied))
         check_rebuild(m, [i for _, i in roots(m)], reader.limits)
-    return rebuild(m.root, tensors, ModuleBuilder(m, tensors, device))
+    return _rebuild(reader, m, tensors, device)
+
+
+def _rebuild(reader: Reader, m: Manifest, tensors: list[torch.Tensor], device: torch.device) -> Any:
+    """The object tree, modules constructed with meta parameters that the file's tensors replace; again
+    with real parameters when a constructor computed a buffer from a parameter (it would be left on meta)."""
+    builder = ModuleBuilder(m, tensors, device, meta_params=device.type != "meta")
+    out = rebuild(m.root, tensors, builder)
+    if builder.left_on_meta():
+        log.info(
+            "tmodel: %s: a constructor computes a buffer from its parameters; rebuilt with real ones",
+            reader.path,
+        )
+        out = rebuild(m.root, tensors, ModuleBuilder(m, tensors, device))
+    return out
 
 
 def _upgraded_manifest(m: Manifest, up: Upgraded) -> Manifest:

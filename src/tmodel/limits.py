@@ -30,7 +30,7 @@ class Limits:
     decoded_slack: int = 64 * MiB
     #: absolute cap on the decoded bytes one file may declare.
     max_total_bytes: int = 1 << 50
-    #: what rebuilding modules may allocate beyond the file's own tensors (non-persistent buffers).
+    #: bytes rebuilt modules may hold beyond those the file stores (unsaved buffers, expanded views).
     max_unsaved_bytes: int = 1 * GiB
 
     def max_decoded_bytes(self, file_size: int) -> int:

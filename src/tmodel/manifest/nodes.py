@@ -7,8 +7,9 @@ schema 4 tensor_attrs, a tensor reference with its Python attributes), a value t
 (set of keys, bytearray, complex, size, device, ndarray, numpy_scalar, dtype, layout, qscheme, meta_tensor)
 or a reference (tensor, parameter, requires_grad, module). A key is a node `is_key` accepts. Walks are
 iterative or bounded by the manifest's nesting limit, never by the tree's size. Schema version 3 added
-ordered_dict..numpy_scalar, schema version 4 layout, qscheme, meta_tensor and tensor_attrs, schema version 5 the config-only kinds
-ref, partial and object (`CONFIG_ONLY`), which `fold` hands to its leaf whole.
+ordered_dict..numpy_scalar, schema version 4 layout, qscheme, meta_tensor and tensor_attrs, schema
+version 5 the config-only kinds ref, partial and object (`CONFIG_ONLY`), which `fold` hands to its leaf
+whole.
 """
 
 from __future__ import annotations

@@ -236,7 +236,9 @@ def _register(
     **options: Any,
 ) -> None:
     """A built-in layer's registration, version 1, its constructor refusing configs that place tensors."""
-    register_class(cls, name, 1, get_config=get_config, from_config=_placed_by_the_loader(from_config), **options)
+    register_class(
+        cls, name, 1, get_config=get_config, from_config=_placed_by_the_loader(from_config), **options
+    )
 
 
 def _construct(cls: type[nn.Module]) -> Callable[[dict[str, Any]], nn.Module]:

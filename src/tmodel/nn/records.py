@@ -11,6 +11,7 @@ built from their records and attached. Nothing is looked up by a name from the f
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from ..errors import (
     UnsupportedType,
 )
 from ..limits import DEFAULT_LIMITS, Limits
+from ..manifest.dtypes import DTYPES, extent
 from ..manifest.module_tree import record_paths, roots
 from ..manifest.names import CLASS_NAME, CLASS_NAME_BYTES
 from ..manifest.schema import Manifest, ModuleRecord
@@ -42,6 +44,7 @@ from ..tensors.values import (
     to_python,
     value_repr,
 )
+from .placement import SkipMetaInit, meta_init, meta_parameters
 from .references import config_node, resolve
 from .registry import LayerSpec, default_attach, layer_spec, qualified_name, spec_for_name
 
@@ -190,13 +193,15 @@ def _parent_built_type(module: nn.Module, path: str) -> str:
 class ModuleBuilder:
     """Rebuilds the modules of one file from registered classes and its tensors: first every layer is
     constructed from its config, then the file's tensors are put in place, so a constructor that initialises
-    a module it was given cannot overwrite loaded weights."""
+    a module it was given cannot overwrite loaded weights. With `meta_params`, constructors make their
+    parameters on the meta device (`placement`), buffers on `device`; `left_on_meta` checks the result."""
 
     def __init__(
         self,
         manifest: Manifest,
         tensors: Sequence[torch.Tensor],
         device: torch.device,
+        meta_params: bool = False,
         *,
         collect: bool = False,
     ) -> None:
@@ -207,15 +212,18 @@ class ModuleBuilder:
         self.unbuildable: dict[int, str] = {}
         self.tensors = tensors
         self.device = device
+        self.meta_params = meta_params  # constructors make parameters on meta: fill replaces them all
         self.built: dict[int, nn.Module] = {}
         self._filled: set[tuple[int, int]] = set()
         self._filled_index: set[int] = set()
         self._params: dict[int, nn.Parameter] = {}
         self._unfilled: list[int] = []  # built, maybe not yet filled: each rebuild drains only these
+        self._roots: list[nn.Module] = []  # what rebuild returned: the modules a caller gets
 
     def rebuild(self, index: int) -> nn.Module:
         """The module of record `index`, constructed and filled, with every module its config used filled."""
         module = self.build(index)
+        self._roots.append(module)
         self.fill(index, module)
         while self._unfilled:
             i = self._unfilled.pop()
@@ -254,7 +262,10 @@ class ModuleBuilder:
             )
         config = {k: self.value(v) for k, v in rec.config.items()}
         spec.validate(config, "on load")
-        with torch.device(self.device):
+        # with meta parameters, their initialisers return at once (in a dry run, _Budget counts and skips)
+        placed = meta_parameters() if self.meta_params else nullcontext()
+        skip = SkipMetaInit() if self.meta_params else nullcontext()
+        with torch.device(self.device), placed, skip:
             try:
                 module = spec.from_config(config)
             except BadConfig as exc:
@@ -294,6 +305,8 @@ class ModuleBuilder:
         for name, child_index in rec.children.items():
             existing = module._modules.get(name)
             if child_index is None:
+                if existing is not None:  # the saved module's slot held None: so does the rebuilt one
+                    module.add_module(name, None)
                 continue
             if existing is None:
                 try:
@@ -334,6 +347,32 @@ class ModuleBuilder:
             )
         for name, t in rec.buffers.items():
             _same_shape(where, name, module._buffers.get(name), None if t is None else self.tensors[t])
+
+    def left_on_meta(self) -> bool:
+        """After rebuilding with `meta_params`, over the modules returned and everything under them: a
+        parameter still on meta is STATE_MISMATCH (each slot was matched by name to the file's, so none
+        should be); True if a buffer or a plain tensor attribute is (its constructor computed it from a
+        meta parameter), when the modules must be rebuilt with real parameters instead. (A module a config
+        gave a constructor that kept no reference to it as a child, such as the layer TransformerEncoder
+        copies, is not returned.)"""
+        if not self.meta_params:
+            return False
+        buffer = False
+        seen: set[int] = set()
+        for root in self._roots:
+            for path, module in root.named_modules(prefix=type(root).__name__):
+                if id(module) in seen:
+                    continue
+                seen.add(id(module))
+                for name, p in module._parameters.items():
+                    if p is not None and p.is_meta:
+                        raise StateMismatch(
+                            f"{path}: parameter {name!r} was not filled from the file (still on the meta "
+                            "device)"
+                        )
+                held = (*module._buffers.values(), *vars(module).values())  # buffers, plain tensor attributes
+                buffer = buffer or any(isinstance(t, torch.Tensor) and t.is_meta for t in held)
+        return buffer
 
     def _param(self, tensor: int, requires_grad: bool) -> nn.Parameter:
         p = self._params.get(tensor)
@@ -411,7 +450,8 @@ class _Budget(TorchFunctionMode):
                 f"the layers' constructors made more than {self.budget} torch calls for what the file holds "
                 "(a config asks for more than the file has)"
             )
-        return func(*args, **(kwargs or {}))
+        done = meta_init(func, args, kwargs)  # counted, then skipped
+        return done if done is not None else func(*args, **(kwargs or {}))
 
 
 def check_rebuild(m: Manifest, roots: Sequence[int], limits: Limits) -> None:
@@ -428,19 +468,47 @@ def check_rebuild(m: Manifest, roots: Sequence[int], limits: Limits) -> None:
                 continue
     if builder.unbuildable:
         raise _unbuildable_error(m, builder.unbuildable)
+    _check_bytes(m, builder, built, limits)
+
+
+def _check_bytes(m: Manifest, builder: ModuleBuilder, built: list[nn.Module], limits: Limits) -> None:
+    """The byte rule of SPEC.md Appendix A.4 over the modules of a dry run: `unsaved` bytes of tensors the
+    file does not hold, `expanded` bytes of those it does (numel x itemsize of each: a stride-0 view counts
+    at its full size), `held` bytes the file stores for them (its blobs, each once). What goes beyond the
+    file, unsaved + max(0, expanded - held), may not exceed `max_unsaved_bytes`."""
+    index = {id(t): i for i, t in enumerate(builder.tensors)}
+    index.update({id(p): i for i, p in builder._params.items()})
     seen: set[int] = set()
-    extra = 0
+    used: set[int] = set()
+    unsaved = expanded = 0
     for root in built:
         for module in root.modules():
-            for name, buf in module._buffers.items():
-                if buf is not None and name in module._non_persistent_buffers_set and id(buf) not in seen:
-                    seen.add(id(buf))
-                    extra += buf.numel() * buf.element_size()
-    if extra > limits.max_unsaved_bytes:
+            for t in (*module._parameters.values(), *module._buffers.values()):
+                if t is None or id(t) in seen:
+                    continue
+                seen.add(id(t))
+                size = t.numel() * t.element_size()
+                if id(t) in index:
+                    used.add(index[id(t)])
+                    expanded += size
+                else:
+                    unsaved += size
+    blobs = {b for i in used if (b := m.tensors[i].blob) is not None}
+    held = sum(m.blobs[b].nbytes for b in blobs)
+    held += sum(_extent(m, i) for i in used if m.tensors[i].blob is None)  # in memory: tensors a step made
+    beyond = unsaved + max(0, expanded - held)
+    if beyond > limits.max_unsaved_bytes:
         raise LimitExceeded(
-            f"rebuilding the modules would allocate {extra} bytes of unsaved buffers "
-            f"(limit {limits.max_unsaved_bytes})"
+            f"rebuilding the modules would create {unsaved + expanded} bytes of parameters and buffers "
+            f"({unsaved} of them unsaved buffers) for the {held} bytes of tensors the file holds for them: "
+            f"{beyond} beyond the file (limit {limits.max_unsaved_bytes}; a stride-0 view counts at its "
+            "full size)"
         )
+
+
+def _extent(m: Manifest, i: int) -> int:
+    t = m.tensors[i]
+    return extent(DTYPES[t.dtype][0], t.shape, t.strides)
 
 
 def check_modules(m: Manifest) -> None:

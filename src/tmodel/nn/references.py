@@ -62,7 +62,9 @@ def register_function(obj: Callable[..., Any], name: str) -> None:
     if not callable(obj):
         raise InvalidArgument(f"{name}: only callables (functions, classes) can be referred to")
     if isinstance(obj, type) and is_registered(obj):
-        raise InvalidArgument(f"{name}: {obj.__name__} is a registered layer; configs refer to it by its name")
+        raise InvalidArgument(
+            f"{name}: {obj.__name__} is a registered layer; configs refer to it by its name"
+        )
     _check_name(name, _taken(name))
     _REFS[name] = obj
     _REF_NAMES.setdefault(id(obj), (name, obj))
@@ -168,7 +170,9 @@ def resolve(node: Any, convert: Callable[[Any], Any]) -> Any:
     if kind is PartialNode:
         body = node.value
         func = _referred(body.ref)
-        return functools.partial(func, *[convert(a) for a in body.args], **{k: convert(x) for k, x in body.kwargs})
+        return functools.partial(
+            func, *[convert(a) for a in body.args], **{k: convert(x) for k, x in body.kwargs}
+        )
     assert kind is ObjectNode
     vt = _VALUES.get(node.value.type)
     if vt is None:
