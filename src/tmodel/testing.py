@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from . import api
-from .nn.registry import spec_for_module
+from .nn.parametrized import spec_for_saved
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
@@ -33,7 +33,7 @@ def _configs(module: nn.Module) -> dict[str, Any]:
     paths = {id(m): name for name, m in module.named_modules(remove_duplicate=False)}
     out = {}
     for name, m in module.named_modules():
-        spec = spec_for_module(m, name or "<root>")
+        spec = spec_for_saved(m, name or "<root>")
         out[name] = (spec.name, spec.version, _canon(spec.get_config(m), paths), m.training)
     return out
 

@@ -41,7 +41,8 @@ from ..tensors.values import (
     to_python,
     value_repr,
 )
-from .registry import LayerSpec, is_registered, spec_for_module, spec_for_name
+from .parametrized import restore, saved_class, spec_for_saved
+from .registry import LayerSpec, is_registered, spec_for_name
 
 #: the msgpack level of a config value: manifest map, modules array, record map, config map
 _CONFIG_LEVEL = 5
@@ -73,7 +74,7 @@ class ModuleWriter:
         known = self._modules.get(id(module))
         if known is not None:
             return known
-        spec = spec_for_module(module, path)
+        spec = spec_for_saved(module, path)  # wrappers refused, parametrized modules as their base class
         if self._nesting >= MAX_DEPTH:
             raise UnsupportedType(
                 f"{path}: modules nested deeper than a file may hold ({MAX_DEPTH} records, children and "
@@ -172,8 +173,8 @@ def _all_unregistered(root: nn.Module, path: str) -> None:
     path, when there is more than one: a user registers them in one round, not one per attempt."""
     missing: dict[type, str] = {}
     for name, module in root.named_modules(remove_duplicate=True):
-        if type(module) not in missing and not is_registered(type(module)):
-            missing[type(module)] = f"{path}.{name}" if name else path
+        if saved_class(module) not in missing and not is_registered(saved_class(module)):
+            missing[saved_class(module)] = f"{path}.{name}" if name else path
     if len(missing) > 1:
         listed = "; ".join(f"{c.__module__}.{c.__qualname__} (at {where})" for c, where in missing.items())
         first = next(iter(missing))
@@ -240,7 +241,7 @@ class ModuleBuilder:
                 raise LimitExceeded(f"{where}: {exc}", layer=rec.type, version=rec.version) from None
             except Exception as exc:  # the layer's own code, fed a config from the file
                 raise BadConfig(f"{where}: construction from the saved config failed: {exc!r}") from None
-        if type(module) is not spec.cls:
+        if saved_class(module) is not spec.cls:
             raise BadConfig(
                 f"{where}: from_config returned a {type(module).__name__}, not a {spec.cls.__name__}"
             )
@@ -261,7 +262,8 @@ class ModuleBuilder:
         rec = self.m.modules[index]
         where = f"module {index} ({rec.type})"
         spec = spec_for_name(rec.type, where)
-        if type(module) is not spec.cls:
+        restore(self, rec, module, where)  # a parametrized module's parametrizations, registered again
+        if saved_class(module) is not spec.cls:
             raise StateMismatch(
                 f"{where}: the constructor built a {type(module).__name__}, the file has {rec.type}"
             )

@@ -191,9 +191,13 @@ def unregister(name: str) -> None:
 
 def spec_for_module(module: nn.Module, where: str) -> LayerSpec:
     """The registration of a module's exact class, or an error naming what to register."""
-    spec = _BY_CLASS.get(type(module))
+    return spec_for_class(type(module), where)
+
+
+def spec_for_class(cls: type[nn.Module], where: str) -> LayerSpec:
+    """The registration of exactly `cls`, or an error naming what to register."""
+    spec = _BY_CLASS.get(cls)
     if spec is None:
-        cls = type(module)
         qualified = f"{cls.__module__}.{cls.__qualname__}"  # the error's `layer`: it has no registered name
         if cls in _WHY_NOT:
             raise UnregisteredType(f"{where}: {qualified} cannot be saved: {_WHY_NOT[cls]}", layer=qualified)
