@@ -86,8 +86,9 @@ def test_unsupported_instances_list_is_complete() -> None:
     assert set(_unsupported_instances()) | not_built == set(builtins.UNSUPPORTED)
 
 
-@pytest.mark.parametrize("name", sorted(set(_unsupported_instances()) - {"DataParallel"}))  # a wrapper:
-def test_unsupported_class_fails_with_unregistered_type(  # UNSUPPORTED_TYPE, tests/test_hooks_wrappers.pyname: str, tmp_path: Path) -> None:
+# DataParallel is a wrapper, refused as UNSUPPORTED_TYPE with the fix (tests/test_hooks_wrappers.py)
+@pytest.mark.parametrize("name", sorted(set(_unsupported_instances()) - {"DataParallel"}))
+def test_unsupported_class_fails_with_unregistered_type(name: str, tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # lazy modules warn that they are experimental
         module = _unsupported_instances()[name]()
