@@ -4,11 +4,13 @@ reparametrizations are refused at save with UNSUPPORTED_TYPE and the fix, and no
 
 from __future__ import annotations
 
+import struct
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 import torch
 from torch import nn
@@ -17,7 +19,9 @@ from torch.nn.utils import parametrize, prune
 
 import tmodel
 import tmodel.api
+from tmodel.container.framing import HEADER_SIZE, TRAILER_SIZE, pack_trailer
 from tmodel.errors import TModelError
+from tmodel.manifest.encoding import pack_manifest
 from tmodel.testing import assert_roundtrip
 
 
@@ -441,3 +445,89 @@ def test_distributed_data_parallel_is_refused_at_save(process_group: Any, tmp_pa
     for obj, where in _places(ddp):
         _assert_refused(obj, where, "save model.module", "DistributedDataParallel", out)
     assert isinstance(tmodel.load_bytes(tmodel.save_bytes(ddp.module)), nn.Linear)
+
+
+# -- a file's parametrization records, tampered with: coded errors on load -----------------------------------
+def _rewrite_manifest(data: bytes, edit: Callable[[dict[str, Any]], None]) -> bytes:
+    """`data` with its manifest edited by `edit(wire)` and a trailer whose digests are correct again."""
+    offset, length = struct.unpack_from("<QQ", data, len(data) - TRAILER_SIZE)
+    wire = msgpack.unpackb(data[offset : offset + length], raw=False)
+    edit(wire)
+    raw = pack_manifest(wire)
+    return data[:offset] + raw + pack_trailer(offset, raw, wire["checksum"], data[:HEADER_SIZE])
+
+
+def _rename(mapping: dict[str, Any], old: str, new: str) -> None:
+    items = list(mapping.items())
+    mapping.clear()
+    mapping.update((new if k == old else k, v) for k, v in items)
+
+
+# records: 0 Linear, 1 ModuleDict, 2 ParametrizationList, 3 the parametrization
+TAMPERED: dict[str, tuple[Callable[[], nn.Module], Callable[[dict[str, Any]], None], str]] = {
+    "unsafe_not_bool": (
+        lambda: pz.weight_norm(nn.Linear(3, 4)),
+        lambda w: w["modules"][2]["config"].update(unsafe=1),
+        "BAD_CONFIG",
+    ),
+    "list_config_extra": (
+        lambda: pz.weight_norm(nn.Linear(3, 4)),
+        lambda w: w["modules"][2]["config"].update(extra=True),
+        "BAD_CONFIG",
+    ),
+    "list_version": (
+        lambda: pz.weight_norm(nn.Linear(3, 4)),
+        lambda w: w["modules"][2].update(version=2),
+        "LAYER_VERSION",
+    ),
+    "list_alone_at_the_root": (
+        lambda: pz.weight_norm(nn.Linear(3, 4)),
+        lambda w: w.update(root={"module": 2}),
+        "BAD_CONFIG",
+    ),
+    "list_children_misnamed": (
+        lambda: pz.weight_norm(nn.Linear(3, 4)),
+        lambda w: _rename(w["modules"][2]["children"], "0", "1"),
+        "STATE_MISMATCH",
+    ),
+    "originals_misnamed": (
+        lambda: pz.weight_norm(nn.Linear(3, 4)),
+        lambda w: _rename(w["modules"][2]["parameters"], "original1", "original2"),
+        "STATE_MISMATCH",
+    ),
+    "tensor_the_module_lacks": (
+        lambda: pz.weight_norm(nn.Linear(3, 4)),
+        lambda w: _rename(w["modules"][1]["children"], "weight", "scale"),
+        "STATE_MISMATCH",
+    ),
+    "spectral_dim_negative": (
+        lambda: pz.spectral_norm(nn.Linear(5, 6)),
+        lambda w: w["modules"][3]["config"].update(dim=-1),
+        "BAD_CONFIG",
+    ),
+    "spectral_matrix_shape_wrong": (
+        lambda: pz.spectral_norm(nn.Linear(5, 6)),
+        lambda w: w["modules"][3]["config"].update(matrix_shape={"list": [7, 5]}),
+        "STATE_MISMATCH",
+    ),
+    "orthogonal_map_unknown": (
+        lambda: pz.orthogonal(nn.Linear(5, 5)),
+        lambda w: w["modules"][3]["config"].update(orthogonal_map="__class__"),
+        "BAD_CONFIG",
+    ),
+    "orthogonal_shape_not_sizes": (
+        lambda: pz.orthogonal(nn.Linear(5, 5)),
+        lambda w: w["modules"][3]["config"].update(shape="5x5"),
+        "BAD_CONFIG",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED))
+def test_tampered_parametrization_records_raise_coded_errors(case: str) -> None:
+    make, edit, code = TAMPERED[case]
+    data = _rewrite_manifest(tmodel.save_bytes(make()), edit)
+    for device in ("cpu", "meta"):
+        with pytest.raises(TModelError) as info:
+            tmodel.load_bytes(data, map_location=device)
+        assert info.value.code == code, info.value
