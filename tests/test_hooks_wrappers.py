@@ -65,6 +65,17 @@ class RankOne(nn.Module):
         return u[..., :, 0] * root, vh[..., 0, :] * root
 
 
+@tmodel.register("tests.hooks.Halved")
+class Halved(nn.Module):
+    """A parametrization whose right_inverse returns a sequence of one tensor: its original is original0."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * x
+
+    def right_inverse(self, a: torch.Tensor) -> tuple[torch.Tensor]:
+        return (a / 2,)
+
+
 @tmodel.register("tests.hooks.Block")
 class Block(nn.Module):
     """A layer whose constructor parametrizes its own child: the rebuilt child is filled in place."""
@@ -144,6 +155,10 @@ CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "user_two_originals": (
         lambda: parametrize.register_parametrization(nn.Linear(4, 4), "weight", RankOne()),
         (2, 4),
+    ),
+    "user_sequence_of_one": (
+        lambda: parametrize.register_parametrization(nn.Linear(3, 2), "weight", Halved()),
+        (2, 3),
     ),
     "user_unsafe": (
         lambda: parametrize.register_parametrization(nn.Linear(3, 3), "weight", Scale(2.0), unsafe=True),
@@ -321,6 +336,20 @@ def test_user_hooks_are_code_and_are_not_saved() -> None:
     assert not loaded._forward_hooks and not loaded._forward_pre_hooks
     x = torch.randn(1, 2)
     assert torch.equal(loaded(x), nn.functional.linear(x, model.weight, model.bias))
+
+
+def test_a_hand_made_reparametrization_the_dry_run_cannot_rebuild_is_refused(tmp_path: Path) -> None:
+    """Any other hook-kept state: the writer's dry run refuses what would not load, and writes nothing."""
+    model = nn.Linear(3, 3)
+    raw = model.weight
+    del model.weight
+    model.register_parameter("weight_raw", raw)
+    model.register_forward_pre_hook(lambda m, args: setattr(m, "weight", m.weight_raw * 2))
+    path = tmp_path / "m.tmodel"
+    with pytest.raises(TModelError) as info:
+        tmodel.save(model, path)
+    assert info.value.code == "STATE_MISMATCH"
+    assert not path.exists() and list(tmp_path.iterdir()) == []
 
 
 # -- refused at save -----------------------------------------------------------------------------------------

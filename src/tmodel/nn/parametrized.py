@@ -143,12 +143,10 @@ def _lists(builder: ModuleBuilder, rec: ModuleRecord, where: str) -> list[tuple[
     if holder.type != "torch.nn.ModuleDict":
         return []
     pairs = [(k, i) for k, i in holder.children.items() if i is not None]
-    kinds = {builder.m.modules[i].type == LIST_TYPE for _, i in pairs}
-    if kinds != {True}:
-        if True in kinds or len(pairs) != len(holder.children):
-            raise StateMismatch(f"{where}: {HOLDER} mixes ParametrizationLists with other entries")
-        return []
-    return pairs
+    lists = [(k, i) for k, i in pairs if builder.m.modules[i].type == LIST_TYPE]
+    if lists and len(lists) != len(holder.children):
+        raise StateMismatch(f"{where}: {HOLDER} mixes ParametrizationLists with other entries")
+    return lists
 
 
 def _list_config(held: ModuleRecord, at: str) -> bool:
@@ -181,22 +179,22 @@ def _originals_from_file(
     """While the first parametrization is registered, its `right_inverse` gives placeholders shaped as the
     file's originals (on the meta device: they are replaced by the file's tensors), so no code of the
     parametrization runs, and nothing it would compute is spent or changed."""
-    names = list(held.parameters) + list(held.buffers)
     refs = {**{n: None if r is None else r.tensor for n, r in held.parameters.items()}, **held.buffers}
-    several = [f"original{i}" for i in range(len(names))]
+    names = list(held.parameters) + list(held.buffers)
+    tensors = [builder.tensors[i] for i in refs.values() if i is not None]
+    if len(tensors) != len(names) or names not in (["original"], [f"original{i}" for i in range(len(names))]):
+        raise StateMismatch(f"{at}: a ParametrizationList holds 'original' or 'original0', 'original1', …")
     if names == ["original"]:
 
         def inverse(x: torch.Tensor) -> Any:
-            return x
+            return x  # the constructed tensor stays the original until the fill replaces it
 
-    elif names == several and len(names) > 1 and all(refs[n] is not None for n in names):
-        stand_ins = tuple(torch.empty_like(builder.tensors[refs[n]], device="meta") for n in names)  # type: ignore[index]
+    else:
+        stand_ins = tuple(torch.empty_like(t, device="meta") for t in tensors)
 
         def inverse(x: torch.Tensor) -> Any:
             return stand_ins
 
-    else:
-        raise StateMismatch(f"{at}: a ParametrizationList holds 'original' or 'original0', 'original1', …")
     object.__setattr__(first, "right_inverse", inverse)
     try:
         yield
