@@ -173,8 +173,9 @@ def _all_unregistered(root: nn.Module, path: str) -> None:
     path, when there is more than one: a user registers them in one round, not one per attempt."""
     missing: dict[type, str] = {}
     for name, module in root.named_modules(remove_duplicate=True):
-        if saved_class(module) not in missing and not is_registered(saved_class(module)):
-            missing[saved_class(module)] = f"{path}.{name}" if name else path
+        cls = saved_class(module)  # a parametrized module is saved as its base class
+        if cls not in missing and not is_registered(cls):
+            missing[cls] = f"{path}.{name}" if name else path
     if len(missing) > 1:
         listed = "; ".join(f"{c.__module__}.{c.__qualname__} (at {where})" for c, where in missing.items())
         first = next(iter(missing))
