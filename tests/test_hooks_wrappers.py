@@ -135,6 +135,16 @@ def _mixed_training() -> nn.Module:
     return m
 
 
+def _transformer() -> nn.Module:
+    """Parametrized layers inside copies a constructor makes (TransformerEncoder clones its layer)."""
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    model = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    for block in model.layers:
+        pz.weight_norm(block.linear1)
+        pz.spectral_norm(block.linear2)
+    return model.eval()
+
+
 CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "weight_norm": (lambda: pz.weight_norm(nn.Linear(3, 4)), (2, 3)),
     "weight_norm_dim_none": (lambda: pz.weight_norm(nn.Conv1d(2, 3, 3), dim=None), (1, 2, 7)),
@@ -169,6 +179,7 @@ CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
         lambda: parametrize.register_parametrization(nn.BatchNorm1d(3).eval(), "running_var", Scale(2.0)),
         (4, 3),
     ),
+    "transformer_layers": (_transformer, (2, 3, 8)),
     "constructor_parametrizes_child": (lambda: Block(4), (2, 4)),
     "constructor_parametrizes_itself": (lambda: SelfNormed(4), (2, 4)),
 }
@@ -250,6 +261,16 @@ def test_orthogonal_rebuilds_on_the_meta_device() -> None:
     loaded = tmodel.load_bytes(tmodel.save_bytes(model), map_location="meta")
     assert loaded.parametrizations.weight.original.is_meta
     assert loaded.parametrizations.weight[0].base.shape == (5, 5)
+
+
+def test_a_dtype_cast_on_load_casts_the_originals() -> None:
+    model = pz.weight_norm(nn.Linear(3, 4))
+    loaded = tmodel.load_bytes(tmodel.save_bytes(model), dtype=torch.float16)
+    assert loaded.parametrizations.weight.original1.dtype == torch.float16
+    assert torch.equal(
+        loaded.parametrizations.weight.original1, model.parametrizations.weight.original1.half()
+    )
+    assert loaded.weight.dtype == torch.float16
 
 
 def test_ties_and_shared_parametrized_modules_survive() -> None:
