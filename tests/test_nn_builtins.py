@@ -86,7 +86,8 @@ def test_unsupported_instances_list_is_complete() -> None:
     assert set(_unsupported_instances()) | not_built == set(builtins.UNSUPPORTED)
 
 
-@pytest.mark.parametrize("name", sorted(_unsupported_instances()))
+# DataParallel is a wrapper, refused as UNSUPPORTED_TYPE with the fix (tests/test_hooks_wrappers.py)
+@pytest.mark.parametrize("name", sorted(set(_unsupported_instances()) - {"DataParallel"}))
 def test_unsupported_class_fails_with_unregistered_type(name: str, tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # lazy modules warn that they are experimental

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from . import api
-from .nn.registry import spec_for_module
+from .nn.parametrized import saved_class, spec_for_saved
+from .nn.registry import qualified_name
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
@@ -31,10 +32,13 @@ def _canon(value: Any, paths: dict[int, str]) -> Any:
 
 def _configs(module: nn.Module) -> dict[str, Any]:
     paths = {id(m): name for name, m in module.named_modules(remove_duplicate=False)}
-    out = {}
+    out: dict[str, tuple[str, int | None, Any, bool]] = {}
     for name, m in module.named_modules():
-        spec = spec_for_module(m, name or "<root>")
-        out[name] = (spec.name, spec.version, _canon(spec.get_config(m), paths), m.training)
+        spec = spec_for_saved(m, name or "<root>")
+        if spec is None:  # built by its parent: recorded by class, with no config
+            out[name] = (qualified_name(saved_class(m)), None, None, m.training)
+        else:
+            out[name] = (spec.name, spec.version, _canon(spec.get_config(m), paths), m.training)
     return out
 
 

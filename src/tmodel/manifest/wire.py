@@ -40,7 +40,7 @@ class ParamWire(TypedDict):
 
 class ModuleWire(TypedDict):
     type: str
-    version: int
+    version: int | None
     config: dict[str, Any]
     parameters: dict[str, ParamWire | None]
     buffers: dict[str, int | None]

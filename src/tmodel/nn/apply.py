@@ -75,8 +75,9 @@ def describe_steps(m: Manifest, per_record: dict[int, list[Step]]) -> list[str]:
     """One line per (layer, from, to): the steps and how many modules they apply to."""
     groups: dict[tuple[str, int, int, str], int] = {}
     for i, steps in per_record.items():
-        down = steps[0].to_version == m.modules[i].version
         start = m.modules[i].version
+        assert start is not None  # records built by their parent have no steps
+        down = steps[0].to_version == start
         end = steps[-1].from_version if down else steps[-1].to_version
         names = " -> ".join(s.name for s in steps)
         key = (m.modules[i].type, start, end, names)
@@ -98,6 +99,7 @@ def apply_steps(m: Manifest, load: Load, targets: dict[str, int] | None = None) 
     wanted: dict[int, str] = {}  # untouched tensors whose local name a step changed
     for i, steps in per_record.items():
         rec = m.modules[i]
+        assert rec.version is not None  # records built by their parent have no steps
         layer = LayerRecord(rec.type, rec.version, _config_in(rec.config), _slots(m, i, load))
         down = steps[0].to_version == rec.version
         for step in steps:

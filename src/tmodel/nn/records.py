@@ -44,9 +44,10 @@ from ..tensors.values import (
     to_python,
     value_repr,
 )
+from .parametrized import restore, saved_class, spec_for_saved
 from .placement import SkipMetaInit, meta_init, meta_parameters
 from .references import config_node, resolve
-from .registry import LayerSpec, default_attach, layer_spec, qualified_name, spec_for_name
+from .registry import LayerSpec, default_attach, qualified_name, spec_for_name
 
 #: the msgpack level of a config value: manifest map, modules array, record map, config map
 _CONFIG_LEVEL = 5
@@ -73,7 +74,7 @@ class ModuleWriter:
         known = self._modules.get(id(module))
         if known is not None:
             return known
-        spec = layer_spec(module, path)
+        spec = spec_for_saved(module, path)  # wrappers refused, parametrized modules as their base class
         if self._nesting >= MAX_DEPTH:
             raise UnsupportedType(
                 f"{path}: modules nested deeper than a file may hold ({MAX_DEPTH} records, children and "
@@ -180,7 +181,7 @@ class ModuleWriter:
 def _parent_built_type(module: nn.Module, path: str) -> str:
     """The type of a record its parent builds: the class's qualified name, which loading compares with the
     class of the child the parent's constructor made."""
-    name = qualified_name(type(module))
+    name = qualified_name(saved_class(module))
     if len(name) > CLASS_NAME_BYTES or not CLASS_NAME.fullmatch(name):
         raise UnregisteredType(
             f"{path}: {name} is not a registered layer, and its class name cannot be recorded for its "
@@ -274,7 +275,7 @@ class ModuleBuilder:
                 raise LimitExceeded(f"{where}: {exc}", layer=rec.type, version=rec.version) from None
             except Exception as exc:  # the layer's own code, fed a config from the file
                 raise BadConfig(f"{where}: construction from the saved config failed: {exc!r}") from None
-        if type(module) is not spec.cls:
+        if saved_class(module) is not spec.cls:
             raise BadConfig(
                 f"{where}: from_config returned a {type(module).__name__}, not a {spec.cls.__name__}"
             )
@@ -295,9 +296,9 @@ class ModuleBuilder:
         rec = self.m.modules[index]
         where = f"module {index} ({rec.type})"
         spec = None if rec.version is None else spec_for_name(rec.type, where)
-        if (spec is None and qualified_name(type(module)) != rec.type) or (
-            spec is not None and type(module) is not spec.cls
-        ):
+        restore(self, rec, module, where)  # a parametrized module's parametrizations, registered again
+        cls = saved_class(module)
+        if (spec is None and qualified_name(cls) != rec.type) or (spec is not None and cls is not spec.cls):
             raise StateMismatch(
                 f"{where}: the constructor built a {qualified_name(type(module))}, the file has {rec.type}"
             )

@@ -211,10 +211,9 @@ def qualified_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def layer_spec(module: nn.Module, where: str) -> LayerSpec | None:
-    """The registration of a module's exact class; None for an unregistered class (its parent may build
-    it), UNREGISTERED_TYPE for one left unregistered on purpose (a wrapper, a lazy module)."""
-    cls = type(module)
+def layer_spec(cls: type[nn.Module], where: str) -> LayerSpec | None:
+    """The registration of exactly `cls`; None for an unregistered class (its parent may build it),
+    UNREGISTERED_TYPE for one left unregistered on purpose (a wrapper, a lazy module)."""
     spec = _BY_CLASS.get(cls)
     if spec is None and cls in _WHY_NOT:
         raise UnregisteredType(
@@ -225,9 +224,13 @@ def layer_spec(module: nn.Module, where: str) -> LayerSpec | None:
 
 def spec_for_module(module: nn.Module, where: str) -> LayerSpec:
     """The registration of a module's exact class, or an error naming what to register."""
-    spec = _BY_CLASS.get(type(module))
+    return spec_for_class(type(module), where)
+
+
+def spec_for_class(cls: type[nn.Module], where: str) -> LayerSpec:
+    """The registration of exactly `cls`, or an error naming what to register."""
+    spec = _BY_CLASS.get(cls)
     if spec is None:
-        cls = type(module)
         qualified = f"{cls.__module__}.{cls.__qualname__}"  # the error's `layer`: it has no registered name
         if cls in _WHY_NOT:
             raise UnregisteredType(f"{where}: {qualified} cannot be saved: {_WHY_NOT[cls]}", layer=qualified)
@@ -276,7 +279,7 @@ def is_registered(cls: type) -> bool:
 
 def spec_name(cls: type) -> str:
     """The layer name of a registered class."""
-    return _BY_CLASS[cls].name  # type: ignore[index]
+    return _BY_CLASS[cls].name
 
 
 def registered_class(name: str) -> type[nn.Module] | None:
