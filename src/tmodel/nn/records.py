@@ -309,16 +309,16 @@ class ModuleBuilder:
                 if existing is not None:  # the saved module's slot held None: so does the rebuilt one
                     module.add_module(name, None)
                 continue
-            if existing is None:
-                try:
+            try:
+                if existing is None:
                     child = self.build(child_index)
-                except _Unbuildable:
-                    continue  # gathered; the dry run reports every such record at once
-                module.add_module(name, child)
-                self.fill(child_index, child)
-            else:
-                self.built.setdefault(child_index, existing)
-                self.fill(child_index, existing)
+                    module.add_module(name, child)
+                    self.fill(child_index, child)
+                else:
+                    self.built.setdefault(child_index, existing)
+                    self.fill(child_index, existing)
+            except _Unbuildable:
+                continue  # gathered below this child; the dry run reports every such record at once
         attach = default_attach if spec is None else spec.attach
         for name, ref in rec.parameters.items():
             value = None if ref is None else self._param(ref.tensor, ref.requires_grad)
