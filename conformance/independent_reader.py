@@ -26,7 +26,7 @@ import zstandard
 MAGIC = b"\x89TMODEL\n"
 END_MAGIC = b"TMODEND\n"
 CONTAINER_VERSION = 1
-SCHEMA_VERSIONS = (1, 2, 3, 4)
+SCHEMA_VERSIONS = (1, 2, 3, 4, 5)
 MIB = 1 << 20
 INT63 = (1 << 63) - 1
 
@@ -121,7 +121,9 @@ V3_NODE_TAGS = (
     "numpy_scalar",
 )
 V4_NODE_TAGS = ("layout", "qscheme", "meta_tensor", "tensor_attrs")
-NODE_TAGS = V2_NODE_TAGS + V3_NODE_TAGS + V4_NODE_TAGS
+#: §5.4 (version 5): the kinds only layer configs hold
+V5_NODE_TAGS = ("ref", "partial", "object")
+NODE_TAGS = V2_NODE_TAGS + V3_NODE_TAGS + V4_NODE_TAGS + V5_NODE_TAGS
 #: §5.4 (version 4): the value nodes that may be keys and set elements, besides scalars and tuples of keys
 KEY_TAGS = ("dtype", "device", "complex", "size", "numpy_scalar", "layout", "qscheme")
 TENSOR_TAGS = ("tensor", "parameter", "requires_grad", "meta_tensor")
@@ -130,6 +132,8 @@ NAME_RE = re.compile(r"_?[a-z][a-z0-9_]*")
 DEVICE_RE = re.compile(r"[a-z][a-z0-9_]*(:(0|[1-9][0-9]*))?")
 INT64_MIN = -(1 << 63)
 TYPE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+#: §5.7 (version 5): the class name of a record built by its parent
+CLASS_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|<locals>)(\.([A-Za-z_][A-Za-z0-9_]*|<locals>))*\Z")
 HASH_PIECE = 16 * MIB
 
 
@@ -501,7 +505,10 @@ class Reader:
         for i, r in enumerate(m["modules"]):
             _record(r, MODULE_KEYS, f"module {i}")
             _schema(type(r["type"]) is str, f"module {i} type is not a string")
-            _schema(_is_nonneg(r["version"]) and r["version"] >= 1, f"module {i} version is not an int >= 1")
+            _schema(
+                (_is_nonneg(r["version"]) and r["version"] >= 1) or (r["version"] is None and self.sv >= 5),
+                f"module {i} version is not an int >= 1",
+            )
             _schema(type(r["config"]) is dict, f"module {i} config is not a map")
             _schema(type(r["parameters"]) is dict, f"module {i} parameters is not a map")
             for k, p in r["parameters"].items():
@@ -603,8 +610,9 @@ class Reader:
             if i not in used:
                 _fail("BAD_LAYOUT", f"blob {i} referenced by no tensor")
 
-    def _node(self, n: Any, module_refs: list[int] | None = None) -> None:
-        """Validate a §5.4 node (iteratively: depth is bounded by the decoder anyway)."""
+    def _node(self, n: Any, module_refs: list[int] | None = None, config: bool = False) -> None:
+        """Validate a §5.4 node (iteratively: depth is bounded by the decoder anyway); `config` for a layer
+        config's values, the only place ref, partial and object nodes may be."""
         stack = [n]
         nt, nm = len(self.m["tensors"]), len(self.m["modules"])
         while stack:
@@ -620,7 +628,30 @@ class Reader:
                 _schema(tag not in V3_NODE_TAGS, f"{tag} node in a schema version {self.sv} manifest")
             if self.sv < 4:
                 _schema(tag not in V4_NODE_TAGS, f"{tag} node in a schema version {self.sv} manifest")
-            if tag in ("list", "tuple"):
+            if tag in V5_NODE_TAGS:
+                _schema(self.sv >= 5, f"{tag} node in a schema version {self.sv} manifest")
+                _schema(config, f"{tag} node outside a layer config")
+            if tag == "ref":
+                _schema(type(v) is str, "ref node is not a string")
+                _type_name(v, "ref node")
+            elif tag == "partial":
+                _record(v, ("ref", "args", "kwargs"), "partial node")
+                _schema(type(v["ref"]) is str, "partial node ref is not a string")
+                _schema(type(v["args"]) is list and type(v["kwargs"]) is list, "partial node args or kwargs")
+                for e in v["kwargs"]:
+                    _schema(type(e) is list and len(e) == 2, "partial node keyword entry")
+                    _schema(type(e[0]) is str, "partial node keyword name is not a string")
+                kw = [e[0] for e in v["kwargs"]]
+                _schema(len(set(kw)) == len(kw), "duplicate partial node keyword name")
+                _type_name(v["ref"], "partial node")
+                stack.extend(v["args"])
+                stack.extend(e[1] for e in v["kwargs"])
+            elif tag == "object":
+                _record(v, ("type", "data"), "object node")
+                _schema(type(v["type"]) is str, "object node type is not a string")
+                _type_name(v["type"], "object node")
+                stack.append(v["data"])
+            elif tag in ("list", "tuple"):
                 _schema(type(v) is list, f"{tag} node is not an array")
                 stack.extend(v)
             elif tag in ("dict", "counter"):
@@ -716,11 +747,15 @@ class Reader:
         edges_children: list[list[int]] = []
         for i, r in enumerate(mods):
             t = r["type"]
-            if len(t.encode("utf-8")) > 256 or not TYPE_RE.match(t):
+            if r["version"] is None:  # built by its parent: a class name, and no config
+                if len(t.encode("utf-8")) > 1024 or not CLASS_RE.match(t):
+                    _fail("BAD_NAME", f"module {i} class name {t!r}")
+                _schema(not r["config"], f"module {i} is built by its parent but has a config")
+            elif len(t.encode("utf-8")) > 256 or not TYPE_RE.match(t):
                 _fail("BAD_NAME", f"module {i} type {t!r}")
             out: list[int] = []
             for v in r["config"].values():
-                self._node(v, out)
+                self._node(v, out, config=True)
             for key in ("parameters", "buffers", "children"):
                 for k, v in r[key].items():
                     check_name(k, f"module {i} {key} name")
@@ -972,9 +1007,23 @@ def _desc_value(v: Any) -> Any:
     return v
 
 
+def _type_name(name: str, what: str) -> None:
+    """§5.6: a registered name is dotted identifiers of at most 256 bytes."""
+    if len(name.encode("utf-8")) > 256 or not TYPE_RE.match(name):
+        _fail("BAD_NAME", f"{what} name {name!r}")
+
+
 def _desc_node(n: Any, names: list[str]) -> Any:
     if type(n) is dict:
         ((tag, v),) = n.items()
+        if tag == "ref":
+            return {"$ref": v}
+        if tag == "partial":
+            args = [_desc_node(x, names) for x in v["args"]]
+            kwargs = [[k, _desc_node(x, names)] for k, x in v["kwargs"]]
+            return {"$partial": {"ref": v["ref"], "args": args, "kwargs": kwargs}}
+        if tag == "object":
+            return {"$object": {"type": v["type"], "data": _desc_node(v["data"], names)}}
         if tag == "tensor":
             return {"$tensor": names[v]}
         if tag == "module":

@@ -33,8 +33,11 @@ from tmodel.manifest.nodes import (
     ModuleRef,
     NdarrayNode,
     NumpyScalarNode,
+    ObjectNode,
     ParameterRef,
+    PartialNode,
     QschemeNode,
+    RefNode,
     SetNode,
     SizeNode,
     TensorRef,
@@ -105,6 +108,18 @@ def _node(n: Any, m: Manifest) -> Any:
             }
         if kind is NumpyScalarNode:
             return {"$numpy_scalar": {"dtype": x.value.dtype, "hex": x.value.data.hex()}}
+        if kind is RefNode:
+            return {"$ref": x.ref}
+        if kind is PartialNode:
+            return {
+                "$partial": {
+                    "ref": x.value.ref,
+                    "args": [fold(a, leaf, _TAGGED) for a in x.value.args],
+                    "kwargs": [[k, fold(v, leaf, _TAGGED)] for k, v in x.value.kwargs],
+                }
+            }
+        if kind is ObjectNode:
+            return {"$object": {"type": x.value.type, "data": fold(x.value.data, leaf, _TAGGED)}}
         return _value(x)
 
     return fold(n, leaf, _TAGGED)
