@@ -1,4 +1,4 @@
-"""Modules with hooks and wrappers (SPEC.md Appendix A.5): parametrized modules round-trip whole (outputs,
+"""Modules with hooks and wrappers (SPEC.md Appendix A.6): parametrized modules round-trip whole (outputs,
 state-dict keys and values, ties, flags, right_inverse never run on load); wrappers and hook-based
 reparametrizations are refused at save with UNSUPPORTED_TYPE and the fix, and no file is written."""
 

@@ -1,4 +1,4 @@
-"""Modules with hooks and wrappers (SPEC.md Appendix A.5): parametrized modules are saved and rebuilt
+"""Modules with hooks and wrappers (SPEC.md Appendix A.6): parametrized modules are saved and rebuilt
 whole; wrappers and torch's hook-based reparametrizations are refused at save, with the fix.
 
 Rules: a module parametrized with `torch.nn.utils.parametrize` (torch swaps its class for a subclass such
