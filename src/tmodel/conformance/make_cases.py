@@ -1836,6 +1836,76 @@ HOSTILE: dict[str, Hostile] = {
         "§5.7",
         "a cycle in the module graph",
     ),
+    # schema 5: config references and records built by their parent
+    "config_ref_in_root": H(
+        "model_sequential",
+        31,
+        manifest(_top("root", {"list": [{"ref": "torch.nn.ReLU"}]})),
+        "root -> [{'ref': 'torch.nn.ReLU'}]",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "a config-only reference in the object tree",
+    ),
+    "config_ref_path": H(
+        "model_sequential",
+        21,
+        manifest(lambda w: w["modules"][1]["config"].__setitem__("act", {"ref": "../os/system"})),
+        "Linear config gains act -> {'ref': '../os/system'}",
+        ("BAD_NAME",),
+        "§5.4",
+        "a reference name that is a path",
+    ),
+    "config_partial_duplicate_keyword": H(
+        "model_sequential",
+        31,
+        manifest(
+            lambda w: w["modules"][1]["config"].__setitem__(
+                "act",
+                {
+                    "partial": {
+                        "ref": "torch.nn.LayerNorm",
+                        "args": [],
+                        "kwargs": [["eps", 1.0], ["eps", 2.0]],
+                    }
+                },
+            )
+        ),
+        "Linear config gains act -> a partial with keyword 'eps' twice",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "a partial whose keyword is given twice",
+    ),
+    "config_object_extra_key": H(
+        "model_sequential",
+        31,
+        manifest(
+            lambda w: w["modules"][1]["config"].__setitem__(
+                "act", {"object": {"type": "example.Options", "data": 1, "code": "x"}}
+            )
+        ),
+        "Linear config gains act -> an object node with an extra key 'code'",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "an object node with a key the format does not define",
+    ),
+    "module_parent_built_with_config": H(
+        "model_sequential",
+        31,
+        manifest(_mod(1, "version", None)),
+        "module 1 (torch.nn.Linear) version 1 -> nil, its config kept",
+        ("MANIFEST_SCHEMA",),
+        "§5.7",
+        "a record built by its parent that carries a config",
+    ),
+    "module_parent_built_path": H(
+        "model_sequential",
+        21,
+        manifest(lambda w: w["modules"][1].update(version=None, config={}, type="../torch/nn/Linear")),
+        "module 1 version -> nil, config -> {}, type -> '../torch/nn/Linear'",
+        ("BAD_NAME",),
+        "§5.7",
+        "a class name that is a path",
+    ),
     "module_chain_too_deep": H(
         "model_sequential",
         8,
