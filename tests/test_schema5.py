@@ -302,3 +302,16 @@ def test_a_library_model_with_a_config_object_saves_whole(tmp_path: Path) -> Non
     finally:
         registry.unregister("tests.s5.GPT2LMHeadModel")
         references.unregister_reference("tests.s5.GPT2Config")
+
+
+def test_a_name_is_registered_once_across_layers_functions_and_value_types() -> None:
+    class Other(nn.Module):
+        pass
+
+    with pytest.raises(TModelError) as info:
+        tmodel.register_class(Other, "tests.s5.Color")  # a value type's name
+    assert info.value.code == "INVALID_ARGUMENT" and "already registered" in str(info.value)
+    with pytest.raises(TModelError) as info:
+        tmodel.register_function(len, "tests.s5.Net")  # a layer's name
+    assert info.value.code == "INVALID_ARGUMENT"
+    assert not registry.is_registered(Other)

@@ -23,7 +23,14 @@ from pydantic import BaseModel
 from ..errors import BadConfig, InvalidArgument, TModelError, UnregisteredType
 from ..manifest.names import TYPE_NAME, TYPE_NAME_BYTES
 from ..manifest.nodes import ObjectNode, PartialNode, RefNode
-from .registry import is_registered, is_registered_name, registered_class, registered_names, spec_name
+from .registry import (
+    is_registered,
+    is_registered_name,
+    registered_class,
+    registered_names,
+    share_names,
+    spec_name,
+)
 
 ToData = Callable[[Any], Any]
 FromData = Callable[[Any], Any]
@@ -43,6 +50,7 @@ _REFS: dict[str, Any] = {}  # name -> class or function
 _REF_NAMES: dict[int, tuple[str, Any]] = {}  # id(object) -> (its saving name, the object, kept alive)
 _VALUES: dict[str, ValueType] = {}
 _VALUE_CLASSES: dict[type, ValueType] = {}
+share_names(lambda name: name in _REFS or name in _VALUES)
 
 
 def _check_name(name: str, taken: bool) -> None:

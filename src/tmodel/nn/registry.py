@@ -68,6 +68,16 @@ _BY_CLASS: dict[type[nn.Module], LayerSpec] = {}
 _WHY_NOT: dict[type[nn.Module], str] = {}
 
 
+#: other registries sharing the namespace of registered names (references, value types): each says whether
+#: a name is taken there
+_OTHER_NAMES: list[Callable[[str], bool]] = []
+
+
+def share_names(taken: Callable[[str], bool]) -> None:
+    """Make layer names and another registry's names one namespace: a name is registered once."""
+    _OTHER_NAMES.append(taken)
+
+
 def mark_unsupported(cls: type[nn.Module], reason: str) -> None:
     """Record why a class is deliberately left unregistered, for the error a save of it raises."""
     _WHY_NOT[cls] = reason
@@ -93,6 +103,8 @@ def _refuse(spec: LayerSpec) -> None:
         raise InvalidArgument(f"invalid layer name {spec.name!r}: dotted identifiers, e.g. 'acme.Gate'")
     if spec.version < 1:
         raise InvalidArgument(f"{spec.name}: version must be >= 1")
+    if any(taken(spec.name) for taken in _OTHER_NAMES):
+        raise InvalidArgument(f"the name {spec.name!r} is already registered (a function or value type)")
     if spec.name in _BY_NAME:
         raise InvalidArgument(
             f"layer name {spec.name!r} is already registered to {_BY_NAME[spec.name].cls!r}"
