@@ -398,10 +398,10 @@ def test_threads_1_is_no_slower_than_twice_threads_2(tmp_path: Path) -> None:
     path = tmp_path / "big.tmodel"
     tmodel.save({"w": torch.randn(16 << 20, generator=g) * 0.02}, path)
     times: dict[int, list[float]] = {1: [], 2: []}
-    for _ in range(3):
+    for _ in range(5):
         for threads in (1, 2):
             start = time.perf_counter()
             tmodel.load(path, threads=threads)
             times[threads].append(time.perf_counter() - start)
-    t1, t2 = statistics.median(times[1]), statistics.median(times[2])
+    t1, t2 = min(times[1]), min(times[2])  # the best of 5: another test process shares the 2 CPUs
     assert t1 < 2.5 * t2, (t1, t2)
