@@ -5,7 +5,6 @@ decoding threads' own torch thread count."""
 from __future__ import annotations
 
 import io
-import statistics
 import sys
 import threading
 import time
