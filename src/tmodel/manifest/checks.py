@@ -4,6 +4,7 @@ a Manifest."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -224,11 +225,7 @@ def _check_attrs(node: TensorAttrsNode) -> None:
     body = node.value
     if type(body.of) not in TENSOR_NODES:
         raise ManifestSchemaError("a tensor_attrs node wraps a node that is not a tensor")
-    names = [k for k, _ in body.attrs]
-    if any(type(k) is not str for k in names):
-        raise ManifestSchemaError("a tensor attribute name is not a string")
-    if len(set(names)) != len(names):
-        raise ManifestSchemaError("duplicate tensor attribute name in the object tree")
+    _distinct_names([k for k, _ in body.attrs], "tensor attribute")
     if any(type(n) is ModuleRef for n in walk(v for _, v in body.attrs)):
         raise ManifestSchemaError("a tensor attribute refers to a module")
 
@@ -327,9 +324,8 @@ def _check_tree(m: Manifest, limits: Limits) -> None:
     n = len(m.tensors)
     value_dtypes = DTYPES.keys() | set(VALUE_DTYPES)
     keys: list[Any] = []  # key nodes (and set elements) beyond scalars: checked as nodes after the tree
-    if any(type(node) in CONFIG_ONLY for node in walk([m.root])):
-        raise ManifestSchemaError("the object tree holds a ref, partial or object node (configs only)")
-    for node in _then(walk([m.root, *(v for rec in m.modules for v in rec.config.values())]), keys):
+    configs = walk(v for rec in m.modules for v in rec.config.values())
+    for node in _then(itertools.chain(_object_tree(m.root), configs), keys):
         kind = type(node)
         tensor = tensor_index(node)
         if tensor is not None:
@@ -364,11 +360,23 @@ def _check_tree(m: Manifest, limits: Limits) -> None:
 def _check_partial(node: PartialNode) -> None:
     """A partial names a registered callable; its keyword names are distinct strings."""
     check_type_name(node.value.ref, "partial node")
-    names = [k for k, _ in node.value.kwargs]
+    _distinct_names([k for k, _ in node.value.kwargs], "partial node keyword")
+
+
+def _distinct_names(names: list[Any], what: str) -> None:
+    """Names in [name, node] pairs (tensor attributes, a partial's keywords) are distinct strings."""
     if any(type(k) is not str for k in names):
-        raise ManifestSchemaError("a partial node's keyword name is not a string")
+        raise ManifestSchemaError(f"a {what} name is not a string")
     if len(set(names)) != len(names):
-        raise ManifestSchemaError("duplicate keyword name in a partial node")
+        raise ManifestSchemaError(f"duplicate {what} name")
+
+
+def _object_tree(root: Any) -> Iterator[Any]:
+    """The object tree's nodes, refusing the kinds only configs hold."""
+    for node in walk([root]):
+        if type(node) in CONFIG_ONLY:
+            raise ManifestSchemaError("the object tree holds a ref, partial or object node (configs only)")
+        yield node
 
 
 def _then(first: Iterator[Any], keys: list[Any]) -> Iterator[Any]:

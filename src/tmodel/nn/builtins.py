@@ -275,21 +275,17 @@ TORCH_FUNCTIONS = (
 def register_functions() -> list[str]:
     """Register torch.nn.functional's public functions as `torch.nn.functional.<name>` and TORCH_FUNCTIONS,
     so configs can refer to them (`act=F.gelu`); returns the names registered."""
-    names = []
-    for name in sorted(vars(F)):
-        obj = vars(F)[name]
-        if name.startswith("_") or not (inspect.isfunction(obj) or inspect.isbuiltin(obj)):
-            continue
-        if not getattr(obj, "__module__", None) or not str(obj.__module__).startswith("torch"):
-            continue
-        register_function(obj, f"torch.nn.functional.{name}")
-        names.append(f"torch.nn.functional.{name}")
-    for name in TORCH_FUNCTIONS:
-        obj = getattr(torch, name, None)
-        if obj is not None:
-            register_function(obj, f"torch.{name}")
-            names.append(f"torch.{name}")
-    return names
+    functional = [
+        (f"torch.nn.functional.{name}", obj)
+        for name, obj in sorted(vars(F).items())
+        if not name.startswith("_")
+        and (inspect.isfunction(obj) or inspect.isbuiltin(obj))
+        and str(getattr(obj, "__module__", None) or "").startswith("torch")
+    ]
+    own = [(f"torch.{name}", getattr(torch, name)) for name in TORCH_FUNCTIONS if hasattr(torch, name)]
+    for name, obj in functional + own:
+        register_function(obj, name)
+    return [name for name, _ in functional + own]
 
 
 BUILTIN_NAMES = register_builtins()

@@ -27,7 +27,7 @@ from torch.nn.utils import parametrize, prune
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 
-from ..errors import BadConfig, LayerVersionError, StateMismatch, UnsupportedType
+from ..errors import BadConfig, StateMismatch, UnsupportedType
 from ..manifest.schema import Manifest, ModuleRecord
 from .builtins import _register
 from .registry import LayerSpec, layer_spec, spec_for_name
@@ -151,13 +151,7 @@ def _lists(builder: ModuleBuilder, rec: ModuleRecord, where: str) -> list[tuple[
 
 
 def _list_config(held: ModuleRecord, at: str) -> bool:
-    spec = spec_for_name(held.type, at)
-    if held.version != spec.version:
-        raise LayerVersionError(
-            f"{at}: the file has layer version {held.version}, this program registers version {spec.version}",
-            layer=held.type,
-            version=held.version,
-        )
+    spec_for_name(held.type, at).check_version(held.version, at)
     unsafe = held.config.get("unsafe")
     if set(held.config) != {"unsafe"} or type(unsafe) is not bool:
         raise BadConfig(f"{at}: a ParametrizationList's config is {{'unsafe': bool}}", layer=held.type)

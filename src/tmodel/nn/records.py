@@ -20,7 +20,6 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import (
     BadConfig,
-    LayerVersionError,
     LimitExceeded,
     StateMismatch,
     UnregisteredType,
@@ -68,9 +67,6 @@ class ModuleWriter:
 
     def add(self, module: nn.Module, keys: tuple[str, ...], path: str) -> int:
         """The record index of `module`, recording it (and everything below it) the first time."""
-        return self._record(module, keys, path)
-
-    def _record(self, module: nn.Module, keys: tuple[str, ...], path: str) -> int:
         known = self._modules.get(id(module))
         if known is not None:
             return known
@@ -93,7 +89,7 @@ class ModuleWriter:
         self._keep.append(module)
         self._records.append(None)  # the index is taken now; the record is complete once its children are
         children = {
-            name: None if child is None else self._record(child, (*keys, name), f"{path}.{name}")
+            name: None if child is None else self.add(child, (*keys, name), f"{path}.{name}")
             for name, child in module._modules.items()
         }
         config = {} if spec is None else self._config(module, spec, path)
@@ -156,7 +152,7 @@ class ModuleWriter:
             return node
         if isinstance(v, nn.Module):
             room(path, depth + 1)
-            return {"module": self._record(v, keys, path)}
+            return {"module": self.add(v, keys, path)}
         if type(v) is list:
             return {"list": [self._value(x, keys, f"{path}[{i}]", depth + 2) for i, x in enumerate(v)]}
         if type(v) is tuple:
@@ -239,8 +235,8 @@ class ModuleBuilder:
         rec = self.m.modules[index]
         where = f"module {index} ({rec.type})"
         if rec.version is None:
-            self.unbuildable[index] = rec.type
             if self.collect:
+                self.unbuildable[index] = rec.type
                 raise _Unbuildable
             raise UnregisteredType(
                 f"{where}: {rec.type} is not a registered layer, so it must be built by its parent's "
@@ -248,19 +244,7 @@ class ModuleBuilder:
                 layer=rec.type,
             )
         spec = spec_for_name(rec.type, where)
-        if rec.version != spec.version:
-            newer = rec.version > spec.version
-            raise LayerVersionError(
-                f"{where}: the file has layer version {rec.version}, "
-                f"this program registers version {spec.version}"
-                + (
-                    "; upgrade the code that defines it"
-                    if newer
-                    else f"; no migration from version {rec.version}"
-                ),
-                layer=rec.type,
-                version=rec.version,
-            )
+        spec.check_version(rec.version, where)
         config = {k: self.value(v) for k, v in rec.config.items()}
         spec.validate(config, "on load")
         # with meta parameters, their initialisers return at once (in a dry run, _Budget counts and skips)

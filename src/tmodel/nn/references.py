@@ -50,7 +50,13 @@ _REFS: dict[str, Any] = {}  # name -> class or function
 _REF_NAMES: dict[int, tuple[str, Any]] = {}  # id(object) -> (its saving name, the object, kept alive)
 _VALUES: dict[str, ValueType] = {}
 _VALUE_CLASSES: dict[type, ValueType] = {}
-share_names(lambda name: name in _REFS or name in _VALUES)
+
+
+def _ours(name: str) -> bool:
+    return name in _REFS or name in _VALUES
+
+
+share_names(_ours)  # one namespace with layer names
 
 
 def _check_name(name: str, taken: bool) -> None:
@@ -61,7 +67,7 @@ def _check_name(name: str, taken: bool) -> None:
 
 
 def _taken(name: str) -> bool:
-    return name in _REFS or name in _VALUES or is_registered_name(name)
+    return _ours(name) or is_registered_name(name)
 
 
 def register_function(obj: Callable[..., Any], name: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
-from ..errors import BadConfig, InvalidArgument, TModelError, UnregisteredType
+from ..errors import BadConfig, InvalidArgument, LayerVersionError, TModelError, UnregisteredType
 from ..manifest.fields import first_error
 from ..manifest.names import TYPE_NAME
 
@@ -48,6 +48,19 @@ class LayerSpec:
     attach: Attach = default_attach
     #: a container built empty that adopts the file's children or parameters (Sequential, ParameterList)
     adopts: bool = False
+
+    def check_version(self, version: int | None, where: str) -> None:
+        """LAYER_VERSION unless a record written as `version` is this registration's version (records are
+        migrated first, so any other version has no steps to it; nil is a record built by its parent)."""
+        if version == self.version:
+            return
+        newer = version is not None and version > self.version
+        raise LayerVersionError(
+            f"{where}: the file has layer version {version}, this program registers version {self.version}"
+            + ("; upgrade the code that defines it" if newer else f"; no migration from version {version}"),
+            layer=self.name,
+            version=version,
+        )
 
     def validate(self, config: dict[str, Any], when: str) -> None:
         """Check a config against the layer's declared model, if it has one."""
@@ -236,20 +249,13 @@ def layer_spec(cls: type[nn.Module], where: str) -> LayerSpec | None:
 
 def spec_for_module(module: nn.Module, where: str) -> LayerSpec:
     """The registration of a module's exact class, or an error naming what to register."""
-    return spec_for_class(type(module), where)
-
-
-def spec_for_class(cls: type[nn.Module], where: str) -> LayerSpec:
-    """The registration of exactly `cls`, or an error naming what to register."""
-    spec = _BY_CLASS.get(cls)
+    cls = type(module)
+    spec = layer_spec(cls, where)
     if spec is None:
-        qualified = f"{cls.__module__}.{cls.__qualname__}"  # the error's `layer`: it has no registered name
-        if cls in _WHY_NOT:
-            raise UnregisteredType(f"{where}: {qualified} cannot be saved: {_WHY_NOT[cls]}", layer=qualified)
         raise UnregisteredType(
-            f"{where}: {qualified} is not a registered layer; decorate it with "
+            f"{where}: {qualified_name(cls)} is not a registered layer; decorate it with "
             f'@tmodel.register("your.{cls.__name__}", version=1)',
-            layer=qualified,
+            layer=qualified_name(cls),  # it has no registered name
         )
     return spec
 
