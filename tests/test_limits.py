@@ -14,6 +14,7 @@ from torch import nn
 import tmodel
 from tmodel.errors import TModelError
 from tmodel.limits import DEFAULT_LIMITS, GiB, Limits, MiB
+from tmodel.nn import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 DERIVED = {"max_expansion", "decoded_slack", "max_total_bytes"}  # the "decoded size" row
@@ -29,6 +30,35 @@ class Cached(nn.Module):
         self.register_buffer("cache", torch.zeros(n), persistent=False)
 
 
+class FoundA(nn.Module):
+    """Layers an integration would register on first use: the finder below registers them by name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(3))
+
+
+class FoundB(FoundA):
+    pass
+
+
+FOUND: dict[str, type[nn.Module]] = {"tests.limits.FoundA": FoundA, "tests.limits.FoundB": FoundB}
+
+
+def _find(name: str) -> None:
+    if name in FOUND and not registry.is_registered_name(name):
+        registry.register_class(FOUND[name], name, get_config=lambda m: {})
+
+
+def _forget_found() -> None:
+    for name in FOUND:
+        if registry.is_registered_name(name):
+            registry.unregister(name)
+
+
+registry.add_finders(_find, lambda cls: _find(next((n for n, c in FOUND.items() if c is cls), "")))
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("limits")
@@ -38,7 +68,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "zeros": torch.zeros(1 << 20),  # 4 MiB of zeros: compresses ~1000x
         "long_name_tensor": torch.ones(5000),
     }
-    paths = {"main": d / "main.tmodel", "chunks": d / "chunks.tmodel"}
+    paths = {"main": d / "main.tmodel", "chunks": d / "chunks.tmodel", "found": d / "found.tmodel"}
+    tmodel.save(nn.Sequential(FoundA(), FoundB(), FoundA()), paths["found"])
     tmodel.save(ckpt, paths["main"])
     tmodel.save({"x": torch.arange(10_000, dtype=torch.float32)}, paths["chunks"], chunk_size=4096)
     return paths
@@ -60,10 +91,12 @@ CASES = [  # (file, limit, other limit changes, code when one below the file's n
     ("main", "decoded_slack", {"max_expansion": 0}, "LIMIT_EXCEEDED"),
     ("main", "max_total_bytes", {}, "LIMIT_EXCEEDED"),
     ("main", "max_unsaved_bytes", {}, "LIMIT_EXCEEDED"),
+    ("found", "max_found_names", {}, "LIMIT_EXCEEDED"),
 ]
 
 
 def _outcome(path: Path, limits: Limits) -> str:
+    _forget_found()  # so that every load asks the finder again
     try:
         tmodel.load(path, limits=limits)
     except TModelError as exc:
@@ -103,6 +136,7 @@ def test_each_limit_is_enforced_at_its_exact_boundary(
             "decoded_slack": sum(b.nbytes for b in m.blobs),
             "max_total_bytes": sum(b.nbytes for b in m.blobs),
             "max_unsaved_bytes": 4000 if name == "main" else None,
+            "max_found_names": 2 if name == "found" else None,  # two distinct names, FoundA twice
         }.get(field)
     if need is not None:
         assert hi == need  # limits are inclusive maxima of exactly what SPEC.md §8 says they count

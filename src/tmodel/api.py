@@ -34,12 +34,13 @@ from .container.streams import check_writable
 from .errors import InvalidArgument, NotFound, TModelError, UnsupportedType
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest.encoding import pack_manifest
-from .manifest.metadata import check_metadata
+from .manifest.metadata import check_metadata, with_libraries
 from .manifest.module_tree import roots
 from .manifest.schema import Manifest
 from .manifest.wire import BlobWire, ManifestWire, manifest_wire
 from .nn.apply import Upgraded, apply_steps, steps_per_record
 from .nn.records import ModuleBuilder, check_modules, check_rebuild
+from .nn.registry import finding
 from .tensors.dtypes import DTYPE_NAMES, PACKED, torch_dtype
 from .tensors.into import LoadReport
 from .tensors.into import load_into as _load_into
@@ -145,6 +146,7 @@ def _prepare(
         check=check_modules,
     ).validated()
     flat = flatten(obj)
+    meta = with_libraries(meta, flat.libraries())
     pack_manifest({"root": flat.root, "metadata": meta})  # refuse what cannot be encoded before writing
     planned = plan_blobs(flat.tensors, flat.names, codec)
 
@@ -247,6 +249,13 @@ def _cast(tensors: list[torch.Tensor], dtype: torch.dtype) -> list[torch.Tensor]
 @names_file  # rebuild and migration errors name the file too
 def _load_root(
     reader: Reader, where: Placement, dtype: torch.dtype | None, use_mmap: bool, progress: Any = None
+) -> Any:
+    with finding(reader.limits.max_found_names):  # names an integration registers on first use
+        return _load_modules(reader, where, dtype, use_mmap, progress)
+
+
+def _load_modules(
+    reader: Reader, where: Placement, dtype: torch.dtype | None, use_mmap: bool, progress: Any
 ) -> Any:
     m = reader.manifest
     steps = steps_per_record(m) if m.modules else {}

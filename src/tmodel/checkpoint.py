@@ -71,6 +71,10 @@ class Flattened:
     def records(self) -> list[ModuleWire]:
         return [] if self.modules is None else self.modules.records
 
+    def libraries(self) -> dict[str, str]:
+        """Library name -> version, for the integrations whose registrations the records use."""
+        return {} if self.modules is None else dict(self.modules.libraries)
+
 
 def _key_repr(key: Any) -> str:
     if isinstance(key, str):

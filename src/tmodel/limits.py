@@ -32,6 +32,8 @@ class Limits:
     max_total_bytes: int = 1 << 50
     #: bytes rebuilt modules may hold beyond those the file stores (unsaved buffers, expanded views).
     max_unsaved_bytes: int = 1 * GiB
+    #: names a file may make integrations register on first use (each may import a library module).
+    max_found_names: int = 64
 
     def max_decoded_bytes(self, file_size: int) -> int:
         """The most decoded bytes a file of `file_size` bytes may declare."""

@@ -1,4 +1,8 @@
-"""User metadata (SPEC.md §5.5): inert typed values, checked exactly on the way in."""
+"""User metadata (SPEC.md §5.5): inert typed values, checked exactly on the way in.
+
+Rule: one key is the writer's, `tmodel.libraries`: the version of every library whose registrations the
+file's module records use (an integration's), set on each save; a caller's value under it is replaced.
+"""
 
 from __future__ import annotations
 
@@ -31,3 +35,15 @@ def check_metadata(metadata: Any, max_depth: int = 64) -> dict[str, Any]:
         elif value is not None and kind not in (bool, int, float, str, bytes):
             raise ManifestSchemaError(f"{where}: unsupported metadata type {kind.__name__}")
     return metadata
+
+
+#: the metadata key a writer sets to {library: version} for the integrations a file's records use
+LIBRARIES = "tmodel.libraries"
+
+
+def with_libraries(metadata: dict[str, Any], libraries: dict[str, str]) -> dict[str, Any]:
+    """`metadata` with the writer's `tmodel.libraries` entry for this save (none if no library is used)."""
+    out = {k: v for k, v in metadata.items() if k != LIBRARIES}
+    if libraries:
+        out[LIBRARIES] = dict(sorted(libraries.items()))
+    return out

@@ -22,7 +22,7 @@ from ..manifest.schema import Manifest
 from ..manifest.wire import ModuleWire
 from ..tensors.values import NOT_PLAIN, no_tensor, plain_node, to_python
 from .chain import steps_between, upgrade_steps
-from .registry import is_registered_name
+from .registry import known_name
 from .steps import LayerRecord, Slot, Step, run_step
 
 Load = Callable[[int], torch.Tensor]
@@ -62,7 +62,7 @@ def steps_per_record(m: Manifest, targets: dict[str, int] | None = None) -> dict
             continue  # built by its parent: no registration, so no steps (SPEC.md §5.7)
         if targets and rec.type in targets:
             steps = steps_between(rec.type, rec.version, targets[rec.type])
-        elif is_registered_name(rec.type):
+        elif known_name(rec.type):
             steps = upgrade_steps(rec.type, rec.version)
         else:
             continue

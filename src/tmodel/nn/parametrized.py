@@ -30,7 +30,7 @@ from torch.nn.utils.weight_norm import WeightNorm
 from ..errors import BadConfig, StateMismatch, UnsupportedType
 from ..manifest.schema import Manifest, ModuleRecord
 from .builtins import _register
-from .registry import LayerSpec, layer_spec, spec_for_name
+from .registry import LayerSpec, module_spec, spec_for_name
 
 
 class ModuleBuilder(Protocol):
@@ -57,7 +57,7 @@ def spec_for_saved(module: nn.Module, path: str) -> LayerSpec | None:
     """The registration `module` is saved under (None: unregistered, its parent must build it), after
     refusing wrappers and hook-based state."""
     refuse_hooked(module, path)
-    return layer_spec(saved_class(module), path)
+    return module_spec(module, saved_class(module), path)
 
 
 # -- refused at save -------------------------------------------------------------------------------------

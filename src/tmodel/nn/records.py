@@ -64,6 +64,8 @@ class ModuleWriter:
         self._tensors: dict[int, int] = {}
         self._keep: list[Any] = []  # keeps ids unique while the file is written
         self._nesting = 0  # records being written, one inside another (children, config references)
+        #: library name -> version, for every library whose registration a record uses
+        self.libraries: dict[str, str] = {}
 
     def add(self, module: nn.Module, keys: tuple[str, ...], path: str) -> int:
         """The record index of `module`, recording it (and everything below it) the first time."""
@@ -93,6 +95,8 @@ class ModuleWriter:
             for name, child in module._modules.items()
         }
         config = {} if spec is None else self._config(module, spec, path)
+        if spec is not None and spec.library is not None:
+            self.libraries.setdefault(*spec.library)
         record: ModuleWire = {
             "type": _parent_built_type(module, path) if spec is None else spec.name,
             "version": None if spec is None else spec.version,
@@ -259,7 +263,7 @@ class ModuleBuilder:
                 raise LimitExceeded(f"{where}: {exc}", layer=rec.type, version=rec.version) from None
             except Exception as exc:  # the layer's own code, fed a config from the file
                 raise BadConfig(f"{where}: construction from the saved config failed: {exc!r}") from None
-        if saved_class(module) is not spec.cls:
+        if not spec.made(saved_class(module)):
             raise BadConfig(
                 f"{where}: from_config returned a {type(module).__name__}, not a {spec.cls.__name__}"
             )
@@ -282,7 +286,7 @@ class ModuleBuilder:
         spec = None if rec.version is None else spec_for_name(rec.type, where)
         restore(self, rec, module, where)  # a parametrized module's parametrizations, registered again
         cls = saved_class(module)
-        if (spec is None and qualified_name(cls) != rec.type) or (spec is not None and cls is not spec.cls):
+        if (spec is None and qualified_name(cls) != rec.type) or (spec is not None and not spec.made(cls)):
             raise StateMismatch(
                 f"{where}: the constructor built a {qualified_name(type(module))}, the file has {rec.type}"
             )

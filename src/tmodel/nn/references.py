@@ -24,6 +24,8 @@ from ..errors import BadConfig, InvalidArgument, TModelError, UnregisteredType
 from ..manifest.names import TYPE_NAME, TYPE_NAME_BYTES
 from ..manifest.nodes import ObjectNode, PartialNode, RefNode
 from .registry import (
+    find_class,
+    find_name,
     is_registered,
     is_registered_name,
     registered_class,
@@ -136,7 +138,11 @@ def reference_name(obj: Any) -> str | None:
 
 def value_type_of(obj: Any) -> ValueType | None:
     """The registration of an instance's exact class, or None."""
-    return _VALUE_CLASSES.get(type(obj))
+    vt = _VALUE_CLASSES.get(type(obj))
+    if vt is None and not isinstance(obj, (type, functools.partial)) and not callable(obj):
+        find_class(type(obj))
+        vt = _VALUE_CLASSES.get(type(obj))
+    return vt
 
 
 def config_node(v: Any, value: Callable[[Any, int], Any], path: str) -> Any:
@@ -188,6 +194,7 @@ def resolve(node: Any, convert: Callable[[Any], Any]) -> Any:
             func, *[convert(a) for a in body.args], **{k: convert(x) for k, x in body.kwargs}
         )
     assert kind is ObjectNode
+    _find(node.value.type)
     vt = _VALUES.get(node.value.type)
     if vt is None:
         raise _unregistered(node.value.type, "value type")
@@ -203,7 +210,14 @@ def resolve(node: Any, convert: Callable[[Any], Any]) -> Any:
     return made
 
 
+def _find(name: str) -> None:
+    """Give the registry's finders a chance to register a name read from a file that nothing holds yet."""
+    if not _taken(name):
+        find_name(name)
+
+
 def _referred(name: str) -> Any:
+    _find(name)
     obj = _REFS.get(name)
     if obj is None:
         obj = registered_class(name)

@@ -3,7 +3,10 @@ from a file, so a file can only name layers the running program registered.
 
 Rules: a name is registered once; a class has one name. A layer's config is captured from its `__init__`
 arguments unless it defines `get_config()` / `from_config()`; a layer may declare a pydantic model that
-validates its config on save and on load.
+validates its config on save and on load. A builder (a model zoo's `resnet18(**kwargs)`) is registered as
+a layer type whose config is its arguments: a module it made carries its name and config, whatever its
+class. An integration may register a closed family of a library's classes lazily, through finders the
+registry asks on a miss; a finder registers or does nothing, so a lookup still ends in the registry.
 """
 
 from __future__ import annotations
@@ -11,14 +14,23 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
-from ..errors import BadConfig, InvalidArgument, LayerVersionError, TModelError, UnregisteredType
+from ..errors import (
+    BadConfig,
+    InvalidArgument,
+    LayerVersionError,
+    LimitExceeded,
+    TModelError,
+    UnregisteredType,
+)
 from ..manifest.fields import first_error
 from ..manifest.names import TYPE_NAME
 
@@ -48,6 +60,14 @@ class LayerSpec:
     attach: Attach = default_attach
     #: a container built empty that adopts the file's children or parameters (Sequential, ParameterList)
     adopts: bool = False
+    #: the library (name, version) whose class or builder this is: a file using it records the version
+    library: tuple[str, str] | None = None
+    #: a builder's registration: its records are the modules it made, whatever their class
+    builder: bool = False
+
+    def made(self, cls: type[nn.Module]) -> bool:
+        """Whether a module of class `cls` is one this registration builds."""
+        return self.builder or cls is self.cls
 
     def check_version(self, version: int | None, where: str) -> None:
         """LAYER_VERSION unless a record written as `version` is this registration's version (records are
@@ -96,10 +116,62 @@ def mark_unsupported(cls: type[nn.Module], reason: str) -> None:
     _WHY_NOT[cls] = reason
 
 
+#: asked, in order, for a name or a class the registry does not hold: each may register it (SPEC.md A.5)
+_NAME_FINDERS: list[Callable[[str], None]] = []
+_CLASS_FINDERS: list[Callable[[type], None]] = []
+
+
+def add_finders(by_name: Callable[[str], None], by_class: Callable[[type], None]) -> None:
+    """Let an integration register a library's classes on first use: `by_name` for a name read from a
+    file, `by_class` for a class being saved (or a config value's type); each registers it or returns."""
+    _NAME_FINDERS.append(by_name)
+    _CLASS_FINDERS.append(by_class)
+
+
+_asked: ContextVar[set[str] | None] = ContextVar("tmodel_found_names", default=None)
+_allowed: ContextVar[int] = ContextVar("tmodel_max_found_names", default=0)
+
+
+@contextmanager
+def finding(limit: int) -> Iterator[None]:
+    """While loading one file: at most `limit` distinct names of it go to the finders (each may import a
+    module of its library), else LIMIT_EXCEEDED."""
+    asked, allowed = _asked.set(set()), _allowed.set(limit)
+    try:
+        yield
+    finally:
+        _asked.reset(asked)
+        _allowed.reset(allowed)
+
+
+def find_name(name: str) -> None:
+    """Give the finders a chance to register `name`."""
+    if not _NAME_FINDERS:
+        return
+    asked = _asked.get()
+    if asked is not None and name not in asked:
+        if len(asked) >= _allowed.get():
+            raise LimitExceeded(
+                f"the file names more than {_allowed.get()} library classes to register on first use "
+                "(limits.max_found_names)",
+                layer=name,
+            )
+        asked.add(name)
+    for find in _NAME_FINDERS:
+        find(name)
+
+
+def find_class(cls: type) -> None:
+    """Give the finders a chance to register `cls`."""
+    for find in _CLASS_FINDERS:
+        find(cls)
+
+
 def _add(spec: LayerSpec) -> None:
     _check_new(spec)
     _BY_NAME[spec.name] = spec
-    _BY_CLASS[spec.cls] = spec
+    if not spec.builder:
+        _BY_CLASS[spec.cls] = spec
 
 
 def _check_new(spec: LayerSpec) -> None:
@@ -122,7 +194,7 @@ def _refuse(spec: LayerSpec) -> None:
         raise InvalidArgument(
             f"layer name {spec.name!r} is already registered to {_BY_NAME[spec.name].cls!r}"
         )
-    if spec.cls in _BY_CLASS:
+    if not spec.builder and spec.cls in _BY_CLASS:
         raise InvalidArgument(f"{spec.cls!r} is already registered as {_BY_CLASS[spec.cls].name!r}")
 
 
@@ -206,6 +278,7 @@ def register_class(
     config: type[BaseModel] | None = None,
     attach: Attach = default_attach,
     adopts: bool = False,
+    library: tuple[str, str] | None = None,
 ) -> None:
     """Register a layer class you cannot decorate (a library's) under a stable name and layer version.
 
@@ -216,7 +289,9 @@ def register_class(
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise InvalidArgument("tmodel.register_class registers nn.Module subclasses")
     made: FromConfig = from_config if from_config is not None else (lambda c: cls(**c))
-    spec = LayerSpec(name, version, cls, get_config or _captured_config, made, config, attach, adopts)
+    spec = LayerSpec(
+        name, version, cls, get_config or _captured_config, made, config, attach, adopts, library
+    )
     _check_new(spec)
     if get_config is None:
         _check_capturable(cls)
@@ -224,11 +299,39 @@ def register_class(
     _add(spec)
 
 
+#: a module a registered builder made: (the builder's layer name, the config it was built from)
+_BUILT_BY = "_tmodel_built_by"
+
+
+def register_builder(
+    name: str, build: FromConfig, version: int = 1, *, library: tuple[str, str] | None = None
+) -> None:
+    """Register a function that makes a model from a config (a model zoo's builder called with its
+    arguments) as a layer type; the modules it makes, and those given to `mark_built`, save under `name`."""
+
+    def made(config: dict[str, Any]) -> nn.Module:
+        module = build(config)
+        mark_built(module, name, config)
+        return module
+
+    _add(LayerSpec(name, version, nn.Module, _built_config, made, library=library, builder=True))
+
+
+def mark_built(module: nn.Module, name: str, config: dict[str, Any]) -> None:
+    """Record that the builder registered as `name` made `module` from `config`, so it saves as one."""
+    module.__dict__[_BUILT_BY] = (name, dict(config))
+
+
+def _built_config(module: nn.Module) -> dict[str, Any]:
+    return dict(module.__dict__[_BUILT_BY][1])
+
+
 def unregister(name: str) -> None:
     """Remove a registration (tests and interactive sessions); a class registered by decorator keeps its
     argument capture."""
     spec = _BY_NAME.pop(name)
-    _BY_CLASS.pop(spec.cls, None)
+    if not spec.builder:
+        _BY_CLASS.pop(spec.cls, None)
 
 
 def qualified_name(cls: type) -> str:
@@ -236,10 +339,31 @@ def qualified_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def module_spec(module: nn.Module, cls: type[nn.Module], where: str) -> LayerSpec | None:
+    """The registration a module saves under: the builder that made it, else its class's (`layer_spec`)."""
+    built = module.__dict__.get(_BUILT_BY)
+    if built is not None:
+        spec = _lookup(built[0])
+        if spec is not None and spec.builder:
+            return spec
+    return layer_spec(cls, where)
+
+
+def _lookup(name: str) -> LayerSpec | None:
+    spec = _BY_NAME.get(name)
+    if spec is None:
+        find_name(name)
+        spec = _BY_NAME.get(name)
+    return spec
+
+
 def layer_spec(cls: type[nn.Module], where: str) -> LayerSpec | None:
     """The registration of exactly `cls`; None for an unregistered class (its parent may build it),
     UNREGISTERED_TYPE for one left unregistered on purpose (a wrapper, a lazy module)."""
     spec = _BY_CLASS.get(cls)
+    if spec is None and cls not in _WHY_NOT:
+        find_class(cls)
+        spec = _BY_CLASS.get(cls)
     if spec is None and cls in _WHY_NOT:
         raise UnregisteredType(
             f"{where}: {qualified_name(cls)} cannot be saved: {_WHY_NOT[cls]}", layer=qualified_name(cls)
@@ -262,7 +386,7 @@ def spec_for_module(module: nn.Module, where: str) -> LayerSpec:
 
 def spec_for_name(name: str, where: str) -> LayerSpec:
     """The registration of a type name read from a file, or an error naming the nearest registered names."""
-    spec = _BY_NAME.get(name)
+    spec = _lookup(name)
     if spec is None:
         near = difflib.get_close_matches(name, list(_BY_NAME), n=3, cutoff=0.6)
         hint = f"; nearest registered: {', '.join(near)}" if near else ""
@@ -279,7 +403,13 @@ def registered_spec(name: str) -> LayerSpec:
     return spec_for_name(name, name)
 
 
+def known_name(name: str) -> bool:
+    """Whether a layer or builder holds `name`, a finder registering it first if it can."""
+    return _lookup(name) is not None
+
+
 def is_registered_name(name: str) -> bool:
+    """Whether a layer or builder holds `name` (finders not asked: this checks a new registration)."""
     return name in _BY_NAME
 
 
@@ -292,6 +422,9 @@ def registered_names() -> list[str]:
 
 
 def is_registered(cls: type) -> bool:
+    """Whether `cls` is a registered layer class, a finder registering it first if it can."""
+    if cls not in _BY_CLASS:
+        find_class(cls)
     return cls in _BY_CLASS
 
 
@@ -301,6 +434,6 @@ def spec_name(cls: type) -> str:
 
 
 def registered_class(name: str) -> type[nn.Module] | None:
-    """The class registered under a layer name, or None."""
-    spec = _BY_NAME.get(name)
-    return None if spec is None else spec.cls
+    """The class registered under a layer name, or None (a builder is not a class)."""
+    spec = _lookup(name)
+    return None if spec is None or spec.builder else spec.cls

@@ -1,0 +1,50 @@
+"""Load what save_transformers.py wrote in a fresh process importing nothing but the integration:
+`python load_transformers.py DIR`; prints per model whether outputs are bit-identical, classes equal and
+ties kept, the same for both model folders, and the codes of names outside the closed set."""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from hf_models import run, tied
+
+import tmodel
+from tmodel.errors import TModelError
+from tmodel.integrations import transformers as integration
+from tmodel.nn import registry
+
+folder = Path(sys.argv[1])
+report = {}
+
+
+def check(name: str, model: torch.nn.Module) -> dict:
+    expected = tmodel.load(folder / f"{name}.expected.tmodel")
+    return {
+        "equal": torch.equal(run(name, model), expected["y"]),
+        "class": f"{type(model).__module__}.{type(model).__qualname__}" == expected["class"],
+        "tied": tied(model) == expected["tied"],
+        "training": model.training,
+    }
+
+
+for name in ("gpt2", "bert", "llama", "t5"):
+    report[name] = check(name, tmodel.load(folder / f"{name}.tmodel"))
+report["gpt2_folder"] = check("gpt2", integration.from_pretrained(folder / "gpt2_folder"))
+llama = integration.from_pretrained(folder / "llama_folder")
+report["llama_folder"] = {**check("llama", llama), "on_meta": any(p.is_meta for p in llama.parameters())}
+codes = {}
+for name in (
+    "transformers.GPT2Block",  # not exported: built by its parent, never by a name
+    "transformers.Trainer",  # exported, not a model
+    "transformers.GPT2Config",  # a config: a value type, not a layer
+    "transformers.logging",
+    "transformers.",
+):
+    try:
+        registry.spec_for_name(name, name)
+        codes[name] = "registered"
+    except TModelError as exc:
+        codes[name] = exc.code
+report["_unknown_names"] = codes
+print(json.dumps(report, sort_keys=True))
