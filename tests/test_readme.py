@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,11 +30,31 @@ def test_custom_layer_story_runs_and_is_short(tmp_path: Path, monkeypatch: pytes
         registry.unregister("acme.Gate")
 
 
-def test_library_classes_story_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The second example: a library model saved whole from a root and a config-object registration."""
+def _blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text().split("## Your own layers")[1], re.S)
+
+
+def test_integration_story_runs_in_a_fresh_process(tmp_path: Path) -> None:
+    """The second example, in its own process (importing an integration registers for the whole process)."""
     pytest.importorskip("transformers")
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text().split("## Your own layers")[1], re.S)
-    block = blocks[1]
+    checks = (
+        "assert type(back) is type(model)\n"
+        "assert back.lm_head.weight is back.transformer.wte.weight\n"
+        "assert sorted(os.listdir('gpt2')) == ['config.json', 'generation_config.json', 'model.tmodel']\n"
+        "assert tmodel.open('gpt2.tmodel').metadata == "
+        "{'tmodel.libraries': {'transformers': transformers.__version__}}\n"
+    )
+    code = "import os\n" + _blocks()[1] + checks
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_library_classes_story_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The third example: a library model saved whole from a root and a config-object registration."""
+    pytest.importorskip("transformers")
+    block = _blocks()[2]
     monkeypatch.chdir(tmp_path)
     try:
         namespace: dict[str, object] = {}
