@@ -13,15 +13,13 @@ It prints the ratios (1)/(2) (target <= 1.3) and (1)/(3) (target <= 2.0) with PA
 loader's peak RSS above the imports, measured in a fresh subprocess per loader (`ru_maxrss` only grows).
 Both tmodel files are written with --codec (default raw: mapped, not decoded).
 
-GPT-2 is saved whole before transformers' classes have tmodel registrations of their own: the root class
-is registered with its `GPT2Config` as plain data, every inner class with an empty config and a
-`from_config` that refuses (they are built by their parent's constructor and filled by name).
+GPT-2 is saved whole through `tmodel.integrations.transformers`: its record is
+`transformers.GPT2LMHeadModel` with its `GPT2Config` as data; every inner class is built by its parent.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import subprocess
@@ -32,31 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 import tmodel
 import tmodel.nn.builtins  # torch.nn's layers registered before the probe below
-from tmodel.nn.registry import is_registered, register_class
 
 
 def _registered_gpt2() -> Any:
-    """GPT2LMHeadModel and its inner classes registered with tmodel (see the module docstring)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    """GPT2LMHeadModel, registered through the shipped integration (the one import line a user writes)."""
+    from transformers import GPT2LMHeadModel
 
-    def get_config(model: nn.Module) -> dict[str, Any]:
-        return {"config": json.loads(model.config.to_json_string(use_diff=False))}
+    import tmodel.integrations.transformers  # noqa: F401
 
-    def from_config(d: dict[str, Any]) -> nn.Module:
-        return GPT2LMHeadModel(GPT2Config(**d["config"]))
-
-    if not is_registered(GPT2LMHeadModel):  # inner classes are built by their parent: no registration
-        register_class(
-            GPT2LMHeadModel,
-            "bench.transformers.GPT2LMHeadModel",
-            1,
-            get_config=get_config,
-            from_config=from_config,
-        )
     return GPT2LMHeadModel
 
 

@@ -381,7 +381,8 @@ def test_inspect_escapes_control_and_bidi_characters(
     escaped = "\\x1b]0;title\\x07\\x1b[2J\\u202e\\r"
     lines = out.splitlines()
     assert any(line.startswith('"w\\u202egpj.exe\\u2066\\x9b\\x85"  float32') for line in lines)
-    assert f'  "mod{escaped}": torch.nn.Linear v1 (6 params)' in lines  # a dict key, in the architecture
+    linear = f'  "mod{escaped}": torch.nn.Linear v1 (6 params)  in_features=2, out_features=2, bias=True'
+    assert linear in lines  # a dict key, in the architecture, with the layer's config
     assert f'  "k{escaped}": "v{escaped}\\x7f"' in lines  # metadata key and value
     assert '  nested: {"in\\x1b]0;title\\x07": ["\\x1b[2Jx", {"$bytes": "1b"}]}' in lines
 

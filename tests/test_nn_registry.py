@@ -383,8 +383,9 @@ def test_get_config_and_from_config_overrides(reg: Register, tmp_path: Path) -> 
     assert made == [{"size": 3, "mode": "square"}]
     assert read_wire(tmp_path / "c.tmodel")["modules"][0]["config"] == {"size": 3, "mode": "square"}
     back = tmodel.load(tmp_path / "c.tmodel")
-    # constructed twice more: on the meta device first (names, shapes and memory checked), then for real
-    assert made == [{"size": 3, "mode": "square"}] * 3
+    # constructed once more, on the meta device (names, shapes and memory checked): every tensor it holds
+    # is the file's, so that module is filled and returned, not constructed again
+    assert made == [{"size": 3, "mode": "square"}] * 2
     assert isinstance(back, Custom) and back.size == 3 and back.secret is None
     assert torch.equal(back.lin.weight, model.lin.weight)
 
@@ -423,7 +424,7 @@ def test_captured_config_includes_defaults_and_kwargs(reg: Register, tmp_path: P
     assert read_wire(tmp_path / "k.tmodel")["modules"][0]["config"] == want
     seen.clear()
     back = tmodel.load(tmp_path / "k.tmodel")
-    assert seen == [want, want]  # the meta-device dry run, then the real construction
+    assert seen == [want]  # the meta-device dry run, whose module the file's tensors then fill
     assert registry.spec_for_module(back, "test").get_config(back) == want
 
 

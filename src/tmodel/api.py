@@ -264,8 +264,9 @@ def _load_modules(
         raise InvalidArgument(
             "layers of this file need migration steps, which read tensors: load it on a device"
         )
+    dry = None
     if m.modules and not steps and not meta:
-        check_rebuild(m, [i for _, i in roots(m)], reader.limits)  # before any tensor memory is spent
+        dry = check_rebuild(m, [i for _, i in roots(m)], reader.limits)  # before any tensor memory is spent
     tensors = _tensors(reader, where, dtype, use_mmap, progress)
     device = (
         where
@@ -277,14 +278,20 @@ def _load_modules(
         m = _upgraded_manifest(m, up)
         tensors = [tensors[i] for i in up.kept] + [t.tensor.to(device) for t in up.new]
         log.info("tmodel: upgraded %s in memory: %s", reader.path, "; ".join(up.applied))
-        check_rebuild(m, [i for _, i in roots(m)], reader.limits)
-    return _rebuild(reader, m, tensors, device)
+        dry = check_rebuild(m, [i for _, i in roots(m)], reader.limits)
+    return _rebuild(reader, m, tensors, device, dry)
 
 
-def _rebuild(reader: Reader, m: Manifest, tensors: list[torch.Tensor], device: torch.device) -> Any:
-    """The object tree, modules constructed with meta parameters that the file's tensors replace; again
-    with real parameters when a constructor computed a buffer from a parameter (it would be left on meta)."""
-    builder = ModuleBuilder(m, tensors, device, meta_params=device.type != "meta")
+def _rebuild(
+    reader: Reader, m: Manifest, tensors: list[torch.Tensor], device: torch.device, dry: ModuleBuilder | None
+) -> Any:
+    """The object tree, its modules those of the dry run when they can be, else constructed with meta
+    parameters; the file's tensors replace every parameter. Again with real parameters when a constructor
+    computed a buffer from a parameter (it would be left on meta)."""
+    if dry is not None and device.type != "meta":
+        builder = ModuleBuilder.reusing(dry, tensors, device)
+    else:
+        builder = ModuleBuilder(m, tensors, device, meta_params=device.type != "meta")
     out = rebuild(m.root, tensors, builder)
     if builder.left_on_meta():
         log.info(

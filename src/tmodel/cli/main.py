@@ -34,6 +34,8 @@ from ..manifest.dtypes import DTYPES
 from ..manifest.module_tree import architecture, render
 from ..manifest.nodes import MetaTensorNode, walk
 from ..manifest.schema import Manifest
+from .configs import show_config
+from .layers import add_import_option, load_layers
 from .migrate import add_commands
 from .text import Escaped, escape, json_text, quote, show_value
 
@@ -127,7 +129,7 @@ def inspect_document(path: str, m: Manifest, file_size: int, schema_version: int
             "ratio": _ratio(raw, stored),
         },
         "metadata": to_json_value(dict(m.metadata)),
-        "architecture": architecture(m),
+        "architecture": _json_configs(architecture(m)),
         "meta_tensors": [
             {"dtype": n.value.dtype, "shape": list(n.value.shape)}
             for n in walk([m.root])
@@ -195,10 +197,24 @@ def _render(doc: dict[str, Any]) -> str:
 
 
 def _quoted_tree(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The architecture with its names (dict-key paths, child names) and layer types as `quote` shows them."""
+    """The architecture with its names (dict-key paths, child names) and layer types as `quote` shows them,
+    and each config as one bounded line (`configs.show_config`)."""
     return [
-        {**n, "name": quote(n["name"]), "type": quote(n["type"]), "children": _quoted_tree(n["children"])}
+        {
+            **n,
+            "name": quote(n["name"]),
+            "type": quote(n["type"]),
+            "shown": show_config(from_json_value(n["config"])),
+            "children": _quoted_tree(n["children"]),
+        }
         for n in tree
+    ]
+
+
+def _json_configs(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The architecture with each config in its JSON form (`to_json_value`)."""
+    return [
+        {**n, "config": to_json_value(n["config"]), "children": _json_configs(n["children"])} for n in tree
     ]
 
 
@@ -235,7 +251,10 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
 def _convert(args: argparse.Namespace, out: TextIO) -> int:
     from ..interop.convert import convert  # torch is imported only for this command
 
-    _run_with_bar("convert", lambda bar: convert(args.src, args.dst, codec=args.codec, progress=bar))
+    load_layers(args.imports)  # a whole model is rebuilt from registered layers
+    _run_with_bar(
+        "convert", lambda bar: convert(args.src, args.dst, codec=args.codec, key=args.key, progress=bar)
+    )
     out.write(f"ok: {args.src} -> {args.dst}\n")
     return 0
 
@@ -277,10 +296,15 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("verify", help="check every checksum and decode every chunk")
     s.add_argument("file", metavar="FILE")
     s.set_defaults(run=_verify)
-    s = sub.add_parser("convert", help="convert between .tmodel, .safetensors(.index.json) and .pt")
+    s = sub.add_parser(
+        "convert",
+        help="convert between .tmodel, .safetensors(.index.json) and .pt, or between model folders",
+    )
     s.add_argument("src", metavar="SRC")
     s.add_argument("dst", metavar="DST")
     s.add_argument("--codec", choices=CHOICES, default="auto", help="codec of a .tmodel destination")
+    s.add_argument("--key", help="convert one entry of a checkpoint (e.g. model; a dotted path nests)")
+    add_import_option(s)
     s.set_defaults(run=_convert)
     s = sub.add_parser("conformance", help="run the conformance suite against an implementation")
     csub = s.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -5,27 +5,12 @@ installed packages, never through names read from a file."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
-from importlib import metadata
 from typing import Any, TextIO
 
 from ..errors import InvalidArgument, MigrationError
-
-ENTRY_POINTS = "tmodel.layers"
-
-
-def load_layers(modules: list[str]) -> None:
-    """Import the modules named on the command line, then every `tmodel.layers` entry point."""
-    importlib.import_module("tmodel.nn.builtins")
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise InvalidArgument(f"--import {name}: {exc}") from None
-    for ep in metadata.entry_points(group=ENTRY_POINTS):
-        ep.load()
+from .layers import add_import_option, load_layers
 
 
 def _targets(pairs: list[str]) -> dict[str, int]:
@@ -178,7 +163,7 @@ def add_commands(sub: Any) -> None:
     s.add_argument(
         "--to", action="append", default=[], metavar="LAYER=VERSION", help="migrate a layer to a version"
     )
-    s.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
+    add_import_option(s)
     s.set_defaults(run=_migrate)
     m = sub.add_parser("migration", help="author migrations: new, check, history, freeze")
     msub = m.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -203,7 +188,7 @@ def add_commands(sub: Any) -> None:
             a.add_argument(
                 "--fixtures", default="fixtures", help="fixtures folder (<dir>/<layer>/v<N>.tmodel)"
             )
-        a.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
+        add_import_option(a)
         a.set_defaults(run=run)
 
 

@@ -3,15 +3,20 @@
 `.pt/.pth/.bin` are read only with `torch.load(..., weights_only=True)`; one it cannot read is BAD_SOURCE
 (one holding objects outside its allow-list, UNSUPPORTED_TYPE). torch.save files have no metadata,
 so reading one gives none and writing one drops it (the only place metadata is lost). Safetensors mapping
-rules are in `safetensors_io`.
+rules are in `safetensors_io`. A whole model written as safetensors is its state dict; `key` picks one entry
+of a checkpoint first. A model folder (Hugging Face's layout: `config.json` beside its weights) converts to
+a folder: an HF folder's weights become `model.tmodel`, a tmodel folder's `model.safetensors`; the files
+that describe the model (`FOLDER_FILES`) are copied as they are.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from .. import api
 from ..archive.progress import Progress, ProgressArg, progress_for
@@ -83,17 +88,65 @@ def _kind(path: PathLike, role: str) -> str:
     )
 
 
-def convert(src: PathLike, dst: PathLike, *, codec: str = "auto", progress: ProgressArg = None) -> None:
-    """Convert between formats, chosen by suffix; `codec` applies to .tmodel destinations only.
-    `progress=True` draws a bar on a terminal (reading, then writing); a callable gets (done, total).
+def convert(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    codec: str = "auto",
+    key: str | None = None,
+    progress: ProgressArg = None,
+) -> None:
+    """Convert between formats, chosen by suffix (or between model folders); `codec` applies to .tmodel
+    destinations only; `key` picks one entry of the source (`"model"`; a dotted path `"model.backbone"` when
+    no entry is named so). `progress=True` draws a bar on a terminal; a callable gets (done, total).
 
     >>> convert("model.safetensors.index.json", "model.tmodel", codec="bytegroup-zstd")
+    >>> convert("checkpoint.tmodel", "model.safetensors", key="model")
     """
     with progress_for(progress, "convert") as report:
-        _convert(src, dst, codec, report)
+        if os.path.isdir(src):
+            _convert_folder(Path(src), Path(dst), codec, key, report)
+        else:
+            _convert(src, dst, codec, key, report)
 
 
-def _convert(src: PathLike, dst: PathLike, codec: str, progress: Progress | None) -> None:
+#: what a model folder holds beside its weights, copied as it is
+FOLDER_FILES = ("config.json", "generation_config.json")
+#: a folder's weights file by format, in the order a source folder is searched
+FOLDER_WEIGHTS = {
+    "tmodel": "model.tmodel",
+    "safetensors": "model.safetensors",
+    "index": "model.safetensors.index.json",
+    "torch": "pytorch_model.bin",
+}
+
+
+def _convert_folder(src: Path, dst: Path, codec: str, key: str | None, progress: Progress | None) -> None:
+    if not (src / "config.json").is_file():
+        raise BadSourceFile(f"{os.fspath(src)!r} is not a model folder: it has no config.json")
+    kind = next((k for k, name in FOLDER_WEIGHTS.items() if (src / name).is_file()), None)
+    if kind is None:
+        raise BadSourceFile(f"{os.fspath(src)!r} holds none of {', '.join(FOLDER_WEIGHTS.values())}")
+    if dst.exists() and not dst.is_dir():
+        raise InvalidArgument(f"{os.fspath(dst)!r} is not a folder: a model folder converts to a folder")
+    dst.mkdir(parents=True, exist_ok=True)
+    target = "safetensors" if kind == "tmodel" else "tmodel"
+    _convert(src / FOLDER_WEIGHTS[kind], dst / FOLDER_WEIGHTS[target], codec, key, progress)
+    for name in FOLDER_FILES:
+        if (src / name).is_file():
+            _copy(src / name, dst / name)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    data = src.read_bytes()
+
+    def write(f: Any) -> None:
+        f.write(data)
+
+    replace_atomically(dst, write)
+
+
+def _convert(src: PathLike, dst: PathLike, codec: str, key: str | None, progress: Progress | None) -> None:
     src_kind, dst_kind = _kind(src, "source"), _kind(dst, "destination")
     if dst_kind == "index":
         raise InvalidArgument("writing a sharded safetensors index is not supported")
@@ -102,6 +155,8 @@ def _convert(src: PathLike, dst: PathLike, codec: str, progress: Progress | None
     if codec != "auto" and dst_kind != "tmodel":
         raise InvalidArgument(f"codec {codec!r} applies only to a .tmodel destination")
     obj, metadata = _read(src, src_kind, progress)
+    if key is not None:
+        obj = pick(obj, key)
     if dst_kind == "tmodel":
         api.save(obj, dst, metadata=metadata, codec=codec, progress=progress)
     elif dst_kind == "safetensors":
@@ -129,8 +184,28 @@ def _read_source(src: PathLike, kind: str, progress: Progress | None) -> tuple[A
     return read_torch(src), {}
 
 
+def pick(obj: Any, key: str) -> Any:
+    """The entry `key` of a checkpoint (a dict), or the entry a dotted path names when no entry is named
+    `key`; INVALID_ARGUMENT naming the entries there are."""
+    if isinstance(obj, dict) and key in obj:
+        return obj[key]
+    at = obj
+    for i, part in enumerate(key.split(".")):
+        if not isinstance(at, dict) or part not in at:
+            where = ".".join(key.split(".")[:i]) or "the source"
+            keys = [k for k in at if isinstance(k, str)] if isinstance(at, dict) else []
+            shown = ", ".join(repr(k) for k in keys[:20]) + (", ..." if len(keys) > 20 else "")
+            what = f"its entries are {shown}" if keys else f"it is a {type(at).__name__}, not a dict"
+            raise InvalidArgument(f"--key {key!r}: {where} has no entry {part!r}; {what}")
+        at = at[part]
+    return at
+
+
 def _flat_tensors(obj: Any) -> dict[str, torch.Tensor]:
-    """safetensors holds one flat str -> tensor map; anything else is refused, naming the first misfit."""
+    """safetensors holds one flat str -> tensor map (a model: its state dict); anything else is refused,
+    naming the first misfit."""
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
     if not isinstance(obj, dict):
         raise UnsupportedType(
             f"safetensors holds a flat dict of str -> tensor; the source is a {type(obj).__name__}"

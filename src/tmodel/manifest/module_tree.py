@@ -83,7 +83,7 @@ def record_paths(m: Manifest) -> dict[int, str]:
 
 
 def architecture(m: Manifest) -> list[dict[str, Any]]:
-    """The module tree under each root: name, type, version, parameter count, children."""
+    """The module tree under each root: name, type, version, parameter count, config (wire), children."""
 
     def walk(name: str, index: int, depth: int) -> dict[str, Any]:
         rec = m.modules[index]
@@ -94,6 +94,7 @@ def architecture(m: Manifest) -> list[dict[str, Any]]:
             "version": rec.version,
             "parameters": count_parameters(m, index),
             "training": rec.training,
+            "config": rec.model_dump(by_alias=True)["config"],  # its wire form (SPEC.md §5.4 nodes)
             "children": [],
         }
         if depth < 64:
@@ -104,12 +105,14 @@ def architecture(m: Manifest) -> list[dict[str, Any]]:
 
 
 def render(tree: list[dict[str, Any]]) -> list[str]:
-    """Indented lines: `name: type vN (P params)`."""
+    """Indented lines: `name: type vN (P params)`, then the node's `shown` config text if it has one; a
+    record built by its parent (version nil) says so instead of a version."""
     lines: list[str] = []
 
     def emit(node: dict[str, Any], indent: int) -> None:
-        head = f"{'  ' * indent}{node['name']}: {node['type']} v{node['version']}"
-        lines.append(f"{head} ({node['parameters']:,} params)")
+        version = "built by its parent" if node["version"] is None else f"v{node['version']}"
+        head = f"{'  ' * indent}{node['name']}: {node['type']} {version} ({node['parameters']:,} params)"
+        lines.append(f"{head}  {node['shown']}" if node.get("shown") else head)
         for child in node["children"]:
             emit(child, indent + 1)
 

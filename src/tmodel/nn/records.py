@@ -43,7 +43,7 @@ from ..tensors.values import (
     to_python,
     value_repr,
 )
-from .parametrized import restore, saved_class, spec_for_saved
+from .parametrized import LIST_TYPE, restore, saved_class, spec_for_saved
 from .placement import SkipMetaInit, meta_init, meta_parameters
 from .references import config_node, resolve
 from .registry import LayerSpec, default_attach, qualified_name, spec_for_name
@@ -220,6 +220,19 @@ class ModuleBuilder:
         self._params: dict[int, nn.Parameter] = {}
         self._unfilled: list[int] = []  # built, maybe not yet filled: each rebuild drains only these
         self._roots: list[nn.Module] = []  # what rebuild returned: the modules a caller gets
+        self.checked = False  # names and shapes already compared with the records (a reused dry run)
+
+    @classmethod
+    def reusing(
+        cls, dry: ModuleBuilder, tensors: Sequence[torch.Tensor], device: torch.device
+    ) -> ModuleBuilder:
+        """A builder whose modules are those a dry run constructed on meta (`check_rebuild` said they can
+        be): filling puts the file's tensors in every slot, so nothing is constructed twice."""
+        builder = cls(dry.m, tensors, device, meta_params=True)
+        builder.built = dict(dry.built)
+        builder._unfilled = list(builder.built)  # config references too: each gets the file's tensors
+        builder.checked = True  # the dry run compared every record with these modules
+        return builder
 
     def rebuild(self, index: int) -> nn.Module:
         """The module of record `index`, constructed and filled, with every module its config used filled."""
@@ -290,7 +303,8 @@ class ModuleBuilder:
             raise StateMismatch(
                 f"{where}: the constructor built a {qualified_name(type(module))}, the file has {rec.type}"
             )
-        self._check(where, rec, module, spec is not None and spec.adopts)
+        if not self.checked:
+            self._check(where, rec, module, spec is not None and spec.adopts)
         for name, child_index in rec.children.items():
             existing = module._modules.get(name)
             if child_index is None:
@@ -359,8 +373,8 @@ class ModuleBuilder:
                             f"{path}: parameter {name!r} was not filled from the file (still on the meta "
                             "device)"
                         )
-                held = (*module._buffers.values(), *vars(module).values())  # buffers, plain tensor attributes
-                buffer = buffer or any(isinstance(t, torch.Tensor) and t.is_meta for t in held)
+                held = (*module._buffers.values(), *_attribute_tensors(module))
+                buffer = buffer or any(t.is_meta for t in held if t is not None)
         return buffer
 
     def _param(self, tensor: int, requires_grad: bool) -> nn.Parameter:
@@ -371,6 +385,21 @@ class ModuleBuilder:
             p = nn.Parameter(t, requires_grad=requires_grad and grad_ok)
             self._params[tensor] = p
         return p
+
+
+def _attribute_tensors(module: nn.Module) -> list[torch.Tensor]:
+    """The tensors a module holds outside its parameter and buffer slots: attributes, and the items of
+    list, tuple and dict attributes (a constructor's cached values)."""
+    out = []
+    for k, v in vars(module).items():
+        if k in ("_parameters", "_buffers", "_modules"):
+            continue
+        if isinstance(v, torch.Tensor):
+            out.append(v)
+        elif isinstance(v, (list, tuple, dict)) and v:
+            items = v.values() if isinstance(v, dict) else v
+            out.extend(t for t in items if isinstance(t, torch.Tensor))
+    return out
 
 
 class _Unbuildable(Exception):
@@ -443,9 +472,12 @@ class _Budget(TorchFunctionMode):
         return done if done is not None else func(*args, **(kwargs or {}))
 
 
-def check_rebuild(m: Manifest, roots: Sequence[int], limits: Limits) -> None:
+def check_rebuild(m: Manifest, roots: Sequence[int], limits: Limits) -> ModuleBuilder | None:
     """Build every module on the meta device first: names and shapes are checked against the file and what
-    the constructors allocate beyond the file's tensors is bounded, before any real memory is spent."""
+    the constructors allocate beyond the file's tensors is bounded, before any real memory is spent.
+    Returns the dry run's builder when its modules can be the loaded ones (`ModuleBuilder.reusing`): every
+    parameter and buffer is a file tensor (a tensor a constructor kept elsewhere is caught by
+    `left_on_meta`); else None."""
     builder = ModuleBuilder(m, meta_tensors(m), torch.device("meta"), collect=True)
     items = sum(1 + len(r.parameters) + len(r.buffers) + len(r.children) for r in m.modules)
     built = []
@@ -457,10 +489,12 @@ def check_rebuild(m: Manifest, roots: Sequence[int], limits: Limits) -> None:
                 continue
     if builder.unbuildable:
         raise _unbuildable_error(m, builder.unbuildable)
-    _check_bytes(m, builder, built, limits)
+    unsaved = _check_bytes(m, builder, built, limits)
+    parametrized = any(r.type == LIST_TYPE for r in m.modules)  # registered again on each fill
+    return None if unsaved or parametrized else builder
 
 
-def _check_bytes(m: Manifest, builder: ModuleBuilder, built: list[nn.Module], limits: Limits) -> None:
+def _check_bytes(m: Manifest, builder: ModuleBuilder, built: list[nn.Module], limits: Limits) -> int:
     """The byte rule of SPEC.md Appendix A.4 over the modules of a dry run: `unsaved` bytes of tensors the
     file does not hold, `expanded` bytes of those it does (numel x itemsize of each: a stride-0 view counts
     at its full size), `held` bytes the file stores for them (its blobs, each once). What goes beyond the
@@ -493,6 +527,7 @@ def _check_bytes(m: Manifest, builder: ModuleBuilder, built: list[nn.Module], li
             f"{beyond} beyond the file (limit {limits.max_unsaved_bytes}; a stride-0 view counts at its "
             "full size)"
         )
+    return unsaved
 
 
 def _extent(m: Manifest, i: int) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -95,6 +96,9 @@ class LayerSpec:
                 version=self.version,
             ) from None
 
+
+#: the libraries tmodel ships an integration for (`tmodel.integrations.<name>`), named in error hints
+INTEGRATIONS = frozenset({"transformers", "timm", "torchvision"})
 
 _BY_NAME: dict[str, LayerSpec] = {}
 _BY_CLASS: dict[type[nn.Module], LayerSpec] = {}
@@ -390,6 +394,9 @@ def spec_for_name(name: str, where: str) -> LayerSpec:
     if spec is None:
         near = difflib.get_close_matches(name, list(_BY_NAME), n=3, cutoff=0.6)
         hint = f"; nearest registered: {', '.join(near)}" if near else ""
+        family = name.partition(".")[0]
+        if family in INTEGRATIONS and f"tmodel.integrations.{family}" not in sys.modules:
+            hint += f" (its library's integration: import tmodel.integrations.{family})"
         raise UnregisteredType(
             f"{where}: layer type {name!r} is not registered in this program{hint}. Import the module that "
             f'defines it, or register a class with @tmodel.register("{name}", version=N)',
