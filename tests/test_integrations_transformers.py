@@ -56,7 +56,12 @@ def test_records_use_stable_names_and_the_library_version_is_metadata(
 
 
 def test_a_fresh_process_loads_every_model_and_both_folders(saved: tuple[Path, dict[str, Any]]) -> None:
+    from tmodel.cli.main import main
+
+    assert main(["convert", str(saved[0] / "bert_hf"), str(saved[0] / "bert_tm")]) == 0
+    assert sorted(p.name for p in (saved[0] / "bert_tm").iterdir()) == ["config.json", "model.tmodel"]
     report = run("load_transformers.py", str(saved[0]))
+    assert report["bert_converted"] == {"equal": True, "class": True, "tied": True, "training": False}
     same = {"equal": True, "class": True, "tied": True, "training": False}
     for name in [*MODELS, "gpt2_folder"]:
         assert report[name] == same, name

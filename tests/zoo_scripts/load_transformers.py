@@ -33,6 +33,8 @@ for name in ("gpt2", "bert", "llama", "t5"):
 report["gpt2_folder"] = check("gpt2", integration.from_pretrained(folder / "gpt2_folder"))
 llama = integration.from_pretrained(folder / "llama_folder")
 report["llama_folder"] = {**check("llama", llama), "on_meta": any(p.is_meta for p in llama.parameters())}
+if (folder / "bert_tm").is_dir():  # `tmodel convert bert_hf bert_tm` made it from transformers' folder
+    report["bert_converted"] = check("bert", integration.from_pretrained(folder / "bert_tm"))
 codes = {}
 for name in (
     "transformers.GPT2Block",  # not exported: built by its parent, never by a name

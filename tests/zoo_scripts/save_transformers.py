@@ -34,5 +34,6 @@ integration.save_pretrained(made["gpt2"], out / "gpt2_folder")  # config.json + 
 made["llama"].config.architectures = ["LlamaForCausalLM"]  # what transformers' save_pretrained records
 made["llama"].config.save_pretrained(out / "llama_folder")  # config.json + a state dict (as converted)
 tmodel.save(made["llama"].state_dict(), out / "llama_folder" / "model.tmodel")
+made["bert"].save_pretrained(out / "bert_hf")  # transformers' own folder: config.json + model.safetensors
 report["_folders"] = sorted(p.name for p in (out / "gpt2_folder").iterdir())
 print(json.dumps(report, sort_keys=True))
