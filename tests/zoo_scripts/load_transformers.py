@@ -38,7 +38,7 @@ if (folder / "bert_tm").is_dir():  # `tmodel convert bert_hf bert_tm` made it fr
 codes = {}
 for name in (
     "transformers.GPT2Block",  # not exported: built by its parent, never by a name
-    "transformers.Trainer",  # exported, not a model
+    "transformers.Trainer",  # exported, not a model: outside the closed set
     "transformers.GPT2Config",  # a config: a value type, not a layer
     "transformers.logging",
     "transformers.",

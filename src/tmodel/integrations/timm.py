@@ -1,4 +1,4 @@
-"""timm's models saved whole (SPEC.md Appendix A.5): importing this module wraps `timm.create_model` so a
+"""timm's models saved whole (SPEC.md Appendix A.7): importing this module wraps `timm.create_model` so a
 model it makes is recorded as the layer `timm.<architecture>` with the config `{"tag": pretrained tag or
 None, "kwargs": the other arguments}`; loading calls `create_model` again with `pretrained=False`, the
 weights coming from the file. The names are a closed set, timm's registered architectures. Build models

@@ -1,4 +1,4 @@
-"""torchvision's models saved whole (SPEC.md Appendix A.5): importing this module wraps every builder
+"""torchvision's models saved whole (SPEC.md Appendix A.7): importing this module wraps every builder
 torchvision registers (`resnet18`, `vit_b_16`, ..., and `get_model`) so a model it makes is recorded as the
 layer `torchvision.<builder>` whose config is the builder's keyword arguments: without `weights`,
 `weights_backbone` and `progress`, but with every argument torchvision set from the weights' metadata (its

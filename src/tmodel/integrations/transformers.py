@@ -1,13 +1,15 @@
-"""transformers' models saved whole (SPEC.md Appendix A.5): importing this module registers every
-`PreTrainedModel` class transformers exports as the layer `transformers.<ClassName>`, its config
+"""transformers' models saved whole (SPEC.md Appendix A.7): importing this module registers every
+`PreTrainedModel` class of transformers' auto classes as the layer `transformers.<ClassName>`, its config
 `{"config": model.config}`, and every `PretrainedConfig` class as the value type `transformers.<ClassName>`,
 stored as its `to_diff_dict()` (with its attention implementation) minus `transformers_version`, which the
-file's metadata holds instead. The names are a closed set, what transformers exports; each is registered
-on first use. `save_pretrained` / `from_pretrained` write and read a model folder holding `model.tmodel`.
+file's metadata holds instead. The names are a closed set, the model and config classes transformers'
+auto classes list; each is registered on first use, for saving and loading alike. `save_pretrained` /
+`from_pretrained` write and read a model folder holding `model.tmodel`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -26,14 +28,28 @@ PREFIX = "transformers."
 LIBRARY = ("transformers", hf.__version__)
 #: the file of a model folder that holds the model (beside transformers' `config.json`)
 MODEL_FILE = "model.tmodel"
-_EXPORTED = frozenset(dir(hf))  # the closed set of names a file may select from
 _VERSION_KEY = "transformers_version"
 _ATTENTION = "attn_implementation"
 
 
+@functools.cache
+def _closed_set() -> frozenset[str]:
+    """The names a file may select from: the model and config classes transformers' auto classes list
+    (its own registry of architectures, names only: nothing is imported to read it) that it exports."""
+    from transformers.models.auto import configuration_auto, modeling_auto
+
+    names: set[str] = set(getattr(configuration_auto, "CONFIG_MAPPING_NAMES").values())  # noqa: B009
+    for attr in dir(modeling_auto):
+        if attr.endswith("_MAPPING_NAMES"):
+            for value in getattr(modeling_auto, attr).values():
+                names.update(value if isinstance(value, (tuple, list)) else [value])
+    return frozenset(n for n in names if isinstance(n, str)) & frozenset(dir(hf))
+
+
 def _exported(name: str) -> Any:
-    """The class transformers exports as `name`, or None (not exported, or its dependencies missing)."""
-    if name not in _EXPORTED:
+    """The model or config class transformers exports as `name`, if it is one of the closed set; else None
+    (or if its optional dependencies are missing)."""
+    if name not in _closed_set():
         return None
     try:
         return getattr(hf, name)
