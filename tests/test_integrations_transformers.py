@@ -66,6 +66,8 @@ def test_a_fresh_process_loads_every_model_and_both_folders(saved: tuple[Path, d
     for name in [*MODELS, "gpt2_folder"]:
         assert report[name] == same, name
     assert report["llama_folder"] == {**same, "on_meta": False}  # a state dict under config.json
+    assert report["_fetch_turned_off"] is True  # a config from a file never makes a constructor download
+    assert report["_list_data"] == "BAD_CONFIG"
     assert report["_unknown_names"] == {  # the closed set: exported PreTrainedModel classes only
         "transformers.GPT2Block": "UNREGISTERED_TYPE",
         "transformers.Trainer": "UNREGISTERED_TYPE",

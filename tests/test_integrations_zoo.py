@@ -86,3 +86,24 @@ def test_a_fresh_process_loads_every_model_bit_identical(saved: tuple[Path, Path
         "torchvision.get_model": "UNREGISTERED_TYPE",
         "torchvision.os": "UNREGISTERED_TYPE",
     }
+
+
+def test_builder_records_edited_by_an_attacker_are_refused_at_once(tmp_path: Path) -> None:
+    """Arguments from a file never choose a path, a download, a device or a dtype, and never make the
+    rebuild allocate anything real before the dry run refuses it (SPEC.md Appendix A.4, A.7)."""
+    report = run("hostile_lookalikes.py", str(tmp_path))
+    expected = {
+        "timm_checkpoint_path": "BAD_CONFIG",
+        "timm_pretrained": "BAD_CONFIG",
+        "timm_device": "BAD_CONFIG",
+        "timm_hub_tag": "BAD_CONFIG",
+        "timm_extra_key": "BAD_CONFIG",
+        "timm_huge": "STATE_MISMATCH",  # 10**9 classes: shapes that are not the file's, on meta
+        "tv_weights": "BAD_CONFIG",
+        "tv_weights_backbone": "BAD_CONFIG",
+        "tv_dtype": "BAD_CONFIG",
+        "tv_huge": "STATE_MISMATCH",
+    }
+    assert {k: report[k]["code"] for k in expected} == expected
+    assert all(report[k]["seconds"] < 1.0 for k in expected), report
+    assert report["_pretrained_loads"] == [] and report["_downloads"] == []

@@ -49,4 +49,13 @@ for name in (
     except TModelError as exc:
         codes[name] = exc.code
 report["_unknown_names"] = codes
+import transformers as hf  # noqa: E402
+
+fetching = integration._config(hf.GPT2Config, {"n_layer": 1, "use_pretrained_backbone": True})
+report["_fetch_turned_off"] = fetching.use_pretrained_backbone is False and fetching.n_layer == 1
+try:
+    integration._config(hf.GPT2Config, ["n_layer"])
+    report["_list_data"] = "made"
+except TModelError as exc:
+    report["_list_data"] = exc.code
 print(json.dumps(report, sort_keys=True))

@@ -8,19 +8,22 @@ after this import: one made before carries no record of its arguments.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 import timm
 from torch import nn
 
+from ..errors import BadConfig
 from ..nn.registry import add_finders, is_registered_name, mark_built, register_builder
-from .builders import data_kwargs, replace_everywhere
+from .builders import PLACEMENT, checked_kwargs, data_kwargs, replace_everywhere
 
 PREFIX = "timm."
 LIBRARY = ("timm", str(timm.__version__))
 #: arguments that only say where weights come from: the file holds them
 _WEIGHTS_ONLY = ("pretrained", "checkpoint_path", "cache_dir")
 _create = timm.create_model
+_TAG = re.compile(r"[A-Za-z0-9_]+")
 
 
 def _architecture(model_name: str) -> tuple[str, str | None] | None:
@@ -41,13 +44,20 @@ def create_model(model_name: str, *args: Any, **kwargs: Any) -> Any:
     if parts is not None and isinstance(model, nn.Module):
         arch, tag = parts
         _register(PREFIX + arch)
-        mark_built(model, PREFIX + arch, {"tag": tag, "kwargs": data_kwargs(kwargs, _WEIGHTS_ONLY)})
+        mark_built(
+            model, PREFIX + arch, {"tag": tag, "kwargs": data_kwargs(kwargs, (*_WEIGHTS_ONLY, *PLACEMENT))}
+        )
     return model
 
 
 def _rebuild(arch: str, config: dict[str, Any]) -> nn.Module:
+    if set(config) != {"tag", "kwargs"}:
+        raise BadConfig(f"a timm record's config holds 'tag' and 'kwargs', not {sorted(config)}")
     tag = config["tag"]
-    model: nn.Module = _create(arch if tag is None else f"{arch}.{tag}", pretrained=False, **config["kwargs"])
+    if tag is not None and not (isinstance(tag, str) and _TAG.fullmatch(tag)):
+        raise BadConfig(f"a timm pretrained tag is letters, digits and _, not {tag!r}")
+    kwargs = checked_kwargs(config["kwargs"], _WEIGHTS_ONLY)
+    model: nn.Module = _create(arch if tag is None else f"{arch}.{tag}", pretrained=False, **kwargs)
     return model
 
 

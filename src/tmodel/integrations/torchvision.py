@@ -20,7 +20,7 @@ from torch import nn
 from torchvision.models import _api, _utils
 
 from ..nn.registry import add_finders, is_registered_name, mark_built, register_builder
-from .builders import Builder, data_kwargs, replace_everywhere
+from .builders import PLACEMENT, Builder, checked_kwargs, data_kwargs, replace_everywhere
 
 PREFIX = "torchvision."
 LIBRARY = ("torchvision", str(torchvision.__version__))
@@ -62,7 +62,7 @@ def _wrap(name: str, builder: Builder) -> Builder:
             _state.log = outer
         if isinstance(model, nn.Module):
             _register(PREFIX + name)
-            mark_built(model, PREFIX + name, {**data_kwargs(kwargs, _WEIGHTS_ONLY), **settled})
+            mark_built(model, PREFIX + name, {**data_kwargs(kwargs, (*_WEIGHTS_ONLY, *PLACEMENT)), **settled})
         return model
 
     return build
@@ -71,7 +71,8 @@ def _wrap(name: str, builder: Builder) -> Builder:
 def _rebuild(name: str, config: dict[str, Any]) -> nn.Module:
     builder = _BUILDERS[name]
     free = {k: None for k in _WEIGHTS_ONLY[:2] if k in inspect.signature(builder).parameters}
-    model: nn.Module = builder(**config, **free)  # no weights: none downloaded, the file has them
+    kwargs = checked_kwargs(config, _WEIGHTS_ONLY)
+    model: nn.Module = builder(**kwargs, **free)  # no weights: none downloaded, the file has them
     return model
 
 

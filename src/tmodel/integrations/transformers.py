@@ -19,7 +19,7 @@ import transformers as hf
 from torch import nn
 
 from .. import api
-from ..errors import BadSourceFile, InvalidArgument
+from ..errors import BadConfig, BadSourceFile, InvalidArgument
 from ..nn.placement import SkipMetaInit, meta_parameters
 from ..nn.references import register_value_type
 from ..nn.registry import add_finders, register_class
@@ -73,7 +73,7 @@ def _register(cls: Any) -> None:
                 library=LIBRARY,
             )
         elif issubclass(cls, hf.PretrainedConfig):
-            register_value_type(cls, name, to_data=config_data, from_data=cls.from_dict)
+            register_value_type(cls, name, to_data=config_data, from_data=functools.partial(_config, cls))
     except InvalidArgument:
         pass  # the program registered the class itself, under a name of its own: that one stands
 
@@ -90,6 +90,18 @@ def config_data(config: Any) -> dict[str, Any]:
     if isinstance(attention, str):
         data[_ATTENTION] = attention
     return data
+
+
+#: config fields that make a model's constructor fetch weights (a pretrained backbone): off on load, as
+#: the file holds every weight
+_FETCHES = ("use_pretrained_backbone",)
+
+
+def _config(cls: Any, data: Any) -> Any:
+    """A config class's instance from the data a file stores: a dict of field names, nothing fetched."""
+    if type(data) is not dict or any(type(k) is not str for k in data):
+        raise BadConfig(f"{cls.__name__}: a config's data is a dict of field names")
+    return cls.from_dict({**data, **{k: False for k in _FETCHES if data.get(k)}})
 
 
 def _by_name(name: str) -> None:
