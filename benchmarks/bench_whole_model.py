@@ -69,15 +69,19 @@ def _loader(which: str, folder: Path) -> Any:
     return lambda: model_cls.from_pretrained(folder / "hf")
 
 
-def _median_seconds(fn: Any, repeat: int) -> float:
-    fn()  # warm-up: page cache, lazy imports
-    times = []
+def _median_seconds(loaders: dict[str, Any], repeat: int) -> dict[str, float]:
+    """Median seconds of each loader over `repeat` rounds, the loaders taking turns within each round
+    (so that a slow spell of the machine falls on all of them), after one warm-up each."""
+    for fn in loaders.values():
+        fn()  # warm-up: page cache, lazy imports
+    times: dict[str, list[float]] = {k: [] for k in loaders}
     for _ in range(repeat):
-        began = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - began)
-        del out
-    return statistics.median(times)
+        for k, fn in loaders.items():
+            began = time.perf_counter()
+            out = fn()
+            times[k].append(time.perf_counter() - began)
+            del out
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def _hwm_kb() -> int:
@@ -120,7 +124,7 @@ def main() -> int:
             "sd": "tmodel.load(state dict)",
             "hf": "from_pretrained",
         }
-        secs = {k: _median_seconds(_loader(k, folder), args.repeat) for k in names}
+        secs = _median_seconds({k: _loader(k, folder) for k in names}, args.repeat)
         peaks = {k: _peak_mb(k, folder) for k in names}
     print(
         f"GPT-2 small (GPT2Config()), codec={args.codec}, median of {args.repeat} runs, "

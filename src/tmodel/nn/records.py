@@ -10,6 +10,7 @@ built from their records and attached. Nothing is looked up by a name from the f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -221,6 +222,7 @@ class ModuleBuilder:
         self._unfilled: list[int] = []  # built, maybe not yet filled: each rebuild drains only these
         self._roots: list[nn.Module] = []  # what rebuild returned: the modules a caller gets
         self.checked = False  # names and shapes already compared with the records (a reused dry run)
+        self.attach = True  # put the file's tensors in place (a dry run without parametrizations: no need)
 
     @classmethod
     def reusing(
@@ -321,13 +323,15 @@ class ModuleBuilder:
                     self.fill(child_index, existing)
             except _Unbuildable:
                 continue  # gathered below this child; the dry run reports every such record at once
+        module.training = rec.training
+        if not self.attach:
+            return  # a dry run that need not hold the file's tensors: `_check_bytes` reads the records
         attach = default_attach if spec is None else spec.attach
         for name, ref in rec.parameters.items():
             value = None if ref is None else self._param(ref.tensor, ref.requires_grad)
             attach(module, "parameter", name, value)
         for name, t in rec.buffers.items():
             attach(module, "buffer", name, None if t is None else self.tensors[t])
-        module.training = rec.training
 
     def _check(self, where: str, rec: ModuleRecord, module: nn.Module, adopts: bool) -> None:
         """Names and shapes must agree before anything is attached (SPEC.md §5.7). A container that adopts
@@ -479,6 +483,8 @@ def check_rebuild(m: Manifest, roots: Sequence[int], limits: Limits) -> ModuleBu
     parameter and buffer is a file tensor (a tensor a constructor kept elsewhere is caught by
     `left_on_meta`); else None."""
     builder = ModuleBuilder(m, meta_tensors(m), torch.device("meta"), collect=True)
+    parametrized = any(r.type == LIST_TYPE for r in m.modules)  # registered again on each fill
+    builder.attach = parametrized  # a parametrization's originals must be in place to register it
     items = sum(1 + len(r.parameters) + len(r.buffers) + len(r.children) for r in m.modules)
     built = []
     with _Budget(OPS_PER_ITEM * items + OPS_SLACK):
@@ -490,7 +496,6 @@ def check_rebuild(m: Manifest, roots: Sequence[int], limits: Limits) -> ModuleBu
     if builder.unbuildable:
         raise _unbuildable_error(m, builder.unbuildable)
     unsaved = _check_bytes(m, builder, built, limits)
-    parametrized = any(r.type == LIST_TYPE for r in m.modules)  # registered again on each fill
     return None if unsaved or parametrized else builder
 
 
@@ -498,24 +503,28 @@ def _check_bytes(m: Manifest, builder: ModuleBuilder, built: list[nn.Module], li
     """The byte rule of SPEC.md Appendix A.4 over the modules of a dry run: `unsaved` bytes of tensors the
     file does not hold, `expanded` bytes of those it does (numel x itemsize of each: a stride-0 view counts
     at its full size), `held` bytes the file stores for them (its blobs, each once). What goes beyond the
-    file, unsaved + max(0, expanded - held), may not exceed `max_unsaved_bytes`."""
-    index = {id(t): i for i, t in enumerate(builder.tensors)}
-    index.update({id(p): i for i, p in builder._params.items()})
+    file, unsaved + max(0, expanded - held), may not exceed `max_unsaved_bytes`. Each module's slots are
+    read against its record: a slot the record names gets the file's tensor, any other keeps what its
+    constructor made. Returns `unsaved`."""
+    record_of = {id(module): i for i, module in builder.built.items()}
     seen: set[int] = set()
     used: set[int] = set()
-    unsaved = expanded = 0
+    unsaved = 0
     for root in built:
         for module in root.modules():
-            for t in (*module._parameters.values(), *module._buffers.values()):
-                if t is None or id(t) in seen:
+            index = record_of.get(id(module))
+            rec = None if index is None else m.modules[index]
+            saved: dict[str, int | None] = {}
+            if rec is not None:
+                saved = {n: None if r is None else r.tensor for n, r in rec.parameters.items()}
+                saved.update(rec.buffers)
+            used.update(t for t in saved.values() if t is not None)
+            for name, t in (*module._parameters.items(), *module._buffers.items()):
+                if name in saved or t is None or id(t) in seen:
                     continue
                 seen.add(id(t))
-                size = t.numel() * t.element_size()
-                if id(t) in index:
-                    used.add(index[id(t)])
-                    expanded += size
-                else:
-                    unsaved += size
+                unsaved += t.numel() * t.element_size()
+    expanded = sum(_full_size(m, i) for i in used)
     blobs = {b for i in used if (b := m.tensors[i].blob) is not None}
     held = sum(m.blobs[b].nbytes for b in blobs)
     held += sum(_extent(m, i) for i in used if m.tensors[i].blob is None)  # in memory: tensors a step made
@@ -528,6 +537,12 @@ def _check_bytes(m: Manifest, builder: ModuleBuilder, built: list[nn.Module], li
             "full size)"
         )
     return unsaved
+
+
+def _full_size(m: Manifest, i: int) -> int:
+    """numel x itemsize of file tensor `i`: what the module holding it has, whatever bytes it views."""
+    t = m.tensors[i]
+    return math.prod(t.shape) * DTYPES[t.dtype][0]
 
 
 def _extent(m: Manifest, i: int) -> int:
