@@ -12,12 +12,13 @@ from .archive.progress import Progress, ProgressArg, progress_for
 from .archive.reader import Reader
 from .archive.writer import Options, Source, StoredBlob, write_atomic
 from .container.atomic import copy_new
-from .errors import InvalidArgument
+from .errors import InvalidArgument, UnregisteredType
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest.schema import Manifest, TensorEntry
 from .manifest.wire import BlobWire, ChunkWire, ManifestWire, TensorWire, manifest_wire
 from .nn.apply import Upgraded, apply_steps, describe_steps, steps_per_record
 from .nn.records import check_modules
+from .nn.registry import known_name, registered_spec
 from .tensors.load import materialize
 from .tensors.planes import one_intra_op_thread, torch_merge, torch_split
 from .tensors.storage import plan_blobs
@@ -30,7 +31,41 @@ def migration_plan(
 ) -> list[str]:
     """What `migrate_file` would apply, one line per layer and version range; empty when up to date."""
     with Reader(path, limits) as reader:
+        check_layers(reader.manifest, path, targets)
         return describe_steps(reader.manifest, steps_per_record(reader.manifest, targets))
+
+
+def check_layers(m: Manifest, path: PathLike, targets: dict[str, int] | None = None) -> None:
+    """A file migrate can answer for: it records layers [INVALID_ARGUMENT: a state dict records none, and
+    the fix is to save the module], each registered in this program [UNREGISTERED_TYPE: a forgotten
+    `--import` would otherwise read as "up to date"], and every `targets` layer is one of them at a version
+    from 1 to the registered one [INVALID_ARGUMENT]."""
+    name = os.fspath(path)
+    if not m.modules:
+        raise InvalidArgument(
+            f"{name} records no layers (it holds tensors only, such as a state dict), so there is nothing to "
+            "migrate: save the module itself, tmodel.save(model, path), so its layers and versions are "
+            "recorded"
+        )
+    types = {r.type for r in m.modules if r.version is not None}  # parent-built records have no version
+    unknown = sorted(t for t in types if not known_name(t))
+    if unknown:
+        shown = ", ".join(unknown[:10]) + (", ..." if len(unknown) > 10 else "")
+        raise UnregisteredType(
+            f"{name}: its layers {shown} are not registered in this program: import the modules that define "
+            "them (tmodel migrate --import MODULE, or a tmodel.layers entry point)",
+            layer=unknown[0],
+        )
+    for layer, version in (targets or {}).items():
+        if layer not in types:
+            near = ", ".join(sorted(types)[:10])
+            raise InvalidArgument(f"--to {layer}={version}: {name} has no layer {layer!r} (it has {near})")
+        registered = registered_spec(layer).version
+        if not 1 <= version <= registered:
+            raise InvalidArgument(
+                f"--to {layer}={version}: this program registers {layer} at version {registered}; a target "
+                f"is a version from 1 to {registered}"
+            )
 
 
 def migrate_file(
@@ -59,6 +94,7 @@ def migrate_file(
         Reader(src, limits, 0, torch_merge, one_intra_op_thread) as reader,
     ):
         m = reader.manifest
+        check_layers(m, src, targets)
         up = apply_steps(m, lambda i: materialize(reader, [i], torch.device("cpu"))[0], targets)
         if not up.changed:
             return []

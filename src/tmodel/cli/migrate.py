@@ -100,6 +100,12 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"problem: {p}\n")
     if problems:
         raise MigrationError(f"{len(problems)} problem(s) in the migration chains")
+    if not _custom_specs():
+        raise InvalidArgument(
+            "no layers of your own are registered, so there is nothing to check: name the module that "
+            "defines them (--import MODULE or --import path/to/layers.py), or install a tmodel.layers "
+            "entry point"
+        )
     out.write(
         f"ok: {len(_custom_specs())} layer(s), complete unbranched chains, fixtures for every version\n"
     )
