@@ -6,12 +6,11 @@ import sys
 from pathlib import Path
 
 import torch
+from zoo_common import layer_codes
 
 import tmodel
 import tmodel.integrations.timm
 import tmodel.integrations.torchvision
-from tmodel.errors import TModelError
-from tmodel.nn import registry
 
 import timm  # isort: skip
 import torchvision  # isort: skip
@@ -29,14 +28,9 @@ for path in sorted(folder.glob("*.expected.tmodel")):
         "class": f"{type(model).__module__}.{type(model).__qualname__}" == expected["class"],
         "training": model.training,
     }
-codes = {}
-for name in ("timm.not_a_model", "timm.convnext_lookalike.in22k", "torchvision.get_model", "torchvision.os"):
-    try:
-        registry.spec_for_name(name, name)
-        codes[name] = "registered"
-    except TModelError as exc:
-        codes[name] = exc.code
-report["_unknown_names"] = codes
+report["_unknown_names"] = layer_codes(
+    ("timm.not_a_model", "timm.convnext_lookalike.in22k", "torchvision.get_model", "torchvision.os")
+)
 report["_pretrained_loads"] = timm.models.convnext.PRETRAINED_LOADS
 report["_downloads"] = torchvision.models.resnet.DOWNLOADS
 print(json.dumps(report, sort_keys=True))

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 from hf_models import run, tied
+from zoo_common import layer_codes
 
 import tmodel
 from tmodel.errors import TModelError
 from tmodel.integrations import transformers as integration
-from tmodel.nn import registry
 
 folder = Path(sys.argv[1])
 report = {}
@@ -35,20 +35,15 @@ llama = integration.from_pretrained(folder / "llama_folder")
 report["llama_folder"] = {**check("llama", llama), "on_meta": any(p.is_meta for p in llama.parameters())}
 if (folder / "bert_tm").is_dir():  # `tmodel convert bert_hf bert_tm` made it from transformers' folder
     report["bert_converted"] = check("bert", integration.from_pretrained(folder / "bert_tm"))
-codes = {}
-for name in (
-    "transformers.GPT2Block",  # not exported: built by its parent, never by a name
-    "transformers.Trainer",  # exported, not a model: outside the closed set
-    "transformers.GPT2Config",  # a config: a value type, not a layer
-    "transformers.logging",
-    "transformers.",
-):
-    try:
-        registry.spec_for_name(name, name)
-        codes[name] = "registered"
-    except TModelError as exc:
-        codes[name] = exc.code
-report["_unknown_names"] = codes
+report["_unknown_names"] = layer_codes(
+    (
+        "transformers.GPT2Block",  # not exported: built by its parent, never by a name
+        "transformers.Trainer",  # exported, not a model: outside the closed set
+        "transformers.GPT2Config",  # a config: a value type, not a layer
+        "transformers.logging",
+        "transformers.",
+    )
+)
 import transformers as hf  # noqa: E402
 
 fetching = integration._config(hf.GPT2Config, {"n_layer": 1, "use_pretrained_backbone": True})
