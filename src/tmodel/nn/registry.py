@@ -120,7 +120,7 @@ def mark_unsupported(cls: type[nn.Module], reason: str) -> None:
     _WHY_NOT[cls] = reason
 
 
-#: asked, in order, for a name or a class the registry does not hold: each may register it (SPEC.md A.5)
+#: asked, in order, for a name or a class the registry does not hold: each may register it (SPEC.md A.7)
 _NAME_FINDERS: list[Callable[[str], None]] = []
 _CLASS_FINDERS: list[Callable[[type], None]] = []
 
