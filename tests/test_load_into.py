@@ -247,3 +247,37 @@ def test_strict_reports_ties_by_group(tmp_path: Path) -> None:
     with pytest.raises(TModelError) as info:
         tmodel.load_into(Tied(), tmp_path / "n.tmodel")
     assert info.value.code == "STATE_MISMATCH" and "emb.weight" in str(info.value)
+
+
+def test_load_into_applies_layer_migrations_as_load_does() -> None:
+    """A v1 file of the worked example (fused qkv) loads into a model of today's v3 (q, k, v) through the
+    chain, with the same tensors `tmodel.load` gives (issue 15, point 4)."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    from examples.migrations import attention as example
+
+    path = root / "examples" / "migrations" / "fixtures" / "example.Attention" / "v1.tmodel"
+    loaded = tmodel.load(path)["model"]
+    assert isinstance(loaded, example.Attention)
+    fresh = example.Attention(**registry_config(loaded))
+    report = tmodel.load_into(fresh, path, key="model")
+    assert not report.missing and not report.unexpected and not report.mismatched
+    want, got = loaded.state_dict(), fresh.state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+
+
+def registry_config(module: nn.Module) -> dict[str, object]:
+    from tmodel.nn import registry
+
+    return registry.spec_for_module(module, "test").get_config(module)
+
+
+def test_a_state_dict_that_does_not_fit_says_it_records_no_layers(tmp_path: Path) -> None:
+    tmodel.save(nn.Linear(3, 2).state_dict(), tmp_path / "sd.tmodel")
+    with pytest.raises(TModelError) as info:
+        tmodel.load_into(nn.Linear(4, 2), tmp_path / "sd.tmodel")
+    assert info.value.code == "STATE_MISMATCH"
+    assert "records no layers" in str(info.value) and "tmodel.save(model, path)" in str(info.value)

@@ -31,7 +31,7 @@ from .checkpoint import flatten, rebuild
 from .container import digests
 from .container.sources import buffer_source
 from .container.streams import check_writable
-from .errors import InvalidArgument, NotFound, TModelError, UnsupportedType
+from .errors import InvalidArgument, NotFound, StateMismatch, TModelError, UnsupportedType
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest.encoding import pack_manifest
 from .manifest.metadata import check_metadata, with_libraries
@@ -268,16 +268,9 @@ def _load_modules(
     if m.modules and not steps and not meta:
         dry = check_rebuild(m, [i for _, i in roots(m)], reader.limits)  # before any tensor memory is spent
     tensors = _tensors(reader, where, dtype, use_mmap, progress)
-    device = (
-        where
-        if isinstance(where, torch.device)
-        else common_device_of({t.device for t in tensors}, torch.device("cpu"))
-    )
+    device = _device_of(where, tensors)
     if steps:
-        up = apply_steps(m, tensors.__getitem__)
-        m = _upgraded_manifest(m, up)
-        tensors = [tensors[i] for i in up.kept] + [t.tensor.to(device) for t in up.new]
-        log.info("tmodel: upgraded %s in memory: %s", reader.path, "; ".join(up.applied))
+        m, tensors = _upgraded(reader, m, tensors, device)
         dry = check_rebuild(m, [i for _, i in roots(m)], reader.limits)
     return _rebuild(reader, m, tensors, device, dry)
 
@@ -350,17 +343,46 @@ def load_into(
     """
     where = placement(map_location)
     with _reader(f, limits, threads) as reader, progress_for(progress, "load") as report:
-        return _load_into(
-            model,
-            reader,
-            strict=strict,
-            key=key,
-            assign=assign,
-            dtype=dtype,
-            where=where,
-            use_mmap=mmap,
-            progress=report,
-        )
+        m = reader.manifest
+        with finding(reader.limits.max_found_names):
+            steps = steps_per_record(m) if m.modules else {}
+        if steps:  # the file's layers are older than the program's: upgraded in memory first, as by load
+            loaded = _tensors(reader, where, None, mmap, report)
+            m, tensors = _upgraded(reader, m, loaded, _device_of(where, loaded))
+
+            def read(indices: list[int]) -> list[torch.Tensor]:
+                return [tensors[i] for i in indices]
+        else:
+
+            def read(indices: list[int]) -> list[torch.Tensor]:
+                return materialize(reader, indices, where, mmap, report)
+
+        try:
+            return _load_into(model, m, read, strict=strict, key=key, assign=assign, dtype=dtype)
+        except StateMismatch as exc:
+            if m.modules:
+                raise
+            raise StateMismatch(
+                f"{exc} (the file records no layers, only tensors, so no layer migration could apply: "
+                "save the module itself, tmodel.save(model, path), for its layers and versions to be "
+                "recorded)"
+            ) from None
+
+
+def _device_of(where: Placement, tensors: list[torch.Tensor]) -> torch.device:
+    """Where tensors a migration step makes go: the load's device, or where the file's tensors went."""
+    if isinstance(where, torch.device):
+        return where
+    return common_device_of({t.device for t in tensors}, torch.device("cpu"))
+
+
+def _upgraded(
+    reader: Reader, m: Manifest, tensors: list[torch.Tensor], device: torch.device
+) -> tuple[Manifest, list[torch.Tensor]]:
+    """The manifest and tensors of the file with every layer upgraded in memory."""
+    up = apply_steps(m, tensors.__getitem__)
+    log.info("tmodel: upgraded %s in memory: %s", reader.path, "; ".join(up.applied))
+    return _upgraded_manifest(m, up), [tensors[i] for i in up.kept] + [t.tensor.to(device) for t in up.new]
 
 
 class TensorSlice:

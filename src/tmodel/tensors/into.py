@@ -13,19 +13,17 @@ missing, unexpected or mismatched key raises STATE_MISMATCH before the model is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..archive.progress import Progress
-from ..archive.reader import Reader
 from ..errors import InvalidArgument, NotFound, StateMismatch
 from ..manifest.dtypes import extent
 from ..manifest.module_tree import state_of
 from ..manifest.nodes import ModuleRef, TensorAttrsNode, mapping_items, tensor_index
 from ..manifest.schema import Manifest
-from .load import Placement, materialize
 
 
 @dataclass(frozen=True)
@@ -91,22 +89,19 @@ def _slots(model: nn.Module) -> dict[str, tuple[nn.Module, str, bool]]:
 
 def load_into(
     model: nn.Module,
-    reader: Reader,
+    m: Manifest,
+    read: Callable[[list[int]], list[torch.Tensor]],
     *,
     strict: bool,
     key: str | None,
     assign: bool,
     dtype: torch.dtype | None,
-    where: Placement,
-    use_mmap: bool,
-    progress: Progress | None = None,
 ) -> LoadReport:
-    """See the module's docstring."""
+    """See the module's docstring; `read(indices)` gives the file's tensors of those indices of `m`."""
     if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
         raise InvalidArgument(f"dtype must be a floating-point dtype, not {dtype}")
     if not isinstance(model, torch.nn.Module):
         raise InvalidArgument(f"load_into fills a torch.nn.Module, not {type(model).__name__}")
-    m = reader.manifest
     keys = state_keys(m, key)
     want = {k: v for k, v in model.state_dict(keep_vars=True).items() if isinstance(v, torch.Tensor)}
     grouped: dict[object, list[str]] = {}
@@ -138,17 +133,17 @@ def load_into(
         if assign and (lost := [k for k in g if k not in slots]):
             raise InvalidArgument(f"assign=True cannot set {lost[0]!r}: not a parameter or buffer attribute")
     indices = sorted({keys[k] for _, held in loadable for k in held})
-    read = dict(zip(indices, materialize(reader, indices, where, use_mmap, progress), strict=True))
+    got = dict(zip(indices, read(indices), strict=True))
     if dtype is not None:
-        read = {i: t.to(dtype) if t.is_floating_point() else t for i, t in read.items()}
+        got = {i: t.to(dtype) if t.is_floating_point() else t for i, t in got.items()}
     sources: list[tuple[list[str], torch.Tensor]] = []
     for g, held in loadable:
         distinct = {_file_identity(m, keys[k]): keys[k] for k in held}
         first, *others = distinct.values()
-        if any(read[i].dtype != read[first].dtype or not torch.equal(read[first], read[i]) for i in others):
+        if any(got[i].dtype != got[first].dtype or not torch.equal(got[first], got[i]) for i in others):
             mismatched.append(f"{', '.join(held)}: tied in the model, different tensors in the file")
         else:
-            sources.append((g, read[first]))
+            sources.append((g, got[first]))
     report = LoadReport(missing, unexpected, sorted(mismatched))
     if strict and not report:
         raise _mismatch(report)
