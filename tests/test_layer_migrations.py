@@ -480,3 +480,29 @@ def test_a_step_naming_a_tensor_with_a_dot_is_refused_before_the_file_is_replace
     with pytest.raises(TModelError) as err:
         tmodel.load(path)  # migrated in memory: the same refusal
     assert err.value.code == "MIGRATION"
+
+
+def test_a_step_whose_result_does_not_rebuild_is_named_and_nothing_is_written(
+    layer: Any, tmp_path: Path
+) -> None:
+    """A step with a tensor-name typo makes a file the class cannot rebuild: every mode of migrate checks
+    the result on the meta device first, and the error names the step (issue 15, point 5)."""
+    thing = layer("t.Typo", 1)
+    path = tmp_path / "t.tmodel"
+    tmodel.save(thing(), path)
+    before = path.read_bytes()
+    registry.unregister("t.Typo")
+    registry.register("t.Typo", version=2)(thing)
+
+    @steps.migration("t.Typo", from_version=1)
+    def rename_w(rec: LayerRecord) -> None:
+        rec.rename("w", "weight")  # the class still calls it `w`
+
+    for kwargs in ({"in_place": True}, {"dst": tmp_path / "out.tmodel"}):
+        with pytest.raises(TModelError) as err:
+            tmodel.migrate_file(path, **kwargs)
+        assert err.value.code == "STATE_MISMATCH"
+        assert "the migrated file would not load" in str(err.value) and "rename_w" in str(err.value)
+        assert err.value.step is not None and "rename_w" in err.value.step
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.tmodel"]

@@ -4,6 +4,7 @@ byte for byte without being decoded, so the cost follows what changed, not the f
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import cast
 
 import torch
@@ -12,7 +13,7 @@ from .archive.progress import Progress, ProgressArg, progress_for
 from .archive.reader import Reader
 from .archive.writer import Options, Source, StoredBlob, write_atomic
 from .container.atomic import copy_new
-from .errors import InvalidArgument, UnregisteredType
+from .errors import InvalidArgument, TModelError, UnregisteredType
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest.schema import Manifest, TensorEntry
 from .manifest.wire import BlobWire, ChunkWire, ManifestWire, TensorWire, manifest_wire
@@ -106,14 +107,20 @@ def migrate_file(
                     "choose another suffix (--backup SUFFIX)"
                 )
             copy_new(reader.fd, kept)  # the bytes being migrated, whatever happens to `src` meanwhile
-        _write(reader, m, up, out, report, rebuild=targets is None)
+        current = all(v == registered_spec(k).version for k, v in (targets or {}).items())
+        try:
+            _write(reader, m, up, out, report, rebuild=current)
+        except BaseException:
+            if in_place:  # `src` is untouched: the copy made for this run goes too
+                os.unlink(kept)
+            raise
         return up.applied
 
 
 def _write(
     reader: Reader, m: Manifest, up: Upgraded, out: str, progress: Progress | None, rebuild: bool
 ) -> None:
-    """The migrated file, checked as `save` checks (its modules rebuilt on the meta device only when every
+    """The migrated file, checked as `save` checks (its modules rebuilt on the meta device whenever every
     layer is taken to the version this program registers: a downgrade is for another program)."""
     kept_blobs = sorted({b for i in up.kept if (b := m.tensors[i].blob) is not None})
     blob_index = {b: k for k, b in enumerate(kept_blobs)}
@@ -146,10 +153,25 @@ def _write(
             checksum=m.checksum,
             split=torch_split,
             worker_init=one_intra_op_thread,
-            check=check_modules if rebuild else None,
+            check=_rebuilds_after(up.applied) if rebuild else None,
         ),
         progress,
     )  # planned keeps the data alive
+
+
+def _rebuilds_after(applied: list[str]) -> Callable[[Manifest], None]:
+    """The writer's check that the migrated file rebuilds (`check_modules`), its error naming the steps
+    that made the file: a step that broke it is found before anything is replaced."""
+
+    def check(m: Manifest) -> None:
+        try:
+            check_modules(m)
+        except TModelError as exc:
+            exc.message = f"the migrated file would not load (after {'; '.join(applied)}): {exc.message}"
+            exc.args = (exc.message,)
+            raise exc.add_context(step="; ".join(applied)) from None
+
+    return check
 
 
 def _stored(reader: Reader, m: Manifest, b: int) -> StoredBlob:
