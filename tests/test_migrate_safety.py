@@ -118,3 +118,63 @@ def test_the_python_api_answers_the_same(tmp_path: Path) -> None:
         tmodel.migrate_file(tmp_path / "t.tmodel", tmp_path / "o.tmodel")
     assert info.value.code == "INVALID_ARGUMENT" and "records no layers" in str(info.value)
     assert not (tmp_path / "o.tmodel").exists()
+
+
+SCALE_V1 = textwrap.dedent(
+    """
+    import torch, tmodel
+    from torch import nn
+
+    @tmodel.register("safety.Scale", version=1)
+    class Scale(nn.Module):
+        def __init__(self, dim: int):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(dim))
+
+        def forward(self, x):
+            return x * self.weight
+    """
+)
+SCALE_V2 = textwrap.dedent(
+    """
+    import torch, tmodel
+    from torch import nn
+
+    @tmodel.register("safety.Scale", version=2)
+    class Scale(nn.Module):
+        def __init__(self, dim: int):
+            super().__init__()
+            self.scale = nn.Parameter(torch.randn(dim))
+
+        def forward(self, x):
+            return x * self.scale
+    """
+)
+STEP = """
+@tmodel.migration("safety.Scale", from_version=1)
+def rename_weight(rec):
+    rec.rename("weight", "scale"){extra}
+"""
+
+
+def test_migration_check_loads_every_fixture_and_compares_its_frozen_output(tmp_path: Path) -> None:
+    """`freeze --input-shape` stores a sample input and its output; `check` loads every fixture through
+    the chain and compares, so a step that changes the numbers, or a deleted first step, fails it."""
+    (tmp_path / "v1.py").write_text(SCALE_V1)
+    freeze = ["migration", "freeze", "safety.Scale", "--config", '{"dim": 3}', "--input-shape", "2,3"]
+    assert cli(tmp_path, *freeze, "--dir", "fixtures", "--import", "v1.py")[0] == 0
+    with tmodel.open(tmp_path / "fixtures" / "safety.Scale" / "v1.tmodel") as f:
+        assert set(f.keys()) == {"model.weight", "input", "output"} and f.get_tensor("input").shape == (2, 3)
+
+    def check(step: str) -> tuple[int, str, str]:
+        (tmp_path / "v2.py").write_text(SCALE_V2 + step)
+        assert cli(tmp_path, *freeze, "--dir", "fixtures", "--import", "v2.py")[0] in (0, 1)  # v2, once
+        return cli(tmp_path, "migration", "check", "--fixtures", "fixtures", "--import", "v2.py")
+
+    rc, out, err = check(STEP.format(extra=""))
+    assert (rc, err) == (0, "") and out.startswith("ok: 1 layer(s)")
+    rc, out, err = check(STEP.format(extra="\n    rec['scale'] = rec['scale'] * 2"))
+    assert rc == 1 and err.startswith("error[MIGRATION]: ")
+    assert "fixture of version 1" in out and "its output is not the one frozen with it" in out
+    rc, out, err = check("")  # the first step deleted
+    assert rc == 1 and "safety.Scale" in out and "version 1" in out

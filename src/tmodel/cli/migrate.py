@@ -88,26 +88,34 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
     from ..nn.steps import steps_of
 
     load_layers(args.imports)
-    problems = check_chains()
-    for spec in _custom_specs():
-        oldest = min(steps_of(spec.name), default=spec.version)
-        for v in range(oldest, spec.version + 1):
-            if not os.path.exists(_fixture(args.fixtures, spec.name, v)):
-                problems.append(
-                    f"{spec.name}: no frozen fixture of version {v} ({_fixture(args.fixtures, spec.name, v)})"
-                )
+    specs = _custom_specs()
+    # a chain reaches back to the oldest version anything knows of: a step, or a frozen fixture (so a
+    # deleted first step is a gap, not a shorter chain)
+    oldest = {
+        spec.name: min([*steps_of(spec.name), *_fixture_versions(args.fixtures, spec.name), spec.version])
+        for spec in specs
+    }
+    problems = check_chains(oldest)
+    for spec in specs:
+        for v in range(oldest[spec.name], spec.version + 1):
+            path = _fixture(args.fixtures, spec.name, v)
+            if not os.path.exists(path):
+                problems.append(f"{spec.name}: no frozen fixture of version {v} ({path})")
+            else:
+                problems += _fixture_problems(spec, v, path)
     for p in problems:
         out.write(f"problem: {p}\n")
     if problems:
         raise MigrationError(f"{len(problems)} problem(s) in the migration chains")
-    if not _custom_specs():
+    if not specs:
         raise InvalidArgument(
             "no layers of your own are registered, so there is nothing to check: name the module that "
             "defines them (--import MODULE or --import path/to/layers.py), or install a tmodel.layers "
             "entry point"
         )
     out.write(
-        f"ok: {len(_custom_specs())} layer(s), complete unbranched chains, fixtures for every version\n"
+        f"ok: {len(specs)} layer(s), complete unbranched chains, fixtures for every version load and give "
+        "their frozen outputs\n"
     )
     return 0
 
@@ -131,6 +139,45 @@ def _fixture(folder: str, layer: str, version: int) -> str:
     return os.path.join(folder, layer, f"v{version}.tmodel")
 
 
+def _fixture_versions(folder: str, layer: str) -> list[int]:
+    """The versions of a layer's frozen fixtures (`<folder>/<layer>/v<N>.tmodel`)."""
+    try:
+        names = os.listdir(os.path.join(folder, layer))
+    except OSError:
+        return []
+    found = (n[1:-7] for n in names if n.startswith("v") and n.endswith(".tmodel"))
+    return [int(v) for v in found if v.isdigit()]
+
+
+def _fixture_problems(spec: Any, version: int, path: str) -> list[str]:
+    """A fixture must load through the chain as the registered class and, when `freeze` recorded a
+    sample input and its output, give that output again (within float tolerance across machines)."""
+    import torch
+
+    from .. import api
+    from ..errors import TModelError
+
+    where = f"{spec.name}: fixture of version {version} ({path})"
+    try:
+        saved = api.load(path)
+    except TModelError as exc:
+        return [f"{where} does not load through the chain: {exc.one_line()}"]
+    model: Any = saved.get("model") if isinstance(saved, dict) else None
+    if type(model) is not spec.cls:
+        return [f"{where} holds no {spec.cls.__name__} under 'model'"]
+    if "input" not in saved or "output" not in saved:
+        return []
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(saved["input"])
+        torch.testing.assert_close(out, saved["output"], rtol=1e-5, atol=1e-6)
+    except Exception as exc:  # the layer's own forward, or the comparison
+        detail = " ".join(str(exc).split())[:300]
+        return [f"{where}: its output is not the one frozen with it: {detail}"]
+    return []
+
+
 def _freeze(args: argparse.Namespace, out: TextIO) -> int:
     import torch
 
@@ -148,8 +195,19 @@ def _freeze(args: argparse.Namespace, out: TextIO) -> int:
         raise InvalidArgument(f"--config is not JSON: {exc}") from None
     torch.manual_seed(args.seed)
     module = spec.from_config(config)
+    frozen: dict[str, Any] = {"model": module}
+    if args.input_shape:
+        try:
+            shape = [int(n) for n in args.input_shape.split(",")]
+        except ValueError:
+            raise InvalidArgument(
+                f"--input-shape takes sizes such as 2,8, not {args.input_shape!r}"
+            ) from None
+        frozen["input"] = torch.randn(shape)
+        with torch.no_grad():
+            frozen["output"] = module.eval()(frozen["input"])
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    api.save({"model": module}, path)
+    api.save(frozen, path)
     out.write(f"froze {spec.name} v{spec.version} at {path}\n")
     return 0
 
@@ -175,7 +233,7 @@ def add_commands(sub: Any) -> None:
     msub = m.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, run, helptext in (
         ("new", _new, "scaffold the next step of a layer and its test"),
-        ("check", _check, "every layer has a complete, unbranched chain and frozen fixtures"),
+        ("check", _check, "complete, unbranched chains; every fixture loads and gives its frozen output"),
         ("history", _history, "the versions and steps of layers"),
         ("freeze", _freeze, "freeze a small fixture of a layer at its current version"),
     ):
@@ -190,6 +248,11 @@ def add_commands(sub: Any) -> None:
             a.add_argument("--config", required=True, help="the layer's config as JSON")
             a.add_argument("--seed", type=int, default=0)
             a.add_argument("--dir", default="fixtures", help="fixtures folder (<dir>/<layer>/v<N>.tmodel)")
+            a.add_argument(
+                "--input-shape",
+                metavar="N,N,...",
+                help="also freeze a sample input of this shape and the layer's output, which check compares",
+            )
         if name in ("new", "check"):
             a.add_argument(
                 "--fixtures", default="fixtures", help="fixtures folder (<dir>/<layer>/v<N>.tmodel)"
