@@ -204,8 +204,14 @@ def _freeze(args: argparse.Namespace, out: TextIO) -> int:
                 f"--input-shape takes sizes such as 2,8, not {args.input_shape!r}"
             ) from None
         frozen["input"] = torch.randn(shape)
-        with torch.no_grad():
-            frozen["output"] = module.eval()(frozen["input"])
+        try:
+            with torch.no_grad():
+                frozen["output"] = module.eval()(frozen["input"])
+        except Exception as exc:  # the layer's own forward
+            detail = " ".join(str(exc).split())[:300]
+            raise InvalidArgument(
+                f"--input-shape {args.input_shape}: the layer's forward failed: {detail}"
+            ) from None
     os.makedirs(os.path.dirname(path), exist_ok=True)
     api.save(frozen, path)
     out.write(f"froze {spec.name} v{spec.version} at {path}\n")
