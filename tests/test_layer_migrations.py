@@ -349,6 +349,12 @@ def test_cli_migrate_dry_run_rewrite_and_downgrade(tmp_path: Path) -> None:
         "example.Attention=2",
     )
     assert rc == 0 and _layer(tmp_path / "v2.tmodel") == ("example.Attention", 2)
+    rc, out, err = _cli("migrate", str(tmp_path / "v3.tmodel"), "--dry-run", "--to", "example.Attention=1")
+    assert (rc, err) == (0, "")
+    assert out == (  # a downgrade is described as one
+        "example.Attention downgrade v3 -> v1: rename_heads_add_temperature (downgrade) -> split_qkv "
+        "(downgrade) (1 module)\n"
+    )
     rc, out, err = _cli(
         "migrate",
         str(FIXTURES / "example.RunningNorm" / "v2.tmodel"),

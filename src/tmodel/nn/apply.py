@@ -79,11 +79,11 @@ def describe_steps(m: Manifest, per_record: dict[int, list[Step]]) -> list[str]:
         assert start is not None  # records built by their parent have no steps
         down = steps[0].to_version == start
         end = steps[-1].from_version if down else steps[-1].to_version
-        names = " -> ".join(s.name for s in steps)
+        names = " -> ".join(f"{s.name} (downgrade)" if down else s.name for s in steps)
         key = (m.modules[i].type, start, end, names)
         groups[key] = groups.get(key, 0) + 1
     return [
-        f"{layer} v{a} -> v{b}: {names} ({n} module{'s' * (n != 1)})"
+        f"{layer} {'downgrade ' if b < a else ''}v{a} -> v{b}: {names} ({n} module{'s' * (n != 1)})"
         for (layer, a, b, names), n in groups.items()
     ]
 
