@@ -267,6 +267,9 @@ def test_load_into_applies_layer_migrations_as_load_does() -> None:
     assert not report.missing and not report.unexpected and not report.mismatched
     want, got = loaded.state_dict(), fresh.state_dict()
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    with pytest.raises(TModelError) as info:  # steps read tensors: not on the meta device
+        tmodel.load_into(fresh, path, key="model", map_location="meta", assign=True)
+    assert info.value.code == "INVALID_ARGUMENT" and "migration steps" in str(info.value)
 
 
 def registry_config(module: nn.Module) -> dict[str, object]:

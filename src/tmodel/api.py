@@ -254,6 +254,9 @@ def _load_root(
         return _load_modules(reader, where, dtype, use_mmap, progress)
 
 
+_STEPS_READ = "layers of this file need migration steps, which read tensors: load it on a device"
+
+
 def _load_modules(
     reader: Reader, where: Placement, dtype: torch.dtype | None, use_mmap: bool, progress: Any
 ) -> Any:
@@ -261,9 +264,7 @@ def _load_modules(
     steps = steps_per_record(m) if m.modules else {}
     meta = isinstance(where, torch.device) and where.type == "meta"
     if steps and meta:
-        raise InvalidArgument(
-            "layers of this file need migration steps, which read tensors: load it on a device"
-        )
+        raise InvalidArgument(_STEPS_READ)
     dry = None
     if m.modules and not steps and not meta:
         dry = check_rebuild(m, [i for _, i in roots(m)], reader.limits)  # before any tensor memory is spent
@@ -346,6 +347,8 @@ def load_into(
         m = reader.manifest
         with finding(reader.limits.max_found_names):
             steps = steps_per_record(m) if m.modules else {}
+        if steps and isinstance(where, torch.device) and where.type == "meta":
+            raise InvalidArgument(_STEPS_READ)
         if steps:  # the file's layers are older than the program's: upgraded in memory first, as by load
             loaded = _tensors(reader, where, None, mmap, report)
             m, tensors = _upgraded(reader, m, loaded, _device_of(where, loaded))
