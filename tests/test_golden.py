@@ -57,6 +57,19 @@ def test_there_are_golden_files_for_version_4_with_torch_values() -> None:
     assert len(v4) == 10
 
 
+def test_there_are_golden_files_for_version_5_with_configs() -> None:
+    v5 = sorted(p.stem for p in CASES if p.parent.name == "v5")
+    assert "configs" in v5 and "torch_values" in v5 and len(v5) == 11
+    description = json.loads((GOLDEN / "v5" / "configs.json").read_text())
+    assert description["schema_version"] == 5
+    assert [m["type"] for m in description["modules"]] == [
+        "conformance.Block",
+        "torch.nn.Linear",
+        "torch.nn.LayerNorm",
+        "tmodel.conformance.freeze._Inner",
+    ]
+
+
 @pytest.mark.parametrize("path", CASES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_golden_file_loads_to_its_description(path: Path) -> None:
     expected = json.loads(path.with_suffix(".json").read_text())

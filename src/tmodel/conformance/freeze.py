@@ -6,6 +6,8 @@ whose folder exists: frozen files are never regenerated or edited, and SHA256SUM
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import random
@@ -126,6 +128,53 @@ def _torch_values() -> dict[str, Any]:
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class _Widths:
+    """A value type for the `configs` case (schema 5: a registered value type stored as data)."""
+
+    inner: int
+    outer: int
+
+
+class _Inner(torch.nn.Module):
+    """A child the parent's constructor builds: recorded by class name, version nil (schema 5)."""
+
+    __module__ = "tmodel.conformance.freeze"  # the recorded name, however this file is run
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(n))
+
+
+class _Block(torch.nn.Module):
+    """Schema 5's content: a config holding a class reference, a partial of a function and a value type."""
+
+    def __init__(self, widths: _Widths, norm: type, act: Any) -> None:
+        super().__init__()
+        self.widths, self.act_fn = widths, act
+        self.proj = torch.nn.Linear(widths.inner, widths.outer)
+        self.norm = norm(widths.outer)
+        self.inner = _Inner(widths.outer)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"widths": self.widths, "norm": type(self.norm), "act": self.act_fn}
+
+
+def _configs() -> dict[str, Any]:
+    from tmodel.nn import references, registry
+
+    if not registry.known_name("conformance.Block"):
+        tmodel.register("conformance.Block", version=2)(_Block)
+        references.register_value_type(_Widths, "conformance.Widths")
+    g = torch.Generator().manual_seed(13)
+    act = functools.partial(torch.nn.functional.leaky_relu, negative_slope=0.25)
+    block = _Block(_Widths(3, 2), torch.nn.LayerNorm, act)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    return {"model": block}
+
+
 def _metadata() -> dict[str, Any]:
     return {
         "str": "x",
@@ -160,9 +209,10 @@ CASES: dict[str, Callable[[], tuple[Any, dict[str, Any], dict[str, Any]]]] = {
     "modules": lambda: (_model(), {}, {"format": "module"}),
     "torch_types": lambda: (_torch_types(), {}, {}),
     "torch_values": lambda: (_torch_values(), {}, {}),
+    "configs": lambda: (_configs(), {}, {}),
 }
 #: cases whose content an older schema version cannot hold: the first version that freezes them
-SINCE: dict[str, int] = {"torch_values": 4}
+SINCE: dict[str, int] = {"torch_values": 4, "configs": 5}
 
 
 def freeze(version: int = SCHEMA_VERSION) -> list[Path]:
