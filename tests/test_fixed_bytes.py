@@ -8,8 +8,11 @@ again (same header and blobs, trailer digest recomputed), must hash to the recor
 the hashes taken when schema version 3 was introduced; schema version 4 changed no byte of this content
 either, so the file taken down to version 3 is checked against them the same way. `RECORDED_V4` holds the
 hashes taken when schema version 4 was introduced, checked on the file taken down to version 4 (schema
-version 5 changed no byte of this content either). `RECORDED_V5` holds the hashes of the file as written now,
-taken when schema version 5 was introduced: the record that catches a changed byte directly.
+version 5 changed no byte of this content either). `RECORDED_V5` holds the hashes taken when schema version 5
+was introduced; schema version 6 added the manifest key `checkpoint` (nil here), which taking the file down
+to version 5 removes, so from then on the older forms are one key shorter than the file. `RECORDED_V6` holds
+the hashes of the file as written now, taken when schema version 6 was introduced: the record that catches a
+changed byte directly.
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ RECORDED_V5 = {
     "auto": "03d8e4da0fc6c54ded3058f9a0b978ff518c989f83445bb01beee81aa5f93b81",
     "raw": "dcf0303e83de4d2eb506642446add8f6bfacecfbdb983f90c9bbc14c20fb0267",
 }
+RECORDED_V6 = {
+    "auto": "b35edc2e8a9ea7501961833cb14a92eb1245f068af4d1329841e14bf4450b091",
+    "raw": "08ab3439c25033f0b1eeccb21bff2f40a9d23cf711846963b5c8152c009e8636",
+}
+#: what taking a version-6 file down to version 5 removes from its manifest: the key `checkpoint`, nil
+V6_KEY_BYTES = len(b"\xaacheckpoint\xc0")
 DTYPES = ("float64", "float16", "bfloat16", "int8", "int16", "int32", "int64", "uint8", "bool", "complex64")
 
 
@@ -81,17 +90,29 @@ def as_schema_version(data: bytes, version: int) -> bytes:
     return data[:offset] + manifest + pack_trailer(offset, manifest, BY_ID[digest_id], data[:HEADER_SIZE])
 
 
-@pytest.mark.parametrize("codec", sorted(RECORDED_V5))
+@pytest.mark.parametrize("codec", sorted(RECORDED_V6))
 def test_fixed_object_saves_to_the_recorded_bytes(tmp_path: Path, codec: str) -> None:
     data = _save(tmp_path, codec)
-    assert hashlib.sha256(data).hexdigest() == RECORDED_V5[codec]
+    assert hashlib.sha256(data).hexdigest() == RECORDED_V6[codec]
+
+
+@pytest.mark.parametrize("codec", sorted(RECORDED_V5))
+def test_taken_down_to_schema_5_it_is_the_file_schema_5_wrote(tmp_path: Path, codec: str) -> None:
+    data = _save(tmp_path, codec)
+    v5 = as_schema_version(data, 5)
+    assert len(v5) == len(data) - V6_KEY_BYTES  # the version number, and the key version 6 added
+    assert hashlib.sha256(v5).hexdigest() == RECORDED_V5[codec]
+    (tmp_path / "v5.tmodel").write_bytes(v5)
+    with tmodel.open(tmp_path / "v5.tmodel") as f:  # and it is a valid version-5 file
+        assert f.reader.source_schema_version == 5
+        f.verify()
 
 
 @pytest.mark.parametrize("codec", sorted(RECORDED_V4))
 def test_taken_down_to_schema_4_it_is_the_file_schema_4_wrote(tmp_path: Path, codec: str) -> None:
     data = _save(tmp_path, codec)
     v4 = as_schema_version(data, 4)
-    assert v4 != data and len(v4) == len(data)  # only the version number differs
+    assert v4 != data and len(v4) == len(data) - V6_KEY_BYTES  # the version number differs
     assert hashlib.sha256(v4).hexdigest() == RECORDED_V4[codec]
     (tmp_path / "v4.tmodel").write_bytes(v4)
     with tmodel.open(tmp_path / "v4.tmodel") as f:  # and it is a valid version-4 file
@@ -103,7 +124,7 @@ def test_taken_down_to_schema_4_it_is_the_file_schema_4_wrote(tmp_path: Path, co
 def test_taken_down_to_schema_3_it_is_the_file_schema_3_wrote(tmp_path: Path, codec: str) -> None:
     data = _save(tmp_path, codec)
     v3 = as_schema_version(data, 3)
-    assert v3 != data and len(v3) == len(data)  # only the version number differs
+    assert v3 != data and len(v3) == len(data) - V6_KEY_BYTES  # the version number differs
     assert hashlib.sha256(v3).hexdigest() == RECORDED_V3[codec]
     (tmp_path / "v3.tmodel").write_bytes(v3)
     with tmodel.open(tmp_path / "v3.tmodel") as f:  # and it is a valid version-3 file
@@ -115,7 +136,7 @@ def test_taken_down_to_schema_3_it_is_the_file_schema_3_wrote(tmp_path: Path, co
 def test_taken_down_to_schema_2_it_is_the_file_schema_2_wrote(tmp_path: Path, codec: str) -> None:
     data = _save(tmp_path, codec)
     v2 = as_schema_version(data, 2)
-    assert v2 != data and len(v2) == len(data)  # only the version number differs
+    assert v2 != data and len(v2) == len(data) - V6_KEY_BYTES  # the version number differs
     assert hashlib.sha256(v2).hexdigest() == RECORDED_V2[codec]
     (tmp_path / "v2.tmodel").write_bytes(v2)
     with tmodel.open(tmp_path / "v2.tmodel") as f:  # and it is a valid version-2 file

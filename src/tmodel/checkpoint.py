@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ from torch import nn
 from .errors import UnsupportedType
 from .limits import DEFAULT_LIMITS
 from .manifest.names import unique_name
-from .manifest.nodes import Node
+from .manifest.nodes import Node, OptimizerNode, StatefulNode
 from .manifest.wire import ModuleWire
 from .nn.records import ModuleBuilder, ModuleWriter
 from .tensors.dtypes import DTYPE_NAMES
@@ -43,6 +43,7 @@ from .tensors.values import (
     value_repr,
     wire_identity,
 )
+from .training import class_name, optimizer_params, state_dict_of, state_value, stateful
 
 #: the root node sits at msgpack level 2, in the manifest's map (MAX_DEPTH: SPEC.md §4)
 ROOT = "checkpoint"
@@ -60,6 +61,8 @@ class Flattened:
     names: list[str] = field(default_factory=list)
     taken: set[str] = field(default_factory=set)
     modules: ModuleWriter | None = None
+    #: optimizer nodes whose parameters are keyed once every module is recorded: (body to fill, fill)
+    pending: list[Callable[[], None]] = field(default_factory=list)
 
     def add_tensor(self, t: torch.Tensor, keys: tuple[str, ...], path: str) -> int:
         """Append a tensor named after its key path; returns its index."""
@@ -88,6 +91,8 @@ def flatten(obj: Any) -> Flattened:
     out = Flattened(root=None)
     out.modules = ModuleWriter(out.add_tensor)
     out.root = _flatten(obj, ROOT, (), out, 2)
+    for fill in out.pending:  # an optimizer may come before the model that holds its parameters
+        fill()
     return out
 
 
@@ -147,6 +152,15 @@ def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: 
         assert out.modules is not None
         room(path, depth + 1)
         return {"module": out.modules.add(obj, keys, path)}
+    if isinstance(obj, torch.optim.Optimizer):
+        return _optimizer(obj, path, keys, out, depth)
+    state = stateful(obj)
+    if state is not None:
+        kind, cls, value = state
+        room(path, depth + 2)
+        return {
+            "stateful": {"kind": kind, "class": cls, "state": _flatten(value, path, keys, out, depth + 2)}
+        }
     if kind in _MAPPING_TAGS:
         inside = depth + (2 if kind is OrderedDict else 1)  # the level of the entries' array
         room(path, inside)
@@ -190,6 +204,40 @@ def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: 
     if base is not None:  # subclasses: enums, namedtuples, defaultdicts, numpy-free scalars and the like
         raise UnsupportedType(f"{path}: unsupported type {kind.__name__} (a subclass of {base.__name__})")
     raise UnsupportedType(f"{path}: unsupported type {kind.__name__}")
+
+
+def _optimizer(
+    opt: torch.optim.Optimizer, path: str, keys: tuple[str, ...], out: Flattened, depth: int
+) -> dict[str, Any]:
+    """An optimizer node; its parameters are keyed by record and local name once every module of the
+    checkpoint is recorded (SPEC.md §5.4)."""
+    room(path, depth + 4)  # node, body, params array, param map, then the state node
+    body: dict[str, Any] = {"class": class_name(type(opt)), "groups": [], "params": []}
+    writer = out.modules
+    assert writer is not None
+
+    def where(p: nn.Parameter) -> tuple[int, str, tuple[str, ...]] | None:
+        return writer.parameters.get(id(p))
+
+    def fill() -> None:
+        groups, params = optimizer_params(opt, where, path)
+        body["groups"] = [
+            _flatten(g, f"{path}.param_groups[{i}]", (*keys, f"group{i}"), out, depth + 3)
+            for i, g in enumerate(groups)
+        ]
+        for p in params:
+            at = ".".join(p.keys)
+            body["params"].append(
+                {
+                    "group": p.group,
+                    "module": p.module,
+                    "name": p.name,
+                    "state": _flatten(p.state, f"{path}.state[{at!r}]", (*keys, at), out, depth + 4),
+                }
+            )
+
+    out.pending.append(fill)
+    return {"optimizer": body}
 
 
 def _tensor(t: torch.Tensor, path: str, keys: tuple[str, ...], out: Flattened, depth: int) -> Any:
@@ -238,4 +286,15 @@ def _check_attributes(obj: Any, path: str, allowed: tuple[str, ...]) -> None:
 
 def rebuild(root: Node, tensors: Sequence[torch.Tensor], modules: ModuleBuilder) -> Any:
     """Turn a validated tree back into Python objects: tensors taken by index, modules rebuilt."""
-    return to_python(root, tensors.__getitem__, modules.rebuild)
+    return to_python(root, tensors.__getitem__, modules.rebuild, training=_training_value)
+
+
+def _training_value(node: Any, convert: Callable[[Any], Any]) -> Any:
+    """An optimizer node as the state dict torch's `state_dict()` gives (ids in the saved order), a
+    stateful node as its state (an RNGState for the generators)."""
+    if isinstance(node, OptimizerNode):
+        body = node.value
+        groups = [convert(g) for g in body.groups]
+        return state_dict_of(groups, [(p.group, p.name, convert(p.state)) for p in body.params])
+    assert isinstance(node, StatefulNode)
+    return state_value(node.value.kind, convert(node.value.state))

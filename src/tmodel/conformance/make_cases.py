@@ -33,6 +33,7 @@ import tmodel
 from tmodel.container.digests import ALGORITHMS, BY_ID
 from tmodel.container.framing import HEADER_SIZE, TRAILER_SIZE, align, pack_trailer
 from tmodel.manifest.encoding import pack_manifest
+from tmodel.manifest.schema import SCHEMA_VERSION
 from tmodel.tensors.dtypes import VALUE_TORCH_DTYPES
 
 from .describe import describe
@@ -706,11 +707,11 @@ HOSTILE: dict[str, Hostile] = {
         "§5, §12",
         "schema version 0",
     ),
-    "schema_version_6": H(
+    f"schema_version_{SCHEMA_VERSION + 1}": H(
         "base",
         3,
-        manifest(_top("schema_version", 6)),
-        "manifest schema_version 5 -> 6",
+        manifest(_top("schema_version", SCHEMA_VERSION + 1)),
+        f"manifest schema_version {SCHEMA_VERSION} -> {SCHEMA_VERSION + 1}",
         ("UNSUPPORTED_VERSION",),
         "§5, §12",
         "a schema version newer than implemented",

@@ -38,6 +38,7 @@ from .nodes import (
     MAPPINGS,
     SCALARS,
     TENSOR_NODES,
+    TRAINING_STATE,
     CounterNode,
     DictNode,
     DtypeNode,
@@ -46,11 +47,14 @@ from .nodes import (
     NdarrayNode,
     NumpyScalarNode,
     ObjectNode,
+    OptimizerNode,
     OrderedDictNode,
     PartialNode,
     RefNode,
     SetNode,
+    StatefulNode,
     TensorAttrsNode,
+    entries,
     is_key,
     key_identity,
     mapping_items,
@@ -108,6 +112,8 @@ def check_semantics(m: Manifest, limits: Limits, manifest_offset: int, file_size
     _check_modules(m, limits)
     _check_tree(m, limits)
     _check_module_paths(m, limits)
+    if m.checkpoint is not None:
+        check_type_name(m.checkpoint.type, "checkpoint")
 
 
 def _check_blobs(m: Manifest, limits: Limits, digest_len: int, manifest_offset: int, file_size: int) -> None:
@@ -226,8 +232,8 @@ def _check_attrs(node: TensorAttrsNode) -> None:
     if type(body.of) not in TENSOR_NODES:
         raise ManifestSchemaError("a tensor_attrs node wraps a node that is not a tensor")
     _distinct_names([k for k, _ in body.attrs], "tensor attribute")
-    if any(type(n) is ModuleRef for n in walk(v for _, v in body.attrs)):
-        raise ManifestSchemaError("a tensor attribute refers to a module")
+    if any(type(n) is ModuleRef or type(n) in TRAINING_STATE for n in walk(v for _, v in body.attrs)):
+        raise ManifestSchemaError("a tensor attribute refers to a module or holds training state")
 
 
 def _check_modules(m: Manifest, limits: Limits) -> None:
@@ -325,6 +331,8 @@ def _check_tree(m: Manifest, limits: Limits) -> None:
     value_dtypes = DTYPES.keys() | set(VALUE_DTYPES)
     keys: list[Any] = []  # key nodes (and set elements) beyond scalars: checked as nodes after the tree
     configs = walk(v for rec in m.modules for v in rec.config.values())
+    if any(type(n) in TRAINING_STATE for n in walk(v for rec in m.modules for v in rec.config.values())):
+        raise ManifestSchemaError("a layer config holds an optimizer or stateful node (object tree only)")
     for node in _then(itertools.chain(_object_tree(m.root), configs), keys):
         kind = type(node)
         tensor = tensor_index(node)
@@ -355,6 +363,59 @@ def _check_tree(m: Manifest, limits: Limits) -> None:
             _check_partial(node)
         elif kind is ObjectNode:
             check_type_name(node.value.type, "object node")
+        elif kind is OptimizerNode:
+            _check_optimizer(node, m)
+        elif kind is StatefulNode:
+            _check_class_name(node.value.cls, "stateful node")
+            _inside_training_state(node)
+
+
+def _check_class_name(name: str, where: str) -> None:
+    if len(name) > CLASS_NAME_BYTES or not CLASS_NAME.fullmatch(name):
+        raise BadName(f"{where}: invalid class name {name!r}")
+
+
+def _inside_training_state(node: OptimizerNode | StatefulNode) -> None:
+    """What a training-state node holds refers to no module and holds no training state again."""
+    inside = walk(child for _, child in entries(node))
+    if any(type(n) is ModuleRef or type(n) in TRAINING_STATE for n in inside):
+        raise ManifestSchemaError("an optimizer or stateful node holds a module or training-state node")
+
+
+def _check_optimizer(node: OptimizerNode, m: Manifest) -> None:
+    """Groups are settings (dicts of string keys, without `params`); each parameter is a distinct
+    parameter of a record, in group order, with its state as a dict of string keys (SPEC.md §5.4)."""
+    body = node.value
+    _check_class_name(body.cls, "optimizer node")
+    _inside_training_state(node)
+    for group in body.groups:
+        keys = _string_keys(group, "an optimizer group")
+        if "params" in keys or "param_names" in keys:
+            raise ManifestSchemaError("an optimizer group lists its parameters (they are the node's params)")
+    seen: set[tuple[int, str]] = set()
+    last = 0
+    for p in body.params:
+        if p.group >= len(body.groups) or p.group < last:
+            raise ManifestSchemaError(
+                f"optimizer parameter of group {p.group}: groups are 0..{len(body.groups) - 1}, in order"
+            )
+        last = p.group
+        if p.module >= len(m.modules):
+            raise BadTensor(f"optimizer parameter refers to module {p.module} of {len(m.modules)}")
+        if m.modules[p.module].parameters.get(p.name) is None:
+            raise BadTensor(f"optimizer parameter {p.name!r}: module {p.module} has no such parameter")
+        if (p.module, p.name) in seen:
+            raise ManifestSchemaError(f"optimizer parameter {p.name!r} of module {p.module} listed twice")
+        seen.add((p.module, p.name))
+        _string_keys(p.state, "an optimizer parameter's state")
+
+
+def _string_keys(node: Any, what: str) -> list[str]:
+    """The keys of a dict node whose keys are all strings."""
+    items = mapping_items(node) if type(node) is DictNode else None
+    if items is None or any(type(k) is not str for k, _ in items):
+        raise ManifestSchemaError(f"{what} is not a dict node of string keys")
+    return [k for k, _ in items]
 
 
 def _check_partial(node: PartialNode) -> None:

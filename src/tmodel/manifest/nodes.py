@@ -8,8 +8,8 @@ schema 4 tensor_attrs, a tensor reference with its Python attributes), a value t
 or a reference (tensor, parameter, requires_grad, module). A key is a node `is_key` accepts. Walks are
 iterative or bounded by the manifest's nesting limit, never by the tree's size. Schema version 3 added
 ordered_dict..numpy_scalar, schema version 4 layout, qscheme, meta_tensor and tensor_attrs, schema
-version 5 the config-only kinds ref, partial and object (`CONFIG_ONLY`), which `fold` hands to its leaf
-whole.
+version 5 the config-only kinds ref, partial and object (`CONFIG_ONLY`), schema version 6 the training
+state kinds optimizer and stateful (`TRAINING_STATE`); `fold` hands both to its leaf whole.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import struct
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, TypeVar, Union
+from typing import Annotated, Any, Generic, Literal, TypeVar, Union
 
 from pydantic import BaseModel, BeforeValidator, Discriminator, Field, Tag
 from typing_extensions import TypeAliasType
@@ -300,6 +300,55 @@ class ObjectNode(BaseModel):
     value: ObjectBody = Field(alias="object")
 
 
+class OptimizerParam(BaseModel):
+    """One parameter of an optimizer: its group, the module record and local name that hold it (so its
+    state follows the parameter through layer migrations), and its per-parameter state (a dict node)."""
+
+    model_config = STRICT
+    group: Size
+    module: Size
+    name: str
+    state: Node
+
+
+class OptimizerBody(BaseModel):
+    """An optimizer's qualified class name (shown, never looked up), its param groups' settings (dict
+    nodes without `params`), and its parameters in the optimizer's order."""
+
+    model_config = STRICT
+    cls: str = Field(alias="class")
+    groups: list[Node]
+    params: list[OptimizerParam]
+
+
+class OptimizerNode(BaseModel):
+    """A `torch.optim.Optimizer`'s state, by parameter (schema 6, object tree only)."""
+
+    model_config = STRICT
+    value: OptimizerBody = Field(alias="optimizer")
+
+
+#: what a stateful node may hold: an LR scheduler's, a gradient scaler's or the random generators' state
+STATEFUL_KINDS = ("lr_scheduler", "grad_scaler", "rng")
+
+
+class StatefulBody(BaseModel):
+    """The kind of object, its qualified class name (shown, never looked up) and its state (a node)."""
+
+    model_config = STRICT
+    kind: Literal["lr_scheduler", "grad_scaler", "rng"]
+    cls: str = Field(alias="class")
+    state: Node
+
+
+class StatefulNode(BaseModel):
+    """A training object saved as its state (schema 6, object tree only): restored as that state, which
+    the object's `load_state_dict` takes."""
+
+    model_config = STRICT
+    value: StatefulBody = Field(alias="stateful")
+
+
 _NODE_TAGS: dict[type, str] = {
     bool: "bool",
     int: "int",
@@ -331,6 +380,8 @@ _NODE_TAGS: dict[type, str] = {
     RefNode: "ref",
     PartialNode: "partial",
     ObjectNode: "object",
+    OptimizerNode: "optimizer",
+    StatefulNode: "stateful",
 }
 _NODE_KEYS = frozenset(tag for kind, tag in _NODE_TAGS.items() if issubclass(kind, BaseModel))  # a map's key
 
@@ -378,6 +429,8 @@ Node = TypeAliasType(
             Annotated[RefNode, Tag("ref")],
             Annotated[PartialNode, Tag("partial")],
             Annotated[ObjectNode, Tag("object")],
+            Annotated[OptimizerNode, Tag("optimizer")],
+            Annotated[StatefulNode, Tag("stateful")],
             Annotated[None, Tag("nil")],
         ],
         Discriminator(
@@ -386,7 +439,7 @@ Node = TypeAliasType(
             custom_error_message="not a tree node (nil, bool, int, float, str, bin, or a map with one "
             "of the keys list, tuple, dict, tensor, module, dtype, ordered_dict, counter, set, bytearray, "
             "complex, size, device, parameter, requires_grad, ndarray, numpy_scalar, layout, qscheme, "
-            "meta_tensor, tensor_attrs, ref, partial, object)",
+            "meta_tensor, tensor_attrs, ref, partial, object, optimizer, stateful)",
         ),
     ],
 )
@@ -412,6 +465,11 @@ def entries(node: Any) -> Sequence[tuple[Any, Any]]:
         return list(enumerate(node.value.args)) + [(k, v) for k, v in node.value.kwargs]
     if kind is ObjectNode:
         return [("", node.value.data)]
+    if kind is OptimizerNode:
+        groups = [(f"group {i}", g) for i, g in enumerate(node.value.groups)]
+        return groups + [(f"param {i}", p.state) for i, p in enumerate(node.value.params)]
+    if kind is StatefulNode:
+        return [("", node.value.state)]
     if kind is OrderedDictNode:
         return [(k, v) for k, v in node.value.items] + [(METADATA, v) for v in node.value.metadata]
     pairs = mapping_items(node)
@@ -440,6 +498,8 @@ def tensor_index(node: Any) -> int | None:
 
 #: the kinds that only layer configs may hold (schema 5): references resolved through the reader's registry
 CONFIG_ONLY = (RefNode, PartialNode, ObjectNode)
+#: the kinds only the object tree may hold (schema 6), never inside one another, a config or an attribute
+TRAINING_STATE = (OptimizerNode, StatefulNode)
 #: the nodes a tensor_attrs node may wrap
 TENSOR_NODES = (TensorRef, ParameterRef, GradTensorRef, MetaTensorNode)
 #: value nodes that may be keys and set elements (with scalars and tuples of keys; SPEC.md §5.4)

@@ -67,6 +67,15 @@ class ModuleRecord(BaseModel):
     training: bool
 
 
+class CheckpointVersion(BaseModel):
+    """The version of the saved object's own layout (schema 6): a program's registered checkpoint type and
+    the version it wrote, which that type's checkpoint steps upgrade (SPEC.md §5.8)."""
+
+    model_config = STRICT
+    type: str
+    version: Annotated[int, Field(strict=True, ge=1, le=INT64_MAX)]
+
+
 class Manifest(BaseModel):
     """Tensors, their blobs, modules, the saved object tree, and typed user metadata (SPEC.md §5)."""
 
@@ -80,6 +89,7 @@ class Manifest(BaseModel):
     metadata: dict[str, MetaValue]
     extensions: dict[str, MetaValue]
     modules: list[ModuleRecord]
+    checkpoint: CheckpointVersion | None
 
     def to_wire(self) -> dict[str, Any]:
         """The plain structure that is msgpack-encoded into the file."""

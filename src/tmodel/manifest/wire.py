@@ -48,6 +48,11 @@ class ModuleWire(TypedDict):
     training: bool
 
 
+class CheckpointWire(TypedDict):
+    type: str
+    version: int
+
+
 class ManifestWire(TypedDict):
     schema_version: int
     required_features: list[str]
@@ -58,6 +63,7 @@ class ManifestWire(TypedDict):
     metadata: dict[str, Any]
     extensions: dict[str, Any]
     modules: list[ModuleWire]
+    checkpoint: CheckpointWire | None
 
 
 def manifest_wire(
@@ -70,6 +76,7 @@ def manifest_wire(
     modules: list[ModuleWire],
     required_features: list[str] | None = None,
     extensions: dict[str, Any] | None = None,
+    checkpoint: CheckpointWire | None = None,
 ) -> ManifestWire:
     """A manifest of the current schema version, keys in the canonical order."""
     return {
@@ -82,4 +89,5 @@ def manifest_wire(
         "metadata": metadata,
         "extensions": dict(extensions or {}),
         "modules": modules,
+        "checkpoint": checkpoint,
     }

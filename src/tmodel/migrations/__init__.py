@@ -10,9 +10,9 @@ from types import ModuleType
 from typing import Any
 
 from ..errors import ManifestSchemaError, UnknownDtype, UnsupportedVersion
-from . import v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5
+from . import v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6
 
-STEPS: tuple[ModuleType, ...] = (v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5)
+STEPS: tuple[ModuleType, ...] = (v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6)
 OLDEST = 1
 CURRENT = STEPS[-1].TO_VERSION if STEPS else OLDEST
 

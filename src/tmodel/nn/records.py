@@ -67,6 +67,8 @@ class ModuleWriter:
         self._nesting = 0  # records being written, one inside another (children, config references)
         #: library name -> version, for every library whose registration a record uses
         self.libraries: dict[str, str] = {}
+        #: id of each recorded parameter -> (record, local name, key path): the first that holds it
+        self.parameters: dict[int, tuple[int, str, tuple[str, ...]]] = {}
 
     def add(self, module: nn.Module, keys: tuple[str, ...], path: str) -> int:
         """The record index of `module`, recording it (and everything below it) the first time."""
@@ -120,6 +122,9 @@ class ModuleWriter:
             "training": module.training,
         }
         self._records[index] = record
+        for name, p in module._parameters.items():
+            if p is not None:
+                self.parameters.setdefault(id(p), (index, name, (*keys, name)))
         return index
 
     @staticmethod

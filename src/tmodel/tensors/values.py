@@ -23,6 +23,7 @@ from ..manifest.nodes import (
     LAYOUTS,
     PYTHON,
     QSCHEMES,
+    TRAINING_STATE,
     BytearrayNode,
     ComplexNode,
     DeviceNode,
@@ -168,11 +169,13 @@ def to_python(
     module: Callable[[int], Any],
     meta: Callable[[MetaBody], Any] | None = None,
     reference: Callable[[Any, Callable[[Any], Any]], Any] | None = None,
+    training: Callable[[Any, Callable[[Any], Any]], Any] | None = None,
 ) -> Any:
     """A validated tree as Python values: containers rebuilt, values made, tensor and module references
     and meta tensors through the callbacks (which may also refuse them; meta tensors are made by default).
-    A config's ref, partial and object nodes go to `reference` with the conversion of their contents
-    (refused without it). Parameter nodes of one tensor give one Parameter."""
+    A config's ref, partial and object nodes go to `reference`, the object tree's optimizer and stateful
+    nodes to `training`, with the conversion of their contents (each refused without its callback).
+    Parameter nodes of one tensor give one Parameter."""
     make_meta = meta_tensor if meta is None else meta
     parameters: dict[int, nn.Parameter] = {}
 
@@ -223,6 +226,10 @@ def to_python(
             if reference is None:
                 raise UnsupportedType("a ref, partial or object node outside a layer config")
             return reference(n, lambda x: fold(x, leaf, PYTHON))
+        if kind in TRAINING_STATE:
+            if training is None:
+                raise UnsupportedType("an optimizer or stateful node outside the object tree")
+            return training(n, lambda x: fold(x, leaf, PYTHON))
         return n
 
     return fold(node, leaf, PYTHON)
