@@ -156,10 +156,10 @@ def _flatten(obj: Any, path: str, keys: tuple[str, ...], out: Flattened, depth: 
         return _optimizer(obj, path, keys, out, depth)
     state = stateful(obj)
     if state is not None:
-        kind, cls, value = state
+        what, cls, value = state
         room(path, depth + 2)
         return {
-            "stateful": {"kind": kind, "class": cls, "state": _flatten(value, path, keys, out, depth + 2)}
+            "stateful": {"kind": what, "class": cls, "state": _flatten(value, path, keys, out, depth + 2)}
         }
     if kind in _MAPPING_TAGS:
         inside = depth + (2 if kind is OrderedDict else 1)  # the level of the entries' array
