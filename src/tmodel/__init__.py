@@ -20,16 +20,20 @@ if TYPE_CHECKING:
     from .nn.references import register_function, register_value_type
     from .nn.registry import register, register_class
     from .nn.steps import migration
+    from .resume import load_checkpoint
     from .rewrite import migrate_file
+    from .training import RNGState, rng_state
 
 __all__ = [
     "DEFAULT_LIMITS",
     "Limits",
     "LoadReport",
+    "RNGState",
     "TModelError",
     "TModelFile",
     "load",
     "load_bytes",
+    "load_checkpoint",
     "load_into",
     "migrate_file",
     "migration",
@@ -38,6 +42,7 @@ __all__ = [
     "register_class",
     "register_function",
     "register_value_type",
+    "rng_state",
     "save",
     "save_bytes",
     "testing",
@@ -60,6 +65,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "register_value_type": (".nn.references", "register_value_type"),
     "migration": (".nn.steps", "migration"),
     "migrate_file": (".rewrite", "migrate_file"),
+    "load_checkpoint": (".resume", "load_checkpoint"),
+    "rng_state": (".training", "rng_state"),
+    "RNGState": (".training", "RNGState"),
     "testing": (".testing", None),
 }
 

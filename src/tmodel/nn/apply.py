@@ -1,8 +1,12 @@
 """Applying layer migrations to a whole file's manifest: which records need which steps, running them on
-lazily loaded tensors, and the new tensor table, in which every tensor no step touched keeps its blob.
+lazily loaded tensors (with each parameter's optimizer state), and the new records, object tree and tensor
+table, in which every tensor no step touched keeps its blob.
 
-Rules: records are upgraded one at a time, each by its own steps; a tensor a step did not read or replace
-stays a reference to the old file's tensor (and blob), so a rewrite copies its bytes without decoding them.
+Rules: a record's children are upgraded before it (as constructors build them first), so a parent's step
+sees its children at their current versions; records a step removed, and what only they held, are left
+out, and the rest renumbered; a record no step edited is written back as it was. A tensor a step did not
+read or replace stays a reference to the old file's tensor (and blob), so a rewrite copies its bytes without
+decoding them; optimizer parameters follow their records and local names (SPEC.md §5.8).
 """
 
 from __future__ import annotations
@@ -17,13 +21,25 @@ from pydantic import BaseModel
 from ..errors import MigrationError
 from ..manifest.module_tree import roots
 from ..manifest.names import unique_name
-from ..manifest.nodes import WIRE, ModuleRef, fold, tensor_index, walk, with_tensor
+from ..manifest.nodes import (
+    WIRE,
+    ModuleRef,
+    OptimizerNode,
+    StatefulNode,
+    TensorRef,
+    fold,
+    mapping_items,
+    tensor_index,
+    walk,
+    with_tensor,
+)
 from ..manifest.schema import Manifest
 from ..manifest.wire import ModuleWire
 from ..tensors.values import NOT_PLAIN, no_tensor, plain_node, to_python
 from .chain import steps_between, upgrade_steps
+from .layer_record import LayerRecord, ParamState, Slot
 from .registry import known_name
-from .steps import LayerRecord, Slot, Step, run_step
+from .steps import Step, run_step
 
 Load = Callable[[int], torch.Tensor]
 
@@ -48,6 +64,8 @@ class Upgraded:
     applied: list[str] = field(default_factory=list)
     #: kept tensors a step renamed: old index -> new name (state-dict names follow local names)
     renamed: dict[int, str] = field(default_factory=dict)
+    #: per record path, what its steps did (one line per operation)
+    ops: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -89,53 +107,224 @@ def describe_steps(m: Manifest, per_record: dict[int, list[Step]]) -> list[str]:
 
 
 def apply_steps(m: Manifest, load: Load, targets: dict[str, int] | None = None) -> Upgraded:
-    """Run every record's steps; tensors are decoded through `load` only when a step reads them."""
+    """Run every record's steps, children first; tensors are decoded through `load` only when a step
+    reads them."""
     per_record = steps_per_record(m, targets)
-    records = [cast(ModuleWire, r.model_dump(by_alias=True)) for r in m.modules]
-    new: list[NewTensor] = []
-    prefixes = _prefixes(m)
-    taken = {t.name for t in m.tensors}
-    refs: dict[int, int] = {}  # old tensor index -> uses in records and root after migration
-    wanted: dict[int, str] = {}  # untouched tensors whose local name a step changed
-    for i, steps in per_record.items():
-        rec = m.modules[i]
-        assert rec.version is not None  # records built by their parent have no steps
-        layer = LayerRecord(rec.type, rec.version, _config_in(rec.config), _slots(m, i, load))
-        down = steps[0].to_version == rec.version
+    graph = _Graph(m, load)
+    for i in _children_first(m, per_record):
+        steps = per_record[i]
+        layer = graph.records[i]
+        down = steps[0].to_version == layer.version
         for step in steps:
             run_step(step, layer, down=down)
-        prefix = prefixes.get(i, "")
-        records[i] = _record_out(records[i], layer, new, prefix, len(m.tensors), taken)
-        for name, slot in layer.slots().items():
-            if slot.source is not None and m.tensors[slot.source].name != prefix + name:
-                wanted[slot.source] = prefix + name
-    for r in records:
-        for p in r["parameters"].values():
-            if p is not None:
-                refs[p["tensor"]] = refs.get(p["tensor"], 0) + 1
-        for b in r["buffers"].values():
-            if b is not None:
-                refs[b] = refs.get(b, 0) + 1
-    for node in walk([m.root]):
-        index = tensor_index(node)
-        if index is not None:
-            refs[index] = refs.get(index, 0) + 1
-    n_old = len(m.tensors)
-    kept = [t for t in range(n_old) if t in refs]
-    remap = {old: k for k, old in enumerate(kept)}
-    remap.update({n_old + j: len(kept) + j for j in range(len(new))})
-    for r in records:
-        for p in r["parameters"].values():
-            if p is not None:
-                p["tensor"] = remap[p["tensor"]]
-        r["buffers"] = {k: None if b is None else remap[b] for k, b in r["buffers"].items()}
-    root = fold(
-        m.root, lambda n: _wire(n) if (t := tensor_index(n)) is None else with_tensor(n, remap[t]), WIRE
-    )
-    for old in wanted:
-        taken.discard(m.tensors[old].name)
-    renamed = {old: unique_name(name, old, taken) for old, name in wanted.items()}
-    return Upgraded(records, root, kept, new, describe_steps(m, per_record), renamed)
+        graph.stepped.add(id(layer))
+    return graph.emit(describe_steps(m, per_record))
+
+
+def _children_first(m: Manifest, per_record: dict[int, list[Step]]) -> list[int]:
+    """The records with steps, each after every record below it (post-order from the object tree)."""
+    order: list[int] = []
+    seen: set[int] = set()
+    for start in [i for _, i in roots(m)] + sorted(per_record):
+        stack = [(start, False)]
+        while stack:
+            i, done = stack.pop()
+            if done:
+                order.append(i)
+                continue
+            if i in seen:
+                continue
+            seen.add(i)
+            stack.append((i, True))
+            stack.extend((c, False) for c in reversed(m.modules[i].children.values()) if c is not None)
+    return [i for i in order if i in per_record]
+
+
+class _Graph:
+    """Every record of a file as a LayerRecord (children linked, optimizer states on their parameters'
+    slots), and the way back to wire form."""
+
+    def __init__(self, m: Manifest, load: Load) -> None:
+        self.m = m
+        self.stepped: set[int] = set()
+        self.records = [
+            LayerRecord(r.type, r.version, _lazy_config(r.config), _slots(m, i, load), training=r.training)
+            for i, r in enumerate(m.modules)
+        ]
+        self._file_index = {id(r): i for i, r in enumerate(self.records)}
+        for rec, r in zip(self.records, m.modules, strict=True):
+            rec._children = {n: None if c is None else self.records[c] for n, c in r.children.items()}
+        self.optimizers = [n for n in walk([m.root]) if type(n) is OptimizerNode]
+        self._index = {id(n): o for o, n in enumerate(self.optimizers)}
+        for o, node in enumerate(self.optimizers):
+            for j, p in enumerate(node.value.params):
+                values = {
+                    k: _state_slot(m, v, load) if type(v) is TensorRef else _wire(v)
+                    for k, v in mapping_items(p.state) or ()
+                }
+                state = ParamState(o, p.group, (j,), values)
+                self.records[p.module]._slots[p.name].states.append(state)
+
+    def emit(self, applied: list[str]) -> Upgraded:
+        m = self.m
+        order = self._reachable()
+        index = {id(r): k for k, r in enumerate(order)}
+        prefixes = self._prefixes(index)
+        n_old = len(m.tensors)
+        taken = {t.name for t in m.tensors}
+        new: list[NewTensor] = []
+        wanted: dict[int, str] = {}
+
+        def tensor_of(slot: Slot, name: str) -> int:
+            if not slot.touched:
+                assert slot.source is not None
+                return slot.source
+            new.append(NewTensor(unique_name(name, n_old + len(new), taken), slot.value().contiguous()))
+            return n_old + len(new) - 1
+
+        records: list[ModuleWire] = []
+        params: dict[int, list[tuple[tuple[int, ...], int, dict[str, Any]]]] = {}  # optimizer -> entries
+        for k, rec in enumerate(order):
+            prefix = prefixes.get(k, "")
+            original = self._original(rec)
+            if original is not None and not (rec.edited or rec.config_read or id(rec) in self.stepped):
+                records.append(self._as_was(original, index))
+            else:
+                records.append(self._record_out(rec, original, index, prefix, tensor_of, wanted))
+            for name, slot in rec.slots().items():
+                for st in slot.states:
+                    state = {
+                        key: {"tensor": tensor_of(v, f"{prefix}{name}.{key}")} if isinstance(v, Slot) else v
+                        for key, v in st.values.items()
+                    }
+                    entry = {"group": st.group, "module": k, "name": name, "state": _dict(state)}
+                    params.setdefault(st.optimizer, []).append(((st.group, *st.order), len(records), entry))
+
+        def leaf(n: Any) -> Any:
+            t = tensor_index(n)
+            if t is not None:
+                return with_tensor(n, t)
+            if type(n) is ModuleRef:
+                return {"module": index[id(self.records[n.module])]}
+            if type(n) is OptimizerNode:
+                o = self._index[id(n)]
+                body = n.value
+                ordered = [e for _, _, e in sorted(params.get(o, []), key=lambda x: x[:2])]
+                groups = [_wire(g) for g in body.groups]
+                return {"optimizer": {"class": body.cls, "groups": groups, "params": ordered}}
+            if type(n) is StatefulNode:
+                return _wire(n)
+            return _wire(n)
+
+        root = fold(m.root, leaf, WIRE)
+        kept, remap = self._tensor_table(records, root, n_old, len(new))
+        for r in records:
+            for p in r["parameters"].values():
+                if p is not None:
+                    p["tensor"] = remap[p["tensor"]]
+            r["buffers"] = {k: None if b is None else remap[b] for k, b in r["buffers"].items()}
+        root = _remap_tensors(root, remap)
+        for old in wanted:
+            taken.discard(m.tensors[old].name)
+        renamed = {old: unique_name(name, old, taken) for old, name in wanted.items() if old in remap}
+        ops = {prefixes.get(k, "").rstrip(".") or "<root>": r.ops for k, r in enumerate(order) if r.ops}
+        return Upgraded(records, root, kept, new, applied, renamed, ops)
+
+    def _original(self, rec: LayerRecord) -> int | None:
+        return self._file_index.get(id(rec))
+
+    def _reachable(self) -> list[LayerRecord]:
+        """Records still reachable from the object tree (children, config references), the file's in
+        their old order, then new ones in the order they were met."""
+        seen: dict[int, LayerRecord] = {}
+        stack: list[LayerRecord] = [self.records[i] for _, i in reversed(roots(self.m))]
+        while stack:
+            rec = stack.pop()
+            if id(rec) in seen:
+                continue
+            seen[id(rec)] = rec
+            below = [c for c in rec._children.values() if c is not None]
+            below += [self.records[i] for i in _config_modules(rec, self.m, self._original(rec))]
+            stack.extend(reversed(below))
+        old = [r for r in self.records if id(r) in seen]
+        olds = {id(r) for r in self.records}
+        return old + [r for r in seen.values() if id(r) not in olds]
+
+    def _prefixes(self, index: dict[int, int]) -> dict[int, str]:
+        """A state-dict prefix for every emitted record reachable through children (first path wins)."""
+        out: dict[int, str] = {}
+        queue = [(self.records[i], "" if path == "<root>" else path + ".") for path, i in roots(self.m)]
+        for rec, pre in queue:
+            k = index.get(id(rec))
+            if k is None or k in out:
+                continue
+            out[k] = pre
+            queue.extend((c, f"{pre}{n}.") for n, c in rec._children.items() if c is not None)
+        return out
+
+    def _as_was(self, i: int, index: dict[int, int]) -> ModuleWire:
+        """A record no step edited, its child and config references renumbered."""
+        wire = cast(ModuleWire, self.m.modules[i].model_dump(by_alias=True))
+        wire["children"] = {
+            n: None if c is None else index[id(self.records[c])] for n, c in wire["children"].items()
+        }
+        wire["config"] = {k: _remap_modules(v, self.records, index) for k, v in wire["config"].items()}
+        return wire
+
+    def _record_out(
+        self,
+        rec: LayerRecord,
+        original: int | None,
+        index: dict[int, int],
+        prefix: str,
+        tensor_of: Callable[[Slot, str], int],
+        wanted: dict[int, str],
+    ) -> ModuleWire:
+        file = self.m.modules[original] if original is not None else None
+        params: dict[str, Any] = {}
+        buffers: dict[str, Any] = {}
+        if file is not None:
+            params = {k: None for k, v in file.parameters.items() if v is None}
+            buffers = {k: None for k, v in file.buffers.items() if v is None}
+        for name, slot in rec.slots().items():
+            at = tensor_of(slot, prefix + name)
+            if not slot.touched and self.m.tensors[at].name != prefix + name:
+                wanted[at] = prefix + name
+            if slot.kind == "parameter":
+                params[name] = {"tensor": at, "requires_grad": slot.requires_grad}
+                buffers.pop(name, None)
+            else:
+                buffers[name] = at
+                params.pop(name, None)
+        if rec.config_read or file is None:
+            config = {k: _config_out(v, self.records, index) for k, v in rec.config.items()}
+        else:
+            wire = file.model_dump(by_alias=True)["config"]
+            config = {k: _remap_modules(v, self.records, index) for k, v in wire.items()}
+        return {
+            "type": rec.type,
+            "version": rec.version,
+            "config": config,
+            "parameters": params,
+            "buffers": buffers,
+            "children": {n: None if c is None else index[id(c)] for n, c in rec._children.items()},
+            "training": rec.training,
+        }
+
+    @staticmethod
+    def _tensor_table(
+        records: list[ModuleWire], root: Any, n_old: int, n_new: int
+    ) -> tuple[list[int], dict[int, int]]:
+        """The old tensors still referenced, in order, and every index's new place."""
+        used: set[int] = set()
+        for r in records:
+            used.update(p["tensor"] for p in r["parameters"].values() if p is not None)
+            used.update(b for b in r["buffers"].values() if b is not None)
+        used.update(_wire_tensors(root))
+        kept = sorted(t for t in used if t < n_old)
+        remap = {old: k for k, old in enumerate(kept)}
+        remap.update({n_old + j: len(kept) + j for j in range(n_new)})
+        return kept, remap
 
 
 def _slots(m: Manifest, i: int, load: Load) -> dict[str, Slot]:
@@ -143,78 +332,130 @@ def _slots(m: Manifest, i: int, load: Load) -> dict[str, Slot]:
     slots: dict[str, Slot] = {}
     for name, p in rec.parameters.items():
         if p is not None:
-            slots[name] = Slot("parameter", p.requires_grad, source=p.tensor, load=load)
+            shape = tuple(m.tensors[p.tensor].shape)
+            slots[name] = Slot("parameter", p.requires_grad, source=p.tensor, load=load, shape=shape)
     for name, b in rec.buffers.items():
         if b is not None:
-            slots[name] = Slot("buffer", False, source=b, load=load)
+            slots[name] = Slot("buffer", False, source=b, load=load, shape=tuple(m.tensors[b].shape))
     return slots
 
 
-def _record_out(
-    wire: ModuleWire, layer: LayerRecord, new: list[NewTensor], prefix: str, n_old: int, taken: set[str]
-) -> ModuleWire:
-    wire["version"] = layer.version
-    wire["config"] = {k: _config_out(v) for k, v in layer.config.items()}
-    params: dict[str, Any] = {k: None for k, v in wire["parameters"].items() if v is None}
-    buffers: dict[str, Any] = {k: None for k, v in wire["buffers"].items() if v is None}
-    for name, slot in layer.slots().items():
-        if slot.touched:
-            assert slot.tensor is not None
-            index = n_old + len(new)
-            new.append(
-                NewTensor(unique_name(prefix + name, n_old + len(new), taken), slot.tensor.contiguous())
-            )
-        else:
-            assert slot.source is not None
-            index = slot.source
-        if slot.kind == "parameter":
-            params[name] = {"tensor": index, "requires_grad": slot.requires_grad}
-            buffers.pop(name, None)
-        else:
-            buffers[name] = index
-            params.pop(name, None)
-    wire["parameters"] = params
-    wire["buffers"] = buffers
-    return wire
+def _state_slot(m: Manifest, node: TensorRef, load: Load) -> Slot:
+    return Slot("state", False, source=node.tensor, load=load, shape=tuple(m.tensors[node.tensor].shape))
 
 
-def _prefixes(m: Manifest) -> dict[int, str]:
-    """A state-dict prefix for every record reachable from the object tree (first path wins)."""
-    out: dict[int, str] = {}
-    stack = [(i, "" if path == "<root>" else path + ".") for path, i in roots(m)]
-    while stack:
-        i, pre = stack.pop()
-        if i in out:
-            continue
-        out[i] = pre
-        stack.extend((c, f"{pre}{n}.") for n, c in m.modules[i].children.items() if c is not None)
-    return out
+def _lazy_config(config: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    return lambda: _config_in(config)
 
 
 def _config_in(config: dict[str, Any]) -> dict[str, Any]:
-    """A record's config as the Python values a step edits; module references stay handles a step passes
-    through untouched."""
+    """A record's config as the Python values a step edits; module references and the registered-name
+    nodes (ref, partial, object) stay handles a step passes through untouched."""
     return {
-        k: to_python(v, no_tensor(MigrationError), lambda i: ModuleRef(module=i), no_tensor(MigrationError))
+        k: to_python(
+            v,
+            no_tensor(MigrationError),
+            lambda i: ModuleRef(module=i),
+            no_tensor(MigrationError),
+            reference=lambda node, _convert: _Opaque(node),
+        )
         for k, v in config.items()
     }
 
 
-def _config_out(v: Any) -> Any:
+@dataclass(frozen=True)
+class _Opaque:
+    """A config node a step carries without reading (a ref, partial or object node)."""
+
+    node: Any
+
+
+def _config_out(v: Any, records: list[LayerRecord], index: dict[int, int]) -> Any:
     if isinstance(v, ModuleRef):
-        return {"module": v.module}
+        return {"module": index[id(records[v.module])]}
+    if isinstance(v, _Opaque):
+        return _remap_modules(_wire(v.node), records, index)
     node = plain_node(v, "a migrated config", MigrationError)
     if node is not NOT_PLAIN:
         return node
     if isinstance(v, list):
-        return {"list": [_config_out(x) for x in v]}
+        return {"list": [_config_out(x, records, index) for x in v]}
     if isinstance(v, tuple):
-        return {"tuple": [_config_out(x) for x in v]}
+        return {"tuple": [_config_out(x, records, index) for x in v]}
     if isinstance(v, dict):
-        return {"dict": [[k, _config_out(x)] for k, x in v.items()]}
+        return {"dict": [[k, _config_out(x, records, index)] for k, x in v.items()]}
     raise MigrationError(f"a step left a config value of type {type(v).__name__}, which is not data")
 
 
+def _config_modules(rec: LayerRecord, m: Manifest, original: int | None) -> list[int]:
+    """Record indices a config refers to (read or not)."""
+    if rec.config_read:
+        found: list[int] = []
+        stack: list[Any] = list(rec.config.values())
+        while stack:
+            v = stack.pop()
+            if isinstance(v, ModuleRef):
+                found.append(v.module)
+            elif isinstance(v, _Opaque):
+                stack.append(_wire(v.node))
+            elif isinstance(v, (list, tuple)):
+                stack.extend(v)
+            elif isinstance(v, dict):
+                stack.extend(v.values())
+        return found
+    if original is None:
+        return []
+    return [n.module for n in walk(m.modules[original].config.values()) if type(n) is ModuleRef]
+
+
+def _remap_modules(wire: Any, records: list[LayerRecord], index: dict[int, int]) -> Any:
+    """A wire node with its module references renumbered."""
+    if type(wire) is dict:
+        if len(wire) == 1 and type(wire.get("module")) is int:
+            return {"module": index[id(records[wire["module"]])]}
+        return {k: _remap_modules(v, records, index) for k, v in wire.items()}
+    if type(wire) is list:
+        return [_remap_modules(v, records, index) for v in wire]
+    return wire
+
+
+def _wire_tensors(wire: Any) -> list[int]:
+    """Tensor indices a wire tree refers to."""
+    out: list[int] = []
+    stack = [wire]
+    while stack:
+        v = stack.pop()
+        if type(v) is dict:
+            key, value = next(iter(v.items())) if len(v) == 1 else ("", None)
+            if key in ("tensor", "requires_grad") and type(value) is int:
+                out.append(value)
+            elif len(v) == 1 and "parameter" in v:
+                out.append(v["parameter"]["tensor"])
+            else:
+                stack.extend(v.values())
+        elif type(v) is list:
+            stack.extend(v)
+    return out
+
+
+def _remap_tensors(wire: Any, remap: dict[int, int]) -> Any:
+    if type(wire) is dict:
+        if len(wire) == 1:
+            key, value = next(iter(wire.items()))
+            if key in ("tensor", "requires_grad") and type(value) is int:
+                return {key: remap[value]}
+            if key == "parameter":
+                return {"parameter": {**value, "tensor": remap[value["tensor"]]}}
+        return {k: _remap_tensors(v, remap) for k, v in wire.items()}
+    if type(wire) is list:
+        return [_remap_tensors(v, remap) for v in wire]
+    return wire
+
+
+def _dict(values: dict[str, Any]) -> dict[str, Any]:
+    return {"dict": [[k, v] for k, v in values.items()]}
+
+
 def _wire(node: Any) -> Any:
-    """A leaf node (a scalar or a reference) as its plain wire form."""
+    """A node as its plain wire form."""
     return node.model_dump(by_alias=True) if isinstance(node, BaseModel) else node

@@ -1,0 +1,202 @@
+"""Resuming training from a checkpoint (`tmodel.load_checkpoint`): the model's weights, each optimizer's
+state matched to its parameters by path, schedulers, scalers and the random generators, after every layer
+migration the file needs.
+
+Rules: optimizer state is matched by parameter path in the model (groups by position), never by the order
+in which the optimizer was built; a parameter with no saved state starts fresh; saved state for a parameter
+the optimizer does not hold is STATE_MISMATCH (strict). An object given alone is matched to the one node of
+its kind anywhere in the checkpoint; with several, give a mapping {top-level key: object}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import api
+from .archive.progress import ProgressArg, progress_for
+from .checkpoint import ROOT
+from .errors import InvalidArgument, NotFound, StateMismatch
+from .limits import DEFAULT_LIMITS, Limits
+from .manifest.module_tree import roots
+from .manifest.nodes import ModuleRef, OptimizerNode, StatefulNode, mapping_items, walk
+from .manifest.schema import Manifest
+from .nn.apply import steps_per_record
+from .nn.records import ModuleBuilder
+from .nn.registry import finding
+from .tensors.into import load_into
+from .tensors.load import MapLocation, placement
+from .tensors.values import to_python
+from .training import RNGState, optimizer_state_for, state_dict_of, state_value
+
+
+@dataclass
+class _Optimizer:
+    """An optimizer node as Python values: settings per group, and (group, record, name, state)."""
+
+    groups: list[dict[str, Any]]
+    params: list[tuple[int, int, str, dict[str, Any]]]
+
+
+def load_checkpoint(
+    f: api.ReadTarget,
+    model: nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer] | None = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+    *,
+    strict: bool = True,
+    restore_rng: bool = True,
+    map_location: MapLocation = None,
+    limits: Limits = DEFAULT_LIMITS,
+    threads: int = 0,
+    progress: ProgressArg = None,
+) -> Any:
+    """Load a training checkpoint and put its state back: `model`'s weights (or, without a model, the
+    checkpoint's module rebuilt), `optimizer` state by parameter path, `scheduler` and `scaler` state, and
+    (`restore_rng`) the random generators. Returns the checkpoint as `load` would, the model given in place
+    of the saved one. Layer migrations apply first, carrying optimizer state with its parameters.
+
+    >>> ckpt = tmodel.load_checkpoint("run.tmodel", model=model, optimizer=opt, scheduler=sched)
+    >>> step = ckpt["step"]
+    """
+    where = placement(map_location)
+    with (
+        api._reader(f, limits, threads) as reader,
+        progress_for(progress, "load") as report,
+        finding(limits.max_found_names),
+    ):
+        m = reader.manifest
+        loaded = api._tensors(reader, where, None, False, report)
+        device = api._device_of(where, loaded)
+        m, tensors = api._upgraded(reader, m, loaded, device) if steps_per_record(m) else (m, loaded)
+        base = _root_record(m)
+        if model is not None:
+            key = _key_of(m, base) if base is not None else None
+            load_into(
+                model,
+                m,
+                lambda ix: [tensors[i] for i in ix],
+                strict=strict,
+                key=key,
+                assign=False,
+                dtype=None,
+            )
+        builder = ModuleBuilder(m, tensors, device)
+
+        def module(i: int) -> nn.Module:
+            return model if model is not None and i == base else builder.rebuild(i)
+
+        nodes: dict[int, Any] = {}
+
+        def training(node: Any, convert: Any) -> Any:
+            if isinstance(node, OptimizerNode):
+                body = node.value
+                value = _Optimizer(
+                    [convert(g) for g in body.groups],
+                    [(p.group, p.module, p.name, convert(p.state)) for p in body.params],
+                )
+            else:
+                assert isinstance(node, StatefulNode)
+                value = state_value(node.value.kind, convert(node.value.state))
+            nodes[id(node)] = value
+            return value
+
+        tree = to_python(m.root, tensors.__getitem__, module, training=training)
+        root_module = module(base) if base is not None else None
+    found = _found(m, nodes)
+    for opt, saved in _pick(optimizer, found["optimizer"], "optimizer"):
+        if root_module is None:
+            raise NotFound(
+                "the checkpoint holds no module, so optimizer state cannot be matched to parameters"
+            )
+        paths = _param_paths(m, base)
+        entries = [(g, paths[(mod, name)], st) for g, mod, name, st in saved.params if (mod, name) in paths]
+        if len(entries) != len(saved.params):
+            raise StateMismatch("the checkpoint's optimizer holds parameters of modules outside its model")
+        opt.load_state_dict(optimizer_state_for(opt, root_module, saved.groups, entries, strict))
+    for obj, state in _pick(scheduler, found["lr_scheduler"], "scheduler"):
+        obj.load_state_dict(state)
+    for obj, state in _pick(scaler, found["grad_scaler"], "scaler"):
+        obj.load_state_dict(state)
+    if restore_rng:
+        for state in found["rng"].values():
+            state.restore()
+    return _plain(tree)
+
+
+def _root_record(m: Manifest) -> int | None:
+    """The checkpoint's one module root (its model), or None when it holds none or several."""
+    found = {i for _, i in roots(m)}
+    return next(iter(found)) if len(found) == 1 else None
+
+
+def _key_of(m: Manifest, index: int) -> str | None:
+    """The top-level key of a dict checkpoint whose value is module `index` (None: the root itself)."""
+    if isinstance(m.root, ModuleRef):
+        return None
+    for k, v in mapping_items(m.root) or ():
+        if isinstance(v, ModuleRef) and v.module == index and isinstance(k, str):
+            return k
+    raise InvalidArgument("the checkpoint's model is not a top-level entry: pass model=None to rebuild it")
+
+
+def _found(m: Manifest, nodes: dict[int, Any]) -> dict[str, dict[str, Any]]:
+    """Training-state values by kind, keyed by their top-level key (or their place) in the checkpoint."""
+    top = {id(v): k for k, v in mapping_items(m.root) or () if isinstance(k, str)}
+    out: dict[str, dict[str, Any]] = {"optimizer": {}, "lr_scheduler": {}, "grad_scaler": {}, "rng": {}}
+    for n, node in enumerate(n for n in walk([m.root]) if id(n) in nodes):
+        kind = "optimizer" if isinstance(node, OptimizerNode) else node.value.kind
+        out[kind][top.get(id(node), f"{ROOT} node {n}")] = nodes[id(node)]
+    return out
+
+
+def _pick(given: Any, found: dict[str, Any], what: str) -> list[tuple[Any, Any]]:
+    """(object, saved state) pairs: one object for the one node of its kind, or a mapping by key."""
+    if given is None:
+        return []
+    if isinstance(given, Mapping):
+        missing = sorted(set(given) - set(found))
+        if missing:
+            raise NotFound(f"the checkpoint has no {what} state under {missing} (it has {sorted(found)})")
+        return [(obj, found[k]) for k, obj in given.items()]
+    if len(found) != 1:
+        raise InvalidArgument(
+            f"the checkpoint holds {len(found)} {what} states ({sorted(found)}): pass {what}={{key: object}}"
+        )
+    return [(given, next(iter(found.values())))]
+
+
+def _param_paths(m: Manifest, base: int | None) -> dict[tuple[int, str], str]:
+    """(record, local name) -> the parameter's path in the model under record `base` (first path)."""
+    out: dict[tuple[int, str], str] = {}
+    seen: set[int] = set()
+    queue = [(base, "")] if base is not None else []
+    for i, pre in queue:
+        if i in seen:
+            continue
+        seen.add(i)
+        rec = m.modules[i]
+        for name, p in rec.parameters.items():
+            if p is not None:
+                out.setdefault((i, name), pre + name)
+        queue.extend((c, f"{pre}{n}.") for n, c in rec.children.items() if c is not None)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """The returned checkpoint: optimizer values as torch state dicts (as `load` gives them)."""
+    if isinstance(value, _Optimizer):
+        return state_dict_of(value.groups, [(g, name, st) for g, _, name, st in value.params])
+    if type(value) is dict:
+        return {k: _plain(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_plain(v) for v in value]
+    return value
+
+
+__all__ = ["RNGState", "load_checkpoint"]
