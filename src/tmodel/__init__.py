@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from . import testing
     from .api import LoadReport, TModelFile, load, load_bytes, load_into, save, save_bytes
     from .api import open_file as open
+    from .nn.checkpoint_steps import checkpoint_migration, register_checkpoint
     from .nn.references import register_function, register_value_type
     from .nn.registry import register, register_class
     from .nn.steps import migration
@@ -31,6 +32,7 @@ __all__ = [
     "RNGState",
     "TModelError",
     "TModelFile",
+    "checkpoint_migration",
     "load",
     "load_bytes",
     "load_checkpoint",
@@ -39,6 +41,7 @@ __all__ = [
     "migration",
     "open",
     "register",
+    "register_checkpoint",
     "register_class",
     "register_function",
     "register_value_type",
@@ -64,6 +67,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "register_function": (".nn.references", "register_function"),
     "register_value_type": (".nn.references", "register_value_type"),
     "migration": (".nn.steps", "migration"),
+    "register_checkpoint": (".nn.checkpoint_steps", "register_checkpoint"),
+    "checkpoint_migration": (".nn.checkpoint_steps", "checkpoint_migration"),
     "migrate_file": (".rewrite", "migrate_file"),
     "load_checkpoint": (".resume", "load_checkpoint"),
     "rng_state": (".training", "rng_state"),

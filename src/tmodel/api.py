@@ -37,8 +37,9 @@ from .manifest.encoding import pack_manifest
 from .manifest.metadata import check_metadata, with_libraries
 from .manifest.module_tree import roots
 from .manifest.schema import Manifest
-from .manifest.wire import BlobWire, ManifestWire, manifest_wire
-from .nn.apply import Upgraded, apply_steps, steps_per_record
+from .manifest.wire import BlobWire, CheckpointWire, ManifestWire, manifest_wire
+from .nn.apply import Upgraded, apply_steps, needs_steps
+from .nn.checkpoint_steps import checkpoint_version
 from .nn.records import ModuleBuilder, check_modules, check_rebuild
 from .nn.registry import finding
 from .tensors.dtypes import DTYPE_NAMES, PACKED, torch_dtype
@@ -74,6 +75,7 @@ def save(
     threads: int = 0,
     checksum: str = digests.DEFAULT,
     progress: ProgressArg = None,
+    checkpoint: str | None = None,
 ) -> None:
     """Save a state dict or checkpoint (dict/list/tuple/str/int/float/bool/None/bytes/tensors/modules) to a
     path, atomically, or into a writable binary file object from its position (built whole first, then
@@ -81,7 +83,9 @@ def save(
     `progress=True` draws a bar on a terminal; a callable gets (done, total).
     Values: what `torch.load(weights_only=True)` accepts, with its types kept (OrderedDict and its
     `_metadata`, Counter, set, bytearray, complex, torch.Size, device, dtype, Parameters), modules, and numpy
-    arrays and scalars (SPEC.md §5.4).
+    arrays and scalars (SPEC.md §5.4); optimizers, LR schedulers, gradient scalers and `tmodel.rng_state()`
+    as training state. `checkpoint` names a layout type registered with `tmodel.register_checkpoint`, whose
+    version the file records for checkpoint steps.
 
     >>> tmodel.save({"w": torch.ones(2)}, "ckpt.tmodel", metadata={"step": 10})
     >>> buf = io.BytesIO(); tmodel.save(model.state_dict(), buf)
@@ -93,7 +97,9 @@ def save(
     to_path = isinstance(f, (str, os.PathLike))
     if not to_path:
         check_writable(f)
-    sources, finish, options = _prepare(obj, metadata, codec, level, chunk_size, threads, checksum)
+    sources, finish, options = _prepare(
+        obj, metadata, codec, level, chunk_size, threads, checksum, checkpoint
+    )
     with progress_for(progress, "save") as report:
         if to_path:
             write_atomic(f, sources, finish, options, report)  # type: ignore[arg-type]
@@ -111,12 +117,15 @@ def save_bytes(
     threads: int = 0,
     checksum: str = digests.DEFAULT,
     progress: ProgressArg = None,
+    checkpoint: str | None = None,
 ) -> bytes:
     """What `save` would write, as bytes (safetensors.torch.save's counterpart; `load_bytes` reads them).
 
     >>> data = tmodel.save_bytes({"w": torch.ones(2)})
     """
-    sources, finish, options = _prepare(obj, metadata, codec, level, chunk_size, threads, checksum)
+    sources, finish, options = _prepare(
+        obj, metadata, codec, level, chunk_size, threads, checksum, checkpoint
+    )
     with progress_for(progress, "save") as report:
         return write_bytes(sources, finish, options, report)
 
@@ -129,6 +138,7 @@ def _prepare(
     chunk_size: int,
     threads: int,
     checksum: str,
+    checkpoint: str | None = None,
 ) -> tuple[list[Source], Any, Options]:
     """Everything checked and planned before a byte is written: the blobs, the manifest builder, options.
     (The returned sources view the planned tensors' memory; `finish` keeps the plan alive.)"""
@@ -145,6 +155,9 @@ def _prepare(
         worker_init=one_intra_op_thread,
         check=check_modules,
     ).validated()
+    layout: CheckpointWire | None = None
+    if checkpoint is not None:
+        layout = {"type": checkpoint, "version": checkpoint_version(checkpoint)}
     flat = flatten(obj)
     meta = with_libraries(meta, flat.libraries())
     pack_manifest({"root": flat.root, "metadata": meta})  # refuse what cannot be encoded before writing
@@ -158,6 +171,7 @@ def _prepare(
             root=flat.root,
             metadata=meta,
             modules=flat.records(),
+            checkpoint=layout,
         )
 
     return list(planned.sources), finish, options
@@ -261,7 +275,7 @@ def _load_modules(
     reader: Reader, where: Placement, dtype: torch.dtype | None, use_mmap: bool, progress: Any
 ) -> Any:
     m = reader.manifest
-    steps = steps_per_record(m) if m.modules else {}
+    steps = needs_steps(m)
     meta = isinstance(where, torch.device) and where.type == "meta"
     if steps and meta:
         raise InvalidArgument(_STEPS_READ)
@@ -313,6 +327,7 @@ def _upgraded_manifest(m: Manifest, up: Upgraded) -> Manifest:
     ]
     wire["modules"] = up.modules
     wire["root"] = up.root
+    wire["checkpoint"] = up.checkpoint
     return Manifest.model_validate(wire, strict=True)
 
 
@@ -346,7 +361,7 @@ def load_into(
     with _reader(f, limits, threads) as reader, progress_for(progress, "load") as report:
         m = reader.manifest
         with finding(reader.limits.max_found_names):
-            steps = steps_per_record(m) if m.modules else {}
+            steps = needs_steps(m)
         if steps and isinstance(where, torch.device) and where.type == "meta":
             raise InvalidArgument(_STEPS_READ)
         if steps:  # the file's layers are older than the program's: upgraded in memory first, as by load

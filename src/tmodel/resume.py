@@ -25,7 +25,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .manifest.module_tree import roots
 from .manifest.nodes import ModuleRef, OptimizerNode, StatefulNode, mapping_items, walk
 from .manifest.schema import Manifest
-from .nn.apply import steps_per_record
+from .nn.apply import needs_steps
 from .nn.records import ModuleBuilder
 from .nn.registry import finding
 from .tensors.into import load_into
@@ -73,7 +73,7 @@ def load_checkpoint(
         m = reader.manifest
         loaded = api._tensors(reader, where, None, False, report)
         device = api._device_of(where, loaded)
-        m, tensors = api._upgraded(reader, m, loaded, device) if steps_per_record(m) else (m, loaded)
+        m, tensors = api._upgraded(reader, m, loaded, device) if needs_steps(m) else (m, loaded)
         base = _root_record(m)
         if model is not None:
             key = _key_of(m, base) if base is not None else None

@@ -17,7 +17,14 @@ from .errors import InvalidArgument, TModelError, UnregisteredType
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest.schema import Manifest, TensorEntry
 from .manifest.wire import BlobWire, ChunkWire, ManifestWire, TensorWire, manifest_wire
-from .nn.apply import Upgraded, apply_steps, describe_steps, steps_per_record
+from .nn.apply import (
+    Upgraded,
+    apply_steps,
+    checkpoint_steps_of,
+    describe_checkpoint_steps,
+    describe_steps,
+    steps_per_record,
+)
 from .nn.records import check_modules
 from .nn.registry import known_name, registered_spec
 from .tensors.load import materialize
@@ -33,7 +40,10 @@ def migration_plan(
     """What `migrate_file` would apply, one line per layer and version range; empty when up to date."""
     with Reader(path, limits) as reader:
         check_layers(reader.manifest, path, targets)
-        return describe_steps(reader.manifest, steps_per_record(reader.manifest, targets))
+        m = reader.manifest
+        return describe_steps(m, steps_per_record(m, targets)) + describe_checkpoint_steps(
+            m, checkpoint_steps_of(m)
+        )
 
 
 def check_layers(m: Manifest, path: PathLike, targets: dict[str, int] | None = None) -> None:
@@ -42,7 +52,7 @@ def check_layers(m: Manifest, path: PathLike, targets: dict[str, int] | None = N
     `--import` would otherwise read as "up to date"], and every `targets` layer is one of them at a version
     from 1 to the registered one [INVALID_ARGUMENT]."""
     name = os.fspath(path)
-    if not m.modules:
+    if not m.modules and not checkpoint_steps_of(m):
         raise InvalidArgument(
             f"{name} records no layers (it holds tensors only, such as a state dict), so there is nothing to "
             "migrate: save the module itself, tmodel.save(model, path), so its layers and versions are "
@@ -143,6 +153,7 @@ def _write(
             modules=up.modules,
             required_features=list(m.required_features),
             extensions=dict(m.extensions),
+            checkpoint=up.checkpoint,  # type: ignore[arg-type]
         )
 
     write_atomic(

@@ -35,8 +35,10 @@ from ..manifest.nodes import (
 )
 from ..manifest.schema import Manifest
 from ..manifest.wire import ModuleWire
-from ..tensors.values import NOT_PLAIN, no_tensor, plain_node, to_python
+from ..tensors.values import NOT_PLAIN, no_tensor, plain_node, room, to_python
 from .chain import steps_between, upgrade_steps
+from .checkpoint_steps import CheckpointStep, Handle, TensorHandle, steps_for
+from .checkpoint_steps import run as run_checkpoint_step
 from .layer_record import LayerRecord, ParamState, Slot
 from .registry import known_name
 from .steps import Step, run_step
@@ -66,6 +68,8 @@ class Upgraded:
     renamed: dict[int, str] = field(default_factory=dict)
     #: per record path, what its steps did (one line per operation)
     ops: dict[str, list[str]] = field(default_factory=dict)
+    #: the manifest's `checkpoint` after the checkpoint steps (wire)
+    checkpoint: dict[str, Any] | None = None
 
     @property
     def changed(self) -> bool:
@@ -106,9 +110,28 @@ def describe_steps(m: Manifest, per_record: dict[int, list[Step]]) -> list[str]:
     ]
 
 
+def checkpoint_steps_of(m: Manifest) -> list[CheckpointStep]:
+    """The checkpoint steps a file needs (none without a recorded checkpoint version)."""
+    return [] if m.checkpoint is None else steps_for(m.checkpoint.type, m.checkpoint.version)
+
+
+def needs_steps(m: Manifest) -> bool:
+    """Whether loading the file runs any layer or checkpoint step."""
+    return bool(checkpoint_steps_of(m)) or bool(m.modules and steps_per_record(m))
+
+
+def describe_checkpoint_steps(m: Manifest, steps: list[CheckpointStep]) -> list[str]:
+    if not steps or m.checkpoint is None:
+        return []
+    names = " -> ".join(s.name for s in steps)
+    return [
+        f"checkpoint {m.checkpoint.type} v{m.checkpoint.version} -> v{steps[-1].from_version + 1}: {names}"
+    ]
+
+
 def apply_steps(m: Manifest, load: Load, targets: dict[str, int] | None = None) -> Upgraded:
-    """Run every record's steps, children first; tensors are decoded through `load` only when a step
-    reads them."""
+    """Run every record's steps, children first, then the checkpoint's steps; tensors are decoded through
+    `load` only when a step reads them."""
     per_record = steps_per_record(m, targets)
     graph = _Graph(m, load)
     for i in _children_first(m, per_record):
@@ -118,7 +141,73 @@ def apply_steps(m: Manifest, load: Load, targets: dict[str, int] | None = None) 
         for step in steps:
             run_step(step, layer, down=down)
         graph.stepped.add(id(layer))
-    return graph.emit(describe_steps(m, per_record))
+    up = graph.emit(describe_steps(m, per_record))
+    up.checkpoint = None if m.checkpoint is None else m.checkpoint.model_dump()
+    ckpt_steps = checkpoint_steps_of(m)
+    if ckpt_steps:
+        _run_checkpoint_steps(m, up, ckpt_steps, load)
+    return up
+
+
+def _run_checkpoint_steps(m: Manifest, up: Upgraded, steps: list[CheckpointStep], load: Load) -> None:
+    """The checkpoint steps on the upgraded tree (tensor indices of the upgraded table)."""
+
+    def read(i: int) -> torch.Tensor:
+        return load(up.kept[i]) if i < len(up.kept) else up.new[i - len(up.kept)].tensor
+
+    tree = _view(up.root, read)
+    for step in steps:
+        tree = run_checkpoint_step(step, tree)
+    taken = {up.renamed.get(i, m.tensors[i].name) for i in up.kept} | {t.name for t in up.new}
+    up.root = _unview(tree, up, taken, (), 2)
+    assert up.checkpoint is not None
+    up.checkpoint = {**up.checkpoint, "version": steps[-1].from_version + 1}
+    up.applied += describe_checkpoint_steps(m, steps)
+
+
+def _view(wire: Any, read: Callable[[int], torch.Tensor]) -> Any:
+    """A wire tree as a checkpoint step edits it: containers as Python ones, plain tensors as TensorHandles,
+    everything else as Handles."""
+    if type(wire) is not dict:
+        return wire
+    key, value = next(iter(wire.items()))
+    if key == "list" or key == "tuple":
+        items = [_view(v, read) for v in value]
+        return items if key == "list" else tuple(items)
+    if key == "dict" and all(type(k) in (type(None), bool, int, float, str, bytes) for k, _ in value):
+        return {k: _view(v, read) for k, v in value}
+    if key == "tensor":
+        return TensorHandle(value, read)
+    return Handle(wire)
+
+
+def _unview(v: Any, up: Upgraded, taken: set[str], keys: tuple[str, ...], depth: int) -> Any:
+    """A step's tree back to wire form: new tensors appended to `up.new`, named by their key path."""
+    if isinstance(v, TensorHandle):
+        return {"tensor": v.index}
+    if isinstance(v, Handle):
+        return v.wire
+    if isinstance(v, torch.Tensor):
+        index = len(up.kept) + len(up.new)
+        name = unique_name(".".join(keys) or "tensor", index, taken)
+        up.new.append(NewTensor(name, v.detach().contiguous()))
+        return {"tensor": index}
+    room("a checkpoint step's tree", depth, MigrationError)
+    if type(v) is list or type(v) is tuple:
+        tag = "list" if type(v) is list else "tuple"
+        return {tag: [_unview(x, up, taken, (*keys, str(i)), depth + 2) for i, x in enumerate(v)]}
+    if type(v) is dict:
+        items = []
+        for k, x in v.items():
+            key = plain_node(k, f"checkpoint key {k!r}", MigrationError)
+            if key is NOT_PLAIN or type(key) is dict:
+                raise MigrationError(f"a checkpoint step left a key of type {type(k).__name__}")
+            items.append([key, _unview(x, up, taken, (*keys, str(k)), depth + 3)])
+        return {"dict": items}
+    node = plain_node(v, "a checkpoint step's value", MigrationError)
+    if node is NOT_PLAIN:
+        raise MigrationError(f"a checkpoint step left a value of type {type(v).__name__}, which is not data")
+    return node
 
 
 def _children_first(m: Manifest, per_record: dict[int, list[Step]]) -> list[int]:
