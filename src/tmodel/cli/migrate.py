@@ -56,6 +56,7 @@ def _file_stem(layer: str) -> str:
 
 def _new(args: argparse.Namespace, out: TextIO) -> int:
     from ..nn.registry import registered_spec
+    from . import scaffold
 
     load_layers(args.imports)
     spec = registered_spec(args.layer)
@@ -66,13 +67,30 @@ def _new(args: argparse.Namespace, out: TextIO) -> int:
     for path in (step_path, test_path):
         if os.path.exists(path):
             raise InvalidArgument(f"{path} exists")
+    fixture = _fixture(args.fixtures, spec.name, n)
+    draft = scaffold.draft_step(spec, fixture) if os.path.exists(fixture) else None
+    cls = f"{spec.cls.__module__}.{spec.cls.__qualname__}"
+    step = scaffold.step_source(spec.name, n, stem, fixture, draft, cls)
+    project = os.path.relpath(os.getcwd(), os.path.abspath(args.dir))
+    test = scaffold.test_source(spec.name, n, stem, args.imports, args.fixtures, project)
     os.makedirs(args.dir, exist_ok=True)
     with open(step_path, "x") as f:
-        f.write(STEP_TEMPLATE.format(layer=args.layer, n=n, m=n + 1, stem=stem))
+        f.write(step)
     with open(test_path, "x") as f:
-        f.write(TEST_TEMPLATE.format(layer=args.layer, n=n, m=n + 1, stem=stem, fixtures=args.fixtures))
+        f.write(test)
     out.write(f"wrote {step_path}\nwrote {test_path}\n")
-    out.write(f'next: bump @tmodel.register("{args.layer}", version={n + 1}) and edit the step\n')
+    if draft is None:
+        out.write(
+            f"no fixture of version {n} to compare with ({fixture}): the step is a TODO; freeze one with the "
+            f"v{n} code first (tmodel migration freeze {spec.name} --config '{{...}}')\n"
+        )
+    else:
+        out.write(f"pre-filled from {fixture}: {draft.written} change(s) in code, {draft.todo} TODO(s)\n")
+        out.writelines(f"note: {note}\n" for note in draft.notes)
+    out.write(
+        f'next: bump @tmodel.register("{spec.name}", version={n + 1}), finish the step, then: '
+        f"pytest {test_path}\n"
+    )
     return 0
 
 
@@ -238,7 +256,7 @@ def add_commands(sub: Any) -> None:
     m = sub.add_parser("migration", help="author migrations: new, check, history, freeze")
     msub = m.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, run, helptext in (
-        ("new", _new, "scaffold the next step of a layer and its test"),
+        ("new", _new, "scaffold the next step of a layer, pre-filled from its newest fixture, and its test"),
         ("check", _check, "complete, unbranched chains; every fixture loads and gives its frozen output"),
         ("history", _history, "the versions and steps of layers"),
         ("freeze", _freeze, "freeze a small fixture of a layer at its current version"),
@@ -265,39 +283,3 @@ def add_commands(sub: Any) -> None:
             )
         add_import_option(a)
         a.set_defaults(run=run)
-
-
-STEP_TEMPLATE = '''"""{layer}: version {n} -> {m}. Describe what changed in the layer, and why."""
-
-import tmodel
-from tmodel.nn.steps import LayerRecord
-
-
-def downgrade(rec: LayerRecord) -> None:
-    """{layer} v{m} -> v{n}, for readers that still run version {n}; delete it if there is no way back."""
-    raise NotImplementedError
-
-
-@tmodel.migration("{layer}", from_version={n}, downgrade=downgrade)
-def {stem}(rec: LayerRecord) -> None:
-    """Edit rec.config and the tensors: rename, drop, add, rec[name] = ..., split, merge."""
-    raise NotImplementedError
-'''
-
-TEST_TEMPLATE = '''"""Every frozen fixture of {layer} loads through the chain and round-trips as v{m}."""
-
-import glob
-
-import tmodel
-import tmodel.testing
-
-from . import {stem}  # noqa: F401  (registers the step)
-
-
-def test_{stem}_loads_every_frozen_version() -> None:
-    paths = sorted(glob.glob("{fixtures}/{layer}/v*.tmodel"))
-    assert paths, "freeze a fixture first: tmodel migration freeze {layer} --config '{{...}}'"
-    for path in paths:
-        model = tmodel.load(path)["model"]
-        tmodel.testing.assert_roundtrip(model)
-'''
