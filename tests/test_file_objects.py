@@ -50,6 +50,9 @@ def _same(a: Any, b: Any) -> None:
     elif isinstance(a, torch.nn.Module):
         assert type(a) is type(b)
         _same(a.state_dict(), b.state_dict())
+    elif isinstance(a, tmodel.RNGState):  # training state: its fields compared as values
+        assert type(b) is tmodel.RNGState
+        _same(a.as_state(), b.as_state())
     elif isinstance(a, (list, tuple)):
         assert type(a) is type(b) and len(a) == len(b)
         for x, y in zip(a, b, strict=True):

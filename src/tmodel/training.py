@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - numpy ships with the test environment
     numpy = None  # type: ignore[assignment]
 
 
-@dataclass
+@dataclass(eq=False)
 class RNGState:
     """The states of torch's CPU generator (and CUDA's, when available), Python's `random` and numpy's
     global generator: saved in a checkpoint, restored on resume. `RNGState.capture()` takes them now."""

@@ -40,7 +40,7 @@ from .chain import steps_between, upgrade_steps
 from .checkpoint_steps import CheckpointStep, Handle, TensorHandle, steps_for
 from .checkpoint_steps import run as run_checkpoint_step
 from .layer_record import LayerRecord, ParamState, Slot
-from .registry import known_name
+from .registry import known_name, registered_spec
 from .steps import Step, run_step
 
 Load = Callable[[int], torch.Tensor]
@@ -141,6 +141,8 @@ def apply_steps(m: Manifest, load: Load, targets: dict[str, int] | None = None) 
         for step in steps:
             run_step(step, layer, down=down)
         graph.stepped.add(id(layer))
+        if not down and known_name(layer.type) and registered_spec(layer.type).version == layer.version:
+            check_against_class(layer, steps[-1])
     up = graph.emit(describe_steps(m, per_record))
     up.checkpoint = None if m.checkpoint is None else m.checkpoint.model_dump()
     ckpt_steps = checkpoint_steps_of(m)
@@ -208,6 +210,57 @@ def _unview(v: Any, up: Upgraded, taken: set[str], keys: tuple[str, ...], depth:
     if node is NOT_PLAIN:
         raise MigrationError(f"a checkpoint step left a value of type {type(v).__name__}, which is not data")
     return node
+
+
+def check_against_class(layer: LayerRecord, last: Step) -> None:
+    """MIGRATION, naming the step, when the tensors a record's steps left differ in names or shapes from
+    those the registered class builds from the migrated config (built on the meta device; a config that
+    holds module references or registered names, or that the class cannot build there, is left to the
+    rebuild check)."""
+    config = layer.config
+    if any(isinstance(v, (ModuleRef, _Opaque)) for v in _config_values(config)):
+        return
+    spec = registered_spec(layer.type)
+    try:
+        with torch.device("meta"):
+            built = spec.from_config(dict(config))
+    except Exception:  # a constructor that needs real tensors: the rebuild check answers for it
+        return
+    want = {n: tuple(p.shape) for n, p in built._parameters.items() if p is not None}
+    want |= {
+        n: tuple(b.shape)
+        for n, b in built._buffers.items()
+        if b is not None and n not in built._non_persistent_buffers_set
+    }
+    have = {n: slot.size() for n, slot in layer.slots().items()}
+    problems = [f"{n!r} is missing" for n in want if n not in have]
+    problems += [f"{n!r} is not one the class has" for n in have if n not in want]
+    problems += [
+        f"{n!r} is {list(have[n])}, the class makes {list(want[n])}"
+        for n in want
+        if n in have and have[n] != want[n]
+    ]
+    if problems:
+        raise MigrationError(
+            f"{last.label()} left tensors the v{layer.version} class does not build: "
+            + "; ".join(problems[:5]),
+            layer=layer.type,
+            version=last.from_version,
+            step=last.name,
+        )
+
+
+def _config_values(config: dict[str, Any]) -> list[Any]:
+    out: list[Any] = []
+    stack = list(config.values())
+    while stack:
+        v = stack.pop()
+        out.append(v)
+        if isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+    return out
 
 
 def _children_first(m: Manifest, per_record: dict[int, list[Step]]) -> list[int]:
