@@ -26,7 +26,7 @@ import zstandard
 MAGIC = b"\x89TMODEL\n"
 END_MAGIC = b"TMODEND\n"
 CONTAINER_VERSION = 1
-SCHEMA_VERSIONS = (1, 2, 3, 4, 5)
+SCHEMA_VERSIONS = (1, 2, 3, 4, 5, 6)
 MIB = 1 << 20
 INT63 = (1 << 63) - 1
 
@@ -101,6 +101,9 @@ MANIFEST_KEYS_V2 = (
     "modules",
 )
 MANIFEST_KEYS_V1 = MANIFEST_KEYS_V2[:-1]
+#: §5 (version 6): the manifest gains `checkpoint`, nil or {"type": registered name, "version": int >= 1}
+MANIFEST_KEYS_V6 = (*MANIFEST_KEYS_V2, "checkpoint")
+CHECKPOINT_KEYS = ("type", "version")
 BLOB_KEYS = ("offset", "length", "nbytes", "codec", "width", "chunk_size", "chunks")
 CHUNK_KEYS = ("digest", "segments")
 TENSOR_KEYS = ("name", "dtype", "shape", "strides", "blob", "offset")
@@ -123,7 +126,13 @@ V3_NODE_TAGS = (
 V4_NODE_TAGS = ("layout", "qscheme", "meta_tensor", "tensor_attrs")
 #: §5.4 (version 5): the kinds only layer configs hold
 V5_NODE_TAGS = ("ref", "partial", "object")
-NODE_TAGS = V2_NODE_TAGS + V3_NODE_TAGS + V4_NODE_TAGS + V5_NODE_TAGS
+#: §5.4 (version 6): the training-state kinds only the object tree holds, never inside one another
+V6_NODE_TAGS = ("optimizer", "stateful")
+NODE_TAGS = V2_NODE_TAGS + V3_NODE_TAGS + V4_NODE_TAGS + V5_NODE_TAGS + V6_NODE_TAGS
+OPTIMIZER_KEYS = ("class", "groups", "params")
+OPTIMIZER_PARAM_KEYS = ("group", "module", "name", "state")
+STATEFUL_KEYS = ("kind", "class", "state")
+STATEFUL_KINDS = ("lr_scheduler", "grad_scaler", "rng")
 #: §5.4 (version 4): the value nodes that may be keys and set elements, besides scalars and tuples of keys
 KEY_TAGS = ("dtype", "device", "complex", "size", "numpy_scalar", "layout", "qscheme")
 TENSOR_TAGS = ("tensor", "parameter", "requires_grad", "meta_tensor")
@@ -453,9 +462,12 @@ class Reader:
             _schema(type(rf) is list and all(type(x) is str for x in rf), "required_features")
             if rf:
                 _fail("UNKNOWN_FEATURE", f"required features {rf}")
-        _record(m, MANIFEST_KEYS_V1 if sv == 1 else MANIFEST_KEYS_V2, "manifest")  # v3 keeps v2's keys
+        keys = MANIFEST_KEYS_V1 if sv == 1 else MANIFEST_KEYS_V2 if sv < 6 else MANIFEST_KEYS_V6
+        _record(m, keys, "manifest")  # versions 3 to 5 keep version 2's keys (§5.9)
         if sv == 1:  # §12 v1_to_v2
             m = dict(m, modules=[])
+        if sv < 6:  # §5.9, §12 v5_to_v6: read as version 6, with no checkpoint version
+            m = dict(m, checkpoint=None)
         self.sv = sv
         self.m = m
         self._schema_top()
@@ -463,6 +475,7 @@ class Reader:
         self._tensors()
         self._tree()
         self._modules()
+        self._checkpoint()
         self.phase = "data"
         data = self._data()
         return self._describe(data)
@@ -521,6 +534,11 @@ class Reader:
                 for k, v in r[key].items():
                     _schema(v is None or _is_nonneg(v), f"module {i} {key}.{k} is not int >= 0 or nil")
             _schema(type(r["training"]) is bool, f"module {i} training is not a bool")
+        ck = m["checkpoint"]
+        if ck is not None:
+            _record(ck, CHECKPOINT_KEYS, "checkpoint")
+            _schema(type(ck["type"]) is str, "checkpoint type is not a string")
+            _schema(_is_nonneg(ck["version"]) and ck["version"] >= 1, "checkpoint version is not an int >= 1")
 
     def _blobs(self) -> None:
         m = self.m
@@ -631,6 +649,9 @@ class Reader:
             if tag in V5_NODE_TAGS:
                 _schema(self.sv >= 5, f"{tag} node in a schema version {self.sv} manifest")
                 _schema(config, f"{tag} node outside a layer config")
+            if tag in V6_NODE_TAGS:
+                _schema(self.sv >= 6, f"{tag} node in a schema version {self.sv} manifest")
+                _schema(not config, f"{tag} node in a layer config (the object tree only)")
             if tag == "ref":
                 _schema(type(v) is str, "ref node is not a string")
                 _type_name(v, "ref node")
@@ -651,6 +672,15 @@ class Reader:
                 _schema(type(v["type"]) is str, "object node type is not a string")
                 _type_name(v["type"], "object node")
                 stack.append(v["data"])
+            elif tag == "optimizer":
+                stack.extend(self._optimizer_node(v))
+            elif tag == "stateful":
+                _record(v, STATEFUL_KEYS, "stateful node")
+                _schema(type(v["kind"]) is str and v["kind"] in STATEFUL_KINDS, "stateful node kind")
+                _schema(type(v["class"]) is str, "stateful node class is not a string")
+                _class_name(v["class"], "stateful node class")
+                _training_content([v["state"]], "stateful node")
+                stack.append(v["state"])
             elif tag in ("list", "tuple"):
                 _schema(type(v) is list, f"{tag} node is not an array")
                 stack.extend(v)
@@ -704,6 +734,8 @@ class Reader:
                 names = [e[0] for e in v["attrs"]]
                 _schema(len(set(names)) == len(names), "duplicate tensor attribute name")
                 _schema(not _holds(v["attrs"], "module"), "a tensor attribute refers to a module")
+                for kind in V6_NODE_TAGS:  # §5.4 (version 6): training state is never an attribute
+                    _schema(not _holds(v["attrs"], kind), f"a tensor attribute holds a {kind} node")
                 stack.append(of)
                 stack.extend(e[1] for e in v["attrs"])
             elif tag == "module":
@@ -717,6 +749,47 @@ class Reader:
                 known = V2_DTYPES if self.sv < 3 else DTYPES.keys() | VALUE_ONLY_DTYPES
                 if v not in known:
                     _fail("UNKNOWN_DTYPE", v)
+
+    def _optimizer_node(self, v: Any) -> list[Any]:
+        """§5.4 (version 6): an optimizer's state by parameter. Returns the nodes inside it (its groups and
+        its parameters' states), to be validated as nodes."""
+        _record(v, OPTIMIZER_KEYS, "optimizer node")
+        _schema(type(v["class"]) is str, "optimizer node class is not a string")
+        _schema(type(v["groups"]) is list, "optimizer node groups is not an array")
+        _schema(type(v["params"]) is list, "optimizer node params is not an array")
+        for p in v["params"]:
+            _record(p, OPTIMIZER_PARAM_KEYS, "optimizer parameter")
+            _schema(_is_nonneg(p["group"]), "optimizer parameter group is not an int >= 0")
+            _schema(_is_nonneg(p["module"]), "optimizer parameter module is not an int >= 0")
+            _schema(type(p["name"]) is str, "optimizer parameter name is not a string")
+        _class_name(v["class"], "optimizer node class")
+        inside = [*v["groups"], *(p["state"] for p in v["params"])]
+        _training_content(inside, "optimizer node")
+        for g in v["groups"]:
+            keys = _string_keys(g, "an optimizer group")
+            _schema("params" not in keys and "param_names" not in keys, "an optimizer group lists params")
+        records = self.m["modules"]
+        seen: set[tuple[int, str]] = set()
+        last = 0
+        for p in v["params"]:
+            group, module, name = p["group"], p["module"], p["name"]
+            _schema(group < len(v["groups"]), f"optimizer parameter group {group} out of range")
+            _schema(group >= last, "optimizer parameters are not in group order")
+            last = group
+            if module >= len(records):
+                _fail("BAD_TENSOR", f"optimizer parameter module {module} out of range")
+            if records[module]["parameters"].get(name) is None:
+                _fail("BAD_TENSOR", f"optimizer parameter {name!r}: module {module} has no such parameter")
+            _schema((module, name) not in seen, f"optimizer parameter {name!r} of module {module} twice")
+            seen.add((module, name))
+            _string_keys(p["state"], "an optimizer parameter's state")
+        return inside
+
+    def _checkpoint(self) -> None:
+        """§5 (version 6): a checkpoint version's type is a registered name."""
+        ck = self.m["checkpoint"]
+        if ck is not None:
+            _type_name(ck["type"], "checkpoint type")
 
     def _numpy_node(self, tag: str, v: Any) -> None:
         """§5.4: a numpy array (dtype, shape, data) or scalar (dtype, data)."""
@@ -748,8 +821,7 @@ class Reader:
         for i, r in enumerate(mods):
             t = r["type"]
             if r["version"] is None:  # built by its parent: a class name, and no config
-                if len(t.encode("utf-8")) > 1024 or not CLASS_RE.match(t):
-                    _fail("BAD_NAME", f"module {i} class name {t!r}")
+                _class_name(t, f"module {i} class name")
                 _schema(not r["config"], f"module {i} is built by its parent but has a config")
             elif len(t.encode("utf-8")) > 256 or not TYPE_RE.match(t):
                 _fail("BAD_NAME", f"module {i} type {t!r}")
@@ -903,6 +975,8 @@ class Reader:
                 }
                 for r in m["modules"]
             ]
+        if m["checkpoint"] is not None:
+            out["checkpoint"] = {"type": m["checkpoint"]["type"], "version": m["checkpoint"]["version"]}
         return out
 
 
@@ -1007,6 +1081,28 @@ def _desc_value(v: Any) -> Any:
     return v
 
 
+def _class_name(name: str, what: str) -> None:
+    """§5.7: a class name (a record built by its parent's, an optimizer's or a stateful node's class) is
+    dotted identifiers or `<locals>`, at most 1024 bytes; shown, never looked up."""
+    if len(name.encode("utf-8")) > 1024 or not CLASS_RE.match(name):
+        _fail("BAD_NAME", f"{what} {name!r}")
+
+
+def _training_content(nodes: list[Any], what: str) -> None:
+    """§5.4 (version 6): no node inside a training-state node is a module node or training state again."""
+    for tag in ("module", *V6_NODE_TAGS):
+        _schema(not _holds(nodes, tag), f"a {tag} node inside an {what}")
+
+
+def _string_keys(node: Any, what: str) -> list[str]:
+    """§5.4 (version 6): the keys of a `dict` node whose keys are all strings."""
+    ok = type(node) is dict and len(node) == 1 and type(node.get("dict")) is list
+    entries = node["dict"] if ok else []
+    ok = ok and all(type(e) is list and len(e) == 2 and type(e[0]) is str for e in entries)
+    _schema(ok, f"{what} is not a dict node of string keys")
+    return [e[0] for e in entries]
+
+
 def _type_name(name: str, what: str) -> None:
     """§5.6: a registered name is dotted identifiers of at most 256 bytes."""
     if len(name.encode("utf-8")) > 256 or not TYPE_RE.match(name):
@@ -1024,6 +1120,22 @@ def _desc_node(n: Any, names: list[str]) -> Any:
             return {"$partial": {"ref": v["ref"], "args": args, "kwargs": kwargs}}
         if tag == "object":
             return {"$object": {"type": v["type"], "data": _desc_node(v["data"], names)}}
+        if tag == "optimizer":
+            params = [
+                {
+                    "group": p["group"],
+                    "module": p["module"],
+                    "name": p["name"],
+                    "state": _desc_node(p["state"], names),
+                }
+                for p in v["params"]
+            ]
+            groups = [_desc_node(g, names) for g in v["groups"]]
+            return {"$optimizer": {"class": v["class"], "groups": groups, "params": params}}
+        if tag == "stateful":
+            return {
+                "$stateful": {"kind": v["kind"], "class": v["class"], "state": _desc_node(v["state"], names)}
+            }
         if tag == "tensor":
             return {"$tensor": names[v]}
         if tag == "module":

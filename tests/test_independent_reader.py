@@ -5,6 +5,7 @@ and it speaks the conformance protocol."""
 from __future__ import annotations
 
 import collections
+import copy
 import importlib.util
 import json
 import os
@@ -123,6 +124,31 @@ def _torch_types() -> dict[str, Any]:
     }
 
 
+def _training() -> dict[str, Any]:
+    """Schema version 6's training state (SPEC.md §5.4): a model, an AdamW of two parameter groups after a
+    step (one layer without a bias: a nil parameter slot), an LR scheduler, a CPU gradient scaler and the
+    random generators' states."""
+    torch.manual_seed(4)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2, bias=False))
+    groups = [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.01}]
+    opt = torch.optim.AdamW(groups, lr=0.1, betas=(0.8, 0.9))
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    model(torch.randn(5, 3)).square().sum().backward()
+    opt.step()
+    sched.step()
+    from tmodel.training import rng_state
+
+    return {
+        "model": model,
+        "optim": opt,
+        "sched": sched,
+        "scaler": torch.amp.GradScaler("cpu"),
+        "off": torch.amp.GradScaler("cpu", enabled=False),
+        "rng": rng_state(),
+        "epoch": 1,
+    }
+
+
 def _objects() -> dict[str, tuple[Any, dict[str, Any]]]:
     g = torch.Generator().manual_seed(2)
     w = torch.randn(6, 8, generator=g)
@@ -153,6 +179,7 @@ def _objects() -> dict[str, tuple[Any, dict[str, Any]]]:
         "compressible": ({"z": torch.zeros(3000), "a": torch.arange(5000)}, {"chunk_size": 1024}),
         "sha256": ({"x": torch.arange(100, dtype=torch.float32)}, {"checksum": "sha256", "chunk_size": 64}),
         "torch_types": (_torch_types(), {}),
+        "training": (_training(), {}),
     }
 
 
@@ -220,7 +247,9 @@ def _corruptions(data: bytes) -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize("case", ["nested", "module", "zstd", "bytegroup", "sha256", "torch_types"])
+@pytest.mark.parametrize(
+    "case", ["nested", "module", "zstd", "bytegroup", "sha256", "torch_types", "training"]
+)
 def test_corrupted_same_code(written: dict[str, Path], tmp_path: Path, case: str) -> None:
     data = written[case].read_bytes()
     for what, bad in _corruptions(data).items():
@@ -272,7 +301,9 @@ def test_protocol(written: dict[str, Path], tmp_path: Path) -> None:
     assert len(lines) == len(requests), proc.stdout
     responses = [json.loads(line) for line in lines]
     hello = responses[0]
-    assert hello["ok"] and hello["capabilities"] == ["read"] and hello["schema_versions"] == [1, 2, 3, 4, 5]
+    assert (
+        hello["ok"] and hello["capabilities"] == ["read"] and hello["schema_versions"] == [1, 2, 3, 4, 5, 6]
+    )
     for p, resp in zip(paths, responses[1 : 1 + len(paths)], strict=True):
         assert resp["ok"], (p, resp)
         if p.suffix == ".tmodel" and p.with_suffix(".json").exists():
@@ -316,6 +347,13 @@ def _set(path: tuple[Any, ...], value: Any) -> Any:
     return mutate
 
 
+def _as_v(w: dict[str, Any], version: int, **changes: Any) -> None:
+    """Make a current manifest one of an older schema version: renumbered, without the key version 6 added
+    (`checkpoint`, nil in every file the tests write), with `changes` applied."""
+    del w["checkpoint"]
+    w.update(schema_version=version, **changes)
+
+
 def _delete(path: tuple[Any, ...]) -> Any:
     def mutate(w: Any) -> None:
         for p in path[:-1]:
@@ -326,7 +364,7 @@ def _delete(path: tuple[Any, ...]) -> Any:
 
 
 MANIFEST_EDITS: dict[str, Any] = {
-    "schema_6": _set(("schema_version",), 6),
+    "schema_7": _set(("schema_version",), 7),
     "schema_0": _set(("schema_version",), 0),
     "schema_bool": _set(("schema_version",), True),
     "schema_float": _set(("schema_version",), 2.0),
@@ -573,7 +611,7 @@ V3_EDITS: dict[str, Any] = {
 @pytest.mark.parametrize("edit", sorted(V3_EDITS))
 def test_v3_manifests_hold_no_v4_content(written: dict[str, Path], tmp_path: Path, edit: str) -> None:
     path = tmp_path / "edited.tmodel"
-    mutate = lambda w: w.update(schema_version=3, root={"list": [V3_EDITS[edit]]})  # noqa: E731
+    mutate = lambda w: _as_v(w, 3, root={"list": [V3_EDITS[edit]]})  # noqa: E731
     path.write_bytes(_resign(written["sha256"].read_bytes(), mutate))
     assert _code_of_reader(path) == "MANIFEST_SCHEMA"
     assert _code_of_reference(path) == "MANIFEST_SCHEMA"
@@ -778,14 +816,14 @@ def test_trailing_and_incomplete_manifest(written: dict[str, Path], tmp_path: Pa
 V1_EDITS: dict[str, Any] = {
     # §12: version 2 adds `modules` and the module/dtype nodes, so a version 1 manifest holding them is not a
     # version 1 manifest: both readers reject them [MANIFEST_SCHEMA].
-    "v1_with_modules_key": lambda w: w.update(schema_version=1, modules=[]),
-    "v1_with_dtype_node": lambda w: (w.update(schema_version=1, root={"dtype": "float32"}), w.pop("modules")),
+    "v1_with_modules_key": lambda w: _as_v(w, 1, modules=[]),
+    "v1_with_dtype_node": lambda w: (_as_v(w, 1, root={"dtype": "float32"}), w.pop("modules")),
 }
 # §12: version 3's nodes and dtypes are not version 2's: MANIFEST_SCHEMA for a node, UNKNOWN_DTYPE for a dtype
 V2_EDITS: dict[str, tuple[Any, str]] = {
     **{
         f"v2_with_{tag}": (
-            lambda w, n=node: w.update(schema_version=2, root={"list": [n]}),
+            lambda w, n=node: _as_v(w, 2, root={"list": [n]}),
             "MANIFEST_SCHEMA",
         )
         for tag, node in [
@@ -803,15 +841,15 @@ V2_EDITS: dict[str, tuple[Any, str]] = {
         ]
     },
     "v2_with_e8m0_tensor": (
-        lambda w: (w.update(schema_version=2), w["tensors"][0].update(dtype="float8_e8m0fnu")),
+        lambda w: (_as_v(w, 2), w["tensors"][0].update(dtype="float8_e8m0fnu")),
         "UNKNOWN_DTYPE",
     ),
     "v2_with_value_only_dtype": (
-        lambda w: w.update(schema_version=2, root={"dtype": "uint4"}),
+        lambda w: _as_v(w, 2, root={"dtype": "uint4"}),
         "UNKNOWN_DTYPE",
     ),
     "v2_with_complex32_dtype": (
-        lambda w: w.update(schema_version=2, root={"dtype": "complex32"}),
+        lambda w: _as_v(w, 2, root={"dtype": "complex32"}),
         "UNKNOWN_DTYPE",
     ),
 }
@@ -828,7 +866,7 @@ def test_v2_manifests_hold_no_v3_content(written: dict[str, Path], tmp_path: Pat
 
 def test_v2_manifest_of_v2_content_reads(written: dict[str, Path], tmp_path: Path) -> None:
     path = tmp_path / "v2.tmodel"
-    path.write_bytes(_resign(written["nested"].read_bytes(), lambda w: w.update(schema_version=2)))
+    path.write_bytes(_resign(written["nested"].read_bytes(), lambda w: _as_v(w, 2)))
     got = _json(ir.read_description(str(path)))
     assert got == _json(describe(str(path)))
     assert got["schema_version"] == 2
@@ -844,9 +882,7 @@ def test_v1_manifests_hold_no_v2_content(written: dict[str, Path], tmp_path: Pat
 
 def test_v1_upgrade(written: dict[str, Path], tmp_path: Path) -> None:
     path = tmp_path / "v1.tmodel"
-    path.write_bytes(
-        _resign(written["sha256"].read_bytes(), lambda w: (w.pop("modules"), w.update(schema_version=1)))
-    )
+    path.write_bytes(_resign(written["sha256"].read_bytes(), lambda w: (w.pop("modules"), _as_v(w, 1))))
     got = _json(ir.read_description(str(path)))
     assert got == _json(describe(str(path)))
     assert got["schema_version"] == 1 and "modules" not in got
@@ -884,3 +920,264 @@ def test_module_paths_are_bounded_by_max_module_paths(tmp_path: Path) -> None:
         ir.read_description(str(_doubling_records(tmp_path / "dag.tmodel", 60)))
     assert exc.value.code == "LIMIT_EXCEEDED"
     assert ir.read_description(str(_doubling_records(tmp_path / "ok.tmodel", 3)))["modules"]
+
+
+# SPEC.md §5.4 and §5, schema version 6: training-state nodes and the checkpoint version, edited into the
+# "training" file (root: model, optim, sched, scaler, off, rng, epoch; records 0 Sequential, 1 Linear(3, 4),
+# 2 Tanh, 3 Linear(4, 2, bias=False); the optimizer's params: 1.weight, 1.bias (group 0), 3.weight (group 1))
+def _entry(w: dict[str, Any], key: str) -> Any:
+    return next(v for k, v in w["root"]["dict"] if k == key)
+
+
+def _opt(w: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = _entry(w, "optim")["optimizer"]
+    return body
+
+
+def _sched(w: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = _entry(w, "sched")["stateful"]
+    return body
+
+
+def _param(i: int, **change: Any) -> Any:
+    return lambda w: _opt(w)["params"][i].update(change)
+
+
+def _state_entry(value: Any) -> Any:
+    return lambda w: _opt(w)["params"][0]["state"]["dict"].append(["extra", value])
+
+
+def _group_entry(key: Any, value: Any = 1) -> Any:
+    return lambda w: _opt(w)["groups"][0]["dict"].append([key, value])
+
+
+def _new_root_entry(value: Any) -> Any:
+    return lambda w: w["root"]["dict"].append(["new", value])
+
+
+def _a_stateful(state: Any = None) -> dict[str, Any]:
+    return {"stateful": {"kind": "lr_scheduler", "class": "acme.Sched", "state": {"dict": [["x", state]]}}}
+
+
+def _an_optimizer(w: dict[str, Any]) -> dict[str, Any]:
+    return {"optimizer": copy.deepcopy(_opt(w))}
+
+
+def _nest_optimizer(w: dict[str, Any]) -> None:
+    _opt(w)["params"][0]["state"]["dict"].append(["inner", _an_optimizer(w)])
+
+
+def _optimizer_in_config(w: dict[str, Any]) -> None:
+    w["modules"][1]["config"]["opt"] = _an_optimizer(w)
+
+
+def _param_twice(w: dict[str, Any]) -> None:
+    _opt(w)["params"].insert(1, copy.deepcopy(_opt(w)["params"][0]))
+
+
+def _groups_decrease(w: dict[str, Any]) -> None:
+    params = _opt(w)["params"]
+    params[0], params[2] = params[2], params[0]
+
+
+V6_NODE_EDITS: dict[str, tuple[Any, str]] = {
+    # optimizer parameters: references (BAD_TENSOR), then the map's shape, order and distinctness
+    "param_module_out_of_range": (_param(0, module=99), "BAD_TENSOR"),
+    "param_name_not_a_parameter": (_param(0, name="running_mean"), "BAD_TENSOR"),
+    "param_name_nil_slot": (_param(2, name="bias"), "BAD_TENSOR"),
+    "param_name_of_a_child": (_param(0, module=0, name="0"), "BAD_TENSOR"),
+    "param_duplicate": (_param_twice, "MANIFEST_SCHEMA"),
+    "param_group_out_of_range": (_param(2, group=2), "MANIFEST_SCHEMA"),
+    "param_group_decreasing": (_groups_decrease, "MANIFEST_SCHEMA"),
+    "param_group_negative": (_param(0, group=-1), "MANIFEST_SCHEMA"),
+    "param_group_bool": (_param(0, group=False), "MANIFEST_SCHEMA"),
+    "param_module_float": (_param(0, module=1.0), "MANIFEST_SCHEMA"),
+    "param_name_bytes": (_param(0, name=b"weight"), "MANIFEST_SCHEMA"),
+    "param_extra_key": (_param(0, tensor=0), "MANIFEST_SCHEMA"),
+    "param_missing_state": (lambda w: _opt(w)["params"][0].pop("state"), "MANIFEST_SCHEMA"),
+    "param_state_list": (_param(0, state={"list": []}), "MANIFEST_SCHEMA"),
+    "param_state_ordered_dict": (
+        _param(0, state={"ordered_dict": {"items": [], "metadata": []}}),
+        "MANIFEST_SCHEMA",
+    ),
+    "param_state_int_key": (
+        lambda w: _opt(w)["params"][0]["state"]["dict"].append([1, 2]),
+        "MANIFEST_SCHEMA",
+    ),
+    "param_state_tensor_out_of_range": (_state_entry({"tensor": 999}), "BAD_TENSOR"),
+    "param_state_module": (_state_entry({"list": [{"module": 0}]}), "MANIFEST_SCHEMA"),
+    "param_state_optimizer": (_nest_optimizer, "MANIFEST_SCHEMA"),
+    "param_state_stateful": (_state_entry(_a_stateful()), "MANIFEST_SCHEMA"),
+    "param_state_ref": (_state_entry({"ref": "torch.nn.ReLU"}), "MANIFEST_SCHEMA"),
+    # groups: dict nodes of string keys, never listing their parameters
+    "group_params_key": (_group_entry("params", {"list": [0, 1]}), "MANIFEST_SCHEMA"),
+    "group_param_names_key": (_group_entry("param_names", {"list": []}), "MANIFEST_SCHEMA"),
+    "group_int_key": (_group_entry(3), "MANIFEST_SCHEMA"),
+    "group_tuple_key": (_group_entry({"tuple": ["lr"]}), "MANIFEST_SCHEMA"),
+    "group_not_dict": (lambda w: _opt(w)["groups"].__setitem__(0, {"list": []}), "MANIFEST_SCHEMA"),
+    "group_counter": (lambda w: _opt(w)["groups"].__setitem__(0, {"counter": []}), "MANIFEST_SCHEMA"),
+    "group_module": (_group_entry("m", {"module": 1}), "MANIFEST_SCHEMA"),
+    "group_stateful": (_group_entry("s", _a_stateful()), "MANIFEST_SCHEMA"),
+    # the optimizer node itself
+    "optimizer_class_path": (lambda w: _opt(w).update({"class": "../torch/optim/AdamW"}), "BAD_NAME"),
+    "optimizer_class_long": (lambda w: _opt(w).update({"class": "a." * 512 + "b"}), "BAD_NAME"),
+    "optimizer_class_empty": (lambda w: _opt(w).update({"class": ""}), "BAD_NAME"),
+    "optimizer_class_int": (lambda w: _opt(w).update({"class": 1}), "MANIFEST_SCHEMA"),
+    "optimizer_extra_key": (lambda w: _opt(w).update(state={"dict": []}), "MANIFEST_SCHEMA"),
+    "optimizer_missing_groups": (lambda w: _opt(w).pop("groups"), "MANIFEST_SCHEMA"),
+    "optimizer_params_map": (lambda w: _opt(w).update(params={}), "MANIFEST_SCHEMA"),
+    "optimizer_body_list": (lambda w: _entry(w, "optim").update(optimizer=[]), "MANIFEST_SCHEMA"),
+    # stateful nodes
+    "stateful_kind_unknown": (lambda w: _sched(w).update(kind="optimizer"), "MANIFEST_SCHEMA"),
+    "stateful_kind_bytes": (lambda w: _sched(w).update(kind=b"rng"), "MANIFEST_SCHEMA"),
+    "stateful_class_path": (lambda w: _sched(w).update({"class": "torch/optim/StepLR"}), "BAD_NAME"),
+    "stateful_class_dots": (lambda w: _sched(w).update({"class": "torch..StepLR"}), "BAD_NAME"),
+    "stateful_extra_key": (lambda w: _sched(w).update(version=1), "MANIFEST_SCHEMA"),
+    "stateful_missing_state": (lambda w: _sched(w).pop("state"), "MANIFEST_SCHEMA"),
+    "stateful_module": (lambda w: _sched(w).update(state={"module": 0}), "MANIFEST_SCHEMA"),
+    "stateful_stateful": (lambda w: _sched(w).update(state=_a_stateful()), "MANIFEST_SCHEMA"),
+    "stateful_optimizer": (lambda w: _sched(w).update(state={"list": [_an_optimizer(w)]}), "MANIFEST_SCHEMA"),
+    "stateful_tensor_out_of_range": (lambda w: _sched(w).update(state={"tensor": 999}), "BAD_TENSOR"),
+    # where training state may not be: configs, tensor attributes, keys, set elements
+    "optimizer_in_config": (_optimizer_in_config, "MANIFEST_SCHEMA"),
+    "stateful_in_config": (lambda w: w["modules"][2]["config"].update(s=_a_stateful()), "MANIFEST_SCHEMA"),
+    "stateful_in_attrs": (
+        _new_root_entry({"tensor_attrs": {"of": {"tensor": 0}, "attrs": [["s", _a_stateful()]]}}),
+        "MANIFEST_SCHEMA",
+    ),
+    "stateful_as_key": (_new_root_entry({"dict": [[_a_stateful(), 1]]}), "MANIFEST_SCHEMA"),
+    "stateful_in_tuple_key": (
+        _new_root_entry({"dict": [[{"tuple": [_a_stateful()]}, 1]]}),
+        "MANIFEST_SCHEMA",
+    ),
+    "stateful_set_element": (_new_root_entry({"set": [_a_stateful()]}), "MANIFEST_SCHEMA"),
+    # the manifest's checkpoint version
+    "checkpoint_type_path": (_set(("checkpoint",), {"type": "../acme", "version": 1}), "BAD_NAME"),
+    "checkpoint_type_locals": (_set(("checkpoint",), {"type": "acme.<locals>.T", "version": 1}), "BAD_NAME"),
+    "checkpoint_type_long": (_set(("checkpoint",), {"type": "a" * 257, "version": 1}), "BAD_NAME"),
+    "checkpoint_type_int": (_set(("checkpoint",), {"type": 1, "version": 1}), "MANIFEST_SCHEMA"),
+    "checkpoint_version_0": (
+        _set(("checkpoint",), {"type": "acme.Trainer", "version": 0}),
+        "MANIFEST_SCHEMA",
+    ),
+    "checkpoint_version_2_63": (
+        _set(("checkpoint",), {"type": "acme.Trainer", "version": 2**63}),
+        "MANIFEST_SCHEMA",
+    ),
+    "checkpoint_version_bool": (
+        _set(("checkpoint",), {"type": "acme.T", "version": True}),
+        "MANIFEST_SCHEMA",
+    ),
+    "checkpoint_version_float": (
+        _set(("checkpoint",), {"type": "acme.T", "version": 1.0}),
+        "MANIFEST_SCHEMA",
+    ),
+    "checkpoint_version_nil": (_set(("checkpoint",), {"type": "acme.T", "version": None}), "MANIFEST_SCHEMA"),
+    "checkpoint_extra_key": (
+        _set(("checkpoint",), {"type": "acme.T", "version": 1, "steps": []}),
+        "MANIFEST_SCHEMA",
+    ),
+    "checkpoint_missing_version": (_set(("checkpoint",), {"type": "acme.T"}), "MANIFEST_SCHEMA"),
+    "checkpoint_string": (_set(("checkpoint",), "acme.T"), "MANIFEST_SCHEMA"),
+    "checkpoint_missing": (_delete(("checkpoint",)), "MANIFEST_SCHEMA"),
+    # §5.9, §12: a version-5 manifest has neither the key nor the nodes
+    "v5_with_checkpoint_nil": (_set(("schema_version",), 5), "MANIFEST_SCHEMA"),
+    "v5_with_checkpoint": (
+        lambda w: w.update(schema_version=5, checkpoint={"type": "acme.T", "version": 1}),
+        "MANIFEST_SCHEMA",
+    ),
+    "v5_with_optimizer": (lambda w: _as_v(w, 5), "MANIFEST_SCHEMA"),
+    "v5_with_stateful_only": (
+        lambda w: (_as_v(w, 5), w["root"]["dict"].__setitem__(1, ["optim", None])),
+        "MANIFEST_SCHEMA",
+    ),
+    "v5_with_stateful_in_config": (
+        lambda w: (_as_v(w, 5, root={"module": 0}), w["modules"][2]["config"].update(s=_a_stateful())),
+        "MANIFEST_SCHEMA",
+    ),
+    "v4_with_optimizer": (lambda w: _as_v(w, 4), "MANIFEST_SCHEMA"),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(V6_NODE_EDITS))
+def test_v6_edits_same_code(written: dict[str, Path], tmp_path: Path, edit: str) -> None:
+    mutate, code = V6_NODE_EDITS[edit]
+    path = tmp_path / "edited.tmodel"
+    path.write_bytes(_resign(written["training"].read_bytes(), mutate))
+    assert _code_of_reader(path) == code
+    assert _code_of_reference(path) == code
+
+
+def _only_training_state(w: dict[str, Any]) -> None:
+    """Everything but the model, optimizer and scheduler dropped: v5 content after a downgrade."""
+    w["root"]["dict"] = [e for e in w["root"]["dict"] if e[0] in ("model", "epoch")]
+
+
+V6_VALID_EDITS: dict[str, Any] = {
+    "checkpoint_version": _set(("checkpoint",), {"type": "acme.Trainer", "version": 3}),
+    "checkpoint_version_max": _set(("checkpoint",), {"type": "a" * 256, "version": 2**63 - 1}),
+    "class_locals": lambda w: (
+        _opt(w).update({"class": "train.<locals>.Opt"}),
+        _sched(w).update({"class": "<locals>"}),
+    ),
+    "class_1024_bytes": lambda w: _opt(w).update({"class": "a" * 1024}),
+    "optimizer_empty": lambda w: _opt(w).update(groups=[], params=[]),
+    "optimizer_groups_without_params": lambda w: _opt(w).update(groups=[{"dict": []}] * 3, params=[]),
+    "param_state_empty": _param(1, state={"dict": []}),
+    "param_group_skips": lambda w: (_opt(w)["groups"].append({"dict": []}), _param(2, group=2)(w)),
+    "group_values": _group_entry("nested", {"list": [{"tuple": [1.5, None]}, {"dtype": "float16"}]}),
+    "state_holds_shared_tensor": _state_entry({"tensor": 0}),
+    "stateful_kinds": _new_root_entry(
+        {
+            "list": [
+                {"stateful": {"kind": "grad_scaler", "class": "torch.amp.GradScaler", "state": {"dict": []}}},
+                {"stateful": {"kind": "lr_scheduler", "class": "x", "state": None}},
+            ]
+        }
+    ),
+    "training_state_in_metadata_of_ordered_dict": _new_root_entry(
+        {"ordered_dict": {"items": [], "metadata": [_a_stateful(1)]}}
+    ),
+    "lookalikes_in_metadata": lambda w: w["metadata"].update(
+        optimizer={"optimizer": {"class": "../x"}}, stateful={"stateful": 1}, checkpoint={"type": "../x"}
+    ),
+    "v5_after_downgrade": lambda w: (_only_training_state(w), _as_v(w, 5)),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(V6_VALID_EDITS))
+def test_v6_valid_edits_same_description(written: dict[str, Path], tmp_path: Path, edit: str) -> None:
+    path = tmp_path / "edited.tmodel"
+    path.write_bytes(_resign(written["training"].read_bytes(), V6_VALID_EDITS[edit]))
+    assert _code_of_reference(path) is None
+    got = _json(ir.read_description(str(path)))
+    assert got == _json(describe(str(path)))
+    assert ("checkpoint" in got) == edit.startswith("checkpoint_version")
+
+
+def test_training_state_description(written: dict[str, Path]) -> None:
+    """The optimizer and stateful nodes as the description shows them (describe.py's tags)."""
+    got = _json(ir.read_description(str(written["training"])))
+    root = dict(got["root"]["$dict"])
+    opt = root["optim"]["$optimizer"]
+    assert opt["class"] == "torch.optim.adamw.AdamW" and len(opt["groups"]) == 2
+    assert [(p["group"], p["module"], p["name"]) for p in opt["params"]] == [
+        (0, 1, "weight"),
+        (0, 1, "bias"),
+        (1, 3, "weight"),
+    ]
+    assert [k for k, _ in opt["params"][0]["state"]["$dict"]] == ["step", "exp_avg", "exp_avg_sq"]
+    kinds = {
+        k: (v["$stateful"]["kind"], v["$stateful"]["class"])
+        for k, v in root.items()
+        if isinstance(v, dict) and "$stateful" in v
+    }
+    assert kinds == {
+        "sched": ("lr_scheduler", "torch.optim.lr_scheduler.StepLR"),
+        "scaler": ("grad_scaler", "torch.amp.grad_scaler.GradScaler"),
+        "off": ("grad_scaler", "torch.amp.grad_scaler.GradScaler"),
+        "rng": ("rng", "tmodel.RNGState"),
+    }
+    assert root["off"]["$stateful"]["state"] == {"$dict": []}
+    assert [k for k, _ in root["rng"]["$stateful"]["state"]["$dict"]][:2] == ["torch", "python"]
+    assert got["schema_version"] == 6 and "checkpoint" not in got

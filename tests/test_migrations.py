@@ -14,13 +14,14 @@ import tmodel
 import tmodel.migrations as chain
 from tmodel.archive.reader import Reader
 from tmodel.errors import TModelError
-from tmodel.migrations import v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5
+from tmodel.migrations import v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6
 
 GOLDEN = Path(__file__).resolve().parents[1] / "conformance" / "golden"
 GOLDEN_V1 = sorted((GOLDEN / "v1").glob("*.tmodel"))
 GOLDEN_V2 = sorted((GOLDEN / "v2").glob("*.tmodel"))
 GOLDEN_V3 = sorted((GOLDEN / "v3").glob("*.tmodel"))
 GOLDEN_V4 = sorted((GOLDEN / "v4").glob("*.tmodel"))
+GOLDEN_V5 = sorted((GOLDEN / "v5").glob("*.tmodel"))
 
 
 def _v1() -> dict[str, Any]:
@@ -142,7 +143,7 @@ def test_the_step_lists_every_node_kind_and_dtype_version_3_added() -> None:
         "module",
         "dtype",
     }
-    later = set(v3_to_v4.V4_ONLY_NODES) | set(v4_to_v5.V5_ONLY_NODES)
+    later = set(v3_to_v4.V4_ONLY_NODES) | set(v4_to_v5.V5_ONLY_NODES) | set(v5_to_v6.V6_ONLY_NODES)
     assert set(v2_to_v3.V3_ONLY_NODES) == set(nodes._NODE_TAGS.values()) - v2_tags - later == set(V3_NODES)
     assert set(DTYPES) - v2_to_v3.V2_DTYPES == set(V3_DTYPES)
     assert set(DTYPES) >= v2_to_v3.V2_DTYPES
@@ -185,24 +186,24 @@ def test_node_lookalikes_in_metadata_and_dict_keys_are_not_nodes() -> None:
 
 def test_the_chain_is_complete_and_reaches_the_current_schema() -> None:
     chain.check_chain()
-    assert chain.OLDEST == 1 and chain.CURRENT == tmodel.manifest.schema.SCHEMA_VERSION == 5
-    assert (v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5) == chain.STEPS
+    assert chain.OLDEST == 1 and chain.CURRENT == tmodel.manifest.schema.SCHEMA_VERSION == 6
+    assert (v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6) == chain.STEPS
     upgraded, source = chain.upgrade(_v1())
-    assert source == 1 and upgraded["schema_version"] == 5
+    assert source == 1 and upgraded["schema_version"] == 6 and upgraded["checkpoint"] is None
     assert chain.downgrade(copy.deepcopy(upgraded), 2) == v1_to_v2.upgrade(_v1())
     assert chain.downgrade(upgraded, 1) == _v1()
     upgraded, source = chain.upgrade(_v2())
-    assert source == 2 and upgraded == {**_v2(), "schema_version": 5}
+    assert source == 2 and upgraded == {**_v2(), "schema_version": 6, "checkpoint": None}
 
 
 def test_a_gap_in_the_chain_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    gap = SimpleNamespace(__name__="v5_to_v6", FROM_VERSION=6, TO_VERSION=7)
-    monkeypatch.setattr(chain, "STEPS", (v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, gap))
-    with pytest.raises(AssertionError, match="version 5"):
+    gap = SimpleNamespace(__name__="v6_to_v7", FROM_VERSION=7, TO_VERSION=8)
+    monkeypatch.setattr(chain, "STEPS", (v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, gap))
+    with pytest.raises(AssertionError, match="version 6"):
         chain.check_chain()
 
 
-@pytest.mark.parametrize("version", [0, 6, -1, 2**40])
+@pytest.mark.parametrize("version", [0, 7, -1, 2**40])
 def test_versions_outside_the_chain_are_unsupported(version: int) -> None:
     with pytest.raises(TModelError) as err:
         chain.upgrade({**_v1(), "schema_version": version})
@@ -220,8 +221,9 @@ def test_a_schema_version_that_is_not_an_int_is_a_schema_error(value: object) ->
 def test_frozen_v1_files_read_through_the_chain(path: Path) -> None:
     with Reader(path) as reader:
         assert reader.source_schema_version == 1
-        assert reader.manifest.schema_version == 5
+        assert reader.manifest.schema_version == 6
         assert reader.manifest.modules == []
+        assert reader.manifest.checkpoint is None
     tmodel.load(path)
 
 
@@ -229,7 +231,7 @@ def test_frozen_v1_files_read_through_the_chain(path: Path) -> None:
 def test_frozen_v2_files_read_through_the_chain(path: Path) -> None:
     with Reader(path) as reader:
         assert reader.source_schema_version == 2
-        assert reader.manifest.schema_version == 5
+        assert reader.manifest.schema_version == 6
     tmodel.load(path)
 
 
@@ -237,7 +239,7 @@ def test_frozen_v2_files_read_through_the_chain(path: Path) -> None:
 def test_frozen_v3_files_read_through_the_chain(path: Path) -> None:
     with Reader(path) as reader:
         assert reader.source_schema_version == 3
-        assert reader.manifest.schema_version == 5
+        assert reader.manifest.schema_version == 6
     tmodel.load(path)
 
 
@@ -245,8 +247,22 @@ def test_frozen_v3_files_read_through_the_chain(path: Path) -> None:
 def test_frozen_v4_files_read_through_the_chain(path: Path) -> None:
     with Reader(path) as reader:
         assert reader.source_schema_version == 4
-        assert reader.manifest.schema_version == 5
+        assert reader.manifest.schema_version == 6
     tmodel.load(path)
+
+
+@pytest.mark.parametrize("path", [p for p in GOLDEN_V5 if p.stem != "configs"], ids=lambda p: p.stem)
+def test_frozen_v5_files_read_through_the_chain(path: Path) -> None:
+    """(The `configs` file's records need conformance/freeze.py's registrations; test_golden reads it.)"""
+    with Reader(path) as reader:
+        assert reader.source_schema_version == 5
+        assert reader.manifest.schema_version == 6
+        assert reader.manifest.checkpoint is None
+    tmodel.load(path)
+
+
+def test_there_are_frozen_v5_files() -> None:
+    assert len(GOLDEN_V5) == 11
 
 
 V5_NODES: dict[str, Any] = {
@@ -367,4 +383,165 @@ def test_there_are_frozen_v2_files() -> None:
 def test_new_files_are_written_as_the_current_version(tmp_path: Path) -> None:
     tmodel.save({"w": torch.ones(2)}, tmp_path / "x.tmodel")
     with Reader(tmp_path / "x.tmodel") as reader:
-        assert reader.source_schema_version == 5
+        assert reader.source_schema_version == 6
+
+
+# -- schema step 5 -> 6: training-state nodes and the manifest key `checkpoint` ----------------------------
+V6_NODES: dict[str, Any] = {
+    "optimizer": {
+        "optimizer": {
+            "class": "torch.optim.sgd.SGD",
+            "groups": [{"dict": [["lr", 0.1], ["momentum", 0.9]]}],
+            "params": [{"group": 0, "module": 0, "name": "w", "state": {"dict": []}}],
+        }
+    },
+    "stateful": {
+        "stateful": {
+            "kind": "lr_scheduler",
+            "class": "torch.optim.lr_scheduler.StepLR",
+            "state": {"dict": [["last_epoch", 3]]},
+        }
+    },
+}
+#: places in the object tree a version-6 node can sit (some of them refused by version 6 itself too)
+V6_PLACES: dict[str, Any] = {
+    "root": lambda n: n,
+    "deep in lists": lambda n: {"list": [{"tuple": [1, {"list": [n]}]}]},
+    "dict value": lambda n: {"dict": [["optim", n]]},
+    "dict key": lambda n: {"dict": [[{"tuple": [n]}, 1]]},
+    "ordered_dict metadata": lambda n: {"ordered_dict": {"items": [], "metadata": [n]}},
+    "counter value": lambda n: {"counter": [["a", n]]},
+    "set element": lambda n: {"set": [n]},
+    "tensor attribute": lambda n: {"tensor_attrs": {"of": {"tensor": 0}, "attrs": [["a", n]]}},
+}
+
+
+def _v5(root: Any = None) -> dict[str, Any]:
+    """A version-5 manifest (keys in the canonical order) with a module record and `root`."""
+    record = {
+        "type": "acme.Net",
+        "version": None,
+        "config": {},
+        "parameters": {"w": {"tensor": 0, "requires_grad": True}},
+        "buffers": {},
+        "children": {},
+        "training": True,
+    }
+    root = {"dict": [["model", {"module": 0}]]} if root is None else root
+    return {**_v2(), "schema_version": 5, "root": root, "modules": [record]}
+
+
+def _v6(root: Any = None, checkpoint: Any = None) -> dict[str, Any]:
+    return {**_v5(root), "schema_version": 6, "checkpoint": checkpoint}
+
+
+def test_the_step_lists_the_node_kinds_version_6_added() -> None:
+    from tmodel.manifest import nodes
+
+    assert v5_to_v6.FROM_VERSION == 5 and v5_to_v6.TO_VERSION == 6
+    assert set(v5_to_v6.V6_ONLY_NODES) == set(V6_NODES) == {nodes._NODE_TAGS[k] for k in nodes.TRAINING_STATE}
+
+
+def test_v5_to_v6_adds_a_nil_checkpoint_and_keeps_everything_else() -> None:
+    before = _v5()
+    after = v5_to_v6.upgrade(copy.deepcopy(before))
+    assert after == {**before, "schema_version": 6, "checkpoint": None}
+    assert list(after) == [*before, "checkpoint"]  # the key order of SPEC.md §5, part of the bytes
+    assert v5_to_v6.downgrade(copy.deepcopy(after)) == before
+    assert list(v5_to_v6.downgrade(after)) == list(before)
+
+
+@pytest.mark.parametrize("value", [None, {"type": "acme.Run", "version": 1}, 3])
+def test_v5_to_v6_refuses_a_v5_manifest_holding_checkpoint(value: Any) -> None:
+    m = {**_v5(), "checkpoint": value}
+    with pytest.raises(ValueError, match="no 'checkpoint' key") as info:
+        v5_to_v6.upgrade(copy.deepcopy(m))
+    assert type(info.value) is ValueError
+    with pytest.raises(TModelError) as err:
+        chain.upgrade(m)
+    assert err.value.code == "MANIFEST_SCHEMA"
+
+
+@pytest.mark.parametrize("place", sorted(V6_PLACES))
+@pytest.mark.parametrize("kind", sorted(V6_NODES))
+def test_v6_nodes_are_refused_in_a_v5_manifest_and_in_a_downgrade(kind: str, place: str) -> None:
+    root = V6_PLACES[place](copy.deepcopy(V6_NODES[kind]))
+    with pytest.raises(ValueError, match=f"no '{kind}' nodes"):
+        v5_to_v6.upgrade(_v5(root))
+    with pytest.raises(ValueError, match=f"no '{kind}' nodes"):
+        v5_to_v6.downgrade(_v6(root))
+    with pytest.raises(TModelError) as err:
+        chain.upgrade(_v5(root))
+    assert err.value.code == "MANIFEST_SCHEMA"
+    with pytest.raises(TModelError) as err:  # a version-4 manifest goes through the same step
+        chain.upgrade({**_v5(root), "schema_version": 4, "modules": []})
+    assert err.value.code == "MANIFEST_SCHEMA"
+
+
+@pytest.mark.parametrize("version", [1, 7])
+def test_v6_to_v5_refuses_a_checkpoint_version(version: int) -> None:
+    m = _v6(checkpoint={"type": "acme.Run", "version": version})
+    with pytest.raises(ValueError, match="no checkpoint version"):
+        v5_to_v6.downgrade(copy.deepcopy(m))
+    with pytest.raises(ValueError, match="no checkpoint version"):
+        chain.downgrade(m, 2)
+
+
+def test_node_lookalikes_are_not_v6_nodes() -> None:
+    """Metadata, extensions and dict keys that spell a version-6 tag are data, not nodes."""
+    m = {
+        **_v5({"dict": [["optimizer", "stateful"], ["checkpoint", {"list": ["optimizer"]}]]}),
+        "metadata": {"optimizer": {"optimizer": {"class": "x"}}, "checkpoint": None},
+        "extensions": {"org.example.stateful": {"stateful": 1}},
+    }
+    assert v5_to_v6.downgrade(v5_to_v6.upgrade(copy.deepcopy(m))) == m
+
+
+def _wire(path: Path) -> tuple[dict[str, Any], bytes]:
+    """A file's decoded manifest and its bytes."""
+    import struct
+
+    import msgpack
+
+    data = path.read_bytes()
+    offset, length = struct.unpack_from("<QQ", data, len(data) - 64)
+    raw = data[offset : offset + length]
+    return msgpack.unpackb(raw, raw=False, strict_map_key=False), raw
+
+
+def test_a_plain_file_downgrades_and_upgrades_back_exactly(tmp_path: Path) -> None:
+    from tmodel.manifest.encoding import pack_manifest
+
+    torch.manual_seed(0)
+    obj = {"model": torch.nn.Sequential(torch.nn.Linear(3, 2)), "step": 4, "w": torch.ones(2)}
+    tmodel.save(obj, tmp_path / "plain.tmodel", metadata={"run": "a"})
+    wire, raw = _wire(tmp_path / "plain.tmodel")
+    assert wire["schema_version"] == 6 and wire["checkpoint"] is None
+    for target in (5, 2):
+        down = chain.downgrade(copy.deepcopy(wire), target)
+        assert down["schema_version"] == target and "checkpoint" not in down
+        up, source = chain.upgrade(copy.deepcopy(down))
+        assert source == target and up == wire and list(up) == list(wire)
+        assert pack_manifest(up) == raw  # byte for byte
+
+
+@pytest.mark.parametrize("path", GOLDEN_V5, ids=lambda p: p.stem)
+def test_frozen_v5_manifests_upgrade_and_downgrade_back_byte_for_byte(path: Path) -> None:
+    from tmodel.manifest.encoding import pack_manifest
+
+    wire, raw = _wire(path)
+    up, source = chain.upgrade(copy.deepcopy(wire))
+    assert source == 5 and up == {**wire, "schema_version": 6, "checkpoint": None}
+    assert pack_manifest(chain.downgrade(up, 5)) == raw
+
+
+def test_a_training_checkpoint_does_not_downgrade(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1)
+    for kind, obj in (("optimizer", {"model": model, "opt": opt}), ("stateful", {"sched": sched})):
+        tmodel.save(obj, tmp_path / f"{kind}.tmodel")
+        wire, _ = _wire(tmp_path / f"{kind}.tmodel")
+        with pytest.raises(ValueError, match=f"no '{kind}' nodes"):
+            chain.downgrade(wire, 5)

@@ -7,9 +7,14 @@ little-endian); `root`, `metadata` and module configs are tagged JSON: {"$list":
 {"$float": "nan"|"inf"|"-inf"}; from schema 3 {"$ordered_dict": {"items": [[key, value], ...], "metadata":
 [value] or []}}, {"$counter": [[key, value], ...]}, {"$set": [key, ...]} (in file order), {"$bytearray": hex},
 {"$complex": [re, im]}, {"$size": [...]}, {"$device": name}, {"$parameter": [name, requires_grad]},
-{"$requires_grad": name}, {"$ndarray": {"dtype", "shape", "hex"}}, {"$numpy_scalar": {"dtype", "hex"}}.
+{"$requires_grad": name}, {"$ndarray": {"dtype", "shape", "hex"}}, {"$numpy_scalar": {"dtype", "hex"}}; from
+schema 4 {"$layout": name}, {"$qscheme": name}, {"$meta_tensor": {...}}, {"$tensor_attrs": {"of", "attrs"}};
+from schema 5 (configs) {"$ref": name}, {"$partial": {"ref", "args", "kwargs"}}, {"$object": {"type",
+"data"}}; from schema 6 {"$optimizer": {"class", "groups": [value, ...], "params": [{"group", "module",
+"name", "state"}, ...]}} and {"$stateful": {"kind", "class", "state"}}.
 Plain JSON scalars stand for themselves. Every map whose keys could be a user's is tagged, so no user key can
-be mistaken for a tag. `modules` is present when the file holds modules.
+be mistaken for a tag. `modules` is present when the file holds modules, `checkpoint` ({"type", "version"})
+when the file records a checkpoint version (schema 6; a nil one is left out, as in every older file).
 """
 
 from __future__ import annotations
@@ -34,12 +39,14 @@ from tmodel.manifest.nodes import (
     NdarrayNode,
     NumpyScalarNode,
     ObjectNode,
+    OptimizerNode,
     ParameterRef,
     PartialNode,
     QschemeNode,
     RefNode,
     SetNode,
     SizeNode,
+    StatefulNode,
     TensorRef,
     fold,
 )
@@ -120,6 +127,16 @@ def _node(n: Any, m: Manifest) -> Any:
             }
         if kind is ObjectNode:
             return {"$object": {"type": x.value.type, "data": fold(x.value.data, leaf, _TAGGED)}}
+        if kind is OptimizerNode:
+            params = [
+                {"group": p.group, "module": p.module, "name": p.name, "state": fold(p.state, leaf, _TAGGED)}
+                for p in x.value.params
+            ]
+            groups = [fold(g, leaf, _TAGGED) for g in x.value.groups]
+            return {"$optimizer": {"class": x.value.cls, "groups": groups, "params": params}}
+        if kind is StatefulNode:
+            state = fold(x.value.state, leaf, _TAGGED)
+            return {"$stateful": {"kind": x.value.kind, "class": x.value.cls, "state": state}}
         return _value(x)
 
     return fold(n, leaf, _TAGGED)
@@ -152,6 +169,8 @@ def describe(path: str) -> dict[str, Any]:
         }
         if m.modules:
             out["modules"] = [_module(r, m) for r in m.modules]
+        if m.checkpoint is not None:
+            out["checkpoint"] = {"type": m.checkpoint.type, "version": m.checkpoint.version}
         return out
 
 

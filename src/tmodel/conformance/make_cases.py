@@ -13,8 +13,10 @@ time, no randomness without a seed).
 from __future__ import annotations
 
 import collections
+import copy
 import hashlib
 import json
+import random
 import shutil
 import struct
 import sys
@@ -35,6 +37,7 @@ from tmodel.container.framing import HEADER_SIZE, TRAILER_SIZE, align, pack_trai
 from tmodel.manifest.encoding import pack_manifest
 from tmodel.manifest.schema import SCHEMA_VERSION
 from tmodel.tensors.dtypes import VALUE_TORCH_DTYPES
+from tmodel.training import RNGState
 
 from .describe import describe
 from .freeze import all_dtypes
@@ -198,6 +201,36 @@ def _torch_types_v4() -> dict[str, Any]:
     }
 
 
+def _training_state() -> dict[str, Any]:
+    """Schema version 6's training state: a model, an AdamW optimizer after one step with two parameter
+    groups (the second over a layer without a bias), an LR scheduler, a gradient scaler and the random
+    generators' states (seeded generators of their own, so the file depends on no global state)."""
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2, bias=False))
+    groups: list[dict[str, Any]] = [
+        {"params": model[0].parameters()},
+        {"params": model[2].parameters(), "lr": 0.01},
+    ]
+    optim = torch.optim.AdamW(groups, lr=0.1, betas=(0.8, 0.9), weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.StepLR(optim, step_size=2, gamma=0.5)
+    model(torch.randn(5, 4)).square().sum().backward()
+    optim.step()
+    sched.step()
+    rng = RNGState(
+        torch.Generator().manual_seed(6).get_state(),
+        random.Random(6).getstate(),
+        np.random.RandomState(6).get_state(),
+    )
+    return {
+        "model": model,
+        "optim": optim,
+        "sched": sched,
+        "scaler": torch.amp.GradScaler("cpu"),
+        "rng": rng,
+        "epoch": 1,
+    }
+
+
 @dataclass(frozen=True)
 class Valid:
     make: Callable[[], Any]
@@ -331,6 +364,12 @@ VALID: dict[str, Valid] = {
         "§5.4",
         "(schema 4) tuple, dtype, device, complex, size, layout and qscheme keys and set elements, layout, "
         "qscheme, meta_tensor and tensor_attrs nodes",
+    ),
+    "training_state": Valid(
+        _training_state,
+        "§5, §5.4",
+        "(schema 6) an optimizer node (AdamW after a step, two parameter groups, a layer without a bias), "
+        "stateful nodes of an LR scheduler, a gradient scaler and the random generators",
     ),
 }
 
@@ -571,9 +610,53 @@ def _dup_top(wire: dict[str, Any]) -> bytes:
     )
 
 
+def _older(w: dict[str, Any], version: int) -> None:
+    """A version-6 manifest renumbered as an older version, without the key version 6 added."""
+    del w["checkpoint"]
+    w["schema_version"] = version
+
+
+def _older_with_root(version: int, root: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(w: dict[str, Any]) -> None:
+        _older(w, version)
+        w["root"] = root
+
+    return mutate
+
+
 def _v2_with_v3_dtype(w: dict[str, Any]) -> None:
-    w["schema_version"] = 2
+    _older(w, 2)
     w["tensors"][0]["dtype"] = "float8_e8m0fnu"
+
+
+def _optim(w: dict[str, Any]) -> dict[str, Any]:
+    """The optimizer node's body in training_state's root (params: record 1 weight and bias in group 0,
+    record 3 weight in group 1; record 3 has a nil bias)."""
+    body: dict[str, Any] = next(v for k, v in w["root"]["dict"] if k == "optim")["optimizer"]
+    return body
+
+
+def _stateful(w: dict[str, Any], key: str) -> dict[str, Any]:
+    body: dict[str, Any] = next(v for k, v in w["root"]["dict"] if k == key)["stateful"]
+    return body
+
+
+def _opt_param(i: int, **change: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda w: _optim(w)["params"][i].update(change)
+
+
+def _opt_param_twice(w: dict[str, Any]) -> None:
+    params = _optim(w)["params"]
+    params[1] = copy.deepcopy(params[0])
+
+
+def _optimizer_in_config(w: dict[str, Any]) -> None:
+    w["modules"][1]["config"]["optim"] = {"optimizer": copy.deepcopy(_optim(w))}
+
+
+def _v5_with_optimizer(w: dict[str, Any]) -> None:
+    _older(w, 5)
+    w["root"]["dict"] = [e for e in w["root"]["dict"] if e[0] in ("model", "optim")]
 
 
 def _module_cycle(w: dict[str, Any]) -> None:
@@ -1617,8 +1700,8 @@ HOSTILE: dict[str, Hostile] = {
     "v2_with_set_node": H(
         "base",
         25,
-        manifest(lambda w: w.update(schema_version=2, root={"set": [1]})),
-        "schema_version 3 -> 2, root -> {'set': [1]} (a version-3 node)",
+        manifest(_older_with_root(2, {"set": [1]})),
+        "schema_version 6 -> 2 (key 'checkpoint' removed), root -> {'set': [1]} (a version-3 node)",
         ("MANIFEST_SCHEMA",),
         "§12",
         "a version-2 manifest holding a node kind version 3 added",
@@ -1627,7 +1710,8 @@ HOSTILE: dict[str, Hostile] = {
         "base",
         25,
         manifest(_v2_with_v3_dtype),
-        "schema_version 3 -> 2, tensor 0 dtype -> 'float8_e8m0fnu' (a version-3 dtype)",
+        "schema_version 6 -> 2 (key 'checkpoint' removed), tensor 0 dtype -> 'float8_e8m0fnu' (a version-3 "
+        "dtype)",
         ("UNKNOWN_DTYPE",),
         "§12",
         "a version-2 manifest naming a dtype version 3 added",
@@ -1635,8 +1719,8 @@ HOSTILE: dict[str, Hostile] = {
     "v3_with_layout_node": H(
         "base",
         25,
-        manifest(lambda w: w.update(schema_version=3, root={"layout": "strided"})),
-        "schema_version 4 -> 3, root -> {'layout': 'strided'} (a version-4 node)",
+        manifest(_older_with_root(3, {"layout": "strided"})),
+        "schema_version 6 -> 3 (key 'checkpoint' removed), root -> {'layout': 'strided'} (a version-4 node)",
         ("MANIFEST_SCHEMA",),
         "§12",
         "a version-3 manifest holding a node kind version 4 added",
@@ -1644,8 +1728,8 @@ HOSTILE: dict[str, Hostile] = {
     "v3_with_tuple_key": H(
         "base",
         25,
-        manifest(lambda w: w.update(schema_version=3, root={"dict": [[{"tuple": [1]}, 0]]})),
-        "schema_version 4 -> 3, root -> {(1,): 0} (a version-4 key)",
+        manifest(_older_with_root(3, {"dict": [[{"tuple": [1]}, 0]]})),
+        "schema_version 6 -> 3 (key 'checkpoint' removed), root -> {(1,): 0} (a version-4 key)",
         ("MANIFEST_SCHEMA",),
         "§12",
         "a version-3 manifest holding a key that is not a scalar",
@@ -1915,6 +1999,161 @@ HOSTILE: dict[str, Hostile] = {
         ("LIMIT_EXCEEDED",),
         "§5.7",
         "a path through more than max_depth module records",
+    ),
+    # schema 6: training state (optimizer and stateful nodes) and the checkpoint version
+    "optimizer_param_module_out_of_range": H(
+        "training_state",
+        10,
+        manifest(_opt_param(0, module=99)),
+        "optimizer parameter 0 module 1 -> 99",
+        ("BAD_TENSOR",),
+        "§5.4",
+        "(schema 6) an optimizer parameter of a module record beyond the table",
+    ),
+    "optimizer_param_not_a_parameter": H(
+        "training_state",
+        10,
+        manifest(_opt_param(0, name="running_mean")),
+        "optimizer parameter 0 name 'weight' -> 'running_mean' (no parameter of record 1, a Linear)",
+        ("BAD_TENSOR",),
+        "§5.4",
+        "(schema 6) an optimizer parameter its module record does not hold",
+    ),
+    "optimizer_param_nil_slot": H(
+        "training_state",
+        10,
+        manifest(_opt_param(2, name="bias")),
+        "optimizer parameter 2 name 'weight' -> 'bias' (record 3's nil parameter slot)",
+        ("BAD_TENSOR",),
+        "§5.4",
+        "(schema 6) an optimizer parameter naming an unset parameter slot (bias=False)",
+    ),
+    "optimizer_param_twice": H(
+        "training_state",
+        6,
+        manifest(_opt_param_twice),
+        "optimizer parameter 1 (record 1 'bias') -> a copy of parameter 0 (record 1 'weight')",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "(schema 6) one parameter's optimizer state given twice (readers keeping the first or last differ)",
+    ),
+    "optimizer_group_out_of_range": H(
+        "training_state",
+        10,
+        manifest(_opt_param(2, group=2)),
+        "optimizer parameter 2 group 1 -> 2 (the node has groups 0 and 1)",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "(schema 6) an optimizer parameter of a parameter group beyond the node's groups",
+    ),
+    "optimizer_groups_out_of_order": H(
+        "training_state",
+        6,
+        manifest(_opt_param(0, group=1)),
+        "optimizer parameter 0 group 0 -> 1 (groups along the params: 1, 0, 1)",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "(schema 6) optimizer parameters not in group order (positional readers would regroup them)",
+    ),
+    "optimizer_group_lists_params": H(
+        "training_state",
+        6,
+        manifest(lambda w: _optim(w)["groups"][0]["dict"].append(["params", {"list": [0, 1]}])),
+        "optimizer group 0 gains 'params' -> [0, 1]",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "(schema 6) a parameter group that lists parameters by position beside the node's params",
+    ),
+    "optimizer_state_int_key": H(
+        "training_state",
+        7,
+        manifest(lambda w: _optim(w)["params"][0]["state"]["dict"].append([1, 0.5])),
+        "optimizer parameter 0 state gains the int key 1 -> 0.5",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "(schema 6) an optimizer parameter's state that is not a dict of string keys",
+    ),
+    "optimizer_in_layer_config": H(
+        "training_state",
+        31,
+        manifest(_optimizer_in_config),
+        "module 1 (torch.nn.Linear) config gains 'optim' -> a copy of the optimizer node",
+        ("MANIFEST_SCHEMA",),
+        "§5.4, §5.7",
+        "(schema 6) training state in a layer config (the object tree only holds it)",
+    ),
+    "optimizer_state_holds_module": H(
+        "training_state",
+        24,
+        manifest(lambda w: _optim(w)["params"][0]["state"]["dict"].append(["m", {"module": 0}])),
+        "optimizer parameter 0 state gains 'm' -> {'module': 0}",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "(schema 6) a module reference inside optimizer state (state is data; it never rebuilds a module)",
+    ),
+    "optimizer_class_path": H(
+        "training_state",
+        21,
+        manifest(lambda w: _optim(w).update({"class": "../torch/optim/AdamW"})),
+        "optimizer class 'torch.optim.adamw.AdamW' -> '../torch/optim/AdamW'",
+        ("BAD_NAME",),
+        "§5.4, §5.7",
+        "(schema 6) an optimizer class name that is a path",
+    ),
+    "stateful_kind_unknown": H(
+        "training_state",
+        10,
+        manifest(lambda w: _stateful(w, "sched").update(kind="callback")),
+        "the scheduler's stateful kind 'lr_scheduler' -> 'callback'",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "(schema 6) a stateful node of a kind not on the format's list",
+    ),
+    "stateful_class_path": H(
+        "training_state",
+        21,
+        manifest(lambda w: _stateful(w, "sched").update({"class": "torch/optim/lr_scheduler/StepLR"})),
+        "the scheduler's class 'torch.optim.lr_scheduler.StepLR' -> 'torch/optim/lr_scheduler/StepLR'",
+        ("BAD_NAME",),
+        "§5.4, §5.7",
+        "(schema 6) a stateful node's class name that is a path",
+    ),
+    "checkpoint_type_path": H(
+        "training_state",
+        21,
+        manifest(_top("checkpoint", {"type": "../conformance/Trainer", "version": 2})),
+        "checkpoint nil -> {'type': '../conformance/Trainer', 'version': 2}",
+        ("BAD_NAME",),
+        "§5",
+        "(schema 6) a checkpoint type that is not a registered name",
+    ),
+    "checkpoint_version_0": H(
+        "training_state",
+        3,
+        manifest(_top("checkpoint", {"type": "conformance.Trainer", "version": 0})),
+        "checkpoint nil -> {'type': 'conformance.Trainer', 'version': 0}",
+        ("MANIFEST_SCHEMA",),
+        "§4, §5",
+        "(schema 6) a checkpoint version 0 (versions start at 1)",
+    ),
+    "v5_with_optimizer_node": H(
+        "training_state",
+        25,
+        manifest(_v5_with_optimizer),
+        "schema_version 6 -> 5 (key 'checkpoint' removed), root entries but 'model' and 'optim' (the "
+        "optimizer node) removed",
+        ("MANIFEST_SCHEMA",),
+        "§5.9, §12",
+        "a version-5 manifest holding a node kind version 6 added",
+    ),
+    "v5_with_checkpoint_key": H(
+        "base",
+        25,
+        manifest(_top("schema_version", 5)),
+        "schema_version 6 -> 5, the key 'checkpoint' (nil) kept",
+        ("MANIFEST_SCHEMA",),
+        "§5.9, §12",
+        "a version-5 manifest holding the key version 6 added",
     ),
 }
 
