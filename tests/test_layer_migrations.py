@@ -95,7 +95,8 @@ def test_rewrite_on_disk_copies_untouched_blobs_byte_for_byte(tmp_path: Path) ->
     shutil.copy(FIXTURES / "example.Scale" / "v1.tmodel", tmp_path / "scale.v1.tmodel")
     out = tmp_path / "scale.v2.tmodel"
     assert tmodel.rewrite.migration_plan(tmp_path / "scale.v1.tmodel") == [
-        "example.Scale v1 -> v2: rename_w (1 module)"
+        "example.Scale v1 -> v2: rename_w (1 module)",
+        "  model: rename_w: rename w -> weight",
     ]
     applied = tmodel.migrate_file(tmp_path / "scale.v1.tmodel", out)
     assert applied == ["example.Scale v1 -> v2: rename_w (1 module)"]
@@ -337,7 +338,12 @@ def test_cli_migrate_dry_run_rewrite_and_downgrade(tmp_path: Path) -> None:
     v1 = FIXTURES / "example.Attention" / "v1.tmodel"
     rc, out, err = _cli("migrate", str(v1), "--dry-run")
     assert (rc, err) == (0, "")
-    assert out == "example.Attention v1 -> v3: split_qkv -> rename_heads_add_temperature (1 module)\n"
+    assert out == (  # the plan, then each step's tensor and config operations, as alembic prints its SQL
+        "example.Attention v1 -> v3: split_qkv -> rename_heads_add_temperature (1 module)\n"
+        "  model: split_qkv: split qkv [24, 8] along 0 into q 8, k 8, v 8\n"
+        "  model: rename_heads_add_temperature: add buffer temperature []\n"
+        "  model: rename_heads_add_temperature: rename config n_heads -> num_heads\n"
+    )
     rc, out, err = _cli("migrate", str(v1), "-o", str(tmp_path / "v3.tmodel"))
     assert rc == 0 and _layer(tmp_path / "v3.tmodel") == ("example.Attention", 3)
     rc, out, err = _cli(
@@ -354,6 +360,9 @@ def test_cli_migrate_dry_run_rewrite_and_downgrade(tmp_path: Path) -> None:
     assert out == (  # a downgrade is described as one
         "example.Attention downgrade v3 -> v1: rename_heads_add_temperature (downgrade) -> split_qkv "
         "(downgrade) (1 module)\n"
+        "  model: rename_heads_add_temperature: drop temperature\n"
+        "  model: rename_heads_add_temperature: rename config num_heads -> n_heads\n"
+        "  model: split_qkv: merge q, k, v along 0 into qkv [24, 8]\n"
     )
     rc, out, err = _cli(
         "migrate",

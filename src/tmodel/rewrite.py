@@ -37,13 +37,20 @@ PathLike = str | os.PathLike[str]
 def migration_plan(
     path: PathLike, targets: dict[str, int] | None = None, limits: Limits = DEFAULT_LIMITS
 ) -> list[str]:
-    """What `migrate_file` would apply, one line per layer and version range; empty when up to date."""
-    with Reader(path, limits) as reader:
-        check_layers(reader.manifest, path, targets)
+    """What `migrate_file` would apply, one line per layer and version range, then each module's tensor and
+    config operations as its steps make them (run in memory, reading only the tensors they read; nothing is
+    written), as alembic's offline mode prints its SQL; empty when up to date."""
+    with Reader(path, limits, 0, torch_merge, one_intra_op_thread) as reader:
         m = reader.manifest
-        return describe_steps(m, steps_per_record(m, targets)) + describe_checkpoint_steps(
-            m, checkpoint_steps_of(m)
-        )
+        check_layers(m, path, targets)
+        lines = describe_steps(m, steps_per_record(m, targets))
+        lines += describe_checkpoint_steps(m, checkpoint_steps_of(m))
+        if not lines:
+            return []
+        up = apply_steps(m, lambda i: materialize(reader, [i], torch.device("cpu"))[0], targets)
+        for where, ops in up.ops.items():
+            lines += [f"  {where}: {op}" for op in ops]
+        return lines
 
 
 def check_layers(m: Manifest, path: PathLike, targets: dict[str, int] | None = None) -> None:

@@ -139,7 +139,10 @@ def apply_steps(m: Manifest, load: Load, targets: dict[str, int] | None = None) 
         layer = graph.records[i]
         down = steps[0].to_version == layer.version
         for step in steps:
+            done, config = len(layer.ops), dict(layer.config)
             run_step(step, layer, down=down)
+            layer.ops += config_ops(config, layer.config)
+            layer.ops[done:] = [f"{step.name}: {op}" for op in layer.ops[done:]]
         graph.stepped.add(id(layer))
         if not down and known_name(layer.type) and registered_spec(layer.type).version == layer.version:
             check_against_class(layer, steps[-1])
@@ -210,6 +213,32 @@ def _unview(v: Any, up: Upgraded, taken: set[str], keys: tuple[str, ...], depth:
     if node is NOT_PLAIN:
         raise MigrationError(f"a checkpoint step left a value of type {type(v).__name__}, which is not data")
     return node
+
+
+def config_ops(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """A step's config edits as lines: renamed (a removed and an added field of equal value), removed,
+    added and changed fields."""
+    removed = [k for k in before if k not in after]
+    added = [k for k in after if k not in before]
+    ops = []
+    for k in list(removed):
+        twin = next((a for a in added if _same_value(before[k], after[a])), None)
+        if twin is not None:
+            removed.remove(k)
+            added.remove(twin)
+            ops.append(f"rename config {k} -> {twin}")
+    ops += [f"drop config {k}" for k in removed]
+    ops += [f"add config {k} = {after[k]!r}" for k in added]
+    changed = [k for k in before if k in after and not _same_value(before[k], after[k])]
+    ops += [f"set config {k} = {after[k]!r} (was {before[k]!r})" for k in changed]
+    return ops
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:  # values whose comparison is not a bool
+        return False
 
 
 def check_against_class(layer: LayerRecord, last: Step) -> None:
