@@ -66,3 +66,14 @@ def test_library_classes_story_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         registry.unregister("hf.GPT2LMHeadModel")
         references.unregister_reference("hf.GPT2Config")
         references.unregister_reference("acme.expit")
+
+
+def test_migration_story_resumes_training_in_a_fresh_process(tmp_path: Path) -> None:
+    """The "Writing a migration" story runs as written: v1 trained and saved, v2 resumes from it."""
+    text = README.read_text().split("### A story end to end")[1]
+    block = re.findall(r"```python\n(.*?)```", text, re.S)[0]
+    done = subprocess.run(
+        [sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "run.tmodel").exists()
