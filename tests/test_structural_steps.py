@@ -172,3 +172,31 @@ def test_a_checkpoint_newer_than_the_program_is_refused(tmp_path: Path, run_type
     tmodel.register_checkpoint(run_type, version=2)
     with pytest.raises(LayerVersionError):
         tmodel.load(path)
+
+
+def test_a_step_breaking_a_child_is_caught_by_the_rebuild_check_naming_it(tmp_path: Path) -> None:
+    """What the per-record check cannot see (a child's tensors) the meta-device rebuild check does."""
+
+    class Holder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+
+    registry.register("structural.Holder", version=1)(Holder)
+    try:
+        path = tmp_path / "h.tmodel"
+        tmodel.save(Holder(), path)
+        registry.unregister("structural.Holder")
+        registry.register("structural.Holder", version=2)(Holder)
+
+        @steps.migration("structural.Holder", from_version=1)
+        def break_child(rec: LayerRecord) -> None:
+            rec.child("lin").rename("weight", "wt")
+
+        with pytest.raises(tmodel.TModelError) as err:
+            tmodel.migrate_file(path, tmp_path / "out.tmodel")
+        assert err.value.code == "STATE_MISMATCH" and "break_child" in str(err.value)
+        assert not (tmp_path / "out.tmodel").exists()
+    finally:
+        registry.unregister("structural.Holder")
+        steps.unregister_steps("structural.Holder")
