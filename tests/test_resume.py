@@ -246,3 +246,28 @@ def test_an_optimizer_whose_parameters_are_not_saved_is_refused(tmp_path: Path) 
         tmodel.save({"optim": torch.optim.SGD([t], lr=0.1)}, tmp_path / "x.tmodel")
     assert err.value.code == "UNSUPPORTED_TYPE"
     assert 'checkpoint["optim"]: parameter 0 of the optimizer' in str(err.value)
+
+
+def test_inspect_shows_training_state(
+    tmp_path: Path, version: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from tmodel.cli.main import main
+
+    path, _ = _checkpoint(tmp_path, version)
+    capsys.readouterr()
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "optimizer: torch.optim.adamw.AdamW, 1 group(s), 4 parameters (4 with state)" in out
+    assert "lr_scheduler: torch.optim.lr_scheduler.StepLR" in out and "rng: tmodel.RNGState" in out
+    assert main(["inspect", "--json", str(path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["training_state"][0] == {
+        "kind": "optimizer",
+        "class": "torch.optim.adamw.AdamW",
+        "groups": 1,
+        "parameters": 4,
+        "with_state": 4,
+    }
+    assert doc["checkpoint"] is None

@@ -32,7 +32,7 @@ from ..codecs.table import CHOICES
 from ..errors import ConformanceFailure, FileAccessError, TModelError
 from ..manifest.dtypes import DTYPES
 from ..manifest.module_tree import architecture, render
-from ..manifest.nodes import MetaTensorNode, walk
+from ..manifest.nodes import MetaTensorNode, OptimizerNode, StatefulNode, mapping_items, walk
 from ..manifest.schema import Manifest
 from .configs import show_config
 from .layers import add_import_option, load_layers
@@ -135,7 +135,30 @@ def inspect_document(path: str, m: Manifest, file_size: int, schema_version: int
             for n in walk([m.root])
             if type(n) is MetaTensorNode
         ],
+        "training_state": _training_state(m),
+        "checkpoint": None if m.checkpoint is None else m.checkpoint.model_dump(),
     }
+
+
+def _training_state(m: Manifest) -> list[dict[str, Any]]:
+    """Optimizers (class, groups, parameters, those with state) and stateful nodes (kind, class)."""
+    out: list[dict[str, Any]] = []
+    for n in walk([m.root]):
+        if type(n) is OptimizerNode:
+            body = n.value
+            stepped = sum(1 for p in body.params if mapping_items(p.state))
+            out.append(
+                {
+                    "kind": "optimizer",
+                    "class": body.cls,
+                    "groups": len(body.groups),
+                    "parameters": len(body.params),
+                    "with_state": stepped,
+                }
+            )
+        elif type(n) is StatefulNode:
+            out.append({"kind": n.value.kind, "class": n.value.cls})
+    return out
 
 
 def _table(rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
@@ -187,6 +210,16 @@ def _render(doc: dict[str, Any]) -> str:
         )
         more = ", ..." if len(doc["meta_tensors"]) > 8 else ""
         lines.append(f"meta tensors (no data): {len(doc['meta_tensors'])}: {shown}{more}")
+    for t in doc["training_state"]:
+        if t["kind"] == "optimizer":
+            lines.append(
+                f"optimizer: {quote(t['class'])}, {t['groups']} group(s), {t['parameters']} parameters "
+                f"({t['with_state']} with state)"
+            )
+        else:
+            lines.append(f"{t['kind']}: {quote(t['class'])}")
+    if doc["checkpoint"]:
+        lines.append(f"checkpoint layout: {quote(doc['checkpoint']['type'])} v{doc['checkpoint']['version']}")
     if doc["architecture"]:
         lines.append("architecture:")
         lines += render(_quoted_tree(doc["architecture"]))
