@@ -770,6 +770,7 @@ class Reader:
             _schema("params" not in keys and "param_names" not in keys, "an optimizer group lists params")
         records = self.m["modules"]
         seen: set[tuple[int, str]] = set()
+        tensors: set[Any] = set()  # a tied parameter is one parameter of the optimizer (§5.4)
         last = 0
         for p in v["params"]:
             group, module, name = p["group"], p["module"], p["name"]
@@ -782,6 +783,9 @@ class Reader:
                 _fail("BAD_TENSOR", f"optimizer parameter {name!r}: module {module} has no such parameter")
             _schema((module, name) not in seen, f"optimizer parameter {name!r} of module {module} twice")
             seen.add((module, name))
+            tensor = records[module]["parameters"][name]["tensor"]
+            _schema(tensor not in tensors, f"optimizer parameter {name!r}: its tensor is listed twice")
+            tensors.add(tensor)
             _string_keys(p["state"], "an optimizer parameter's state")
         return inside
 

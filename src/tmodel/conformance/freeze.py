@@ -160,12 +160,18 @@ class _Block(torch.nn.Module):
         return {"widths": self.widths, "norm": type(self.norm), "act": self.act_fn}
 
 
-def _configs() -> dict[str, Any]:
+def register_layers() -> None:
+    """Register the layer and value types of the `configs` case, which a reader rebuilding its modules
+    needs (the reference implementation calls this; PROTOCOL.md names them)."""
     from tmodel.nn import references, registry
 
     if not registry.known_name("conformance.Block"):
         tmodel.register("conformance.Block", version=2)(_Block)
         references.register_value_type(_Widths, "conformance.Widths")
+
+
+def _configs() -> dict[str, Any]:
+    register_layers()
     g = torch.Generator().manual_seed(13)
     act = functools.partial(torch.nn.functional.leaky_relu, negative_slope=0.25)
     block = _Block(_Widths(3, 2), torch.nn.LayerNorm, act)

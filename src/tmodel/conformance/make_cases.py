@@ -204,7 +204,11 @@ def _torch_types_v4() -> dict[str, Any]:
 def _training_state() -> dict[str, Any]:
     """Schema version 6's training state: a model, an AdamW optimizer after one step with two parameter
     groups (the second over a layer without a bias), an LR scheduler, a gradient scaler and the random
-    generators' states (seeded generators of their own, so the file depends on no global state)."""
+    generators' states (seeded generators of their own, so the file depends on no global state), saved
+    with the checkpoint layout version conformance.Trainer v2."""
+    from tmodel.nn.checkpoint_steps import register_checkpoint
+
+    register_checkpoint("conformance.Trainer", 2)
     torch.manual_seed(4)
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2, bias=False))
     groups: list[dict[str, Any]] = [
@@ -369,7 +373,9 @@ VALID: dict[str, Valid] = {
         _training_state,
         "§5, §5.4",
         "(schema 6) an optimizer node (AdamW after a step, two parameter groups, a layer without a bias), "
-        "stateful nodes of an LR scheduler, a gradient scaler and the random generators",
+        "stateful nodes of an LR scheduler, a gradient scaler and the random generators, and a checkpoint "
+        "layout version (conformance.Trainer v2)",
+        {"checkpoint": "conformance.Trainer"},
     ),
 }
 
@@ -648,6 +654,11 @@ def _opt_param(i: int, **change: Any) -> Callable[[dict[str, Any]], None]:
 def _opt_param_twice(w: dict[str, Any]) -> None:
     params = _optim(w)["params"]
     params[1] = copy.deepcopy(params[0])
+
+
+def _opt_param_tied(w: dict[str, Any]) -> None:
+    """Record 3's weight made the tensor of record 1's: one tensor, two optimizer parameters."""
+    w["modules"][3]["parameters"]["weight"]["tensor"] = w["modules"][1]["parameters"]["weight"]["tensor"]
 
 
 def _optimizer_in_config(w: dict[str, Any]) -> None:
@@ -2036,6 +2047,15 @@ HOSTILE: dict[str, Hostile] = {
         ("MANIFEST_SCHEMA",),
         "§5.4",
         "(schema 6) one parameter's optimizer state given twice (readers keeping the first or last differ)",
+    ),
+    "optimizer_param_tied": H(
+        "training_state",
+        6,
+        manifest(_opt_param_tied),
+        "module 3 parameter 'weight' -> module 1's weight tensor (optimizer parameters 0 and 2 then name it)",
+        ("MANIFEST_SCHEMA",),
+        "§5.4",
+        "(schema 6) a tied parameter given optimizer state twice (a state dict one parameter too long)",
     ),
     "optimizer_group_out_of_range": H(
         "training_state",

@@ -19,6 +19,7 @@ from tmodel.tensors.dtypes import TORCH_DTYPES, VALUE_TORCH_DTYPES
 from tmodel.tensors.values import meta_tensor
 
 from .describe import describe
+from .freeze import register_layers
 
 
 def _tensor(entry: dict[str, Any], data: str) -> torch.Tensor:
@@ -124,6 +125,7 @@ def handle(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
+    register_layers()  # the golden `configs` case's own layer types
     for line in sys.stdin:
         req = json.loads(line)
         sys.stdout.write(json.dumps(handle(req)) + "\n")

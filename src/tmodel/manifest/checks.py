@@ -393,6 +393,7 @@ def _check_optimizer(node: OptimizerNode, m: Manifest) -> None:
         if "params" in keys or "param_names" in keys:
             raise ManifestSchemaError("an optimizer group lists its parameters (they are the node's params)")
     seen: set[tuple[int, str]] = set()
+    tensors: set[int] = set()  # a tied parameter is one parameter of the optimizer
     last = 0
     for p in body.params:
         if p.group >= len(body.groups) or p.group < last:
@@ -407,6 +408,13 @@ def _check_optimizer(node: OptimizerNode, m: Manifest) -> None:
         if (p.module, p.name) in seen:
             raise ManifestSchemaError(f"optimizer parameter {p.name!r} of module {p.module} listed twice")
         seen.add((p.module, p.name))
+        tensor = m.modules[p.module].parameters[p.name]
+        assert tensor is not None
+        if tensor.tensor in tensors:
+            raise ManifestSchemaError(
+                f"optimizer parameter {p.name!r} of module {p.module}: its tensor is listed twice"
+            )
+        tensors.add(tensor.tensor)
         _string_keys(p.state, "an optimizer parameter's state")
 
 
