@@ -218,9 +218,12 @@ def test_an_optimizer_over_another_model_is_a_state_mismatch(tmp_path: Path, ver
     model = nn.Sequential(cls(), nn.Linear(D, 2))
     other = nn.Linear(3, 3)
     opt = torch.optim.AdamW(list(model.parameters()) + list(other.parameters()))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(StateMismatch) as err:
         tmodel.load_checkpoint(path, model=model, optimizer=opt)
     assert "is not a parameter of the model" in str(err.value)
+    # refused before anything changed: the model keeps its weights, the optimizer has no state
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()) and not opt.state
 
 
 def test_rng_states_restore(tmp_path: Path) -> None:

@@ -75,17 +75,6 @@ def load_checkpoint(
         device = api._device_of(where, loaded)
         m, tensors = api._upgraded(reader, m, loaded, device) if needs_steps(m) else (m, loaded)
         base = _root_record(m)
-        if model is not None:
-            key = _key_of(m, base) if base is not None else None
-            load_into(
-                model,
-                m,
-                lambda ix: [tensors[i] for i in ix],
-                strict=strict,
-                key=key,
-                assign=False,
-                dtype=None,
-            )
         builder = ModuleBuilder(m, tensors, device)
 
         def module(i: int) -> nn.Module:
@@ -108,25 +97,47 @@ def load_checkpoint(
 
         tree = to_python(m.root, tensors.__getitem__, module, training=training)
         root_module = module(base) if base is not None else None
-    found = _found(m, nodes)
-    for opt, saved in _pick(optimizer, found["optimizer"], "optimizer"):
-        if root_module is None:
-            raise NotFound(
-                "the checkpoint holds no module, so optimizer state cannot be matched to parameters"
+        found = _found(m, nodes)
+        # every object matched and every optimizer's state mapped before anything is changed
+        optimizers = [
+            (opt, _optimizer_state(m, base, root_module, opt, saved, strict))
+            for opt, saved in _pick(optimizer, found["optimizer"], "optimizer")
+        ]
+        schedulers = _pick(scheduler, found["lr_scheduler"], "scheduler")
+        scalers = _pick(scaler, found["grad_scaler"], "scaler")
+        if model is not None:
+            load_into(
+                model,
+                m,
+                lambda ix: [tensors[i] for i in ix],
+                strict=strict,
+                key=_key_of(m, base) if base is not None else None,
+                assign=False,
+                dtype=None,
             )
-        paths = _param_paths(m, base)
-        entries = [(g, paths[(mod, name)], st) for g, mod, name, st in saved.params if (mod, name) in paths]
-        if len(entries) != len(saved.params):
-            raise StateMismatch("the checkpoint's optimizer holds parameters of modules outside its model")
-        opt.load_state_dict(optimizer_state_for(opt, root_module, saved.groups, entries, strict))
-    for obj, state in _pick(scheduler, found["lr_scheduler"], "scheduler"):
-        obj.load_state_dict(state)
-    for obj, state in _pick(scaler, found["grad_scaler"], "scaler"):
+    for opt, state_dict in optimizers:
+        opt.load_state_dict(state_dict)
+    for obj, state in schedulers + scalers:
         obj.load_state_dict(state)
     if restore_rng:
         for state in found["rng"].values():
             state.restore()
     return _plain(tree)
+
+
+def _optimizer_state(
+    m: Manifest, base: int | None, model: nn.Module | None, opt: Any, saved: _Optimizer, strict: bool
+) -> dict[str, Any]:
+    """The state dict for `opt` from a saved optimizer, its parameters matched by path in `model`."""
+    if model is None:
+        raise NotFound(
+            "the checkpoint holds no single model, so optimizer state cannot be matched to parameters"
+        )
+    paths = _param_paths(m, base)
+    entries = [(g, paths[(mod, name)], st) for g, mod, name, st in saved.params if (mod, name) in paths]
+    if len(entries) != len(saved.params):
+        raise StateMismatch("the checkpoint's optimizer holds parameters of modules outside its model")
+    return optimizer_state_for(opt, model, saved.groups, entries, strict)
 
 
 def _root_record(m: Manifest) -> int | None:
