@@ -19,6 +19,7 @@ import sys
 import traceback
 from typing import Any, cast
 
+import blake3
 import numpy as np
 import xxhash
 import zstandard
@@ -86,8 +87,8 @@ NUMPY_DTYPES = frozenset(
 )
 CODECS = ("raw", "zstd", "bytegroup-zstd")
 # checksum name -> (trailer digest_id, digest length)
-CHECKSUMS = {"xxh3-64": (1, 8), "sha256": (2, 32)}
-DIGEST_IDS = {1: "xxh3-64", 2: "sha256"}
+CHECKSUMS = {"xxh3-64": (1, 8), "sha256": (2, 32), "blake3": (3, 32)}
+DIGEST_IDS = {1: "xxh3-64", 2: "sha256", 3: "blake3"}
 
 MANIFEST_KEYS_V2 = (
     "schema_version",
@@ -369,6 +370,8 @@ def zstd_segment(seg: bytes, expected: int) -> bytes:
 def chunk_digest(algo: str, data: bytes) -> bytes:
     if algo == "xxh3-64":
         return xxhash.xxh3_64_digest(data)  # canonical (big-endian) form
+    if algo == "blake3":
+        return blake3.blake3(data).digest()  # 32 bytes, the default output length
     return hashlib.sha256(data).digest()
 
 
@@ -542,8 +545,8 @@ class Reader:
 
     def _blobs(self) -> None:
         m = self.m
-        if m["checksum"] not in CHECKSUMS:
-            _fail("UNKNOWN_CHECKSUM", m["checksum"])
+        if m["checksum"] not in CHECKSUMS or (self.sv < 6 and m["checksum"] == "blake3"):
+            _fail("UNKNOWN_CHECKSUM", m["checksum"])  # §12: blake3 is a checksum of version 6
         self.algo = m["checksum"]
         dlen = CHECKSUMS[self.algo][1]
         expect = 64

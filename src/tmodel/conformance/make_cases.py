@@ -347,6 +347,12 @@ VALID: dict[str, Valid] = {
         "sha256 for the manifest digest and the chunk digests",
         {"checksum": "sha256"},
     ),
+    "blake3_checksum": Valid(
+        lambda: {"a": torch.arange(32, dtype=torch.float32), "b": torch.arange(5, dtype=torch.int64)},
+        "§7",
+        "(schema 6) blake3 for the manifest digest and the chunk digests",
+        {"checksum": "blake3"},
+    ),
     "model_sequential": Valid(
         _sequential,
         "§5.7",
@@ -2165,6 +2171,15 @@ HOSTILE: dict[str, Hostile] = {
         ("MANIFEST_SCHEMA",),
         "§5.9, §12",
         "a version-5 manifest holding a node kind version 6 added",
+    ),
+    "v5_blake3_checksum": H(
+        "blake3_checksum",
+        3,
+        manifest(lambda w: _older(w, 5)),
+        "schema_version 6 -> 5 (the key 'checkpoint' dropped), checksum blake3 kept",
+        ("UNKNOWN_CHECKSUM",),
+        "§7, §12",
+        "a version-5 manifest naming the checksum version 6 added",
     ),
     "v5_with_checkpoint_key": H(
         "base",

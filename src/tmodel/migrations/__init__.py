@@ -2,14 +2,16 @@
 applies them: a manifest of any released version is upgraded step by step to the current one before it is
 validated. Steps work on plain decoded msgpack maps and import nothing but the standard library; a step
 refuses content its source version cannot hold with a ValueError (MANIFEST_SCHEMA), or with its own
-`UnknownDtype` subclass of it for a dtype name that version's table lacks (UNKNOWN_DTYPE)."""
+`UnknownDtype` / `UnknownChecksum` subclass of it for a dtype or checksum name that version lacks
+(UNKNOWN_DTYPE, UNKNOWN_CHECKSUM)."""
 
 from __future__ import annotations
 
 from types import ModuleType
 from typing import Any
 
-from ..errors import ManifestSchemaError, UnknownDtype, UnsupportedVersion
+from ..errors import ManifestSchemaError, TModelError, UnknownDtype, UnsupportedVersion
+from ..errors import UnknownChecksum as UnknownChecksumError
 from . import v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6
 
 STEPS: tuple[ModuleType, ...] = (v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6)
@@ -40,8 +42,11 @@ def upgrade(wire: Any) -> tuple[dict[str, Any], int]:
         try:
             wire = step.upgrade(wire)
         except ValueError as exc:
-            unknown = getattr(step, "UnknownDtype", None)
-            error = UnknownDtype if unknown is not None and isinstance(exc, unknown) else ManifestSchemaError
+            error: type[TModelError] = ManifestSchemaError
+            for attr, kind in (("UnknownDtype", UnknownDtype), ("UnknownChecksum", UnknownChecksumError)):
+                own = getattr(step, attr, None)
+                if own is not None and isinstance(exc, own):
+                    error = kind
             raise error(f"schema version {step.FROM_VERSION}: {exc}") from None
     return wire, source
 
