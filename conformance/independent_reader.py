@@ -367,6 +367,35 @@ def zstd_segment(seg: bytes, expected: int) -> bytes:
     return out
 
 
+SIGNED_FLAG = 1  # §3.1: the file holds a signature block (§3.4)
+MAX_SIGNATURE_BLOCK = 1 << 16
+SIGNATURE_KEYS = ("algorithm", "key_id", "public_key", "signature")
+
+
+def _signature_block(block: bytes, checksum: str) -> None:
+    """§3.4: the block's structure (this reader has no cryptography, so it verifies no signature and
+    reports none as valid)."""
+    try:
+        entries = decode_msgpack(block)
+    except ReaderError:
+        _fail("BAD_SIGNATURE", "the signature block is not valid msgpack")
+    if type(entries) is not list or not 1 <= len(entries) <= 64:
+        _fail("BAD_SIGNATURE", "the signature block is not an array of 1..64 signatures")
+    seen: set[bytes] = set()
+    for e in entries:
+        if type(e) is not dict or sorted(e) != sorted(SIGNATURE_KEYS):
+            _fail("BAD_SIGNATURE", "a signature is not a map of exactly its four keys")
+        if e["algorithm"] not in ("ed25519", "ecdsa-p256"):
+            _fail("BAD_SIGNATURE", "unknown signature algorithm")
+        if not all(type(e[k]) is bytes for k in SIGNATURE_KEYS[1:]):
+            _fail("BAD_SIGNATURE", "a signature's key_id, public_key or signature is not bin")
+        if hashlib.sha256(e["public_key"]).digest() != e["key_id"] or e["key_id"] in seen:
+            _fail("BAD_SIGNATURE", "a key_id that is not its key's SHA-256, or one key twice")
+        seen.add(e["key_id"])
+    if checksum not in ("sha256", "blake3"):
+        _fail("BAD_SIGNATURE", "a signed file's digests are not cryptographic")
+
+
 def chunk_digest(algo: str, data: bytes) -> bytes:
     if algo == "xxh3-64":
         return xxhash.xxh3_64_digest(data)  # canonical (big-endian) form
@@ -419,7 +448,7 @@ class Reader:
         cv, flags = struct.unpack_from("<II", head, 8)
         if cv == 0 or cv > CONTAINER_VERSION:
             _fail("UNSUPPORTED_VERSION", f"container version {cv}")
-        if flags != 0:
+        if flags & ~SIGNED_FLAG:
             _fail("UNKNOWN_FEATURE", f"required flags {flags:#x}")
         if any(head[16:64]):
             _fail("BAD_LAYOUT", "non-zero reserved header bytes")
@@ -429,9 +458,13 @@ class Reader:
         trailer = self._pread(size - 64, 64)
         if trailer[56:64] != END_MAGIC:
             _fail("TRUNCATED", "no trailer")
-        m_off, m_len, digest_id = struct.unpack_from("<QQH", trailer, 0)
-        if any(trailer[18:24]):
+        m_off, m_len, digest_id, s_len = struct.unpack_from("<QQHI", trailer, 0)
+        if any(trailer[22:24]):
             _fail("BAD_LAYOUT", "non-zero reserved trailer bytes")
+        if bool(flags & SIGNED_FLAG) != (s_len > 0):  # §3.4: a signature block exactly when flagged
+            _fail("BAD_LAYOUT", "signature block length and the SIGNED flag disagree")
+        if s_len > MAX_SIGNATURE_BLOCK:
+            _fail("LIMIT_EXCEEDED", "signature block above 64 KiB")
         if digest_id not in DIGEST_IDS:
             _fail("UNKNOWN_CHECKSUM", f"digest id {digest_id}")
         algo = DIGEST_IDS[digest_id]
@@ -440,16 +473,21 @@ class Reader:
             _fail("BAD_LAYOUT", "non-zero bytes after the manifest digest")
         if m_len > MAX_MANIFEST_BYTES:
             _fail("LIMIT_EXCEEDED", "manifest_length above max_manifest_bytes")
-        if m_off < 64 or m_off % 64 or m_off + m_len != size - 64:
+        if m_off < 64 or m_off % 64 or m_off + m_len + s_len != size - 64:
             _fail("BAD_LAYOUT", "manifest offset/length do not fit the file")
         mbytes = self._pread(m_off, m_len)
-        if chunk_digest(algo, head + mbytes + trailer[:24]) != trailer[24 : 24 + dlen]:
+        block = self._pread(m_off + m_len, s_len) if s_len else b""
+        if chunk_digest(algo, head + mbytes + block + trailer[:24]) != trailer[24 : 24 + dlen]:
             _fail("CHECKSUM_MISMATCH", "manifest digest")
         self.manifest_offset = m_off
         # §4 msgpack
         self.phase = "manifest"
         m = decode_msgpack(mbytes)
-        return self._manifest(m)
+        out = self._manifest(m)
+        if block:
+            self.phase = "data"
+            _signature_block(block, m["checksum"])
+        return out
 
     # -- manifest -----------------------------------------------------------------------------------------
     def _manifest(self, m: Any) -> dict[str, Any]:

@@ -110,7 +110,7 @@ def test_verify_ok(mode: str, good: Path, capsys: pytest.CaptureFixture[str]) ->
         checked = sum(b.nbytes for b in r.manifest.blobs)
     assert run(mode, ["verify", str(good)], capsys) == (
         0,
-        f"ok: {good} ({n} tensors, {checked} bytes checked)\n",
+        f"ok: {good} ({n} tensors, {checked} bytes checked, unsigned)\n",
         "",
     )
     assert (n, checked) == (5, 64 * 4 + 16 + 10)
@@ -439,4 +439,4 @@ def test_every_line_a_command_prints_is_escaped(tmp_path: Path, capsys: pytest.C
     tmodel.save({"w": torch.ones(1)}, path)
     rc, out, err = run("inprocess", ["verify", str(path)], capsys)
     assert (rc, err) == (0, "")
-    assert out == f"ok: {tmp_path}/ok\\x1b[2J\\u202e.tmodel (1 tensors, 4 bytes checked)\n"
+    assert out == f"ok: {tmp_path}/ok\\x1b[2J\\u202e.tmodel (1 tensors, 4 bytes checked, unsigned)\n"

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .nn.steps import migration
     from .resume import load_checkpoint
     from .rewrite import migrate_file
+    from .sign import keygen, sign_file, signatures
     from .training import RNGState, rng_state
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "TModelError",
     "TModelFile",
     "checkpoint_migration",
+    "keygen",
     "load",
     "load_bytes",
     "load_checkpoint",
@@ -48,6 +50,8 @@ __all__ = [
     "rng_state",
     "save",
     "save_bytes",
+    "sign_file",
+    "signatures",
     "testing",
 ]
 __version__ = "0.1.0"
@@ -70,6 +74,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "register_checkpoint": (".nn.checkpoint_steps", "register_checkpoint"),
     "checkpoint_migration": (".nn.checkpoint_steps", "checkpoint_migration"),
     "migrate_file": (".rewrite", "migrate_file"),
+    "sign_file": (".sign", "sign_file"),
+    "signatures": (".sign", "signatures"),
+    "keygen": (".sign", "keygen"),
     "load_checkpoint": (".resume", "load_checkpoint"),
     "rng_state": (".training", "rng_state"),
     "RNGState": (".training", "RNGState"),

@@ -18,6 +18,7 @@ import torch
 
 from .archive.progress import ProgressArg, progress_for
 from .archive.reader import Reader, names_file
+from .archive.signing import private_key, require, signed_block
 from .archive.writer import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_LEVEL,
@@ -73,9 +74,10 @@ def save(
     level: int = DEFAULT_LEVEL,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     threads: int = 0,
-    checksum: str = digests.DEFAULT,
+    checksum: str | None = None,
     progress: ProgressArg = None,
     checkpoint: str | None = None,
+    sign_with: Any = None,
 ) -> None:
     """Save a state dict or checkpoint (dict/list/tuple/str/int/float/bool/None/bytes/tensors/modules) to a
     path, atomically, or into a writable binary file object from its position (built whole first, then
@@ -85,7 +87,8 @@ def save(
     `_metadata`, Counter, set, bytearray, complex, torch.Size, device, dtype, Parameters), modules, and numpy
     arrays and scalars (SPEC.md §5.4); optimizers, LR schedulers, gradient scalers and `tmodel.rng_state()`
     as training state. `checkpoint` names a layout type registered with `tmodel.register_checkpoint`, whose
-    version the file records for checkpoint steps.
+    version the file records for checkpoint steps. `sign_with` (a private key, PEM/OpenSSH bytes or key
+    file) embeds a signature (SPEC.md §3.4); `checksum` is then `"blake3"` unless given (xxh3-64 otherwise).
 
     >>> tmodel.save({"w": torch.ones(2)}, "ckpt.tmodel", metadata={"step": 10})
     >>> buf = io.BytesIO(); tmodel.save(model.state_dict(), buf)
@@ -98,7 +101,7 @@ def save(
     if not to_path:
         check_writable(f)
     sources, finish, options = _prepare(
-        obj, metadata, codec, level, chunk_size, threads, checksum, checkpoint
+        obj, metadata, codec, level, chunk_size, threads, checksum, checkpoint, sign_with
     )
     with progress_for(progress, "save") as report:
         if to_path:
@@ -115,16 +118,17 @@ def save_bytes(
     level: int = DEFAULT_LEVEL,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     threads: int = 0,
-    checksum: str = digests.DEFAULT,
+    checksum: str | None = None,
     progress: ProgressArg = None,
     checkpoint: str | None = None,
+    sign_with: Any = None,
 ) -> bytes:
     """What `save` would write, as bytes (safetensors.torch.save's counterpart; `load_bytes` reads them).
 
     >>> data = tmodel.save_bytes({"w": torch.ones(2)})
     """
     sources, finish, options = _prepare(
-        obj, metadata, codec, level, chunk_size, threads, checksum, checkpoint
+        obj, metadata, codec, level, chunk_size, threads, checksum, checkpoint, sign_with
     )
     with progress_for(progress, "save") as report:
         return write_bytes(sources, finish, options, report)
@@ -137,11 +141,25 @@ def _prepare(
     level: int,
     chunk_size: int,
     threads: int,
-    checksum: str,
+    checksum: str | None,
     checkpoint: str | None = None,
+    sign_with: Any = None,
 ) -> tuple[list[Source], Any, Options]:
     """Everything checked and planned before a byte is written: the blobs, the manifest builder, options.
     (The returned sources view the planned tensors' memory; `finish` keeps the plan alive.)"""
+    if checksum is None:
+        checksum = digests.DEFAULT if sign_with is None else "blake3"
+    sign = None
+    if sign_with is not None:
+        signer = private_key(sign_with)
+        if checksum not in digests.CRYPTOGRAPHIC:
+            raise InvalidArgument(
+                f"sign_with needs cryptographic digests: checksum='blake3' or 'sha256', not {checksum!r}"
+            )
+
+        def sign(manifest: bytes, content_size: int) -> bytes:
+            return signed_block(b"", signer, manifest, content_size, str(checksum))
+
     try:
         meta = check_metadata(metadata or {})
     except TModelError as exc:
@@ -154,6 +172,7 @@ def _prepare(
         split=torch_split,
         worker_init=one_intra_op_thread,
         check=check_modules,
+        sign=sign,
     ).validated()
     layout: CheckpointWire | None = None
     if checkpoint is not None:
@@ -186,6 +205,8 @@ def load(
     threads: int = 0,
     mmap: bool = True,
     progress: ProgressArg = None,
+    trusted_keys: Any = None,
+    require_signature: bool = False,
 ) -> Any:
     """Load what `save` wrote, from a path or a readable, seekable binary file object (from its position
     to its end): the same structure, tensors bit-exact, shared storages still shared, modules rebuilt from
@@ -200,6 +221,7 @@ def load(
     """
     where = placement(map_location)
     with _reader(f, limits, threads) as reader, progress_for(progress, "load") as report:
+        require(reader.signatures, trusted_keys, require_signature)
         return _load_root(reader, where, dtype, mmap, report)
 
 
@@ -494,6 +516,11 @@ class TModelFile:
         with progress_for(progress, "verify") as report:
             reader.verify(report)
 
+    @property
+    def signatures(self) -> list[Any]:
+        """The file's signatures, each verified on open (algorithm and key id); empty when unsigned."""
+        return list(self.reader.signatures)
+
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
@@ -507,9 +534,21 @@ class TModelFile:
 
 
 def open_file(
-    f: ReadTarget, *, limits: Limits = DEFAULT_LIMITS, threads: int = 0, mmap: bool = True
+    f: ReadTarget,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    threads: int = 0,
+    mmap: bool = True,
+    trusted_keys: Any = None,
+    require_signature: bool = False,
 ) -> TModelFile:
     """Open a file lazily: the manifest is read and validated now, tensors when asked for. `f` is a path
     or a readable, seekable binary file object (read from its position; keep it open while the result
-    is; for bytes, `tmodel.open(io.BytesIO(data))`)."""
-    return TModelFile(f, limits, threads, mmap)
+    is; for bytes, `tmodel.open(io.BytesIO(data))`). Signatures as `load` checks them."""
+    opened = TModelFile(f, limits, threads, mmap)
+    try:
+        require(opened.reader.signatures, trusted_keys, require_signature)
+    except BaseException:
+        opened.close()
+        raise
+    return opened

@@ -175,6 +175,18 @@ class BadCompressedData(TModelError):
     code, phase = "BAD_COMPRESSED_DATA", "data"
 
 
+class BadSignature(TModelError):
+    """A signature block that is malformed, or a signature that does not verify: always fatal."""
+
+    code, phase = "BAD_SIGNATURE", "data"
+
+
+class SignatureRequired(TModelError):
+    """A caller required a signature by a trusted key and the file has none."""
+
+    code, phase = "SIGNATURE_REQUIRED", "usage"
+
+
 class BadValue(TModelError):
     code, phase = "BAD_VALUE", "data"
 
@@ -278,6 +290,7 @@ ALL_ERRORS: tuple[type[TModelError], ...] = (
     BadTensor,
     ChecksumMismatch,
     BadCompressedData,
+    BadSignature,
     BadValue,
     UnregisteredType,
     BadConfig,
@@ -287,6 +300,7 @@ ALL_ERRORS: tuple[type[TModelError], ...] = (
     UnsupportedType,
     NotFound,
     InvalidArgument,
+    SignatureRequired,
     ConformanceFailure,
     FileAccessError,
     MissingFile,

@@ -45,6 +45,7 @@ from ..manifest.checks import read_manifest, tensor_extent
 from ..manifest.dtypes import check_bool_bytes
 from ..manifest.schema import Blob, Manifest
 from .progress import Progress
+from .signing import verify_block
 from .threads import default_threads
 
 __all__ = ["Progress", "Reader", "bool_regions"]
@@ -124,18 +125,24 @@ class Reader:
         size = self.file_size
         src = self.source
         header = src.read(min(size, HEADER_SIZE), 0)
-        check_header(header)
+        flags = check_header(header)
         if size < HEADER_SIZE + TRAILER_SIZE:
             raise Truncated(f"file of {size} bytes has no room for a trailer")
         trailer_raw = src.read(TRAILER_SIZE, size - TRAILER_SIZE)
-        trailer = parse_trailer(trailer_raw, size, self.limits)
+        trailer = parse_trailer(trailer_raw, size, self.limits, flags)
         raw = src.read(trailer.manifest_length, trailer.manifest_offset)
-        check_manifest_digest(trailer, header, raw, trailer_raw)
+        end = trailer.manifest_offset + trailer.manifest_length
+        block = src.read(trailer.signatures_length, end) if trailer.signatures_length else b""
+        check_manifest_digest(trailer, header, raw, trailer_raw, block)
         with _collector_paused():
             manifest, self.source_schema_version = read_manifest(
-                raw, self.limits, trailer.manifest_offset, size
+                raw, self.limits, trailer.manifest_offset, end + 64
             )
-            return manifest
+        #: every signature, verified against its own key (an invalid one is BAD_SIGNATURE, SPEC.md §3.4)
+        self.signatures = verify_block(block, raw, end, manifest.checksum) if block else []
+        #: where the manifest ends: the signed content's size, and where a signature block goes
+        self.content_size = end
+        return manifest
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def close(self) -> None:

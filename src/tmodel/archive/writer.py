@@ -21,7 +21,7 @@ from ..codecs.planes import Split, split_planes
 from ..codecs.table import encode_chunk
 from ..container import digests, writeback
 from ..container.atomic import replace_atomically
-from ..container.framing import ALIGNMENT, TRAILER_SIZE, align, pack_header, pack_trailer
+from ..container.framing import ALIGNMENT, SIGNED, TRAILER_SIZE, align, pack_header, pack_trailer
 from ..container.streams import write_into
 from ..errors import InvalidArgument, LimitExceeded, TModelError, Truncated, UnsupportedType
 from ..limits import DEFAULT_LIMITS
@@ -82,6 +82,8 @@ class Options:
     check: Callable[[Manifest], None] | None = None
     #: bytes by which raw-stored frames must grow the file (0 on a first write; see the module's rule)
     raw_needed: int = 0
+    #: the signature block for (manifest bytes, size up to the manifest's end): the file is signed
+    sign: Callable[[bytes, int], bytes] | None = None
 
     def validated(self) -> Options:
         for name in ("chunk_size", "level", "threads"):
@@ -226,7 +228,7 @@ def _write(
     progress: Progress | None,
     early_writeback: bool = True,
 ) -> None:
-    header = pack_header()
+    header = pack_header(SIGNED if options.sign is not None else 0)
     f.write(header)
     pos = len(header)
     total = sum(s.nbytes if isinstance(s, StoredBlob) else len(s.data) for s in sources)
@@ -298,7 +300,9 @@ def _write(
     if options.check is not None:
         options.check(checked)
     f.write(manifest)
-    f.write(pack_trailer(pos, manifest, options.checksum, header))
+    block = b"" if options.sign is None else options.sign(manifest, pos + len(manifest))
+    f.write(block)
+    f.write(pack_trailer(pos, manifest, options.checksum, header, block))
 
 
 def check_written(raw: bytes, offset: int) -> Manifest:

@@ -1690,8 +1690,8 @@ HOSTILE: dict[str, Hostile] = {
     "required_flag": H(
         "base",
         25,
-        with_header(header(flags=1)),
-        "header required_flags 0 -> 1 (manifest digest recomputed)",
+        with_header(header(flags=2)),
+        "header required_flags 0 -> 2 (manifest digest recomputed; bit 0 is SIGNED, bit 1 unknown)",
         ("UNKNOWN_FEATURE",),
         "§3.1",
         "an unknown required container flag",

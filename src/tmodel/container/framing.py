@@ -1,8 +1,10 @@
 """The byte framing of a .tmodel file (SPEC.md §3): header, aligned blob region, trailer.
 
 Rules: integers are little-endian; the header is 64 bytes at offset 0, the trailer 64 bytes at the end;
-the header's reserved bytes and all padding are zero; the trailer's digest covers the header, the manifest
-bytes and the trailer's first 24 bytes. This module knows bytes only; it never interprets the manifest.
+the header's reserved bytes and all padding are zero; a signed file (header flag SIGNED) holds a signature
+block between the manifest and the trailer, whose length the trailer gives; the trailer's digest covers the
+header, the manifest bytes, the signature block and the trailer's first 24 bytes. This module knows bytes
+only; it never interprets the manifest or the signatures.
 """
 
 from __future__ import annotations
@@ -29,11 +31,16 @@ CONTAINER_VERSION = 1
 HEADER_SIZE = 64
 TRAILER_SIZE = 64
 ALIGNMENT = 64
-KNOWN_FLAGS = 0  # container v1 defines no feature flags
+#: required flag: the file holds a signature block (SPEC.md §3.4)
+SIGNED = 1
+KNOWN_FLAGS = SIGNED
 
 _HEADER = struct.Struct("<8sII48s")  # magic, container version, required flags, reserved
-_TRAILER = struct.Struct("<QQH6s32s8s")  # manifest offset, length, digest id, reserved, digest, end magic
+#: manifest offset, length, digest id, signature block length, reserved, digest, end magic
+_TRAILER = struct.Struct("<QQHI2s32s8s")
 _SIGNED = 24  # trailer bytes covered by the digest
+#: the largest signature block a reader accepts (SPEC.md §3.4, §8)
+MAX_SIGNATURE_BLOCK = 1 << 16
 
 
 def align(offset: int) -> int:
@@ -41,12 +48,12 @@ def align(offset: int) -> int:
     return (offset + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
 
 
-def pack_header() -> bytes:
-    return _HEADER.pack(MAGIC, CONTAINER_VERSION, 0, bytes(48))
+def pack_header(flags: int = 0) -> bytes:
+    return _HEADER.pack(MAGIC, CONTAINER_VERSION, flags, bytes(48))
 
 
-def check_header(raw: bytes) -> None:
-    """Validate the 64-byte header."""
+def check_header(raw: bytes) -> int:
+    """Validate the 64-byte header; returns its required flags."""
     if len(raw) < HEADER_SIZE:
         if MAGIC.startswith(raw[: len(MAGIC)]):
             raise Truncated(f"file of {len(raw)} bytes is shorter than the {HEADER_SIZE}-byte header")
@@ -60,6 +67,7 @@ def check_header(raw: bytes) -> None:
         raise UnknownFeature(f"unknown required container flags 0x{flags & ~KNOWN_FLAGS:08x}")
     if reserved != bytes(48):
         raise BadLayout("reserved header bytes are not zero")
+    return int(flags)
 
 
 @dataclass(frozen=True)
@@ -68,32 +76,47 @@ class Trailer:
     manifest_length: int
     digest_name: str
     digest: bytes
+    signatures_length: int = 0
 
 
-def pack_trailer(manifest_offset: int, manifest: bytes, digest_name: str, header: bytes) -> bytes:
-    """The trailer for a manifest at `manifest_offset`, with its digest computed."""
+def pack_trailer(
+    manifest_offset: int, manifest: bytes, digest_name: str, header: bytes, signatures: bytes = b""
+) -> bytes:
+    """The trailer for a manifest at `manifest_offset` (and the signature block after it), with its
+    digest computed."""
     algo_id, _length, _ = digests.ALGORITHMS[digest_name]
-    prefix = struct.pack("<QQH6s", manifest_offset, len(manifest), algo_id, bytes(6))
-    digest = manifest_digest(digest_name, header, manifest, prefix)
+    prefix = struct.pack("<QQHI2s", manifest_offset, len(manifest), algo_id, len(signatures), bytes(2))
+    digest = manifest_digest(digest_name, header, manifest + signatures, prefix)
     return _TRAILER.pack(
-        manifest_offset, len(manifest), algo_id, bytes(6), digest.ljust(32, b"\0"), END_MAGIC
+        manifest_offset,
+        len(manifest),
+        algo_id,
+        len(signatures),
+        bytes(2),
+        digest.ljust(32, b"\0"),
+        END_MAGIC,
     )
 
 
 def manifest_digest(name: str, header: bytes, manifest: bytes, prefix: bytes) -> bytes:
+    """The trailer digest over the header, the manifest (and signature block) bytes and `prefix`."""
     h = digests.Hasher(name)
     for part in (header, manifest, prefix):
         h.update(part)
     return h.digest()
 
 
-def parse_trailer(raw: bytes, file_size: int, limits: Limits) -> Trailer:
-    """Validate the trailer's fields against the file's size and the limits."""
-    offset, length, algo_id, reserved, digest, end = _TRAILER.unpack(raw)
+def parse_trailer(raw: bytes, file_size: int, limits: Limits, flags: int = 0) -> Trailer:
+    """Validate the trailer's fields against the file's size, the header's flags and the limits."""
+    offset, length, algo_id, signatures, reserved, digest, end = _TRAILER.unpack(raw)
     if end != END_MAGIC:
         raise Truncated("no trailer at the end of the file (torn or truncated write)")
-    if reserved != bytes(6):
+    if reserved != bytes(2):
         raise BadLayout("reserved trailer bytes are not zero")
+    if bool(flags & SIGNED) != (signatures > 0):
+        raise BadLayout("a signature block is there exactly when the header's SIGNED flag is set")
+    if signatures > MAX_SIGNATURE_BLOCK:
+        raise LimitExceeded(f"signature block of {signatures} bytes exceeds {MAX_SIGNATURE_BLOCK}")
     if algo_id not in digests.BY_ID:
         raise UnknownChecksum(f"unknown manifest digest algorithm id {algo_id}")
     name = digests.BY_ID[algo_id]
@@ -102,14 +125,18 @@ def parse_trailer(raw: bytes, file_size: int, limits: Limits) -> Trailer:
         raise BadLayout("digest padding in the trailer is not zero")
     if length > limits.max_manifest_bytes:
         raise LimitExceeded(f"manifest of {length} bytes exceeds the limit {limits.max_manifest_bytes}")
-    end_of_manifest = file_size - TRAILER_SIZE
+    end_of_manifest = file_size - TRAILER_SIZE - signatures
     if offset < HEADER_SIZE or offset % ALIGNMENT or offset + length != end_of_manifest:
         raise BadLayout(
-            f"manifest at {offset}+{length} does not end where the trailer begins ({end_of_manifest})"
+            f"manifest at {offset}+{length} does not end where the signature block or trailer begins "
+            f"({end_of_manifest})"
         )
-    return Trailer(offset, length, name, digest[:n])
+    return Trailer(offset, length, name, digest[:n], signatures)
 
 
-def check_manifest_digest(trailer: Trailer, header: bytes, manifest: bytes, trailer_raw: bytes) -> None:
-    if manifest_digest(trailer.digest_name, header, manifest, trailer_raw[:_SIGNED]) != trailer.digest:
+def check_manifest_digest(
+    trailer: Trailer, header: bytes, manifest: bytes, trailer_raw: bytes, signatures: bytes = b""
+) -> None:
+    covered = manifest + signatures
+    if manifest_digest(trailer.digest_name, header, covered, trailer_raw[:_SIGNED]) != trailer.digest:
         raise ChecksumMismatch("manifest checksum mismatch")
