@@ -894,7 +894,8 @@ CASES = sorted((ROOT / "conformance" / "cases").glob("*/*.json"))
 @pytest.mark.skipif(not CASES, reason="no conformance case corpus")
 def test_case_corpus() -> None:
     """Every case of conformance/cases/: valid ones give their description, hostile ones an allowed code.
-    Model-phase cases need the `modules` capability (rebuilding), which this reader does not claim."""
+    Model-phase cases need the `modules` capability (rebuilding), which this reader does not claim, and the
+    SHOULD case of a signature that does not verify needs cryptography, which it does not have."""
     failures = []
     for case in CASES:
         spec = json.loads(case.read_text())
@@ -907,6 +908,8 @@ def test_case_corpus() -> None:
         if "error" in expect:
             if expect["error"]["phase"] == "model":
                 continue
+            if spec["tier"] != "MUST" and expect["error"]["codes"] == ["BAD_SIGNATURE"]:
+                continue  # verifying a signature needs cryptography, which this reader lacks (SPEC.md §3.4)
             if got not in expect["error"]["codes"]:
                 failures.append((spec["id"], got if isinstance(got, str) else "ok"))
         elif got != expect["description"]:

@@ -106,6 +106,7 @@ PHASE = {
     "CHECKSUM_MISMATCH": "data",
     "BAD_COMPRESSED_DATA": "data",
     "BAD_VALUE": "data",
+    "BAD_SIGNATURE": "data",
     "UNREGISTERED_TYPE": "model",
     "LAYER_VERSION": "model",
     "BAD_CONFIG": "model",
@@ -353,6 +354,12 @@ VALID: dict[str, Valid] = {
         "(schema 6) blake3 for the manifest digest and the chunk digests",
         {"checksum": "blake3"},
     ),
+    "signed": Valid(
+        lambda: {"a": torch.arange(32, dtype=torch.float32), "b": torch.arange(5, dtype=torch.int64)},
+        "§3.4, §7",
+        "(schema 6) two signatures (Ed25519 keys from fixed seeds: deterministic) over a blake3 file",
+        {"checksum": "blake3", "sign_with": "conformance-key-1"},
+    ),
     "model_sequential": Valid(
         _sequential,
         "§5.7",
@@ -415,6 +422,34 @@ def with_raw(wire: dict[str, Any], key: str, raw_value: bytes) -> bytes:
 
 
 Edit = Callable[[bytes], bytes]
+
+
+def signing_key(seed: int) -> Any:
+    """A fixed Ed25519 key of the suite (Ed25519 signatures are deterministic, so the files are too)."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return ed25519.Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
+
+
+def signature_block(edit: Callable[[list[dict[str, Any]]], Any]) -> Edit:
+    """Change a signed file's decoded signature block, re-encode it, recompute the trailer digest."""
+
+    def run(data: bytes) -> bytes:
+        off, ln, algo, sl = struct.unpack_from("<QQHI", data, len(data) - TRAILER_SIZE)
+        entries = msgpack.unpackb(data[off + ln : off + ln + sl], raw=False)
+        out = edit(entries)
+        block = pack_manifest(entries if out is None else out)
+        raw = data[off : off + ln]
+        trailer = pack_trailer(off, raw, BY_ID[algo], data[:HEADER_SIZE], block)
+        return data[: off + ln] + block + trailer
+
+    return run
+
+
+def _flip_signature(entries: list[dict[str, Any]]) -> None:
+    sig = bytearray(entries[0]["signature"])
+    sig[0] ^= 0x01
+    entries[0]["signature"] = bytes(sig)
 
 
 def manifest(mutate: Callable[[dict[str, Any]], None]) -> Edit:
@@ -2181,6 +2216,34 @@ HOSTILE: dict[str, Hostile] = {
         "§7, §12",
         "a version-5 manifest naming the checksum version 6 added",
     ),
+    "signature_flipped": H(
+        "signed",
+        20,
+        signature_block(_flip_signature),
+        "first signature: bit 0 of its first byte flipped (trailer digest recomputed)",
+        ("BAD_SIGNATURE",),
+        "§3.4",
+        "(schema 6) a signature that does not verify (a reader that verifies signatures refuses it)",
+        tier="SHOULD",
+    ),
+    "signature_key_id_wrong": H(
+        "signed",
+        20,
+        signature_block(lambda e: e[0].update(key_id=bytes(32))),
+        "first signature: key_id -> 32 zero bytes (not its public key's SHA-256)",
+        ("BAD_SIGNATURE",),
+        "§3.4",
+        "(schema 6) a signature whose key id is not its key's",
+    ),
+    "signature_block_not_array": H(
+        "signed",
+        20,
+        signature_block(lambda e: {"signatures": e}),
+        "signature block: the array -> a map holding it",
+        ("BAD_SIGNATURE",),
+        "§3.4",
+        "(schema 6) a signature block that is not an array of signatures",
+    ),
     "v5_with_checkpoint_key": H(
         "base",
         25,
@@ -2212,7 +2275,12 @@ def write(out: Path) -> list[Path]:
         (out / sub).mkdir(parents=True)
     for name, v in VALID.items():
         path = out / "valid" / f"{name}.tmodel"
-        tmodel.save(v.make(), path, metadata=v.metadata, **v.options)
+        options = dict(v.options)
+        if "sign_with" in options:
+            options["sign_with"] = signing_key(1)
+        tmodel.save(v.make(), path, metadata=v.metadata, **options)
+        if name == "signed":
+            tmodel.sign_file(path, signing_key(2))
         case = {
             "id": f"valid/{name}",
             "file": path.name,
