@@ -25,7 +25,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ..codecs.planes import Merge, merge_planes
 from ..codecs.table import RAW, decode_chunk
@@ -45,7 +45,6 @@ from ..manifest.checks import read_manifest, tensor_extent
 from ..manifest.dtypes import check_bool_bytes
 from ..manifest.schema import Blob, Manifest
 from .progress import Progress
-from .signing import verify_block
 from .threads import default_threads
 
 __all__ = ["Progress", "Reader", "bool_regions"]
@@ -139,7 +138,11 @@ class Reader:
                 raw, self.limits, trailer.manifest_offset, end + 64
             )
         #: every signature, verified against its own key (an invalid one is BAD_SIGNATURE, SPEC.md §3.4)
-        self.signatures = verify_block(block, raw, end, manifest.checksum) if block else []
+        self.signatures: list[Any] = []
+        if block:  # cryptography is imported only for a signed file
+            from .signing import verify_block
+
+            self.signatures = verify_block(block, raw, end, manifest.checksum)
         #: where the manifest ends: the signed content's size, and where a signature block goes
         self.content_size = end
         return manifest
