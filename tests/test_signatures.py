@@ -186,3 +186,28 @@ def test_cli_keygen_sign_verify(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert capsys.readouterr().err.startswith("error[SIGNATURE_REQUIRED]: ")
     assert main(["keygen", str(tmp_path / "k")]) == 1  # never overwrites a key
     assert capsys.readouterr().err.startswith("error[INVALID_ARGUMENT]: ")
+
+
+def test_migrating_a_signed_file_says_the_result_is_unsigned(tmp_path: Path, keys: dict[str, Path]) -> None:
+    from torch import nn
+
+    from tmodel.nn import registry, steps
+
+    class Scale(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(2))
+
+    registry.register("signed.Scale", version=1)(Scale)
+    try:
+        path = tmp_path / "s.tmodel"
+        tmodel.save(Scale(), path, sign_with=keys["alice"])
+        registry.unregister("signed.Scale")
+        registry.register("signed.Scale", version=2)(Scale)
+        steps.migration("signed.Scale", from_version=1)(lambda rec: None)
+        lines = tmodel.migrate_file(path, tmp_path / "out.tmodel")
+        assert lines[-1] == "note: the migrated file is unsigned (its manifest changed): tmodel sign it again"
+        assert tmodel.signatures(tmp_path / "out.tmodel") == []
+    finally:
+        registry.unregister("signed.Scale")
+        steps.unregister_steps("signed.Scale")

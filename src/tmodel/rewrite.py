@@ -131,6 +131,11 @@ def migrate_file(
             if in_place:  # `src` is untouched: the copy made for this run goes too
                 os.unlink(kept)
             raise
+        if reader.signatures:  # they signed the old manifest: a migrated file carries none
+            return [
+                *up.applied,
+                "note: the migrated file is unsigned (its manifest changed): tmodel sign it again",
+            ]
         return up.applied
 
 
