@@ -211,3 +211,25 @@ def test_migrating_a_signed_file_says_the_result_is_unsigned(tmp_path: Path, key
     finally:
         registry.unregister("signed.Scale")
         steps.unregister_steps("signed.Scale")
+
+
+def test_every_loader_checks_trust(tmp_path: Path, keys: dict[str, Path]) -> None:
+    from torch import nn
+
+    model = nn.Linear(2, 2)
+    path = tmp_path / "m.tmodel"
+    tmodel.save({"model": model}, path, sign_with=keys["alice"])
+    data = path.read_bytes()
+    good, bad = {"trusted_keys": [keys["alice"]]}, {"trusted_keys": [keys["bob"]]}
+    loaders = {
+        "load": lambda kw: tmodel.load(path, require_signature=True, **kw),
+        "load_bytes": lambda kw: tmodel.load_bytes(data, require_signature=True, **kw),
+        "load_into": lambda kw: tmodel.load_into(
+            nn.Linear(2, 2), path, key="model", require_signature=True, **kw
+        ),
+        "load_checkpoint": lambda kw: tmodel.load_checkpoint(path, require_signature=True, **kw),
+        "open": lambda kw: tmodel.open(path, require_signature=True, **kw).close(),
+    }
+    for name, run in loaders.items():
+        run(good)
+        assert _code(lambda run=run: run(bad)) == "SIGNATURE_REQUIRED", name

@@ -233,6 +233,8 @@ def load_bytes(
     limits: Limits = DEFAULT_LIMITS,
     threads: int = 0,
     progress: ProgressArg = None,
+    trusted_keys: Any = None,
+    require_signature: bool = False,
 ) -> Any:
     """`load` from bytes in memory (what `save_bytes` returned), with every check a file gets. Tensors are
     decoded into their own memory, never views of `data`.
@@ -242,6 +244,7 @@ def load_bytes(
     where = placement(map_location)
     source = buffer_source(data)
     with _reader(source, limits, threads) as reader, progress_for(progress, "load") as report:
+        require(reader.signatures, trusted_keys, require_signature)
         return _load_root(reader, where, dtype, False, report)
 
 
@@ -366,6 +369,8 @@ def load_into(
     limits: Limits = DEFAULT_LIMITS,
     threads: int = 0,
     progress: ProgressArg = None,
+    trusted_keys: Any = None,
+    require_signature: bool = False,
 ) -> LoadReport:
     """Load the weights a file holds (a saved module, or a state dict; `key` picks an entry of the file's
     top-level dict) into a model you built. Strict by default: any missing, unexpected or mismatched key
@@ -381,6 +386,7 @@ def load_into(
     """
     where = placement(map_location)
     with _reader(f, limits, threads) as reader, progress_for(progress, "load") as report:
+        require(reader.signatures, trusted_keys, require_signature)
         m = reader.manifest
         with finding(reader.limits.max_found_names):
             steps = needs_steps(m)

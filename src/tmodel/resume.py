@@ -19,6 +19,7 @@ from torch import nn
 
 from . import api
 from .archive.progress import ProgressArg, progress_for
+from .archive.signing import require
 from .checkpoint import ROOT
 from .errors import InvalidArgument, NotFound, StateMismatch
 from .limits import DEFAULT_LIMITS, Limits
@@ -55,11 +56,14 @@ def load_checkpoint(
     limits: Limits = DEFAULT_LIMITS,
     threads: int = 0,
     progress: ProgressArg = None,
+    trusted_keys: Any = None,
+    require_signature: bool = False,
 ) -> Any:
     """Load a training checkpoint and put its state back: `model`'s weights (or, without a model, the
     checkpoint's module rebuilt), `optimizer` state by parameter path, `scheduler` and `scaler` state, and
-    (`restore_rng`) the random generators. Returns the checkpoint as `load` would, the model given in place
-    of the saved one. Layer migrations apply first, carrying optimizer state with its parameters.
+    (`restore_rng`) the random generators; signatures as `load` checks them. Returns the checkpoint as
+    `load` would, the model given in place of the saved one. Layer migrations apply first, carrying
+    optimizer state with its parameters.
 
     >>> ckpt = tmodel.load_checkpoint("run.tmodel", model=model, optimizer=opt, scheduler=sched)
     >>> step = ckpt["step"]
@@ -70,6 +74,7 @@ def load_checkpoint(
         progress_for(progress, "load") as report,
         finding(limits.max_found_names),
     ):
+        require(reader.signatures, trusted_keys, require_signature)
         m = reader.manifest
         loaded = api._tensors(reader, where, None, False, report)
         device = api._device_of(where, loaded)
