@@ -61,7 +61,7 @@ class Flattened:
     names: list[str] = field(default_factory=list)
     taken: set[str] = field(default_factory=set)
     modules: ModuleWriter | None = None
-    #: optimizer nodes whose parameters are keyed once every module is recorded: (body to fill, fill)
+    #: fills each optimizer node's body, run once every module is recorded (its parameters' records)
     pending: list[Callable[[], None]] = field(default_factory=list)
 
     def add_tensor(self, t: torch.Tensor, keys: tuple[str, ...], path: str) -> int:
@@ -286,15 +286,15 @@ def _check_attributes(obj: Any, path: str, allowed: tuple[str, ...]) -> None:
 
 def rebuild(root: Node, tensors: Sequence[torch.Tensor], modules: ModuleBuilder) -> Any:
     """Turn a validated tree back into Python objects: tensors taken by index, modules rebuilt."""
-    return to_python(root, tensors.__getitem__, modules.rebuild, training=_training_value)
+    return to_python(root, tensors.__getitem__, modules.rebuild, training=training_value)
 
 
-def _training_value(node: Any, convert: Callable[[Any], Any]) -> Any:
+def training_value(node: Any, convert: Callable[[Any], Any]) -> Any:
     """An optimizer node as the state dict torch's `state_dict()` gives (ids in the saved order), a
     stateful node as its state (an RNGState for the generators)."""
     if isinstance(node, OptimizerNode):
         body = node.value
         groups = [convert(g) for g in body.groups]
-        return state_dict_of(groups, [(p.group, p.name, convert(p.state)) for p in body.params])
+        return state_dict_of(groups, [(p.group, convert(p.state)) for p in body.params])
     assert isinstance(node, StatefulNode)
     return state_value(node.value.kind, convert(node.value.state))

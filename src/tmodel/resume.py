@@ -20,11 +20,11 @@ from torch import nn
 from . import api
 from .archive.progress import ProgressArg, progress_for
 from .archive.signing import require
-from .checkpoint import ROOT
+from .checkpoint import ROOT, training_value
 from .errors import InvalidArgument, NotFound, StateMismatch
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest.module_tree import roots
-from .manifest.nodes import ModuleRef, OptimizerNode, StatefulNode, mapping_items, walk
+from .manifest.nodes import ModuleRef, OptimizerNode, mapping_items, walk
 from .manifest.schema import Manifest
 from .nn.apply import needs_steps
 from .nn.records import ModuleBuilder
@@ -32,7 +32,7 @@ from .nn.registry import finding
 from .tensors.into import load_into
 from .tensors.load import MapLocation, placement
 from .tensors.values import to_python
-from .training import RNGState, optimizer_state_for, state_dict_of, state_value
+from .training import RNGState, optimizer_state_for, state_dict_of
 
 
 @dataclass
@@ -85,20 +85,20 @@ def load_checkpoint(
         def module(i: int) -> nn.Module:
             return model if model is not None and i == base else builder.rebuild(i)
 
-        nodes: dict[int, Any] = {}
+        nodes: dict[int, Any] = {}  # id of a training-state node -> what resuming restores from it
 
         def training(node: Any, convert: Any) -> Any:
-            if isinstance(node, OptimizerNode):
-                body = node.value
-                value = _Optimizer(
-                    [convert(g) for g in body.groups],
-                    [(p.group, p.module, p.name, convert(p.state)) for p in body.params],
-                )
-            else:
-                assert isinstance(node, StatefulNode)
-                value = state_value(node.value.kind, convert(node.value.state))
-            nodes[id(node)] = value
-            return value
+            """What `load` gives for the node; an optimizer's state is also kept by parameter."""
+            if not isinstance(node, OptimizerNode):
+                nodes[id(node)] = training_value(node, convert)
+                return nodes[id(node)]
+            body = node.value
+            saved = _Optimizer(
+                [convert(g) for g in body.groups],
+                [(p.group, p.module, p.name, convert(p.state)) for p in body.params],
+            )
+            nodes[id(node)] = saved
+            return state_dict_of(saved.groups, [(g, st) for g, _, _, st in saved.params])
 
         tree = to_python(m.root, tensors.__getitem__, module, training=training)
         root_module = module(base) if base is not None else None
@@ -127,7 +127,7 @@ def load_checkpoint(
     if restore_rng:
         for state in found["rng"].values():
             state.restore()
-    return _plain(tree)
+    return tree
 
 
 def _optimizer_state(
@@ -202,17 +202,6 @@ def _param_paths(m: Manifest, base: int | None) -> dict[tuple[int, str], str]:
                 out.setdefault((i, name), pre + name)
         queue.extend((c, f"{pre}{n}.") for n, c in rec.children.items() if c is not None)
     return out
-
-
-def _plain(value: Any) -> Any:
-    """The returned checkpoint: optimizer values as torch state dicts (as `load` gives them)."""
-    if isinstance(value, _Optimizer):
-        return state_dict_of(value.groups, [(g, name, st) for g, _, name, st in value.params])
-    if type(value) is dict:
-        return {k: _plain(v) for k, v in value.items()}
-    if type(value) is list:
-        return [_plain(v) for v in value]
-    return value
 
 
 __all__ = ["RNGState", "load_checkpoint"]

@@ -143,11 +143,11 @@ def optimizer_params(
     return groups, params
 
 
-def state_dict_of(groups: list[dict[str, Any]], params: list[tuple[int, str, dict[str, Any]]]) -> Any:
-    """A torch optimizer state dict from saved groups and (group, path, state) in the saved order."""
+def state_dict_of(groups: list[dict[str, Any]], params: list[tuple[int, dict[str, Any]]]) -> Any:
+    """A torch optimizer state dict from saved groups and (group, state) in the saved order."""
     out_groups = [{**g, "params": []} for g in groups]
     state: dict[int, Any] = {}
-    for i, (group, _, st) in enumerate(params):
+    for i, (group, st) in enumerate(params):
         out_groups[group]["params"].append(i)
         if st:
             state[i] = st
