@@ -18,7 +18,7 @@ import torch
 
 from .archive.progress import ProgressArg, progress_for
 from .archive.reader import Reader, names_file
-from .archive.signing import private_key, require, signed_block
+from .archive.signing import check_signable, private_key, require, signed_block
 from .archive.writer import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_LEVEL,
@@ -152,10 +152,7 @@ def _prepare(
     sign = None
     if sign_with is not None:
         signer = private_key(sign_with)
-        if checksum not in digests.CRYPTOGRAPHIC:
-            raise InvalidArgument(
-                f"sign_with needs cryptographic digests: checksum='blake3' or 'sha256', not {checksum!r}"
-            )
+        check_signable(checksum)  # before any blob is written
 
         def sign(manifest: bytes, content_size: int) -> bytes:
             return signed_block(b"", signer, manifest, content_size, str(checksum))

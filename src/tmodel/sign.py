@@ -15,13 +15,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from .archive.reader import Reader
-from .archive.signing import Signature, key_id, private_key, signed_block
-from .container.atomic import replace_atomically
-from .container.framing import HEADER_SIZE, SIGNED, TRAILER_SIZE, pack_header, pack_trailer
+from .archive.signing import Signature, key_id, private_key, signature_of, signed_block
+from .container.atomic import copy_bytes, replace_atomically
+from .container.framing import HEADER_SIZE, SIGNED, pack_header, pack_trailer
 from .errors import InvalidArgument
 
 PathLike = str | os.PathLike[str]
-_PIECE = 8 << 20
 
 
 def sign_file(path: PathLike, key: Any, *, password: bytes | None = None) -> Signature:
@@ -29,37 +28,21 @@ def sign_file(path: PathLike, key: Any, *, password: bytes | None = None) -> Sig
     returns it. The file must use cryptographic digests (`checksum="blake3"` or `"sha256"`)."""
     signer = private_key(key, password)
     with Reader(path) as reader:
-        end = reader.content_size
-        trailer = reader.source.read(TRAILER_SIZE, reader.file_size - TRAILER_SIZE)
-        m_offset = int.from_bytes(trailer[0:8], "little")
-        manifest = reader.source.read(end - m_offset, m_offset)
-        existing = reader.source.read(reader.file_size - TRAILER_SIZE - end, end)
-        block = signed_block(existing, signer, manifest, end, reader.manifest.checksum)
+        start, end, checksum = reader.manifest_offset, reader.content_size, reader.manifest.checksum
+        manifest = reader.source.read(end - start, start)
+        block = signed_block(reader.signature_block, signer, manifest, end, checksum)
         header = pack_header(SIGNED)
-        fd = reader.fd
 
         def write(f: Any) -> None:
             f.write(header)
             f.flush()
-            out, done = f.fileno(), HEADER_SIZE
-            while done < end:  # the blobs and the manifest, kernel to kernel, as they are
-                n = min(end - done, _PIECE)
-                try:
-                    step = os.copy_file_range(fd, out, n, done, done)
-                except (AttributeError, OSError):
-                    step = os.pwrite(out, os.pread(fd, n, done), done)
-                if step <= 0:
-                    raise InvalidArgument(f"{os.fspath(path)!r} changed while it was being signed")
-                done += step
+            copy_bytes(reader.fd, f.fileno(), end, HEADER_SIZE)  # the blobs and the manifest, as they are
             f.seek(end)
             f.write(block)
-            f.write(pack_trailer(m_offset, manifest, reader.manifest.checksum, header, block))
+            f.write(pack_trailer(start, manifest, checksum, header, block))
 
         replace_atomically(path, write)
-    return Signature(
-        "ed25519" if isinstance(signer, ed25519.Ed25519PrivateKey) else "ecdsa-p256",
-        key_id(signer.public_key()),
-    )
+    return signature_of(signer)
 
 
 def signatures(path: PathLike) -> list[Signature]:

@@ -135,7 +135,7 @@ class Reader:
         check_manifest_digest(trailer, header, raw, trailer_raw, block)
         with _collector_paused():
             manifest, self.source_schema_version = read_manifest(
-                raw, self.limits, trailer.manifest_offset, end + 64
+                raw, self.limits, trailer.manifest_offset, end + TRAILER_SIZE
             )
         #: every signature, verified against its own key (an invalid one is BAD_SIGNATURE, SPEC.md §3.4)
         self.signatures: list[Any] = []
@@ -143,8 +143,8 @@ class Reader:
             from .signing import verify_block
 
             self.signatures = verify_block(block, raw, end, manifest.checksum)
-        #: where the manifest ends: the signed content's size, and where a signature block goes
-        self.content_size = end
+        #: where the manifest starts and ends (the signed content's size), and the signature block after it
+        self.manifest_offset, self.content_size, self.signature_block = trailer.manifest_offset, end, block
         return manifest
 
     # -- lifecycle --------------------------------------------------------------------------------------

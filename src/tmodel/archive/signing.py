@@ -204,15 +204,26 @@ def require(found: list[Signature], trusted_keys: Iterable[Any] | None, required
         raise SignatureRequired(f"no signature by a trusted key (signatures by: {what})")
 
 
+def check_signable(checksum: str) -> None:
+    """INVALID_ARGUMENT unless a file of these digests can be signed (they must be cryptographic)."""
+    if checksum not in CRYPTOGRAPHIC:
+        raise InvalidArgument(
+            f"signing needs cryptographic digests: save with checksum='blake3' or 'sha256' (not {checksum!r})"
+        )
+
+
+def signature_of(key: PrivateKey) -> Signature:
+    """The algorithm and key id a signature by `key` carries."""
+    pub = key.public_key()
+    return Signature(_algorithm(pub), key_id(pub))
+
+
 def signed_block(
     existing: bytes, key: PrivateKey, manifest: bytes, content_size: int, checksum: str
 ) -> bytes:
     """A signature block with one more signature (refused: a file whose digests are not cryptographic,
     and a key that signed it already)."""
-    if checksum not in CRYPTOGRAPHIC:
-        raise InvalidArgument(
-            f"signing needs cryptographic digests: save with checksum='blake3' or 'sha256' (not {checksum!r})"
-        )
+    check_signable(checksum)
     entries = parse_block(existing) if existing else []
     entry = sign(key, manifest, content_size)
     if any(e["key_id"] == entry["key_id"] for e in entries):

@@ -79,7 +79,7 @@ def copy_new(src_fd: int, dst: PathLike) -> None:
     try:
         st = os.fstat(src_fd)
         with _temporary(directory, base) as (tmp, fd, created):
-            _copy_bytes(src_fd, fd, st.st_size)
+            copy_bytes(src_fd, fd, st.st_size)
             _settle(fd, created, st)
             os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
             os.fsync(fd)
@@ -269,8 +269,10 @@ def _set_mode(fd: int, mode: int) -> None:
             raise
 
 
-def _copy_bytes(src: int, dst: int, length: int) -> None:
-    done = 0
+def copy_bytes(src: int, dst: int, length: int, start: int = 0) -> None:
+    """Copy bytes `start` .. `length` of the open file `src` to the same offsets of `dst`, kernel to
+    kernel where the OS can (TRUNCATED if `src` ends first)."""
+    done = start
     while done < length:
         n = min(length - done, _COPY_PIECE)
         try:
