@@ -35,13 +35,13 @@ from ..manifest.nodes import (
 )
 from ..manifest.schema import Manifest
 from ..manifest.wire import ModuleWire
-from ..tensors.values import NOT_PLAIN, no_tensor, plain_node, room, to_python
+from ..tensors.values import NOT_PLAIN, no_tensor, plain_node, to_python
 from .chain import steps_between, upgrade_steps
-from .checkpoint_steps import CheckpointStep, Handle, TensorHandle, steps_for
+from .checkpoint_steps import CheckpointStep, steps_for, unview, view
 from .checkpoint_steps import run as run_checkpoint_step
-from .layer_record import LayerRecord, ParamState, Slot
+from .layer_record import LayerRecord, Opaque, ParamState, Slot
 from .registry import known_name, registered_spec
-from .steps import Step, run_step
+from .steps import Step, check_against_class, config_ops, run_step
 
 Load = Callable[[int], torch.Tensor]
 
@@ -160,136 +160,20 @@ def _run_checkpoint_steps(m: Manifest, up: Upgraded, steps: list[CheckpointStep]
     def read(i: int) -> torch.Tensor:
         return load(up.kept[i]) if i < len(up.kept) else up.new[i - len(up.kept)].tensor
 
-    tree = _view(up.root, read)
+    tree = view(up.root, read)
     for step in steps:
         tree = run_checkpoint_step(step, tree)
     taken = {up.renamed.get(i, m.tensors[i].name) for i in up.kept} | {t.name for t in up.new}
-    up.root = _unview(tree, up, taken, (), 2)
+
+    def add(keys: tuple[str, ...], tensor: torch.Tensor) -> int:
+        index = len(up.kept) + len(up.new)
+        up.new.append(NewTensor(unique_name(".".join(keys) or "tensor", index, taken), tensor))
+        return index
+
+    up.root = unview(tree, add)
     assert up.checkpoint is not None
     up.checkpoint = {**up.checkpoint, "version": steps[-1].from_version + 1}
     up.applied += describe_checkpoint_steps(m, steps)
-
-
-def _view(wire: Any, read: Callable[[int], torch.Tensor]) -> Any:
-    """A wire tree as a checkpoint step edits it: containers as Python ones, plain tensors as TensorHandles,
-    everything else as Handles."""
-    if type(wire) is not dict:
-        return wire
-    key, value = next(iter(wire.items()))
-    if key == "list" or key == "tuple":
-        items = [_view(v, read) for v in value]
-        return items if key == "list" else tuple(items)
-    if key == "dict" and all(type(k) in (type(None), bool, int, float, str, bytes) for k, _ in value):
-        return {k: _view(v, read) for k, v in value}
-    if key == "tensor":
-        return TensorHandle(value, read)
-    return Handle(wire)
-
-
-def _unview(v: Any, up: Upgraded, taken: set[str], keys: tuple[str, ...], depth: int) -> Any:
-    """A step's tree back to wire form: new tensors appended to `up.new`, named by their key path."""
-    if isinstance(v, TensorHandle):
-        return {"tensor": v.index}
-    if isinstance(v, Handle):
-        return v.wire
-    if isinstance(v, torch.Tensor):
-        index = len(up.kept) + len(up.new)
-        name = unique_name(".".join(keys) or "tensor", index, taken)
-        up.new.append(NewTensor(name, v.detach().contiguous()))
-        return {"tensor": index}
-    room("a checkpoint step's tree", depth, MigrationError)
-    if type(v) is list or type(v) is tuple:
-        tag = "list" if type(v) is list else "tuple"
-        return {tag: [_unview(x, up, taken, (*keys, str(i)), depth + 2) for i, x in enumerate(v)]}
-    if type(v) is dict:
-        items = []
-        for k, x in v.items():
-            key = plain_node(k, f"checkpoint key {k!r}", MigrationError)
-            if key is NOT_PLAIN or type(key) is dict:
-                raise MigrationError(f"a checkpoint step left a key of type {type(k).__name__}")
-            items.append([key, _unview(x, up, taken, (*keys, str(k)), depth + 3)])
-        return {"dict": items}
-    node = plain_node(v, "a checkpoint step's value", MigrationError)
-    if node is NOT_PLAIN:
-        raise MigrationError(f"a checkpoint step left a value of type {type(v).__name__}, which is not data")
-    return node
-
-
-def config_ops(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """A step's config edits as lines: renamed (a removed and an added field of equal value), removed,
-    added and changed fields."""
-    removed = [k for k in before if k not in after]
-    added = [k for k in after if k not in before]
-    ops = []
-    for k in list(removed):
-        twin = next((a for a in added if _same_value(before[k], after[a])), None)
-        if twin is not None:
-            removed.remove(k)
-            added.remove(twin)
-            ops.append(f"rename config {k} -> {twin}")
-    ops += [f"drop config {k}" for k in removed]
-    ops += [f"add config {k} = {after[k]!r}" for k in added]
-    changed = [k for k in before if k in after and not _same_value(before[k], after[k])]
-    ops += [f"set config {k} = {after[k]!r} (was {before[k]!r})" for k in changed]
-    return ops
-
-
-def _same_value(a: Any, b: Any) -> bool:
-    try:
-        return type(a) is type(b) and bool(a == b)
-    except Exception:  # values whose comparison is not a bool
-        return False
-
-
-def check_against_class(layer: LayerRecord, last: Step) -> None:
-    """MIGRATION, naming the step, when the tensors a record's steps left differ in names or shapes from
-    those the registered class builds from the migrated config (built on the meta device; a config that
-    holds module references or registered names, or that the class cannot build there, is left to the
-    rebuild check)."""
-    config = layer.config
-    if any(isinstance(v, (ModuleRef, _Opaque)) for v in _config_values(config)):
-        return
-    spec = registered_spec(layer.type)
-    try:
-        with torch.device("meta"):
-            built = spec.from_config(dict(config))
-    except Exception:  # a constructor that needs real tensors: the rebuild check answers for it
-        return
-    want = {n: tuple(p.shape) for n, p in built._parameters.items() if p is not None}
-    want |= {
-        n: tuple(b.shape)
-        for n, b in built._buffers.items()
-        if b is not None and n not in built._non_persistent_buffers_set
-    }
-    have = {n: slot.size() for n, slot in layer.slots().items()}
-    problems = [f"{n!r} is missing" for n in want if n not in have]
-    problems += [f"{n!r} is not one the class has" for n in have if n not in want]
-    problems += [
-        f"{n!r} is {list(have[n])}, the class makes {list(want[n])}"
-        for n in want
-        if n in have and have[n] != want[n]
-    ]
-    if problems:
-        raise MigrationError(
-            f"{last.label()} left tensors the v{layer.version} class does not build: "
-            + "; ".join(problems[:5]),
-            layer=layer.type,
-            version=last.from_version,
-            step=last.name,
-        )
-
-
-def _config_values(config: dict[str, Any]) -> list[Any]:
-    out: list[Any] = []
-    stack = list(config.values())
-    while stack:
-        v = stack.pop()
-        out.append(v)
-        if isinstance(v, (list, tuple)):
-            stack.extend(v)
-        elif isinstance(v, dict):
-            stack.extend(v.values())
-    return out
 
 
 def _children_first(m: Manifest, per_record: dict[int, list[Step]]) -> list[int]:
@@ -528,23 +412,16 @@ def _config_in(config: dict[str, Any]) -> dict[str, Any]:
             no_tensor(MigrationError),
             lambda i: ModuleRef(module=i),
             no_tensor(MigrationError),
-            reference=lambda node, _convert: _Opaque(node),
+            reference=lambda node, _convert: Opaque(node),
         )
         for k, v in config.items()
     }
 
 
-@dataclass(frozen=True)
-class _Opaque:
-    """A config node a step carries without reading (a ref, partial or object node)."""
-
-    node: Any
-
-
 def _config_out(v: Any, records: list[LayerRecord], index: dict[int, int]) -> Any:
     if isinstance(v, ModuleRef):
         return {"module": index[id(records[v.module])]}
-    if isinstance(v, _Opaque):
+    if isinstance(v, Opaque):
         return _remap_modules(_wire(v.node), records, index)
     node = plain_node(v, "a migrated config", MigrationError)
     if node is not NOT_PLAIN:
@@ -567,7 +444,7 @@ def _config_modules(rec: LayerRecord, m: Manifest, original: int | None) -> list
             v = stack.pop()
             if isinstance(v, ModuleRef):
                 found.append(v.module)
-            elif isinstance(v, _Opaque):
+            elif isinstance(v, Opaque):
                 stack.append(_wire(v.node))
             elif isinstance(v, (list, tuple)):
                 stack.extend(v)

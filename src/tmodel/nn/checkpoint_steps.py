@@ -5,7 +5,8 @@ from each version to the next (`checkpoint_migration`); a file records the versi
 
 Rules: a step gets the tree as Python containers whose tensors, modules and training state are handles
 (`TensorHandle.load()` reads a tensor's data; any handle can be moved, kept or dropped); it may put new
-tensors and plain values anywhere. Layer steps run first, so a checkpoint step sees current layers.
+tensors and plain values anywhere (`view` and `unview` turn a wire tree into that and back). Layer steps
+run first, so a checkpoint step sees current layers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from ..errors import InvalidArgument, LayerVersionError, MigrationError, TModelError
 from ..manifest.names import check_type_name
+from ..tensors.values import NOT_PLAIN, plain_node, room
 
 CheckpointFn = Callable[[Any], Any]
 
@@ -131,3 +133,48 @@ def run(step: CheckpointStep, tree: Any) -> Any:
     except Exception as exc:  # a step is user code
         raise MigrationError(f"{step.label()} failed: {type(exc).__name__}: {exc}") from exc
     return tree if out is None else out
+
+
+def view(wire: Any, read: Callable[[int], torch.Tensor]) -> Any:
+    """A wire tree as a checkpoint step edits it: containers as Python ones, plain tensors as TensorHandles,
+    everything else as Handles."""
+    if type(wire) is not dict:
+        return wire
+    key, value = next(iter(wire.items()))
+    if key == "list" or key == "tuple":
+        items = [view(v, read) for v in value]
+        return items if key == "list" else tuple(items)
+    if key == "dict" and all(type(k) in (type(None), bool, int, float, str, bytes) for k, _ in value):
+        return {k: view(v, read) for k, v in value}
+    if key == "tensor":
+        return TensorHandle(value, read)
+    return Handle(wire)
+
+
+def unview(
+    v: Any, add: Callable[[tuple[str, ...], torch.Tensor], int], keys: tuple[str, ...] = (), depth: int = 2
+) -> Any:
+    """A step's tree back to wire form; `add` takes each new tensor (with its key path) and gives its
+    index."""
+    if isinstance(v, TensorHandle):
+        return {"tensor": v.index}
+    if isinstance(v, Handle):
+        return v.wire
+    if isinstance(v, torch.Tensor):
+        return {"tensor": add(keys, v.detach().contiguous())}
+    room("a checkpoint step's tree", depth, MigrationError)
+    if type(v) is list or type(v) is tuple:
+        tag = "list" if type(v) is list else "tuple"
+        return {tag: [unview(x, add, (*keys, str(i)), depth + 2) for i, x in enumerate(v)]}
+    if type(v) is dict:
+        items = []
+        for k, x in v.items():
+            key = plain_node(k, f"checkpoint key {k!r}", MigrationError)
+            if key is NOT_PLAIN or type(key) is dict:
+                raise MigrationError(f"a checkpoint step left a key of type {type(k).__name__}")
+            items.append([key, unview(x, add, (*keys, str(k)), depth + 3)])
+        return {"dict": items}
+    node = plain_node(v, "a checkpoint step's value", MigrationError)
+    if node is NOT_PLAIN:
+        raise MigrationError(f"a checkpoint step left a value of type {type(v).__name__}, which is not data")
+    return node

@@ -62,6 +62,13 @@ class ParamState:
     values: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Opaque:
+    """A config node a step carries without reading (a ref, partial or object node)."""
+
+    node: Any
+
+
 def _new(tensor: torch.Tensor, kind: str = "state", requires_grad: bool = False) -> Slot:
     return Slot(kind, requires_grad, tensor=tensor.detach())
 
