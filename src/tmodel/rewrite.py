@@ -165,7 +165,7 @@ def _write(
             modules=up.modules,
             required_features=list(m.required_features),
             extensions=dict(m.extensions),
-            checkpoint=up.checkpoint,  # type: ignore[arg-type]
+            checkpoint=up.checkpoint,
         )
 
     write_atomic(

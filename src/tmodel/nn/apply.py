@@ -34,7 +34,7 @@ from ..manifest.nodes import (
     with_tensor,
 )
 from ..manifest.schema import Manifest
-from ..manifest.wire import ModuleWire
+from ..manifest.wire import CheckpointWire, ModuleWire
 from ..tensors.values import NOT_PLAIN, no_tensor, plain_node, to_python
 from .chain import steps_between, upgrade_steps
 from .checkpoint_steps import CheckpointStep, steps_for, unview, view
@@ -69,7 +69,7 @@ class Upgraded:
     #: per record path, what its steps did (one line per operation)
     ops: dict[str, list[str]] = field(default_factory=dict)
     #: the manifest's `checkpoint` after the checkpoint steps (wire)
-    checkpoint: dict[str, Any] | None = None
+    checkpoint: CheckpointWire | None = None
 
     @property
     def changed(self) -> bool:
@@ -147,7 +147,8 @@ def apply_steps(m: Manifest, load: Load, targets: dict[str, int] | None = None) 
         if not down and known_name(layer.type) and registered_spec(layer.type).version == layer.version:
             check_against_class(layer, steps[-1])
     up = graph.emit(describe_steps(m, per_record))
-    up.checkpoint = None if m.checkpoint is None else m.checkpoint.model_dump()
+    if m.checkpoint is not None:
+        up.checkpoint = {"type": m.checkpoint.type, "version": m.checkpoint.version}
     ckpt_steps = checkpoint_steps_of(m)
     if ckpt_steps:
         _run_checkpoint_steps(m, up, ckpt_steps, load)
@@ -172,7 +173,7 @@ def _run_checkpoint_steps(m: Manifest, up: Upgraded, steps: list[CheckpointStep]
 
     up.root = unview(tree, add)
     assert up.checkpoint is not None
-    up.checkpoint = {**up.checkpoint, "version": steps[-1].from_version + 1}
+    up.checkpoint = {"type": up.checkpoint["type"], "version": steps[-1].from_version + 1}
     up.applied += describe_checkpoint_steps(m, steps)
 
 
