@@ -18,6 +18,7 @@ import torch
 
 from .archive.progress import ProgressArg, progress_for
 from .archive.reader import Reader, names_file
+from .archive.encryption import Sealer
 from .archive.signing import check_signable, private_key, require, signed_block
 from .archive.writer import (
     DEFAULT_CHUNK_SIZE,
@@ -60,9 +61,9 @@ log = logging.getLogger("tmodel")
 __all__ = ["LoadReport", "TModelFile", "load", "load_bytes", "load_into", "open_file", "save", "save_bytes"]
 
 
-def _reader(f: Any, limits: Limits, threads: int) -> Reader:
+def _reader(f: Any, limits: Limits, threads: int, key: Any = None) -> Reader:
     """A reader whose codecs merge byte planes with torch, one intra-op thread per decoding thread."""
-    return Reader(f, limits, threads, torch_merge, one_intra_op_thread)
+    return Reader(f, limits, threads, torch_merge, one_intra_op_thread, key)
 
 
 def save(
@@ -78,6 +79,8 @@ def save(
     progress: ProgressArg = None,
     checkpoint: str | None = None,
     sign_with: Any = None,
+    encrypt_with: Any = None,
+    encrypt_manifest: bool = True,
 ) -> None:
     """Save a state dict or checkpoint (dict/list/tuple/str/int/float/bool/None/bytes/tensors/modules) to a
     path, atomically, or into a writable binary file object from its position (built whole first, then
@@ -89,6 +92,8 @@ def save(
     as training state. `checkpoint` names a layout type registered with `tmodel.register_checkpoint`, whose
     version the file records for checkpoint steps. `sign_with` (a private key, PEM/OpenSSH bytes or key
     file) embeds a signature (SPEC.md §3.4); `checksum` is then `"blake3"` unless given (xxh3-64 otherwise).
+    `encrypt_with` (32 raw bytes, or a passphrase: a str or `tmodel.Passphrase`) encrypts every chunk and
+    the manifest (SPEC.md §3.5); `encrypt_manifest=False` leaves the manifest readable, still authenticated.
 
     >>> tmodel.save({"w": torch.ones(2)}, "ckpt.tmodel", metadata={"step": 10})
     >>> buf = io.BytesIO(); tmodel.save(model.state_dict(), buf)
@@ -101,7 +106,17 @@ def save(
     if not to_path:
         check_writable(f)
     sources, finish, options = _prepare(
-        obj, metadata, codec, level, chunk_size, threads, checksum, checkpoint, sign_with
+        obj,
+        metadata,
+        codec,
+        level,
+        chunk_size,
+        threads,
+        checksum,
+        checkpoint,
+        sign_with,
+        encrypt_with,
+        encrypt_manifest,
     )
     with progress_for(progress, "save") as report:
         if to_path:
@@ -122,13 +137,25 @@ def save_bytes(
     progress: ProgressArg = None,
     checkpoint: str | None = None,
     sign_with: Any = None,
+    encrypt_with: Any = None,
+    encrypt_manifest: bool = True,
 ) -> bytes:
     """What `save` would write, as bytes (safetensors.torch.save's counterpart; `load_bytes` reads them).
 
     >>> data = tmodel.save_bytes({"w": torch.ones(2)})
     """
     sources, finish, options = _prepare(
-        obj, metadata, codec, level, chunk_size, threads, checksum, checkpoint, sign_with
+        obj,
+        metadata,
+        codec,
+        level,
+        chunk_size,
+        threads,
+        checksum,
+        checkpoint,
+        sign_with,
+        encrypt_with,
+        encrypt_manifest,
     )
     with progress_for(progress, "save") as report:
         return write_bytes(sources, finish, options, report)
@@ -144,6 +171,8 @@ def _prepare(
     checksum: str | None,
     checkpoint: str | None = None,
     sign_with: Any = None,
+    encrypt_with: Any = None,
+    encrypt_manifest: bool = True,
 ) -> tuple[list[Source], Any, Options]:
     """Everything checked and planned before a byte is written: the blobs, the manifest builder, options.
     (The returned sources view the planned tensors' memory; `finish` keeps the plan alive.)"""
@@ -170,6 +199,7 @@ def _prepare(
         worker_init=one_intra_op_thread,
         check=check_modules,
         sign=sign,
+        seal=None if encrypt_with is None else Sealer.new(encrypt_with, encrypt_manifest),
     ).validated()
     layout: CheckpointWire | None = None
     if checkpoint is not None:
@@ -204,6 +234,7 @@ def load(
     progress: ProgressArg = None,
     trusted_keys: Any = None,
     require_signature: bool = False,
+    key: Any = None,
 ) -> Any:
     """Load what `save` wrote, from a path or a readable, seekable binary file object (from its position
     to its end): the same structure, tensors bit-exact, shared storages still shared, modules rebuilt from
@@ -211,13 +242,14 @@ def load(
     tensor data), a dict of location tags or a callable `(storage, location)`; every stored storage's
     location is "cpu" (`tensors.load`). `dtype` casts floating-point tensors; with `mmap` (the default)
     tensors stored raw in a file are copy-on-write views of its mapping, checked but not copied
-    (`mmap=False` copies them); `progress=True` draws a bar on a terminal.
+    (`mmap=False` copies them); `progress=True` draws a bar on a terminal. `key`: an encrypted file's raw
+    key or passphrase (SPEC.md §3.5); `trusted_keys` and `require_signature`: see `tmodel.sign_file`.
 
     >>> model = tmodel.load("model.tmodel", map_location="cpu")
     >>> sd = tmodel.load(buf, map_location={"cpu": "cuda:0"})
     """
     where = placement(map_location)
-    with _reader(f, limits, threads) as reader, progress_for(progress, "load") as report:
+    with _reader(f, limits, threads, key) as reader, progress_for(progress, "load") as report:
         require(reader.signatures, trusted_keys, require_signature)
         return _load_root(reader, where, dtype, mmap, report)
 
@@ -232,6 +264,7 @@ def load_bytes(
     progress: ProgressArg = None,
     trusted_keys: Any = None,
     require_signature: bool = False,
+    key: Any = None,
 ) -> Any:
     """`load` from bytes in memory (what `save_bytes` returned), with every check a file gets. Tensors are
     decoded into their own memory, never views of `data`.
@@ -240,7 +273,7 @@ def load_bytes(
     """
     where = placement(map_location)
     source = buffer_source(data)
-    with _reader(source, limits, threads) as reader, progress_for(progress, "load") as report:
+    with _reader(source, limits, threads, key) as reader, progress_for(progress, "load") as report:
         require(reader.signatures, trusted_keys, require_signature)
         return _load_root(reader, where, dtype, False, report)
 
@@ -368,6 +401,7 @@ def load_into(
     progress: ProgressArg = None,
     trusted_keys: Any = None,
     require_signature: bool = False,
+    decryption_key: Any = None,
 ) -> LoadReport:
     """Load the weights a file holds (a saved module, or a state dict; `key` picks an entry of the file's
     top-level dict) into a model you built. Strict by default: any missing, unexpected or mismatched key
@@ -382,7 +416,10 @@ def load_into(
     >>> tmodel.load_into(model, "model.tmodel", assign=True)
     """
     where = placement(map_location)
-    with _reader(f, limits, threads) as reader, progress_for(progress, "load") as report:
+    with (
+        _reader(f, limits, threads, decryption_key) as reader,
+        progress_for(progress, "load") as report,
+    ):
         require(reader.signatures, trusted_keys, require_signature)
         m = reader.manifest
         with finding(reader.limits.max_found_names):
@@ -453,9 +490,14 @@ class TModelFile:
     """
 
     def __init__(
-        self, f: ReadTarget, limits: Limits = DEFAULT_LIMITS, threads: int = 0, mmap: bool = True
+        self,
+        f: ReadTarget,
+        limits: Limits = DEFAULT_LIMITS,
+        threads: int = 0,
+        mmap: bool = True,
+        key: Any = None,
     ) -> None:
-        self._reader: Reader | None = _reader(f, limits, threads)
+        self._reader: Reader | None = _reader(f, limits, threads, key)
         self._mmap = mmap
         self.manifest: Manifest = self._reader.manifest
         self._index = {t.name: i for i, t in enumerate(self.manifest.tensors)}
@@ -544,11 +586,12 @@ def open_file(
     mmap: bool = True,
     trusted_keys: Any = None,
     require_signature: bool = False,
+    key: Any = None,
 ) -> TModelFile:
     """Open a file lazily: the manifest is read and validated now, tensors when asked for. `f` is a path
     or a readable, seekable binary file object (read from its position; keep it open while the result
     is; for bytes, `tmodel.open(io.BytesIO(data))`). Signatures as `load` checks them."""
-    opened = TModelFile(f, limits, threads, mmap)
+    opened = TModelFile(f, limits, threads, mmap, key)
     try:
         require(opened.reader.signatures, trusted_keys, require_signature)
     except BaseException:

@@ -191,6 +191,24 @@ class BadValue(TModelError):
     code, phase = "BAD_VALUE", "data"
 
 
+class WrongKey(TModelError):
+    """The key or passphrase given does not open this encrypted file (its key check differs)."""
+
+    code, phase = "WRONG_KEY", "data"
+
+
+class DecryptionFailed(TModelError):
+    """An encrypted manifest or chunk fails authentication: changed, reordered, or moved from elsewhere."""
+
+    code, phase = "DECRYPTION_FAILED", "data"
+
+
+class KeyRequired(TModelError):
+    """The file is encrypted and the caller gave no key."""
+
+    code, phase = "KEY_REQUIRED", "usage"
+
+
 # -- model phase: rebuilding modules from records -----------------------------------------------------
 class UnregisteredType(TModelError):
     code, phase = "UNREGISTERED_TYPE", "model"

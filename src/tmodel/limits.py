@@ -34,6 +34,8 @@ class Limits:
     max_unsaved_bytes: int = 1 * GiB
     #: names a file may make integrations register on first use (each may import a library module).
     max_found_names: int = 64
+    #: bytes scrypt may spend (128 * N * r * p) deriving an encrypted file's key from a passphrase.
+    max_kdf_bytes: int = 1 * GiB
 
     def max_decoded_bytes(self, file_size: int) -> int:
         """The most decoded bytes a file of `file_size` bytes may declare."""

@@ -25,13 +25,15 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from ..codecs.planes import Merge, merge_planes
 from ..codecs.table import RAW, decode_chunk
 from ..container import digests
 from ..container.framing import (
+    ENCRYPTED,
     HEADER_SIZE,
+    TAG_SIZE,
     TRAILER_SIZE,
     align,
     check_header,
@@ -46,6 +48,9 @@ from ..manifest.dtypes import check_bool_bytes
 from ..manifest.schema import Blob, Manifest
 from .progress import Progress
 from .threads import default_threads
+
+if TYPE_CHECKING:
+    from .encryption import Sealer
 
 __all__ = ["Progress", "Reader", "bool_regions"]
 
@@ -84,10 +89,12 @@ class Reader:
         threads: int = 0,
         merge: Merge = merge_planes,
         worker_init: Callable[[], None] | None = None,
+        key: Any = None,
     ) -> None:
         """`source`: a path, a readable seekable binary file object (the archive runs from its position to
         its end), or a `ByteSource` (e.g. `container.sources.buffer_source(data)` for bytes). `merge` is
-        the byte-plane merge the codecs use, `worker_init` runs first on each decoding thread."""
+        the byte-plane merge the codecs use, `worker_init` runs first on each decoding thread. `key`: an
+        encrypted file's key or passphrase (`archive.encryption.key_input`); a file not encrypted ignores it."""
         if not isinstance(limits, Limits):
             raise InvalidArgument(f"limits must be a tmodel.Limits, not {type(limits).__name__}")
         if type(threads) is not int or threads < 0:
@@ -99,6 +106,9 @@ class Reader:
         self._lock = threading.Lock()
         self._starts: dict[int, array[int]] = {}
         self._map: memoryview | None = None
+        self._key = key
+        #: an encrypted file's keys (SPEC.md §3.5), None for a file that is not encrypted
+        self.sealer: Sealer | None = None
         opened: ByteSource = (
             source if isinstance(source, SOURCES) else open_source(source)  # type: ignore[arg-type]
         )
@@ -133,9 +143,15 @@ class Reader:
         end = trailer.manifest_offset + trailer.manifest_length
         block = src.read(trailer.signatures_length, end) if trailer.signatures_length else b""
         check_manifest_digest(trailer, header, raw, trailer_raw, block)
+        plain = raw
+        if flags & ENCRYPTED:  # cryptography is imported only for an encrypted file
+            from .encryption import open_envelope
+
+            self.sealer, plain = open_envelope(raw, self._key, self.limits)
+        self._key = None
         with _collector_paused():
             manifest, self.source_schema_version = read_manifest(
-                raw, self.limits, trailer.manifest_offset, end + TRAILER_SIZE
+                plain, self.limits, trailer.manifest_offset, end + TRAILER_SIZE, self.sealer is not None
             )
         #: every signature, verified against its own key (an invalid one is BAD_SIGNATURE, SPEC.md §3.4)
         self.signatures: list[Any] = []
@@ -260,9 +276,10 @@ class Reader:
             b = self.manifest.blobs[blob]
             starts = array("Q")
             pos = b.offset
+            tag = 0 if self.sealer is None else TAG_SIZE
             for c in b.chunks:
                 starts.append(pos)
-                pos += sum(c.segments)
+                pos += sum(c.segments) + tag
             self._starts[blob] = starts
         return starts
 
@@ -275,13 +292,24 @@ class Reader:
 
     def _decode_chunk_bytes(self, b: Blob, blob: int, j: int, start: int, out: memoryview) -> None:
         chunk = b.chunks[j]
-        if b.codec == RAW:
+        sealer = self.sealer
+        if sealer is not None:  # read and check the sealed bytes, then open them (SPEC.md §3.5)
+            plain_len = sum(chunk.segments)
+            sealed = _scratch(plain_len + TAG_SIZE, "sealed")
+            self.source.readinto(sealed, start)
+            self._check_digest(blob, j, sealed)
+            view = out if b.codec == RAW else _scratch(plain_len)
+            sealer.open_chunk(b.nonce, j, len(out), b.width, b.codec, sealed, view)
+            if b.codec == RAW:
+                return
+        elif b.codec == RAW:
             self.source.readinto(out, start)
             self._check_digest(blob, j, out)
             return
-        view = _scratch(sum(chunk.segments))
-        self.source.readinto(view, start)
-        self._check_digest(blob, j, view)
+        else:
+            view = _scratch(sum(chunk.segments))
+            self.source.readinto(view, start)
+            self._check_digest(blob, j, view)
         segments: list[memoryview] = []
         pos = 0
         for n in chunk.segments:
@@ -304,6 +332,8 @@ class Reader:
         for blob in blobs:
             if self.manifest.blobs[blob].codec != RAW:
                 raise InvalidArgument(f"blob {blob} is not stored raw")
+        if self.sealer is not None:  # sealed bytes are not the tensor's: they are decrypted, not mapped
+            return None
         with self._lock:
             source = self.source
             if self._map is None:
@@ -447,14 +477,15 @@ _local = threading.local()
 _SCRATCH_MAX = 16 << 20
 
 
-def _scratch(n: int) -> memoryview:
-    """This thread's reusable buffer for a chunk's stored bytes (writable, so a merge may wrap it): no
-    allocation, zero-filling or page faults per chunk. Only valid until the thread's next chunk."""
+def _scratch(n: int, slot: str = "buf") -> memoryview:
+    """This thread's reusable buffer `slot` for a chunk's stored bytes (writable, so a merge may wrap it):
+    no allocation, zero-filling or page faults per chunk. Only valid until the thread's next chunk."""
     if n > _SCRATCH_MAX:  # rare (chunk_size above the default): not kept, so no thread holds it
         return memoryview(bytearray(n))
-    buf: bytearray | None = getattr(_local, "buf", None)
+    buf: bytearray | None = getattr(_local, slot, None)
     if buf is None or len(buf) < n:
-        buf = _local.buf = bytearray(max(n, 1 << 16))
+        buf = bytearray(max(n, 1 << 16))
+        setattr(_local, slot, buf)
     return memoryview(buf)[:n]
 
 

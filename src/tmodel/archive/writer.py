@@ -11,17 +11,27 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from ..codecs.planes import Split, split_planes
 from ..codecs.table import encode_chunk
 from ..container import digests, writeback
 from ..container.atomic import replace_atomically
-from ..container.framing import ALIGNMENT, SIGNED, TRAILER_SIZE, align, pack_header, pack_trailer
+from ..container.framing import (
+    ALIGNMENT,
+    ENCRYPTED,
+    NONCE_SIZE,
+    SIGNED,
+    TRAILER_SIZE,
+    align,
+    pack_header,
+    pack_trailer,
+)
 from ..container.streams import write_into
 from ..errors import InvalidArgument, LimitExceeded, TModelError, Truncated, UnsupportedType
 from ..limits import DEFAULT_LIMITS
@@ -31,6 +41,9 @@ from ..manifest.schema import Manifest
 from ..manifest.wire import BlobWire, ChunkWire, ManifestWire
 from .progress import Progress
 from .threads import default_threads
+
+if TYPE_CHECKING:
+    from .encryption import Sealer
 
 Buffer = bytes | bytearray | memoryview
 DEFAULT_CHUNK_SIZE = 4 << 20
@@ -61,9 +74,25 @@ class StoredBlob:
     fd: int  # the source file, open for reading
     offset: int
     length: int
+    #: the blob's nonce in an encrypted source, which the copy keeps (its chunks are sealed with it)
+    nonce: bytes = b""
 
 
-Source = BlobSource | StoredBlob
+@dataclass(frozen=True)
+class ResealedBlob:
+    """A blob whose encoded chunks come from another file, as they were encoded (nothing is recompressed),
+    and are stored again: sealed when this file is encrypted, as they are otherwise (`tmodel encrypt`,
+    `tmodel decrypt`). `read(j)` returns chunk j's segments, back to back, after its checks."""
+
+    codec: str
+    width: int
+    nbytes: int
+    chunk_size: int
+    segments: Sequence[Sequence[int]]
+    read: Callable[[int], bytes | bytearray | memoryview]
+
+
+Source = BlobSource | StoredBlob | ResealedBlob
 
 
 @dataclass(frozen=True)
@@ -84,6 +113,8 @@ class Options:
     raw_needed: int = 0
     #: the signature block for (manifest bytes, size up to the manifest's end): the file is signed
     sign: Callable[[bytes, int], bytes] | None = None
+    #: the keys that seal every chunk and the manifest: the file is encrypted (SPEC.md §3.5)
+    seal: Sealer | None = None
 
     def validated(self) -> Options:
         for name in ("chunk_size", "level", "threads"):
@@ -101,12 +132,16 @@ class Options:
 
 @dataclass(frozen=True)
 class EncodeJob:
-    """One chunk of a blob, encoded and hashed on a worker thread."""
+    """One chunk of a blob, encoded (or, from a ResealedBlob, read as encoded), sealed if the file is
+    encrypted, and hashed, on a worker thread."""
 
     blob: int
-    data: memoryview
+    index: int
+    data: memoryview | ResealedBlob
+    raw_len: int
     codec: str
     width: int
+    nonce: bytes
     options: Options
 
 
@@ -120,18 +155,29 @@ class CopyJob:
 
 @dataclass(frozen=True)
 class Encoded:
-    """An encoded chunk: its segments and their digest."""
+    """An encoded chunk: the bytes stored (its segments, or them sealed), its segments' lengths, digest."""
 
-    segments: list[Buffer]
+    stored: list[Buffer]
+    segments: list[int]
     digest: bytes
 
 
 def _encode(job: EncodeJob, ratio: int = 0) -> Encoded:
-    segments = encode_chunk(job.codec, job.width, job.data, job.options.level, job.options.split, ratio)
+    if isinstance(job.data, ResealedBlob):
+        lengths = list(job.data.segments[job.index])
+        stored: list[Buffer] = [job.data.read(job.index)]
+    else:
+        o = job.options
+        stored = encode_chunk(job.codec, job.width, job.data, o.level, o.split, ratio)
+        lengths = [len(seg) for seg in stored]
+    seal = job.options.seal
+    if seal is not None:
+        plain = stored[0] if len(stored) == 1 else b"".join(stored)
+        stored = [seal.seal_chunk(job.nonce, job.index, job.raw_len, job.width, job.codec, plain)]
     h = digests.Hasher(job.options.checksum)
-    for seg in segments:
-        h.update(seg)
-    return Encoded(segments, h.digest())
+    for part in stored:
+        h.update(part)
+    return Encoded(stored, lengths, h.digest())
 
 
 def chunk_size_for(width: int, chunk_size: int) -> int:
@@ -209,15 +255,23 @@ def _no_stored(sources: Sequence[Source], options: Options) -> Options:
     return options
 
 
-def _jobs(sources: Sequence[Source], options: Options) -> Iterator[EncodeJob | CopyJob]:
+def _jobs(
+    sources: Sequence[Source], records: Sequence[BlobWire], options: Options
+) -> Iterator[EncodeJob | CopyJob]:
     """A job for every chunk (or stored blob), in file order."""
     for i, src in enumerate(sources):
+        nonce = records[i].get("nonce", b"")
         if isinstance(src, StoredBlob):
             yield CopyJob(i, src)
-            continue
-        cs = chunk_size_for(src.width, options.chunk_size)
-        for start in range(0, len(src.data), cs):
-            yield EncodeJob(i, src.data[start : start + cs], src.codec, src.width, options)
+        elif isinstance(src, ResealedBlob):
+            for j in range(len(src.segments)):
+                raw_len = min(src.chunk_size, src.nbytes - j * src.chunk_size)
+                yield EncodeJob(i, j, src, raw_len, src.codec, src.width, nonce, options)
+        else:
+            cs = chunk_size_for(src.width, options.chunk_size)
+            for j, start in enumerate(range(0, len(src.data), cs)):
+                data = src.data[start : start + cs]
+                yield EncodeJob(i, j, data, len(data), src.codec, src.width, nonce, options)
 
 
 def _write(
@@ -228,16 +282,17 @@ def _write(
     progress: Progress | None,
     early_writeback: bool = True,
 ) -> None:
-    header = pack_header(SIGNED if options.sign is not None else 0)
+    flags = (SIGNED if options.sign is not None else 0) | (ENCRYPTED if options.seal is not None else 0)
+    header = pack_header(flags)
     f.write(header)
     pos = len(header)
-    total = sum(s.nbytes if isinstance(s, StoredBlob) else len(s.data) for s in sources)
+    total = sum(len(s.data) if isinstance(s, BlobSource) else s.nbytes for s in sources)
     done = 0
     need = options.raw_needed
     threads = options.threads or default_threads()
     records = [_record(src, options) for src in sources]
     wb = writeback.Writeback(f, enabled=early_writeback)
-    jobs = _jobs(sources, options)
+    jobs = _jobs(sources, records, options)
     pending: deque[tuple[EncodeJob | CopyJob, Future[Encoded] | None]] = deque()
     with ThreadPoolExecutor(
         max_workers=threads, thread_name_prefix="tmodel-encode", initializer=options.worker_init
@@ -267,50 +322,50 @@ def _write(
                 done += src.nbytes
             else:
                 assert encoded is not None
-                if need > 0:
+                if need > 0 and not isinstance(job.data, ResealedBlob):
                     bounded = _encode(job, DEFAULT_LIMITS.max_expansion)
-                    grown = sum(map(len, bounded.segments)) - sum(map(len, encoded.segments))
+                    grown = sum(map(len, bounded.stored)) - sum(map(len, encoded.stored))
                     if grown > 0:
                         encoded, need = bounded, need - grown
                 if not record["chunks"]:
                     pos = _pad(f, pos)
                     record["offset"] = pos
-                for seg in encoded.segments:
-                    f.write(seg)
-                    pos += len(seg)
-                    record["length"] += len(seg)
-                record["chunks"].append(
-                    {"digest": encoded.digest, "segments": [len(s) for s in encoded.segments]}
-                )
+                for part in encoded.stored:
+                    f.write(part)
+                    pos += len(part)
+                    record["length"] += len(part)
+                record["chunks"].append({"digest": encoded.digest, "segments": encoded.segments})
                 wb.written(pos)
-                done += len(job.data)
+                done += job.raw_len
             if progress is not None:
                 progress(done, total)
     pos = _pad(f, pos)
     manifest = pack_manifest(finish(records))
-    if len(manifest) > DEFAULT_LIMITS.max_manifest_bytes:
+    checked = check_written(manifest, pos, options.seal is not None)
+    region = manifest if options.seal is None else options.seal.envelope(manifest)
+    if len(region) > DEFAULT_LIMITS.max_manifest_bytes:
         raise LimitExceeded(
-            f"manifest of {len(manifest)} bytes exceeds the limit {DEFAULT_LIMITS.max_manifest_bytes}"
+            f"manifest of {len(region)} bytes exceeds the limit {DEFAULT_LIMITS.max_manifest_bytes}"
         )
-    size = pos + len(manifest) + TRAILER_SIZE
+    size = pos + len(region) + TRAILER_SIZE
     if not options.raw_needed and total > DEFAULT_LIMITS.max_decoded_bytes(size):  # `total`: decoded bytes
         least = -(-(total - DEFAULT_LIMITS.decoded_slack) // DEFAULT_LIMITS.max_expansion)
         raise _Expands(least - size + ALIGNMENT * len(sources) + 4096)  # room for padding and manifest
-    checked = check_written(manifest, pos)
     if options.check is not None:
         options.check(checked)
-    f.write(manifest)
-    block = b"" if options.sign is None else options.sign(manifest, pos + len(manifest))
+    f.write(region)
+    block = b"" if options.sign is None else options.sign(region, pos + len(region))
     f.write(block)
-    f.write(pack_trailer(pos, manifest, options.checksum, header, block))
+    f.write(pack_trailer(pos, region, options.checksum, header, block))
 
 
-def check_written(raw: bytes, offset: int) -> Manifest:
+def check_written(raw: bytes, offset: int, encrypted: bool = False) -> Manifest:
     """The manifest about to be written, through the reader's own validation (`read_manifest`, default
     limits) before anything is replaced: content the reader would refuse is UNSUPPORTED_TYPE, naming the
     reader's code (SPEC.md §11)."""
     try:
-        return read_manifest(raw, DEFAULT_LIMITS, offset, offset + len(raw) + TRAILER_SIZE)[0]
+        end = offset + len(raw) + TRAILER_SIZE
+        return read_manifest(raw, DEFAULT_LIMITS, offset, end, encrypted)[0]
     except TModelError as exc:
         hint = " (a reader's default limit, SPEC.md §8)" if isinstance(exc, LimitExceeded) else ""
         raise UnsupportedType(
@@ -337,15 +392,16 @@ def _copy(src: StoredBlob, f: BinaryIO, pos: int, wb: writeback.Writeback) -> in
 
 
 def _record(src: Source, options: Options) -> BlobWire:
-    """The manifest entry of a blob, to be completed as its chunks are written."""
-    if isinstance(src, StoredBlob):
-        nbytes, codec, width, chunk_size = src.nbytes, src.codec, src.width, src.chunk_size
-    else:
+    """The manifest entry of a blob, to be completed as its chunks are written; in an encrypted file, with
+    its nonce (a copied blob keeps the one its chunks were sealed with, any other gets a random one)."""
+    if isinstance(src, BlobSource):
         if len(src.data) == 0 or len(src.data) % src.width:
             raise InvalidArgument("a blob must be non-empty and a multiple of its width")
         nbytes, codec, width = len(src.data), src.codec, src.width
         chunk_size = chunk_size_for(src.width, options.chunk_size)
-    return {
+    else:
+        nbytes, codec, width, chunk_size = src.nbytes, src.codec, src.width, src.chunk_size
+    record: BlobWire = {
         "offset": 0,
         "length": 0,
         "nbytes": nbytes,
@@ -354,6 +410,11 @@ def _record(src: Source, options: Options) -> BlobWire:
         "chunk_size": chunk_size,
         "chunks": [],
     }
+    if isinstance(src, StoredBlob) and bool(src.nonce) != (options.seal is not None):
+        raise InvalidArgument("a blob is copied byte for byte only between files both encrypted or not")
+    if options.seal is not None:
+        record["nonce"] = src.nonce if isinstance(src, StoredBlob) else secrets.token_bytes(NONCE_SIZE)
+    return record
 
 
 def _pad(f: BinaryIO, pos: int) -> int:

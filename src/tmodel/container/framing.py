@@ -33,7 +33,13 @@ TRAILER_SIZE = 64
 ALIGNMENT = 64
 #: required flag: the file holds a signature block (SPEC.md §3.4)
 SIGNED = 1
-KNOWN_FLAGS = SIGNED
+#: required flag: the manifest region holds an encryption envelope and every chunk is sealed (SPEC.md §3.5)
+ENCRYPTED = 2
+KNOWN_FLAGS = SIGNED | ENCRYPTED
+#: an encrypted file's sizes: a blob's nonce, the tag after every chunk's segments; its schema is 6 or later
+NONCE_SIZE = 12
+TAG_SIZE = 16
+ENCRYPTED_SINCE = 6
 
 _HEADER = struct.Struct("<8sII48s")  # magic, container version, required flags, reserved
 #: manifest offset, length, digest id, signature block length, reserved, digest, end magic

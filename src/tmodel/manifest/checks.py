@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from ..codecs.table import CODECS, check_chunk
 from ..container import digests
-from ..container.framing import ALIGNMENT, HEADER_SIZE, align
+from ..container.framing import ALIGNMENT, ENCRYPTED_SINCE, HEADER_SIZE, NONCE_SIZE, TAG_SIZE, align
 from ..errors import (
     BadLayout,
     BadName,
@@ -64,14 +64,22 @@ from .nodes import (
 from .schema import KNOWN_FEATURES, SCHEMA_VERSION, Manifest, TensorEntry
 
 
-def read_manifest(raw: bytes, limits: Limits, manifest_offset: int, file_size: int) -> tuple[Manifest, int]:
+def read_manifest(
+    raw: bytes, limits: Limits, manifest_offset: int, file_size: int, encrypted: bool = False
+) -> tuple[Manifest, int]:
     """A manifest's bytes decoded, upgraded to the current schema and validated (SPEC.md §9 steps 4-9),
-    with the schema version it was written in: the one path the reader and the writer's own check take."""
+    with the schema version it was written in: the one path the reader and the writer's own check take.
+    `encrypted`: the file is (SPEC.md §3.5), so its manifest is of schema 6 or later, every blob has a nonce
+    and every chunk stores a tag after its segments."""
     wire, version = upgrade(unpack_manifest(raw, limits, ChunkTable))
-    return parse(wire, limits, manifest_offset, file_size), version
+    if encrypted and version < ENCRYPTED_SINCE:
+        raise UnsupportedVersion(f"an encrypted file of schema version {version} (encryption is from 6)")
+    return parse(wire, limits, manifest_offset, file_size, encrypted), version
 
 
-def parse(wire: Any, limits: Limits, manifest_offset: int, file_size: int) -> Manifest:
+def parse(
+    wire: Any, limits: Limits, manifest_offset: int, file_size: int, encrypted: bool = False
+) -> Manifest:
     """Validate a decoded manifest against the schema and the file it came from."""
     if not isinstance(wire, dict):
         raise ManifestSchemaError("manifest is not a map")
@@ -85,7 +93,7 @@ def parse(wire: Any, limits: Limits, manifest_offset: int, file_size: int) -> Ma
         manifest = Manifest.model_validate(wire, strict=True)
     except ValidationError as exc:
         raise ManifestSchemaError(f"manifest: {first_error(exc)}") from None
-    check_semantics(manifest, limits, manifest_offset, file_size)
+    check_semantics(manifest, limits, manifest_offset, file_size, encrypted)
     return manifest
 
 
@@ -101,13 +109,15 @@ def _precheck_counts(wire: dict[str, Any], limits: Limits) -> None:
             raise LimitExceeded(f"{len(table)} {key} exceed the limit {cap}")
 
 
-def check_semantics(m: Manifest, limits: Limits, manifest_offset: int, file_size: int) -> None:
+def check_semantics(
+    m: Manifest, limits: Limits, manifest_offset: int, file_size: int, encrypted: bool = False
+) -> None:
     """Every rule of SPEC.md §5 that the schema alone does not state."""
     unknown = sorted(set(m.required_features) - KNOWN_FEATURES)
     if unknown:
         raise UnknownFeature(f"unknown required features {unknown}")
     digest_len = digests.digest_length(m.checksum)
-    _check_blobs(m, limits, digest_len, manifest_offset, file_size)
+    _check_blobs(m, limits, digest_len, manifest_offset, file_size, encrypted)
     _check_tensors(m, limits)
     _check_modules(m, limits)
     _check_tree(m, limits)
@@ -116,8 +126,11 @@ def check_semantics(m: Manifest, limits: Limits, manifest_offset: int, file_size
         check_type_name(m.checkpoint.type, "checkpoint")
 
 
-def _check_blobs(m: Manifest, limits: Limits, digest_len: int, manifest_offset: int, file_size: int) -> None:
+def _check_blobs(
+    m: Manifest, limits: Limits, digest_len: int, manifest_offset: int, file_size: int, encrypted: bool
+) -> None:
     expected = HEADER_SIZE
+    tag = TAG_SIZE if encrypted else 0
     total_chunks = 0
     total_bytes = 0
     cap = limits.max_decoded_bytes(file_size)
@@ -127,6 +140,10 @@ def _check_blobs(m: Manifest, limits: Limits, digest_len: int, manifest_offset: 
             raise BadLayout(
                 f"{where} starts at {b.offset}, expected {expected} (blobs are packed, {ALIGNMENT}-aligned)"
             )
+        if encrypted and len(b.nonce) != NONCE_SIZE:
+            raise ManifestSchemaError(f"{where}: a blob of an encrypted file has a {NONCE_SIZE}-byte nonce")
+        if not encrypted and "nonce" in b.model_fields_set:
+            raise ManifestSchemaError(f"{where}: a nonce in a file that is not encrypted")
         if b.codec not in CODECS:
             raise UnknownCodec(f"{where}: unknown codec {b.codec!r}")
         if not CODECS[b.codec].grouped and b.width != 1:
@@ -156,9 +173,9 @@ def _check_blobs(m: Manifest, limits: Limits, digest_len: int, manifest_offset: 
                 raise BadTensor(
                     f"{where} chunk {j}: digest of {len(c.digest)} bytes, {m.checksum} has {digest_len}"
                 )
-            stored += sum(c.segments)
+            stored += sum(c.segments) + tag
         if stored != b.length:
-            raise BadLayout(f"{where}: segments add up to {stored} bytes, the blob has {b.length}")
+            raise BadLayout(f"{where}: segments (and tags) add up to {stored} bytes, the blob has {b.length}")
         expected = align(b.offset + b.length)
     if expected != manifest_offset:
         raise BadLayout(f"the manifest starts at {manifest_offset}, the blobs end at {expected}")

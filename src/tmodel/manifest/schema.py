@@ -38,6 +38,8 @@ class Blob(BaseModel):
     width: Annotated[int, Field(strict=True, ge=1, le=MAX_WIDTH)]
     chunk_size: Annotated[int, Field(strict=True, ge=1, le=INT64_MAX)]
     chunks: ChunkTable
+    #: in an encrypted file only (SPEC.md §3.5): the 12 random bytes its chunks' nonces derive from
+    nonce: bytes = b""
 
 
 class TensorEntry(BaseModel):

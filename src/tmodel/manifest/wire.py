@@ -4,7 +4,7 @@ which is the order of the tables in SPEC.md §5."""
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from .schema import SCHEMA_VERSION
 
@@ -22,6 +22,7 @@ class BlobWire(TypedDict):
     width: int
     chunk_size: int
     chunks: list[ChunkWire]
+    nonce: NotRequired[bytes]
 
 
 class TensorWire(TypedDict):
