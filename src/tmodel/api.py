@@ -16,9 +16,9 @@ from typing import Any, BinaryIO
 
 import torch
 
+from .archive.encryption import Sealer
 from .archive.progress import ProgressArg, progress_for
 from .archive.reader import Reader, names_file
-from .archive.encryption import Sealer
 from .archive.signing import check_signable, private_key, require, signed_block
 from .archive.writer import (
     DEFAULT_CHUNK_SIZE,

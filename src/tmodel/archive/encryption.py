@@ -59,6 +59,7 @@ class Passphrase:
 
 
 Key = bytes | Passphrase
+Buffer = bytes | bytearray | memoryview
 
 
 def key_input(key: Any) -> Key:
@@ -156,7 +157,7 @@ class Sealer:
         )
 
     def seal_chunk(
-        self, base: bytes, index: int, raw_len: int, width: int, codec: str, plain: bytes | memoryview
+        self, base: bytes, index: int, raw_len: int, width: int, codec: str, plain: Buffer
     ) -> bytes:
         """A chunk's stored bytes: its encoded segments encrypted, then the 16-byte tag."""
         return self._aead.encrypt(

@@ -94,7 +94,7 @@ class Reader:
         """`source`: a path, a readable seekable binary file object (the archive runs from its position to
         its end), or a `ByteSource` (e.g. `container.sources.buffer_source(data)` for bytes). `merge` is
         the byte-plane merge the codecs use, `worker_init` runs first on each decoding thread. `key`: an
-        encrypted file's key or passphrase (`archive.encryption.key_input`); a file not encrypted ignores it."""
+        encrypted file's key or passphrase (`archive.encryption.key_input`); other files ignore it."""
         if not isinstance(limits, Limits):
             raise InvalidArgument(f"limits must be a tmodel.Limits, not {type(limits).__name__}")
         if type(threads) is not int or threads < 0:
