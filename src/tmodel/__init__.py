@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from . import testing
     from .api import LoadReport, TModelFile, load, load_bytes, load_into, save, save_bytes
     from .api import open_file as open
+    from .archive.encryption import Passphrase
+    from .encrypt import decrypt_file, encrypt_file
     from .nn.checkpoint_steps import checkpoint_migration, register_checkpoint
     from .nn.references import register_function, register_value_type
     from .nn.registry import register, register_class
@@ -30,10 +32,13 @@ __all__ = [
     "DEFAULT_LIMITS",
     "Limits",
     "LoadReport",
+    "Passphrase",
     "RNGState",
     "TModelError",
     "TModelFile",
     "checkpoint_migration",
+    "decrypt_file",
+    "encrypt_file",
     "keygen",
     "load",
     "load_bytes",
@@ -77,6 +82,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "sign_file": (".sign", "sign_file"),
     "signatures": (".sign", "signatures"),
     "keygen": (".sign", "keygen"),
+    "encrypt_file": (".encrypt", "encrypt_file"),
+    "decrypt_file": (".encrypt", "decrypt_file"),
+    "Passphrase": (".archive.encryption", "Passphrase"),
     "load_checkpoint": (".resume", "load_checkpoint"),
     "rng_state": (".training", "rng_state"),
     "RNGState": (".training", "RNGState"),

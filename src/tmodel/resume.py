@@ -58,19 +58,20 @@ def load_checkpoint(
     progress: ProgressArg = None,
     trusted_keys: Any = None,
     require_signature: bool = False,
+    key: Any = None,
 ) -> Any:
     """Load a training checkpoint and put its state back: `model`'s weights (or, without a model, the
     checkpoint's module rebuilt), `optimizer` state by parameter path, `scheduler` and `scaler` state, and
-    (`restore_rng`) the random generators; signatures as `load` checks them. Returns the checkpoint as
-    `load` would, the model given in place of the saved one. Layer migrations apply first, carrying
-    optimizer state with its parameters.
+    (`restore_rng`) the random generators; signatures and `key` as `load` takes them. Returns the
+    checkpoint as `load` would, the model given in place of the saved one. Layer migrations apply first,
+    carrying optimizer state with its parameters.
 
     >>> ckpt = tmodel.load_checkpoint("run.tmodel", model=model, optimizer=opt, scheduler=sched)
     >>> step = ckpt["step"]
     """
     where = placement(map_location)
     with (
-        api._reader(f, limits, threads) as reader,
+        api._reader(f, limits, threads, key) as reader,
         progress_for(progress, "load") as report,
         finding(limits.max_found_names),
     ):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import torch
 
@@ -35,12 +35,16 @@ PathLike = str | os.PathLike[str]
 
 
 def migration_plan(
-    path: PathLike, targets: dict[str, int] | None = None, limits: Limits = DEFAULT_LIMITS
+    path: PathLike,
+    targets: dict[str, int] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    key: Any = None,
 ) -> list[str]:
     """What `migrate_file` would apply, one line per layer and version range, then each module's tensor and
     config operations as its steps make them (run in memory, reading only the tensors they read; nothing is
-    written), as alembic's offline mode prints its SQL; empty when up to date."""
-    with Reader(path, limits, 0, torch_merge, one_intra_op_thread) as reader:
+    written), as alembic's offline mode prints its SQL; empty when up to date. `key` opens an encrypted
+    file."""
+    with Reader(path, limits, 0, torch_merge, one_intra_op_thread, key) as reader:
         m = reader.manifest
         check_layers(m, path, targets)
         lines = describe_steps(m, steps_per_record(m, targets))
@@ -95,13 +99,16 @@ def migrate_file(
     targets: dict[str, int] | None = None,
     limits: Limits = DEFAULT_LIMITS,
     progress: ProgressArg = None,
+    key: Any = None,
 ) -> list[str]:
     """Write `src` with every layer upgraded (or taken to `targets[layer]`) to `dst`, or over `src` with a
     backup copy at `src + backup`. Returns the lines of what was applied (empty: nothing to do).
 
     The backup is a new file, written atomically with the original's mode, owner and timestamps; an
     existing file or symbolic link at its path is never followed nor overwritten [INVALID_ARGUMENT].
-    `progress=True` draws a bar on a terminal while the file is written; a callable gets (done, total)."""
+    `progress=True` draws a bar on a terminal while the file is written; a callable gets (done, total).
+    An encrypted file is opened with `key` and written encrypted with the same keys, its untouched blobs
+    copied as they are (still sealed)."""
     if (dst is None) == (not in_place):
         raise InvalidArgument("give a destination, or in_place=True")
     if in_place and (not backup or "/" in backup or "\0" in backup):
@@ -109,7 +116,7 @@ def migrate_file(
     out = os.fspath(src) if in_place else os.fspath(dst)  # type: ignore[arg-type]
     with (
         progress_for(progress, "migrate") as report,
-        Reader(src, limits, 0, torch_merge, one_intra_op_thread) as reader,
+        Reader(src, limits, 0, torch_merge, one_intra_op_thread, key) as reader,
     ):
         m = reader.manifest
         check_layers(m, src, targets)
@@ -177,6 +184,7 @@ def _write(
             split=torch_split,
             worker_init=one_intra_op_thread,
             check=_rebuilds_after(up.applied) if rebuild else None,
+            seal=reader.sealer,
         ),
         progress,
     )  # planned keeps the data alive
@@ -201,7 +209,15 @@ def _stored(reader: Reader, m: Manifest, b: int) -> StoredBlob:
     blob = m.blobs[b]
     chunks: list[ChunkWire] = [{"digest": c.digest, "segments": list(c.segments)} for c in blob.chunks]
     return StoredBlob(
-        blob.codec, blob.width, blob.nbytes, blob.chunk_size, chunks, reader.fd, blob.offset, blob.length
+        blob.codec,
+        blob.width,
+        blob.nbytes,
+        blob.chunk_size,
+        chunks,
+        reader.fd,
+        blob.offset,
+        blob.length,
+        blob.nonce,
     )
 
 

@@ -17,21 +17,24 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from .archive.reader import Reader
 from .archive.signing import Signature, key_id, private_key, signature_of, signed_block
 from .container.atomic import copy_bytes, replace_atomically
-from .container.framing import HEADER_SIZE, SIGNED, pack_header, pack_trailer
+from .container.framing import ENCRYPTED, HEADER_SIZE, SIGNED, pack_header, pack_trailer
 from .errors import InvalidArgument
 
 PathLike = str | os.PathLike[str]
 
 
-def sign_file(path: PathLike, key: Any, *, password: bytes | None = None) -> Signature:
+def sign_file(
+    path: PathLike, key: Any, *, password: bytes | None = None, decryption_key: Any = None
+) -> Signature:
     """Add a signature by `key` (a key object, PEM/OpenSSH bytes or a key file) to the file at `path`;
-    returns it. The file must use cryptographic digests (`checksum="blake3"` or `"sha256"`)."""
+    returns it. The file must use cryptographic digests (`checksum="blake3"` or `"sha256"`); an encrypted
+    one is opened with `decryption_key` (the signature covers its stored, encrypted bytes)."""
     signer = private_key(key, password)
-    with Reader(path) as reader:
+    with Reader(path, key=decryption_key) as reader:
         start, end, checksum = reader.manifest_offset, reader.content_size, reader.manifest.checksum
         manifest = reader.source.read(end - start, start)
         block = signed_block(reader.signature_block, signer, manifest, end, checksum)
-        header = pack_header(SIGNED)
+        header = pack_header(SIGNED | (reader.flags & ENCRYPTED))
 
         def write(f: Any) -> None:
             f.write(header)
@@ -45,9 +48,10 @@ def sign_file(path: PathLike, key: Any, *, password: bytes | None = None) -> Sig
     return signature_of(signer)
 
 
-def signatures(path: PathLike) -> list[Signature]:
-    """A file's signatures, each verified (an invalid one is BAD_SIGNATURE); empty when unsigned."""
-    with Reader(path) as reader:
+def signatures(path: PathLike, *, key: Any = None) -> list[Signature]:
+    """A file's signatures, each verified (an invalid one is BAD_SIGNATURE); empty when unsigned. `key`
+    opens an encrypted file."""
+    with Reader(path, key=key) as reader:
         return list(reader.signatures)
 
 

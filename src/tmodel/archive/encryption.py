@@ -266,7 +266,7 @@ def open_envelope(raw: bytes, key: Any, limits: Limits) -> tuple[Sealer, bytes]:
     """The keys of an encrypted file and its manifest bytes [KEY_REQUIRED, WRONG_KEY, DECRYPTION_FAILED]."""
     env = parse_envelope(raw, limits)
     if key is None:
-        raise KeyRequired("the file is encrypted: give its key (key=...) or passphrase")
+        raise KeyRequired("the file is encrypted: give its key or passphrase")
     k = key_input(key)
     kdf = env["kdf"]
     if isinstance(k, bytes) != (kdf is None):

@@ -161,6 +161,7 @@ class Reader:
             self.signatures = verify_block(block, raw, end, manifest.checksum)
         #: where the manifest starts and ends (the signed content's size), and the signature block after it
         self.manifest_offset, self.content_size, self.signature_block = trailer.manifest_offset, end, block
+        self.flags = flags  # the header's required flags
         return manifest
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -291,31 +292,52 @@ class Reader:
             raise
 
     def _decode_chunk_bytes(self, b: Blob, blob: int, j: int, start: int, out: memoryview) -> None:
-        chunk = b.chunks[j]
-        sealer = self.sealer
-        if sealer is not None:  # read and check the sealed bytes, then open them (SPEC.md §3.5)
-            plain_len = sum(chunk.segments)
-            sealed = _scratch(plain_len + TAG_SIZE, "sealed")
-            self.source.readinto(sealed, start)
-            self._check_digest(blob, j, sealed)
-            view = out if b.codec == RAW else _scratch(plain_len)
-            sealer.open_chunk(b.nonce, j, len(out), b.width, b.codec, sealed, view)
-            if b.codec == RAW:
-                return
-        elif b.codec == RAW:
-            self.source.readinto(out, start)
-            self._check_digest(blob, j, out)
+        raw = b.codec == RAW
+        view = self._plain(b, blob, j, start, len(out), out if raw else None)
+        if raw:
             return
-        else:
-            view = _scratch(sum(chunk.segments))
-            self.source.readinto(view, start)
-            self._check_digest(blob, j, view)
         segments: list[memoryview] = []
         pos = 0
-        for n in chunk.segments:
+        for n in b.chunks[j].segments:
             segments.append(view[pos : pos + n])
             pos += n
         decode_chunk(b.codec, b.width, segments, out, self.limits.max_window_size, self._merge)
+
+    def _plain(
+        self, b: Blob, blob: int, j: int, start: int, raw_len: int, into: memoryview | None
+    ) -> memoryview:
+        """Chunk j's segments back to back (into `into`, else this thread's scratch): its stored bytes
+        read and checked against its digest, and in an encrypted file opened (SPEC.md §3.5)."""
+        n = sum(b.chunks[j].segments)
+        view = _scratch(n) if into is None else into
+        if self.sealer is None:
+            self.source.readinto(view, start)
+            self._check_digest(blob, j, view)
+            return view
+        sealed = _scratch(n + TAG_SIZE, "sealed")
+        self.source.readinto(sealed, start)
+        self._check_digest(blob, j, sealed)
+        self.sealer.open_chunk(b.nonce, j, raw_len, b.width, b.codec, sealed, view)
+        return view
+
+    @names_file
+    def chunk_segments(self, blob: int, j: int) -> list[bytes]:
+        """Chunk j of a blob as encoded, its segments checked (and opened) but not decoded, for storing
+        again as they are; the blob's padding is checked with its last chunk."""
+        b = self.manifest.blobs[blob]
+        raw_len = min(b.chunk_size, b.nbytes - j * b.chunk_size)
+        try:
+            view = self._plain(b, blob, j, self._chunk_starts(blob)[j], raw_len, None)
+        except TModelError as exc:
+            exc.add_context(blob=blob, chunk=j)
+            raise
+        out, pos = [], 0
+        for n in b.chunks[j].segments:
+            out.append(bytes(view[pos : pos + n]))
+            pos += n
+        if j == len(b.chunks) - 1:
+            self._check_padding(blob)
+        return out
 
     def mapped(self, blob: int) -> memoryview | None:
         """A raw blob as a writable copy-on-write view of the file mapping (see `mapped_many`)."""

@@ -80,16 +80,15 @@ class StoredBlob:
 
 @dataclass(frozen=True)
 class ResealedBlob:
-    """A blob whose encoded chunks come from another file, as they were encoded (nothing is recompressed),
-    and are stored again: sealed when this file is encrypted, as they are otherwise (`tmodel encrypt`,
-    `tmodel decrypt`). `read(j)` returns chunk j's segments, back to back, after its checks."""
+    """A blob whose encoded chunks come from another file (as they were encoded: nothing is recompressed
+    unless `read` does it) and are stored again, sealed when this file is encrypted (`tmodel encrypt`,
+    `tmodel decrypt`). `read(j)` returns chunk j's segments, checked, on a worker thread."""
 
     codec: str
     width: int
     nbytes: int
     chunk_size: int
-    segments: Sequence[Sequence[int]]
-    read: Callable[[int], bytes | bytearray | memoryview]
+    read: Callable[[int], list[Buffer]]
 
 
 Source = BlobSource | StoredBlob | ResealedBlob
@@ -164,12 +163,11 @@ class Encoded:
 
 def _encode(job: EncodeJob, ratio: int = 0) -> Encoded:
     if isinstance(job.data, ResealedBlob):
-        lengths = list(job.data.segments[job.index])
-        stored: list[Buffer] = [job.data.read(job.index)]
+        stored = job.data.read(job.index)
     else:
         o = job.options
         stored = encode_chunk(job.codec, job.width, job.data, o.level, o.split, ratio)
-        lengths = [len(seg) for seg in stored]
+    lengths = [len(seg) for seg in stored]
     seal = job.options.seal
     if seal is not None:
         plain = stored[0] if len(stored) == 1 else b"".join(stored)
@@ -264,7 +262,7 @@ def _jobs(
         if isinstance(src, StoredBlob):
             yield CopyJob(i, src)
         elif isinstance(src, ResealedBlob):
-            for j in range(len(src.segments)):
+            for j in range(-(-src.nbytes // src.chunk_size)):
                 raw_len = min(src.chunk_size, src.nbytes - j * src.chunk_size)
                 yield EncodeJob(i, j, src, raw_len, src.codec, src.width, nonce, options)
         else:

@@ -26,15 +26,17 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO, cast
 
+from ..archive.encryption import CIPHER
 from ..archive.progress import ProgressBar, is_terminal
 from ..archive.reader import Reader
 from ..codecs.table import CHOICES
-from ..errors import ConformanceFailure, FileAccessError, TModelError
+from ..errors import ConformanceFailure, FileAccessError, InvalidArgument, TModelError
 from ..manifest.dtypes import DTYPES
 from ..manifest.module_tree import architecture, render
 from ..manifest.nodes import MetaTensorNode, OptimizerNode, StatefulNode, mapping_items, walk
 from ..manifest.schema import Manifest
 from .configs import show_config
+from .keys import add_key_options, key_of
 from .layers import add_import_option, load_layers
 from .migrate import add_commands
 from .text import Escaped, escape, json_text, quote, show_value
@@ -252,7 +254,7 @@ def _json_configs(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _inspect(args: argparse.Namespace, out: TextIO) -> int:
-    with Reader(args.file) as reader:
+    with Reader(args.file, key=key_of(args)) as reader:
         doc = inspect_document(args.file, reader.manifest, reader.file_size, reader.source_schema_version)
     out.write((json_text(doc) if args.json else _render(doc)) + "\n")
     return 0
@@ -276,17 +278,20 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
     from ..archive.signing import key_id, public_key, require
 
     trusted = {key_id(public_key(k)) for k in args.trusted_keys}
-    with Reader(args.file) as reader:  # every signature is verified on open: an invalid one fails here
+    with Reader(args.file, key=key_of(args)) as reader:  # every signature is verified on open
         _run_with_bar("verify", reader.verify)
         n = len(reader.manifest.tensors)
         checked = sum(b.nbytes for b in reader.manifest.blobs)
         signed = list(reader.signatures)
+        encrypted = reader.sealer is not None
     for sig in signed:
         mark = "trusted" if sig.key_id in trusted else "not among the trusted keys"
         out.write(f"signature: valid, {sig.algorithm}, key {sig.key_id} ({mark})\n")
     if args.trusted_keys:
         require(signed, args.trusted_keys, True)
     state = f"{len(signed)} valid signature{'s' * (len(signed) != 1)}" if signed else "unsigned"
+    if encrypted:
+        state += ", encrypted"
     out.write(f"ok: {args.file} ({n} tensors, {checked} bytes checked, {state})\n")
     return 0
 
@@ -294,16 +299,46 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
 def _sign(args: argparse.Namespace, out: TextIO) -> int:
     from ..sign import sign_file
 
-    sig = sign_file(args.file, args.key)
+    sig = sign_file(args.file, args.key, decryption_key=key_of(args))
     out.write(f"signed: {args.file} ({sig.algorithm}, key {sig.key_id})\n")
     return 0
 
 
 def _keygen(args: argparse.Namespace, out: TextIO) -> int:
+    if args.algorithm == CIPHER:
+        from ..encrypt import keygen as encryption_keygen
+
+        encryption_keygen(args.path)
+        out.write(f"wrote {args.path} ({CIPHER} key, 64 hex digits; keep it secret)\n")
+        return 0
     from ..sign import keygen
 
     kid = keygen(args.path, args.algorithm)
     out.write(f"wrote {args.path} (private) and {args.path}.pub (public); key id {kid}\n")
+    return 0
+
+
+def _encrypt(args: argparse.Namespace, out: TextIO) -> int:
+    from ..encrypt import encrypt_file
+
+    key = key_of(args)
+    if key is None:
+        raise InvalidArgument(
+            "give the key to encrypt with: --key-file, --passphrase-env or --passphrase-file"
+        )
+    notes = encrypt_file(args.src, args.dst, key, encrypt_manifest=not args.readable_manifest)
+    out.write(f"encrypted: {args.src} -> {args.dst}\n" + "".join(f"{args.dst}: {n}\n" for n in notes))
+    return 0
+
+
+def _decrypt(args: argparse.Namespace, out: TextIO) -> int:
+    from ..encrypt import decrypt_file
+
+    key = key_of(args)
+    if key is None:
+        raise InvalidArgument("give the file's key: --key-file, --passphrase-env or --passphrase-file")
+    notes = decrypt_file(args.src, args.dst, key=key)
+    out.write(f"decrypted: {args.src} -> {args.dst}\n" + "".join(f"{args.dst}: {n}\n" for n in notes))
     return 0
 
 
@@ -351,6 +386,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("inspect", help="list tensors, sizes and metadata from the manifest")
     s.add_argument("file", metavar="FILE")
     s.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
+    add_key_options(s)
     s.set_defaults(run=_inspect)
     s = sub.add_parser("verify", help="check every checksum and signature and decode every chunk")
     s.add_argument("file", metavar="FILE")
@@ -362,15 +398,35 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PUBKEY",
         help="a public key file (PEM or OpenSSH); with it, a signature by one of these keys is required",
     )
+    add_key_options(s)
     s.set_defaults(run=_verify)
     s = sub.add_parser("sign", help="add a signature to a file (blobs copied byte for byte)")
     s.add_argument("file", metavar="FILE")
     s.add_argument("--key", required=True, metavar="KEY", help="a private key file (PEM or OpenSSH)")
+    add_key_options(s)
     s.set_defaults(run=_sign)
-    s = sub.add_parser("keygen", help="write a new signing key pair: PATH (private) and PATH.pub")
+    s = sub.add_parser(
+        "keygen",
+        help="write a new signing key pair (PATH private, PATH.pub public), or an encryption key to PATH",
+    )
     s.add_argument("path", metavar="PATH")
-    s.add_argument("--algorithm", choices=["ed25519", "ecdsa-p256"], default="ed25519")
+    s.add_argument("--algorithm", choices=["ed25519", "ecdsa-p256", CIPHER], default="ed25519")
     s.set_defaults(run=_keygen)
+    for name, run, helptext, what in (
+        ("encrypt", _encrypt, "write SRC encrypted to DST (chunks sealed as compressed)", "encrypts DST"),
+        ("decrypt", _decrypt, "write the encrypted SRC unencrypted to DST", "opens SRC"),
+    ):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("src", metavar="SRC")
+        s.add_argument("dst", metavar="DST")
+        if name == "encrypt":
+            s.add_argument(
+                "--readable-manifest",
+                action="store_true",
+                help="leave names, shapes and metadata readable (still authenticated)",
+            )
+        add_key_options(s, what)
+        s.set_defaults(run=run)
     s = sub.add_parser(
         "convert",
         help="convert between .tmodel, .safetensors(.index.json) and .pt, or between model folders",

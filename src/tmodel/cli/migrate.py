@@ -10,6 +10,7 @@ import os
 from typing import Any, TextIO
 
 from ..errors import InvalidArgument, MigrationError
+from .keys import add_key_options, key_of
 from .layers import add_import_option, load_layers
 
 
@@ -29,7 +30,7 @@ def _migrate(args: argparse.Namespace, out: TextIO) -> int:
     load_layers(args.imports)
     targets = _targets(args.to)
     if args.dry_run:
-        lines = rewrite.migration_plan(args.file, targets)
+        lines = rewrite.migration_plan(args.file, targets, key=key_of(args))
         out.write("\n".join(lines) + "\n" if lines else f"{args.file}: up to date\n")
         return 0
     if bool(args.output) == args.in_place:
@@ -38,7 +39,13 @@ def _migrate(args: argparse.Namespace, out: TextIO) -> int:
         raise InvalidArgument("--backup goes with --in-place")
     suffix = ".bak" if args.backup is None else args.backup
     lines = rewrite.migrate_file(
-        args.file, args.output, in_place=args.in_place, backup=suffix, targets=targets, progress=True
+        args.file,
+        args.output,
+        in_place=args.in_place,
+        backup=suffix,
+        targets=targets,
+        progress=True,
+        key=key_of(args),
     )
     target = args.file if args.in_place else args.output
     if not lines:
@@ -252,6 +259,7 @@ def add_commands(sub: Any) -> None:
         "--to", action="append", default=[], metavar="LAYER=VERSION", help="migrate a layer to a version"
     )
     add_import_option(s)
+    add_key_options(s)
     s.set_defaults(run=_migrate)
     m = sub.add_parser("migration", help="author migrations: new, check, history, freeze")
     msub = m.add_subparsers(dest="action", required=True, metavar="ACTION")
