@@ -129,8 +129,9 @@ def _flip_expectation(data: bytes, blobs: list[tuple[int, int]], pos: int, mask:
         return "BAD_MAGIC"
     if pos < 12:
         return "UNSUPPORTED_VERSION"
-    if pos < 16:  # bit 0 of the flags is SIGNED, known: set without a signature block it is BAD_LAYOUT
-        return "BAD_LAYOUT" if (pos, mask) == (12, 1) else "UNKNOWN_FEATURE"
+    if pos < 16:  # bit 0 of the flags is SIGNED, known: set without a signature block it is BAD_LAYOUT;
+        # bit 1 is ENCRYPTED, known: the manifest is then read as an envelope, which it is not
+        return {(12, 1): "BAD_LAYOUT", (12, 2): "MANIFEST_SCHEMA"}.get((pos, mask), "UNKNOWN_FEATURE")
     if pos < HEADER_SIZE:
         return "BAD_LAYOUT"
     if pos < offset:
@@ -299,7 +300,8 @@ def test_bad_magic(small_file: Path, tmp_path: Path) -> None:
         (2, 0, "UNSUPPORTED_VERSION"),
         (0xFFFFFFFF, 0, "UNSUPPORTED_VERSION"),
         (1, 1, "BAD_LAYOUT"),  # SIGNED, with no signature block (SPEC.md §3.4)
-        (1, 2, "UNKNOWN_FEATURE"),
+        (1, 2, "MANIFEST_SCHEMA"),  # ENCRYPTED, with a manifest where the envelope goes (SPEC.md §3.5)
+        (1, 4, "UNKNOWN_FEATURE"),
         (1, 0x80000000, "UNKNOWN_FEATURE"),
     ],
 )

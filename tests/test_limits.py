@@ -69,6 +69,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "long_name_tensor": torch.ones(5000),
     }
     paths = {"main": d / "main.tmodel", "chunks": d / "chunks.tmodel", "found": d / "found.tmodel"}
+    paths["kdf"] = d / "kdf.tmodel"
+    tmodel.save({"x": torch.ones(3)}, paths["kdf"], encrypt_with=KDF_KEY)
     tmodel.save(nn.Sequential(FoundA(), FoundB(), FoundA()), paths["found"])
     tmodel.save(ckpt, paths["main"])
     tmodel.save({"x": torch.arange(10_000, dtype=torch.float32)}, paths["chunks"], chunk_size=4096)
@@ -92,13 +94,16 @@ CASES = [  # (file, limit, other limit changes, code when one below the file's n
     ("main", "max_total_bytes", {}, "LIMIT_EXCEEDED"),
     ("main", "max_unsaved_bytes", {}, "LIMIT_EXCEEDED"),
     ("found", "max_found_names", {}, "LIMIT_EXCEEDED"),
+    ("kdf", "max_kdf_bytes", {}, "LIMIT_EXCEEDED"),
 ]
+#: the passphrase of the "kdf" file, with scrypt parameters small enough for a test: 128 * 2^10 * 8 bytes
+KDF_KEY = tmodel.Passphrase("limits", log_n=10, r=8, p=1)
 
 
 def _outcome(path: Path, limits: Limits) -> str:
     _forget_found()  # so that every load asks the finder again
     try:
-        tmodel.load(path, limits=limits)
+        tmodel.load(path, limits=limits, key=KDF_KEY)  # the one encrypted file's; the others ignore it
     except TModelError as exc:
         return exc.code
     return "ok"
@@ -122,7 +127,7 @@ def test_each_limit_is_enforced_at_its_exact_boundary(
             lo = mid + 1
     assert hi > 0
     assert _outcome(path, dataclasses.replace(base, **{field: hi - 1})) == code
-    with tmodel.open(path) as f:
+    with tmodel.open(path, key=KDF_KEY) as f:
         m = f.manifest
         need = {
             "max_tensors": len(m.tensors),
@@ -137,6 +142,7 @@ def test_each_limit_is_enforced_at_its_exact_boundary(
             "max_total_bytes": sum(b.nbytes for b in m.blobs),
             "max_unsaved_bytes": 4000 if name == "main" else None,
             "max_found_names": 2 if name == "found" else None,  # two distinct names, FoundA twice
+            "max_kdf_bytes": 128 * 2**10 * 8,
         }.get(field)
     if need is not None:
         assert hi == need  # limits are inclusive maxima of exactly what SPEC.md §8 says they count

@@ -198,7 +198,7 @@ def test_module_chains_up_to_max_depth_round_trip_and_longer_ones_are_refused(ma
 def test_a_file_with_a_module_chain_past_max_depth_is_limit_exceeded(monkeypatch: pytest.MonkeyPatch) -> None:
     """A hostile file (written with the writer's checks switched off) is refused before any rebuild."""
     monkeypatch.setattr(tmodel.nn.records, "MAX_DEPTH", 10_000)
-    monkeypatch.setattr(tmodel.archive.writer, "check_written", lambda raw, offset: None)
+    monkeypatch.setattr(tmodel.archive.writer, "check_written", lambda raw, offset, encrypted=False: None)
     monkeypatch.setattr(tmodel.api, "check_modules", lambda m: None)
     data = tmodel.save_bytes(chain(200))
     with pytest.raises(tmodel.TModelError) as info:

@@ -339,7 +339,6 @@ def _write(
                 progress(done, total)
     pos = _pad(f, pos)
     manifest = pack_manifest(finish(records))
-    checked = check_written(manifest, pos, options.seal is not None)
     region = manifest if options.seal is None else options.seal.envelope(manifest)
     if len(region) > DEFAULT_LIMITS.max_manifest_bytes:
         raise LimitExceeded(
@@ -349,6 +348,7 @@ def _write(
     if not options.raw_needed and total > DEFAULT_LIMITS.max_decoded_bytes(size):  # `total`: decoded bytes
         least = -(-(total - DEFAULT_LIMITS.decoded_slack) // DEFAULT_LIMITS.max_expansion)
         raise _Expands(least - size + ALIGNMENT * len(sources) + 4096)  # room for padding and manifest
+    checked = check_written(manifest, pos, options.seal is not None)
     if options.check is not None:
         options.check(checked)
     f.write(region)

@@ -1725,8 +1725,9 @@ HOSTILE: dict[str, Hostile] = {
     "required_flag": H(
         "base",
         25,
-        with_header(header(flags=2)),
-        "header required_flags 0 -> 2 (manifest digest recomputed; bit 0 is SIGNED, bit 1 unknown)",
+        with_header(header(flags=4)),
+        "header required_flags 0 -> 4 (manifest digest recomputed; bit 0 is SIGNED, bit 1 ENCRYPTED, bit 2 "
+        "unknown)",
         ("UNKNOWN_FEATURE",),
         "§3.1",
         "an unknown required container flag",

@@ -39,7 +39,7 @@ class Blob(BaseModel):
     chunk_size: Annotated[int, Field(strict=True, ge=1, le=INT64_MAX)]
     chunks: ChunkTable
     #: in an encrypted file only (SPEC.md §3.5): the 12 random bytes its chunks' nonces derive from
-    nonce: bytes = b""
+    nonce: bytes = Field(default=b"", exclude_if=lambda v: not v)
 
 
 class TensorEntry(BaseModel):
