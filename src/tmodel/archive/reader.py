@@ -143,6 +143,13 @@ class Reader:
         end = trailer.manifest_offset + trailer.manifest_length
         block = src.read(trailer.signatures_length, end) if trailer.signatures_length else b""
         check_manifest_digest(trailer, header, raw, trailer_raw, block)
+        #: every signature, verified against its own key (an invalid one is BAD_SIGNATURE, SPEC.md §3.4),
+        #: before anything of the region they sign is parsed or decrypted
+        self.signatures: list[Any] = []
+        if block:  # cryptography is imported only for a signed file
+            from .signing import check_signed_digests, verify_block
+
+            self.signatures = verify_block(block, raw, end)
         plain = raw
         if flags & ENCRYPTED:  # cryptography is imported only for an encrypted file
             from .encryption import open_envelope
@@ -153,12 +160,8 @@ class Reader:
             manifest, self.source_schema_version = read_manifest(
                 plain, self.limits, trailer.manifest_offset, end + TRAILER_SIZE, self.sealer is not None
             )
-        #: every signature, verified against its own key (an invalid one is BAD_SIGNATURE, SPEC.md §3.4)
-        self.signatures: list[Any] = []
-        if block:  # cryptography is imported only for a signed file
-            from .signing import verify_block
-
-            self.signatures = verify_block(block, raw, end, manifest.checksum)
+        if block:
+            check_signed_digests(manifest.checksum)
         #: where the manifest starts and ends (the signed content's size), and the signature block after it
         self.manifest_offset, self.content_size, self.signature_block = trailer.manifest_offset, end, block
         self.flags = flags  # the header's required flags

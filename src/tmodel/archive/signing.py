@@ -164,13 +164,18 @@ def parse_block(block: bytes) -> list[dict[str, Any]]:
     return entries
 
 
-def verify_block(block: bytes, manifest: bytes, content_size: int, checksum: str) -> list[Signature]:
-    """Every signature of a block verified against its own public key; any failure is BAD_SIGNATURE."""
-    entries = parse_block(block)
+def check_signed_digests(checksum: str) -> None:
+    """BAD_SIGNATURE unless a signed file's digests are cryptographic (else a signature binds nothing)."""
     if checksum not in CRYPTOGRAPHIC:
         raise BadSignature(
             f"a signed file's digests must be cryptographic ({sorted(CRYPTOGRAPHIC)}), not {checksum!r}"
         )
+
+
+def verify_block(block: bytes, manifest: bytes, content_size: int) -> list[Signature]:
+    """Every signature of a block verified against its own public key, over the stored manifest region
+    (the manifest, or an encrypted file's envelope); any failure is BAD_SIGNATURE."""
+    entries = parse_block(block)
     message = statement(manifest, content_size)
     out = []
     for e in entries:
