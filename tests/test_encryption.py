@@ -165,7 +165,8 @@ def test_keys_are_required_checked_and_validated(tmp_path: Path) -> None:
     assert _code(lambda: tmodel.open(path)) == "KEY_REQUIRED"
     assert _code(lambda: tmodel.load(path, key=OTHER)) == "WRONG_KEY"
     assert _code(lambda: tmodel.load(path, key="a passphrase")) == "WRONG_KEY"
-    for bad in (b"short", bytes(33), 32, tmodel.Passphrase(""), tmodel.Passphrase("x", log_n=0)):
+    too_costly = tmodel.Passphrase("x", log_n=21)  # 2 GiB: above readers' default max_kdf_bytes
+    for bad in (b"short", bytes(33), 32, tmodel.Passphrase(""), tmodel.Passphrase("x", log_n=0), too_costly):
         assert _code(lambda bad=bad: tmodel.load(path, key=bad)) == "INVALID_ARGUMENT"
         assert (
             _code(lambda bad=bad: tmodel.save({}, tmp_path / "x.tmodel", encrypt_with=bad))

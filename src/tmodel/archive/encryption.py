@@ -28,7 +28,7 @@ from ..errors import (
     TModelError,
     WrongKey,
 )
-from ..limits import Limits
+from ..limits import DEFAULT_LIMITS, Limits
 from ..manifest.encoding import pack_manifest, unpack_manifest
 
 CIPHER = "aes-256-gcm"
@@ -68,6 +68,12 @@ def key_input(key: Any) -> Key:
         if not isinstance(key.text, str) or not key.text:
             raise InvalidArgument("a passphrase is a non-empty str")
         _check_kdf_params(key.log_n, key.r, key.p, InvalidArgument)
+        cost = kdf_bytes(key.log_n, key.r, key.p)
+        if cost > DEFAULT_LIMITS.max_kdf_bytes:  # a file readers refuse is never written (SPEC.md §11)
+            raise InvalidArgument(
+                f"scrypt parameters spending {cost} bytes exceed readers' default max_kdf_bytes "
+                f"({DEFAULT_LIMITS.max_kdf_bytes})"
+            )
         return key
     if isinstance(key, str):
         return key_input(Passphrase(key))
