@@ -16,7 +16,7 @@ import pytest
 import tmodel
 from tmodel.archive.reader import Reader
 from tmodel.conformance import make_cases
-from tmodel.conformance.describe import describe
+from tmodel.conformance.describe import describe, reader_options
 from tmodel.errors import TModelError
 
 CONFORMANCE = Path(__file__).resolve().parents[1] / "conformance"
@@ -42,8 +42,8 @@ def _code(fn: Any) -> str:
     return "OK"
 
 
-def _verify(path: Path) -> None:
-    with Reader(path) as r:
+def _verify(path: Path, read_with: dict[str, Any]) -> None:
+    with Reader(path, key=reader_options(read_with).get("key")) as r:
         r.verify()
 
 
@@ -85,7 +85,7 @@ def test_every_file_has_its_pair(kind: str) -> None:
 def test_corpus_size() -> None:
     assert len(HOSTILE) >= 40
     assert len(VALID) >= 10
-    assert {p.stem for p in VALID} == set(make_cases.VALID)
+    assert {p.stem for p in VALID} == set(make_cases.VALID) | set(make_cases.CRYPTO_VALID)
     assert {p.stem for p in HOSTILE} == set(make_cases.HOSTILE)
 
 
@@ -93,9 +93,10 @@ def test_corpus_size() -> None:
 def test_valid_case_decodes_to_its_description(path: Path) -> None:
     case = _load(path)
     tmodel_path = path.with_suffix(".tmodel")
-    assert describe(str(tmodel_path)) == case["expect"]["description"]
-    assert _code(lambda: tmodel.load(tmodel_path)) == "OK"
-    assert _code(lambda: _verify(tmodel_path)) == "OK"
+    read_with = case.get("read_with", {})
+    assert describe(str(tmodel_path), **reader_options(read_with)) == case["expect"]["description"]
+    assert _code(lambda: tmodel.load(tmodel_path, **make_cases.load_options(read_with))) == "OK"
+    assert _code(lambda: _verify(tmodel_path, read_with)) == "OK"
 
 
 @pytest.mark.parametrize("path", HOSTILE, ids=_id)
@@ -103,17 +104,51 @@ def test_hostile_case_is_rejected_with_an_allowed_code(path: Path) -> None:
     case = _load(path)
     sibling = CASES / case["sibling"]
     assert sibling.exists()
-    expected = _load(sibling.with_suffix(".json"))["expect"]["description"]
-    assert describe(str(sibling)) == expected  # the sibling passes
+    sibling_case = _load(sibling.with_suffix(".json"))
+    sibling_read = sibling_case.get("read_with", {})
+    expected = sibling_case["expect"]["description"]
+    assert describe(str(sibling), **reader_options(sibling_read)) == expected  # the sibling passes
     tmodel_path = path.with_suffix(".tmodel")
-    assert tmodel_path.read_bytes() != sibling.read_bytes()
+    read_with = case.get("read_with", {})
+    # the ONE change is to the file or, for what the caller gives, to the read request: never both
+    assert (tmodel_path.read_bytes() != sibling.read_bytes()) != (read_with != sibling_read)
     codes = case["expect"]["error"]["codes"]
-    assert _code(lambda: tmodel.load(tmodel_path)) in codes
-    verify_code = _code(lambda: _verify(tmodel_path))
+    assert _code(lambda: tmodel.load(tmodel_path, **make_cases.load_options(read_with))) in codes
+    verify_code = _code(lambda: _verify(tmodel_path, read_with))
     if case["category"] == "model":  # layer rules apply only when modules are rebuilt (SPEC.md §9 step 10)
         assert verify_code in [*codes, "OK"]
+    elif codes == ["SIGNATURE_REQUIRED"]:  # trust is the caller's question, which verify does not ask
+        assert verify_code == "OK"
     else:
         assert verify_code in codes
+
+
+@pytest.mark.parametrize("path", ALL, ids=_id)
+def test_capabilities_follow_the_file(path: Path) -> None:
+    """A file with the ENCRYPTED flag needs `encryption`, and a reader without it refuses the file by its
+    header (SPEC.md §3.1, §3.5); model-phase cases need `modules`; only signature verification and
+    trust checks are skipped by a reader without `signatures`."""
+    case = _load(path)
+    data = path.with_suffix(".tmodel").read_bytes()
+    encrypted = data[:8] == b"\x89TMODEL\n" and bool(data[12] & 2)
+    requires = case.get("requires", [])
+    assert ("encryption" in requires) == encrypted
+    assert ("modules" in requires) == (case["category"] == "model")
+    if encrypted:
+        assert case["without"] == {
+            "encryption": {"error": {"phase": "container", "codes": ["UNKNOWN_FEATURE"]}}
+        }
+    else:
+        assert "without" not in case
+    if "signatures" in requires:
+        assert case["tier"] == "SHOULD"
+        codes = case["expect"].get("error", {}).get("codes", [])
+        assert codes in (["BAD_SIGNATURE"], ["SIGNATURE_REQUIRED"]) or "description" in case["expect"]
+    if case.get("read_with", {}).get("key") is not None:  # an encrypted file's, or its sibling's
+        assert (
+            encrypted
+            or "encryption" in _load(CASES / case["sibling"].replace(".tmodel", ".json"))["requires"]
+        )
 
 
 def _readme_table() -> dict[int, list[str]]:
@@ -127,7 +162,7 @@ def _readme_table() -> dict[int, list[str]]:
 
 def test_readme_maps_every_attack_line() -> None:
     rows = _readme_table()
-    assert sorted(rows) == list(range(1, 32))
+    assert sorted(rows) == sorted(make_cases.ATTACKS) == list(range(1, max(make_cases.ATTACKS) + 1))
     hostile = {p.stem: _load(p)["attack"]["line"] for p in HOSTILE}
     for line, names in rows.items():
         assert names or line in make_cases.NOT_A_FILE, f"ATTACKS line {line} has no case"
@@ -139,7 +174,7 @@ def test_readme_maps_every_attack_line() -> None:
 
 def test_every_attack_line_has_a_case_or_a_reason() -> None:
     lines = {_load(p)["attack"]["line"] for p in HOSTILE}
-    assert lines | set(make_cases.NOT_A_FILE) == set(range(1, 32))
+    assert lines | set(make_cases.NOT_A_FILE) == set(make_cases.ATTACKS)
 
 
 def test_regenerating_gives_identical_files(tmp_path: Path) -> None:
@@ -150,3 +185,19 @@ def test_regenerating_gives_identical_files(tmp_path: Path) -> None:
         assert sorted(fresh) == sorted(stored)
         changed = [name for name in fresh if fresh[name] != stored[name]]
         assert not changed, changed
+
+
+def test_published_test_keys_are_the_suite_keys() -> None:
+    """conformance/README.md publishes the suite's keys: each value there is the one make_cases uses."""
+    text = (CONFORMANCE / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("### Published test keys") :].split("\n\n")[2]
+    kdf = make_cases.TEST_KDF
+    for value in (
+        make_cases.TEST_KEY.hex(),
+        make_cases.OTHER_KEY.hex(),
+        f"`{make_cases.TEST_PASSPHRASE}`, scrypt salt `{kdf['salt'].hex()}`, "
+        f"`log_n` {kdf['log_n']}, `r` {kdf['r']}, `p` {kdf['p']}",
+        f"`{make_cases.OTHER_PASSPHRASE}`",
+        *(f"bytes `0x{s:02x}`; key id `{make_cases.signer_id(s)}`" for s in make_cases.SIGNING_SEEDS),
+    ):
+        assert value in table, value

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 import tmodel
+from tmodel.errors import InvalidArgument, SignatureRequired
 from tmodel.manifest.nodes import (
     Build,
     BytearrayNode,
@@ -148,9 +149,47 @@ def tensor_sha256(t: torch.Tensor) -> str:
     return hashlib.sha256(host_view(flat)).hexdigest()
 
 
-def describe(path: str) -> dict[str, Any]:
-    """Decode a file with the reference reader and describe it canonically."""
-    with tmodel.open(path) as f:
+def reader_options(read_with: dict[str, Any]) -> dict[str, Any]:
+    """`describe`'s keyword arguments for what a read request gives the reader (PROTOCOL.md): `key` as
+    {"hex": 64 hex digits} (a raw key) or {"passphrase": str}, `trusted_keys` (hex key ids) and
+    `require_signature` [INVALID_ARGUMENT when malformed]."""
+    out: dict[str, Any] = {}
+    key = read_with.get("key")
+    if key is not None:
+        if isinstance(key, dict) and set(key) == {"passphrase"} and isinstance(key["passphrase"], str):
+            out["key"] = key["passphrase"]
+        elif isinstance(key, dict) and set(key) == {"hex"} and isinstance(key["hex"], str):
+            try:
+                out["key"] = bytes.fromhex(key["hex"])
+            except ValueError:
+                raise InvalidArgument("key hex is not hex digits") from None
+        else:
+            raise InvalidArgument('key is {"hex": str} or {"passphrase": str}')
+    trusted = read_with.get("trusted_keys")
+    if trusted is not None:
+        if not isinstance(trusted, list) or not all(isinstance(k, str) for k in trusted):
+            raise InvalidArgument("trusted_keys is a list of hex key ids")
+        out["trusted_keys"] = [k.lower() for k in trusted]
+    required = read_with.get("require_signature", False)
+    if not isinstance(required, bool):
+        raise InvalidArgument("require_signature is a bool")
+    if required:
+        out["require_signature"] = True
+    return out
+
+
+def describe(
+    path: str, key: Any = None, trusted_keys: list[str] | None = None, require_signature: bool = False
+) -> dict[str, Any]:
+    """Decode a file with the reference reader and describe it canonically. `key` opens an encrypted
+    file; with `require_signature`, a signature by one of `trusted_keys` (hex key ids, SPEC.md §3.4) is
+    required once the file is open, before any tensor is read [SIGNATURE_REQUIRED]."""
+    with tmodel.open(path, key=key) as f:
+        if require_signature:
+            if trusted_keys is None:
+                raise InvalidArgument("require_signature needs trusted_keys: anyone can sign a file")
+            if not any(s.key_id in trusted_keys for s in f.reader.signatures):
+                raise SignatureRequired("no signature by a trusted key")
         m = f.manifest
         tensors = [
             {

@@ -18,7 +18,7 @@ from tmodel.migrations import CURRENT, OLDEST
 from tmodel.tensors.dtypes import TORCH_DTYPES, VALUE_TORCH_DTYPES
 from tmodel.tensors.values import meta_tensor
 
-from .describe import describe
+from .describe import describe, reader_options
 from .freeze import register_layers
 
 
@@ -107,13 +107,14 @@ def handle(req: dict[str, Any]) -> dict[str, Any]:
                 "ok": True,
                 "name": "tmodel-reference",
                 "version": tmodel.__version__,
-                "capabilities": ["read", "write", "modules"],
+                "capabilities": ["read", "write", "modules", "encryption", "signatures"],
                 "schema_versions": list(range(OLDEST, CURRENT + 1)),
             }
         if op == "read":
-            description = describe(req["path"])
-            if description.get("modules"):
-                tmodel.load(req["path"])  # rebuilding is part of reading a model (SPEC.md §5.7)
+            options = reader_options(req)
+            description = describe(req["path"], **options)
+            if description.get("modules"):  # rebuilding is part of reading a model (SPEC.md §5.7)
+                tmodel.load(req["path"], key=options.get("key"))
             return {"ok": True, "description": description}
         if op == "write":
             return _write(req)

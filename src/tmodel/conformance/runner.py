@@ -35,6 +35,12 @@ class Case:
     tier: str
     category: str
     expect: dict[str, Any]
+    #: what the read request gives the reader besides the path (PROTOCOL.md: key, trusted_keys, ...)
+    read_with: dict[str, Any] = field(default_factory=dict)
+    #: the capabilities the case needs; `without` maps some of them to what an implementation lacking it
+    #: must answer instead (else such an implementation skips the case)
+    requires: tuple[str, ...] = ()
+    without: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -50,6 +56,8 @@ class Report:
     results: list[Result] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: cases judged by what they expect of an implementation without a capability (`without`)
+    substituted: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[Result]:
@@ -69,9 +77,45 @@ def collect(root: Path = SUITE) -> list[Case]:
     for spec in sorted((root / "cases").glob("*/*.json")):
         data = json.loads(spec.read_text())
         cases.append(
-            Case(data["id"], spec.parent / data["file"], data["tier"], data["category"], data["expect"])
+            Case(
+                data["id"],
+                spec.parent / data["file"],
+                data["tier"],
+                data["category"],
+                data["expect"],
+                data.get("read_with", {}),
+                tuple(data.get("requires", ())),
+                data.get("without", {}),
+            )
         )
     return cases
+
+
+def plan(cases: list[Case], capabilities: set[str], report: Report) -> list[tuple[Case, bool]]:
+    """The cases to run against an implementation of these capabilities, each with whether it is judged
+    by its own expectation (True) or by its `without` one (False); skipped ones noted in the report."""
+    out: list[tuple[Case, bool]] = []
+    skipped: dict[str, int] = {}
+    substituted: dict[str, int] = {}
+    for c in cases:
+        missing = [r for r in c.requires if r not in capabilities]
+        if not missing:
+            out.append((c, True))
+            continue
+        instead = next((m for m in missing if m in c.without), None)
+        if instead is None:
+            skipped[missing[0]] = skipped.get(missing[0], 0) + 1
+        else:
+            out.append((Case(c.id, c.path, c.tier, c.category, c.without[instead]), False))
+            substituted[instead] = substituted.get(instead, 0) + 1
+    for cap, n in sorted(skipped.items()):
+        report.skipped.append(f"{n} cases need '{cap}': the implementation does not declare it")
+    for cap, n in sorted(substituted.items()):
+        report.substituted.append(
+            f"{n} cases need '{cap}': the implementation does not declare it, so they expect what a "
+            "reader without it answers"
+        )
+    return out
 
 
 class Implementation:
@@ -154,9 +198,10 @@ def _write_request(case: Case, out: Path) -> dict[str, Any]:
     import tmodel
 
     from ..tensors.memory import host_view
+    from .describe import reader_options
 
     data = {}
-    with tmodel.open(case.path) as f:
+    with tmodel.open(case.path, key=reader_options(case.read_with).get("key")) as f:
         for name in f:
             t = f.get_tensor(name).contiguous()
             data[name] = base64.b64encode(bytes(host_view(t))).decode()
@@ -179,24 +224,20 @@ def run(
     report = Report()
     impl = Implementation(command, root, memory, timeout)
     try:
-        cases = [c for c in collect(root) if c.tier in tiers]
         impl.request({"op": "hello"})  # starts it, so its capabilities are known
-        if "modules" not in impl.hello.get("capabilities", []):
-            skipped = [c for c in cases if c.category == "model"]
-            cases = [c for c in cases if c.category != "model"]
-            if skipped:
-                report.skipped.append(
-                    f"{len(skipped)} model-phase cases: the implementation does not rebuild modules"
-                )
-        for case in cases:
+        capabilities = set(impl.hello.get("capabilities", []))
+        planned = plan([c for c in collect(root) if c.tier in tiers], capabilities, report)
+        for case, own in planned:
             t0 = time.monotonic()
+            # what the caller gives goes only to an implementation that declares what the case needs
+            request = {"op": "read", "path": str(case.path), **(case.read_with if own else {})}
             try:
-                ok, detail = _judge_read(case, impl.request({"op": "read", "path": str(case.path)}))
+                ok, detail = _judge_read(case, impl.request(request))
             except RuntimeError as exc:
                 ok, detail = False, f"crash or timeout: {exc}"
             report.results.append(Result(case, ok, "" if ok else detail, time.monotonic() - t0))
-        if "write" in impl.hello.get("capabilities", []) and write_dir is not None:
-            for case in cases:
+        if "write" in capabilities and write_dir is not None:
+            for case in (c for c, own in planned if own):
                 desc = case.expect.get("description")
                 if desc is None or desc.get("modules") or case.category == "golden":
                     continue
@@ -235,6 +276,7 @@ def summary(report: Report) -> list[str]:
     lines += [f"FAIL {r.case.id}: {r.detail}" for r in report.failed]
     lines += [f"PROBLEM {p}" for p in report.problems]
     lines += [f"skipped {s}" for s in report.skipped]
+    lines += [f"without {s}" for s in report.substituted]
     total, failed = len(report.results), len(report.failed) + len(report.problems)
     lines.append(f"conformance: {total - len(report.failed)} passed, {failed} failed")
     return lines
