@@ -7,7 +7,8 @@ memory-mapped, so it is decrypted into fresh memory). Each is saved three ways: 
 32-byte key, and encrypted with a passphrase (scrypt N=2**17, r=8, p=1: a one-off cost per save and per
 load, reported apart). In this one process, after an unmeasured warm-up of every save and load (warm page
 cache), `--repeat` rounds time every save (the call, which fsyncs) and every load with `threads=2` and the
-default threads, the order rotating from one round to the next; the tables show medians. A load's time is
+default threads, the order rotating from one round to the next; the tables show medians (and each load's
+process CPU time, user + sys over all threads, which other processes disturb less). A load's time is
 the `tmodel.load` call; touching every byte afterwards (a sum of each tensor viewed as integers) is timed
 apart, since a mapped raw load reads nothing until touched. Peak RSS is measured in a fresh subprocess per
 (file, operation): the kernel's high-water mark (VmHWM) reset with `/proc/self/clear_refs` just before the
@@ -185,21 +186,25 @@ def run_dataset(name: str, args: argparse.Namespace, tmp: str, raw_key: bytes) -
     save_t: dict[str, list[float]] = {v: [] for v in VARIANTS}
     load_t: dict[str, list[float]] = {lbl: [] for lbl in loads}
     touch_t: dict[str, list[float]] = {lbl: [] for lbl in loads}
+    cpu_t: dict[str, list[float]] = {lbl: [] for lbl in loads}
+    load_avg = [os.getloadavg()[0]]
     for r in range(args.repeat):
         for v in rotate(list(VARIANTS), r):
             t0 = time.perf_counter()
             saves[v]()
             save_t[v].append(time.perf_counter() - t0)
         for lbl in rotate(list(loads), r):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             out = do_load(lbl)
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             touch(out)
             t2 = time.perf_counter()
             del out
             load_t[lbl].append(t1 - t0)
             touch_t[lbl].append(t2 - t1)
+            cpu_t[lbl].append(c1 - c0)
         print(f"[{name}] round {r + 1}/{args.repeat}", file=sys.stderr, flush=True)
+    load_avg.append(os.getloadavg()[0])
     obj.clear()  # free the dataset before the RSS subprocesses
 
     sizes = {v: os.path.getsize(paths[v]) for v in VARIANTS}
@@ -223,6 +228,8 @@ def run_dataset(name: str, args: argparse.Namespace, tmp: str, raw_key: bytes) -
         "save": save_t,
         "load": load_t,
         "touch": touch_t,
+        "cpu": cpu_t,
+        "load_avg": load_avg,
         "rss": rss,
     }
 
@@ -236,18 +243,27 @@ def report(res: dict[str, Any], repeat: int) -> list[tuple[str, float, float | N
     name, raw = res["name"], res["raw_bytes"]
     sizes, chunks = res["sizes"], res["chunks"]
     print(f"\n### {name}: {res['label']}, {raw / 1e9:.2f} GB raw, {N_TENSORS} tensors, {chunks} chunks")
-    print(f"\nmedian of {repeat} runs after a warm-up; GB/s = raw tensor bytes / load call s\n")
-    print("| load | median s | GB/s | vs plain (same threads) | touch s | runs (call s) |")
-    print("|---|---:|---:|---:|---:|---|")
+    la = res["load_avg"]
+    print(
+        f"\nmedian of {repeat} runs after a warm-up (1-min load average {la[0]:.2f} before the rounds, "
+        f"{la[1]:.2f} after); GB/s = raw tensor bytes / load call s; CPU s = this process's user + sys "
+        "time over the call, all threads (less sensitive than wall time to other processes)\n"
+    )
+    print(
+        "| load | median s | GB/s | vs plain (same threads) "
+        "| CPU s | CPU vs plain | touch s | runs (call s) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     lines: list[tuple[str, float, float | None]] = []
     for lbl, runs in res["load"].items():
         rest = lbl.partition(" ")[2]
-        base = res["load"]["plain " + rest] if "plain " + rest in res["load"] else res["load"][lbl]
-        ratio = med(runs) / med(base)
+        base = "plain " + rest if "plain " + rest in res["load"] else lbl
+        ratio = med(runs) / med(res["load"][base])
+        cpu, cpu_ratio = med(res["cpu"][lbl]), med(res["cpu"][lbl]) / med(res["cpu"][base])
         joined = ", ".join(f"{x:.3f}" for x in runs)
         print(
-            f"| {lbl} | {med(runs):.3f} | {raw / med(runs) / 1e9:.2f} | {ratio:.3f} | "
-            f"{med(res['touch'][lbl]):.3f} | {joined} |"
+            f"| {lbl} | {med(runs):.3f} | {raw / med(runs) / 1e9:.2f} | {ratio:.3f} | {cpu:.3f} | "
+            f"{cpu_ratio:.3f} | {med(res['touch'][lbl]):.3f} | {joined} |"
         )
     print("\n| save | median s | GB/s | vs plain | file MB | overhead vs plain, bytes | runs |")
     print("|---|---:|---:|---:|---:|---:|---|")
@@ -276,6 +292,8 @@ def report(res: dict[str, Any], repeat: int) -> list[tuple[str, float, float | N
         r = med(res["load"][f"key t={t}"]) / med(res["load"][f"plain t={t}"])
         what = f"{name}: encrypted / plain load, threads={t}"
         lines.append((what + ("" if compressed else " (raw, reference)"), r, TARGET if compressed else None))
+    c = med(res["cpu"]["key t=2"]) / med(res["cpu"]["plain t=2"])
+    lines.append((f"{name}: encrypted / plain load CPU time (user + sys), threads=2", c, None))
     if not compressed:
         r = med(res["load"]["key t=2"]) / med(res["load"]["plain t=2 mmap=False"])
         lines.append((f"{name}: encrypted / plain load, threads=2, plain read with mmap=False", r, None))
