@@ -404,3 +404,83 @@ def test_a_tensor_kept_in_a_list_attribute_gets_a_real_construction(tmp_path: Pa
     out = tmodel.load(path)
     assert BUILT[0] == "meta" and len(BUILT) >= 2  # the dry run's module kept a meta tensor: built again
     assert torch.equal(out.cached[0], torch.arange(3)) and not out.weight.is_meta
+
+
+def _raw_model_file(tmp_path: Path) -> tuple[nn.Module, Path, int]:
+    """A whole model stored raw in 4 KiB chunks: (model, path, number of chunks)."""
+    model = nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 16))
+    path = tmp_path / "raw.tmodel"
+    tmodel.save(model, path, codec="raw", chunk_size=4096)
+    with tmodel.open(path) as f:
+        chunks = sum(len(b.chunks) for b in f.manifest.blobs)
+    return model, path, chunks
+
+
+def _count_digests(monkeypatch: pytest.MonkeyPatch, delay: float = 0.0) -> tuple[list[str], threading.Event]:
+    """The name of the thread of every chunk digest check (each taking `delay` s more), and an event set
+    at the first."""
+    from tmodel.archive.reader import Reader
+
+    seen: list[str] = []
+    first = threading.Event()
+    original = Reader._check_digest
+
+    def spy(self: Reader, blob: int, j: int, stored: memoryview) -> None:
+        seen.append(threading.current_thread().name)
+        first.set()
+        time.sleep(delay)
+        original(self, blob, j, stored)
+
+    monkeypatch.setattr(Reader, "_check_digest", spy)
+    return seen, first
+
+
+def test_raw_digests_are_checked_while_the_dry_run_builds_and_only_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole-model load checks its mapped blobs' digests on other threads during the dry run (which
+    waits here until they start), and the load that follows does not check them again."""
+    model, path, chunks = _raw_model_file(tmp_path)
+    seen, first = _count_digests(monkeypatch)
+    dry_run = tmodel.api.check_rebuild
+    during: list[bool] = []
+
+    def waiting(*args: Any) -> Any:
+        during.append(first.wait(10))
+        return dry_run(*args)
+
+    monkeypatch.setattr(tmodel.api, "check_rebuild", waiting)
+    out = tmodel.load(path)
+    assert during == [True]
+    assert len(seen) == chunks and threading.main_thread().name not in seen
+    for p, q in zip(model.parameters(), out.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_a_failing_dry_run_stops_the_checks_ahead_and_its_error_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dry run's error is raised, not a bad digest's found meanwhile, and the checks stop."""
+    from tmodel.errors import BadConfig
+
+    _, path, chunks = _raw_model_file(tmp_path)
+    with tmodel.open(path) as f:
+        last = max(f.manifest.blobs, key=lambda b: b.offset)
+    data = bytearray(path.read_bytes())
+    data[last.offset + last.nbytes - 1] ^= 1  # the file's last raw chunk no longer matches its digest
+    path.write_bytes(bytes(data))
+    seen, first = _count_digests(monkeypatch, delay=0.005)  # checking them all would take chunks x 5 ms
+
+    def failing(*args: Any) -> Any:
+        first.wait(10)
+        raise BadConfig("the dry run failed")
+
+    monkeypatch.setattr(tmodel.api, "check_rebuild", failing)
+    with pytest.raises(TModelError) as exc:
+        tmodel.load(path)
+    assert exc.value.code == "BAD_CONFIG"
+    assert 1 <= len(seen) < chunks
+    monkeypatch.undo()
+    with pytest.raises(TModelError) as exc:  # the dry run passes: the bad digest is found by the load
+        tmodel.load(path)
+    assert exc.value.code == "CHECKSUM_MISMATCH"
