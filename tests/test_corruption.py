@@ -617,7 +617,7 @@ def _with_segment(wire: dict[str, Any], seg: bytes) -> tuple[dict[str, Any], byt
 
 
 def _frame(data: bytes, **kwargs: Any) -> bytes:
-    return zstandard.ZstdCompressor(**kwargs).compress(data)
+    return zstandard.ZstdCompressor(**{"write_checksum": True, **kwargs}).compress(data)
 
 
 def _with_dict_id(frame: bytes) -> bytes:

@@ -683,7 +683,7 @@ def _one_blob_file(stored: bytes, edit: Any, *, base: bytes) -> bytes:
 def _frame(data: bytes, **kw: Any) -> bytes:
     import zstandard
 
-    return zstandard.ZstdCompressor(**kw).compress(data)
+    return zstandard.ZstdCompressor(**{"write_checksum": True, **kw}).compress(data)
 
 
 def _payload_cases() -> dict[str, tuple[str, bytes, Any, str | None]]:
@@ -691,7 +691,7 @@ def _payload_cases() -> dict[str, tuple[str, bytes, Any, str | None]]:
 
     zeros = bytes(4096)
     good = _frame(zeros)
-    no_size = zstandard.ZstdCompressor(write_content_size=False).compress(zeros)
+    no_size = zstandard.ZstdCompressor(write_content_size=False, write_checksum=True).compress(zeros)
     assert good[4] & 0x20 and not good[4] & 0x03  # single segment, no dictionary id field
     with_dict = good[:4] + bytes([good[4] | 0x01, 7]) + good[5:]  # a 1-byte dictionary id 7
     skippable = b"\x50\x2a\x4d\x18" + struct.pack("<I", 4) + b"abcd"

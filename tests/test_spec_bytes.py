@@ -97,7 +97,7 @@ def test_bytegroup_zstd_with_raw_plane_fallback(tmp_path: Path) -> None:
     values = torch.tensor([1.5, -2.25, 3.0, 1e-3] * 64, dtype=torch.bfloat16)
     raw = bytes(values.view(torch.uint8).numpy().tobytes())
     planes = [raw[0::2], raw[1::2]]
-    cctx = zstandard.ZstdCompressor(level=3, write_content_size=True, write_checksum=False)
+    cctx = zstandard.ZstdCompressor(level=3, write_content_size=True, write_checksum=True)
     seg0 = planes[0]  # stored raw: SPEC §6.3, a segment as long as its plane is the plane itself
     seg1 = cctx.compress(planes[1])
     assert len(seg1) < len(planes[1])
@@ -113,7 +113,7 @@ def test_bytegroup_zstd_with_raw_plane_fallback(tmp_path: Path) -> None:
 
 def test_zstd_chunks_and_offsets_within_a_blob(tmp_path: Path) -> None:
     raw = bytes(range(200)) * 2
-    cctx = zstandard.ZstdCompressor(level=1, write_content_size=True, write_checksum=False)
+    cctx = zstandard.ZstdCompressor(level=1, write_content_size=True, write_checksum=True)
     frames = [cctx.compress(raw[i : i + 128]) for i in range(0, len(raw), 128)]
     segs = [
         f if len(f) < len(raw[i * 128 : i * 128 + 128]) else raw[i * 128 : i * 128 + 128]

@@ -15,14 +15,13 @@ from typing import Any
 
 from .archive.encryption import Sealer, new_key
 from .archive.reader import Reader
-from .archive.writer import Buffer, Options, ResealedBlob, Source, write_atomic
-from .codecs.table import RAW, encode_chunk
+from .archive.recode import stored_again
+from .archive.writer import Options, ResealedBlob, Source, write_atomic
 from .errors import InvalidArgument
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest.wire import BlobWire, ManifestWire, manifest_wire
 
 PathLike = str | os.PathLike[str]
-_CHECKSUMMED_FRAMES = 6  # the schema from which zstd frames carry their content checksum (SPEC.md §6.4)
 
 
 def encrypt_file(
@@ -52,7 +51,7 @@ def _reseal(src: PathLike, dst: PathLike, key: Any, seal: Sealer | None, limits:
             raise InvalidArgument(f"{reader.path} is not encrypted")
         m = reader.manifest
         sources: list[Source] = [
-            ResealedBlob(b.codec, b.width, b.nbytes, b.chunk_size, partial(_chunk, reader, i))
+            ResealedBlob(b.codec, b.width, b.nbytes, b.chunk_size, partial(stored_again, reader, i))
             for i, b in enumerate(m.blobs)
         ]
         wire = m.to_wire()
@@ -85,15 +84,3 @@ def keygen(path: PathLike) -> None:
         raise InvalidArgument(f"{os.fspath(path)!r} exists already; a key is never overwritten") from None
     with os.fdopen(fd, "w") as f:
         f.write(new_key().hex() + "\n")
-
-
-def _chunk(reader: Reader, blob: int, j: int) -> list[Buffer]:
-    """Chunk j as stored again: its segments as they are, or, from a file older than schema 6, the chunk
-    decoded and encoded again so that its frames carry their checksum."""
-    b = reader.manifest.blobs[blob]
-    if b.codec == RAW or reader.source_schema_version >= _CHECKSUMMED_FRAMES:
-        return list(reader.chunk_segments(blob, j))
-    raw_len = min(b.chunk_size, b.nbytes - j * b.chunk_size)
-    out = memoryview(bytearray(raw_len))
-    reader.decode(blob, out, j, j + 1)
-    return encode_chunk(b.codec, b.width, out, Options().level)

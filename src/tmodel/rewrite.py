@@ -1,17 +1,21 @@
 """Rewriting a file with its layers migrated (`tmodel migrate`): blobs of tensors no step touched are copied
-byte for byte without being decoded, so the cost follows what changed, not the file's size."""
+byte for byte without being decoded, so the cost follows what changed, not the file's size; only the zstd
+blobs of a file older than schema version 6 are encoded again, so that their frames carry the content
+checksum the migrated file's schema requires (SPEC.md §6.4 rule 6)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import partial
 from typing import Any, cast
 
 import torch
 
 from .archive.progress import Progress, ProgressArg, progress_for
 from .archive.reader import Reader
-from .archive.writer import Options, Source, StoredBlob, write_atomic
+from .archive.recode import needs_recoding, stored_again
+from .archive.writer import Options, ResealedBlob, Source, StoredBlob, write_atomic
 from .container.atomic import copy_new
 from .errors import InvalidArgument, TModelError, UnregisteredType
 from .limits import DEFAULT_LIMITS, Limits
@@ -205,8 +209,11 @@ def _rebuilds_after(applied: list[str]) -> Callable[[Manifest], None]:
     return check
 
 
-def _stored(reader: Reader, m: Manifest, b: int) -> StoredBlob:
+def _stored(reader: Reader, m: Manifest, b: int) -> StoredBlob | ResealedBlob:
     blob = m.blobs[b]
+    if needs_recoding(reader, b):
+        read = partial(stored_again, reader, b, split=torch_split)
+        return ResealedBlob(blob.codec, blob.width, blob.nbytes, blob.chunk_size, read)
     chunks: list[ChunkWire] = [{"digest": c.digest, "segments": list(c.segments)} for c in blob.chunks]
     return StoredBlob(
         blob.codec,

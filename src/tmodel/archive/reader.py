@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
+from ..codecs.frames import CHECKSUMMED_FROM
 from ..codecs.planes import Merge, merge_planes
 from ..codecs.table import RAW, decode_chunk
 from ..container import digests
@@ -307,7 +308,8 @@ class Reader:
         for n in b.chunks[j].segments:
             segments.append(view[pos : pos + n])
             pos += n
-        decode_chunk(b.codec, b.width, segments, out, self.limits.max_window_size, self._merge)
+        checksummed = self.source_schema_version >= CHECKSUMMED_FROM
+        decode_chunk(b.codec, b.width, segments, out, self.limits.max_window_size, checksummed, self._merge)
 
     def _plain(
         self, b: Blob, blob: int, j: int, start: int, raw_len: int, into: memoryview | None

@@ -82,13 +82,14 @@ class StoredBlob:
 class ResealedBlob:
     """A blob whose encoded chunks come from another file (as they were encoded: nothing is recompressed
     unless `read` does it) and are stored again, sealed when this file is encrypted (`tmodel encrypt`,
-    `tmodel decrypt`). `read(j)` returns chunk j's segments, checked, on a worker thread."""
+    `tmodel decrypt`, `tmodel migrate`). `read(j, max_ratio)` returns chunk j's segments, checked, on a
+    worker thread; one it encodes again keeps its frames within `max_ratio` (0: no bound)."""
 
     codec: str
     width: int
     nbytes: int
     chunk_size: int
-    read: Callable[[int], list[Buffer]]
+    read: Callable[[int, int], list[Buffer]]
 
 
 Source = BlobSource | StoredBlob | ResealedBlob
@@ -163,7 +164,7 @@ class Encoded:
 
 def _encode(job: EncodeJob, ratio: int = 0) -> Encoded:
     if isinstance(job.data, ResealedBlob):
-        stored = job.data.read(job.index)
+        stored = job.data.read(job.index, ratio)
     else:
         o = job.options
         stored = encode_chunk(job.codec, job.width, job.data, o.level, o.split, ratio)
@@ -320,7 +321,7 @@ def _write(
                 done += src.nbytes
             else:
                 assert encoded is not None
-                if need > 0 and not isinstance(job.data, ResealedBlob):
+                if need > 0:  # a chunk stored as it was comes back the same
                     bounded = _encode(job, DEFAULT_LIMITS.max_expansion)
                     grown = sum(map(len, bounded.stored)) - sum(map(len, encoded.stored))
                     if grown > 0:

@@ -35,8 +35,9 @@ class Codec:
     #: (width, data, level, split, max_ratio) -> segments; a frame is never more than max_ratio (if not 0)
     #: times shorter than what it holds
     encode: Callable[[int, Buffer, int, Split, int], list[Buffer]]
-    #: (width, segments, out, max_window, merge) -> None
-    decode: Callable[[int, Sequence[Buffer], memoryview, int, Merge], None]
+    #: (width, segments, out, max_window, checksummed, merge) -> None; `checksummed`: frames must carry their
+    #: content checksum (the file's schema version, SPEC.md §6.4 rule 6)
+    decode: Callable[[int, Sequence[Buffer], memoryview, int, bool, Merge], None]
 
     def segments(self, width: int) -> int:
         return width if self.grouped else 1
@@ -55,22 +56,22 @@ def _check_frames(width: int, raw_len: int, segments: Sequence[int]) -> None:
 
 
 def _decode_raw(
-    width: int, segments: Sequence[Buffer], out: memoryview, max_window: int, merge: Merge
+    width: int, segments: Sequence[Buffer], out: memoryview, max_window: int, checksummed: bool, merge: Merge
 ) -> None:
     out[:] = segments[0]
 
 
 def _decode_zstd(
-    width: int, segments: Sequence[Buffer], out: memoryview, max_window: int, merge: Merge
+    width: int, segments: Sequence[Buffer], out: memoryview, max_window: int, checksummed: bool, merge: Merge
 ) -> None:
-    out[:] = zstd.decode_segment(segments[0], len(out), max_window)
+    out[:] = zstd.decode_segment(segments[0], len(out), max_window, checksummed)
 
 
 def _decode_grouped(
-    width: int, segments: Sequence[Buffer], out: memoryview, max_window: int, merge: Merge
+    width: int, segments: Sequence[Buffer], out: memoryview, max_window: int, checksummed: bool, merge: Merge
 ) -> None:
     plane = len(out) // width
-    merge([zstd.decode_segment(seg, plane, max_window) for seg in segments], width, out)
+    merge([zstd.decode_segment(seg, plane, max_window, checksummed) for seg in segments], width, out)
 
 
 CODECS: dict[str, Codec] = {
@@ -131,7 +132,9 @@ def decode_chunk(
     segments: Sequence[Buffer],
     out: memoryview,
     max_window: int,
+    checksummed: bool,
     merge: Merge = merge_planes,
 ) -> None:
-    """Decode a chunk's segments into `out`, whose length is the chunk's decoded length."""
-    codec(name).decode(width, segments, out, max_window, merge)
+    """Decode a chunk's segments into `out`, whose length is the chunk's decoded length; `checksummed`:
+    the file's schema version requires frames' content checksums (SPEC.md §6.4 rule 6)."""
+    codec(name).decode(width, segments, out, max_window, checksummed, merge)

@@ -1,6 +1,6 @@
 """Zstandard segments (SPEC.md §6.2, §6.4): a segment is one frame when that is strictly shorter than the
-bytes it holds, else those bytes raw; a frame's header is checked (content size equal to the expected
-length, window within the limit, no dictionary) before it is decompressed, and trailing bytes are refused."""
+bytes it holds, else those bytes raw; frames are written with their content checksum, and each is checked
+against the rules of §6.4 (`frames.check_frame`) before it is decompressed."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import threading
 import zstandard
 
 from ..errors import BadCompressedData
+from .frames import check_frame
 from .planes import Buffer
 
-_MAGIC = b"\x28\xb5\x2f\xfd"
 _local = threading.local()
 
 
@@ -29,12 +29,12 @@ def _compressor(level: int, plane: bool) -> zstandard.ZstdCompressor:
                 min_match=7,
                 hash_log=6,
                 write_content_size=True,
-                write_checksum=False,
+                write_checksum=True,
                 write_dict_id=False,
             )
         else:
             params = zstandard.ZstdCompressionParameters.from_level(
-                level, write_content_size=True, write_checksum=False, write_dict_id=False
+                level, write_content_size=True, write_checksum=True, write_dict_id=False
             )
         cache[key] = zstandard.ZstdCompressor(compression_params=params)
     return cache[key]
@@ -56,26 +56,13 @@ def encode_segment(data: Buffer, level: int, is_plane: bool = False, max_ratio: 
     return frame if len(frame) < len(data) else data
 
 
-def decode_segment(seg: Buffer, expected: int, max_window: int) -> Buffer:
-    """The `expected` bytes a segment holds: itself when it is that long, else its checked frame decoded."""
+def decode_segment(seg: Buffer, expected: int, max_window: int, checksummed: bool) -> Buffer:
+    """The `expected` bytes a segment holds: itself when it is that long, else its frame, checked against
+    SPEC.md §6.4 (`checksummed`: the file's schema requires the content checksum), decoded; libzstd
+    verifies the content checksum whenever the frame has one."""
     if len(seg) == expected:
         return seg
-    if bytes(seg[:4]) != _MAGIC:
-        raise BadCompressedData("segment is not a zstd frame (bad frame magic)")
-    try:
-        params = zstandard.get_frame_parameters(seg)
-    except zstandard.ZstdError as exc:
-        raise BadCompressedData(f"not a zstd frame: {exc}") from None
-    if params.content_size != expected:
-        raise BadCompressedData(
-            f"zstd frame declares content size {params.content_size}, the manifest {expected}"
-            if params.content_size != zstandard.CONTENTSIZE_UNKNOWN
-            else "zstd frame without a content size"
-        )
-    if params.window_size > max_window:
-        raise BadCompressedData(f"zstd window of {params.window_size} bytes exceeds the limit {max_window}")
-    if params.dict_id != 0:
-        raise BadCompressedData("zstd frame needs a dictionary")
+    check_frame(seg, expected, max_window, checksummed)
     try:
         result = _decompressor(max_window).decompress(seg, max_output_size=expected, allow_extra_data=False)
     except zstandard.ZstdError as exc:

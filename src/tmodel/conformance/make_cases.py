@@ -537,7 +537,7 @@ def _trailer_field(fmt: str, at: int, value: int) -> Callable[[bytearray], bytea
 
 
 def _frame(data: bytes, **kwargs: Any) -> bytes:
-    return bytes(zstandard.ZstdCompressor(level=3, **kwargs).compress(data))
+    return bytes(zstandard.ZstdCompressor(level=3, **{"write_checksum": True, **kwargs}).compress(data))
 
 
 def _big_window(frame: bytes) -> bytes:
@@ -551,7 +551,7 @@ def _bomb(data: bytes) -> bytes:
     """zeros_zstd declaring 256 MiB of decoded bytes, stored as an 8 KB frame of zeros."""
     h, _, wire, algo = split(data)
     n = 256 * MiB
-    seg = zstandard.ZstdCompressor(level=1).compress(bytes(n))
+    seg = zstandard.ZstdCompressor(level=1, write_checksum=True).compress(bytes(n))
     b = wire["blobs"][0]
     b.update(nbytes=n, chunk_size=n, length=len(seg))
     b["chunks"][0] = {"digest": ALGORITHMS[wire["checksum"]][2](seg), "segments": [len(seg)]}
