@@ -305,51 +305,175 @@ def check_name(name: str, what: str = "tensor name") -> None:
 # zstd (§6.4)
 
 
-def zstd_segment(seg: bytes, expected: int) -> bytes:
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+BLOCK_MAXIMUM = 128 * 1024  # RFC 8878 section 3.1.1.2.4
+CHECKSUM_FROM_SCHEMA = 6  # §6.4 rule 6
+
+
+def _zbad(rule: int, what: str) -> None:
+    _fail("BAD_COMPRESSED_DATA", f"§6.4 rule {rule}: {what}")
+
+
+class _Frame:
+    """A cursor over one frame's bytes; reading past the end is a truncated frame."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.at = data, 0
+
+    def take(self, n: int, rule: int = 1) -> bytes:
+        if self.at + n > len(self.data):
+            _zbad(rule, "the frame ends early")
+        out = self.data[self.at : self.at + n]
+        self.at += n
+        return out
+
+    def num(self, n: int, rule: int = 1) -> int:
+        return int.from_bytes(self.take(n, rule), "little")
+
+
+def _literals(block: bytes, state: dict[str, bool], block_max: int) -> tuple[int, int]:
+    """Literals section (RFC 8878 section 3.1.1.3.1): returns (its length, Regenerated_Size)."""
+    ltype, sf = block[0] & 3, (block[0] >> 2) & 3
+    if ltype in (0, 1):
+        hlen = {0: 1, 2: 1, 1: 2, 3: 3}[sf]
+        if len(block) < hlen:
+            _zbad(11, "literals header cut")
+        v = int.from_bytes(block[:hlen], "little")
+        size = v >> 3 if hlen == 1 else v >> 4
+        length = hlen + (size if ltype == 0 else 1)
+    else:
+        hlen, width = {0: (3, 10), 1: (3, 10), 2: (4, 14), 3: (5, 18)}[sf]
+        if len(block) < hlen:
+            _zbad(11, "literals header cut")
+        v = int.from_bytes(block[:hlen], "little") >> 4
+        size, comp = v & ((1 << width) - 1), v >> width
+        length = hlen + comp
+        if length > len(block):
+            _zbad(11, "literals section past its block")
+        body = block[hlen:length]
+        if ltype == 3:
+            if not state["huffman"]:
+                _zbad(11, "Treeless_Literals_Block with no earlier Huffman tree in the frame")
+        else:
+            if not body:
+                _zbad(11, "no Huffman tree description")
+            tree = 1 + (body[0] if body[0] < 128 else (body[0] - 127 + 1) // 2)
+            body = body[tree:]
+            state["huffman"] = True
+        if sf == 0:
+            streams = [body]
+        else:
+            if len(body) < 6 or 3 * ((size + 3) // 4) > size:
+                _zbad(11, "jump table or four-stream sizes invalid")
+            a, b, c = struct.unpack_from("<HHH", body)
+            rest = body[6:]
+            streams = [rest[:a], rest[a : a + b], rest[a + b : a + b + c], rest[a + b + c :]]
+            if a + b + c > len(rest):
+                _zbad(11, "jump table past the literals section")
+        for st in streams:
+            if not st or st[-1] == 0:
+                _zbad(13, "Huffman stream without its final padding bit")
+    if size > block_max:
+        _zbad(11, "Regenerated_Size above Block_Maximum_Size")
+    return length, size
+
+
+def _compressed_block(block: bytes, state: dict[str, bool], block_max: int) -> tuple[int, int]:
+    """Bounds (least, most) of what a compressed block decodes to, after its section headers' rules."""
+    if len(block) < 2:
+        _zbad(11, "compressed block without room for its sections")
+    lit_len, lit_size = _literals(block, state, block_max)
+    seq = block[lit_len:]
+    if not seq:
+        _zbad(11, "no sequences section")
+    if seq[0] == 0:
+        if len(seq) != 1:
+            _zbad(12, "bytes after Number_of_Sequences 0")
+        return lit_size, lit_size
+    if seq[0] < 128:
+        nseq, hl = seq[0], 1
+    elif seq[0] < 255:
+        nseq, hl = ((seq[0] - 128) << 8) + (seq[1] if len(seq) > 1 else 0), 2
+    else:
+        nseq, hl = (seq[1] + (seq[2] << 8) + 0x7F00) if len(seq) > 2 else 0, 3
+    if len(seq) <= hl + 1:
+        _zbad(12, "sequences section header cut")
+    modes = seq[hl]
+    if modes & 3:
+        _zbad(12, "Symbol_Compression_Modes reserved bits set")
+    if any((modes >> sh) & 3 == 3 for sh in (6, 4, 2)) and not state["tables"]:
+        _zbad(11, "Repeat_Mode with no earlier sequence tables in the frame")
+    state["tables"] = True
+    if seq[-1] == 0:
+        _zbad(13, "sequences bitstream without its final padding bit")
+    if lit_size + 3 * nseq > block_max:
+        _zbad(7, "block decodes to more than Block_Maximum_Size")
+    return lit_size + 3 * nseq, block_max
+
+
+def zstd_frame(seg: bytes, expected: int, checksum_required: bool) -> bool:
+    """§6.4 rules 1-13 short of decoding; returns whether the frame carries a content checksum."""
+    f = _Frame(seg)
+    if f.take(4) != ZSTD_MAGIC:
+        _zbad(1, "not a Zstandard frame")
+    fhd = f.num(1)
+    single, has_checksum, did_flag, fcs_flag = (fhd >> 5) & 1, (fhd >> 2) & 1, fhd & 3, fhd >> 6
+    if (fhd >> 3) & 1 or (fhd >> 4) & 1:
+        _zbad(2, "reserved or unused header bit set")
+    window = None
+    if not single:
+        wd = f.num(1)
+        base = 1 << (10 + (wd >> 3))
+        window = base + (base // 8) * (wd & 7)
+    if f.num((0, 1, 2, 4)[did_flag]) != 0:
+        _zbad(5, "dictionary id other than 0")
+    fcs_size = (1 if single else 0, 2, 4, 8)[fcs_flag]
+    if fcs_size == 0:
+        _zbad(3, "frame content size missing")
+    fcs = f.num(fcs_size) + (256 if fcs_size == 2 else 0)
+    if fcs != expected:
+        _zbad(3, f"content size {fcs} != {expected}")
+    if window is None:
+        window = fcs
+    if window > MAX_WINDOW_SIZE:
+        _zbad(4, "window size above max_window_size")
+    if checksum_required and not has_checksum:
+        _zbad(6, "no content checksum in a schema version 6 file")
+    block_max = min(window, BLOCK_MAXIMUM)
+    state = {"huffman": False, "tables": False}
+    least = most = 0
+    last = False
+    while not last:
+        bh = f.num(3, 9)
+        last, btype, bsize = bool(bh & 1), (bh >> 1) & 3, bh >> 3
+        if btype == 3:
+            _zbad(8, "reserved block type")
+        if bsize > block_max:
+            _zbad(7, "Block_Size above Block_Maximum_Size")
+        if btype == 1:
+            f.take(1, 9)
+            least, most = least + bsize, most + bsize
+        elif btype == 0:
+            f.take(bsize, 9)
+            least, most = least + bsize, most + bsize
+        else:
+            lo, hi = _compressed_block(f.take(bsize, 9), state, block_max)
+            least, most = least + lo, most + hi
+    if not least <= fcs <= most:
+        _zbad(9, "the blocks cannot decode to the content size")
+    if len(seg) - f.at != (4 if has_checksum else 0):
+        _zbad(10, "bytes after the frame, or a cut checksum")
+    return bool(has_checksum)
+
+
+def zstd_segment(seg: bytes, expected: int, checksum_required: bool) -> bytes:
     """Decode one zstd segment whose decoded length is `expected` (stored raw when len == expected)."""
     n = len(seg)
     if n < 1 or n > expected:
         _fail("BAD_TENSOR", f"segment length {n} not in 1..{expected}")
     if n == expected:
         return seg
-    if n < 6 or seg[:4] != b"\x28\xb5\x2f\xfd":
-        _fail("BAD_COMPRESSED_DATA", "not a Zstandard frame")
-    fhd = seg[4]
-    fcs_flag = fhd >> 6
-    single = (fhd >> 5) & 1
-    reserved = (fhd >> 3) & 1
-    did_flag = fhd & 3
-    if reserved:
-        _fail("BAD_COMPRESSED_DATA", "reserved frame header bit set")
-    pos = 5
-    window = None
-    if not single:
-        wd = seg[pos]
-        pos += 1
-        exponent, mantissa = wd >> 3, wd & 7
-        base = 1 << (10 + exponent)
-        window = base + (base // 8) * mantissa
-    did_size = (0, 1, 2, 4)[did_flag]
-    if pos + did_size > n:
-        _fail("BAD_COMPRESSED_DATA", "truncated frame header")
-    did = int.from_bytes(seg[pos : pos + did_size], "little")
-    pos += did_size
-    if did != 0:
-        _fail("BAD_COMPRESSED_DATA", "dictionary id other than 0")
-    fcs_size = (1 if single else 0, 2, 4, 8)[fcs_flag]
-    if fcs_size == 0:
-        _fail("BAD_COMPRESSED_DATA", "frame content size missing")
-    if pos + fcs_size > n:
-        _fail("BAD_COMPRESSED_DATA", "truncated frame header")
-    fcs = int.from_bytes(seg[pos : pos + fcs_size], "little")
-    if fcs_size == 2:
-        fcs += 256
-    if fcs != expected:
-        _fail("BAD_COMPRESSED_DATA", f"content size {fcs} != {expected}")
-    if window is None:
-        window = fcs
-    if window > MAX_WINDOW_SIZE:
-        _fail("BAD_COMPRESSED_DATA", "window size above max_window_size")
+    has_checksum = zstd_frame(seg, expected, checksum_required)
     try:
         dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW_SIZE)
         dobj = dctx.decompressobj()
@@ -364,6 +488,8 @@ def zstd_segment(seg: bytes, expected: int) -> bytes:
         _fail("BAD_COMPRESSED_DATA", "data after the frame")
     if len(out) != expected:
         _fail("BAD_COMPRESSED_DATA", "decoded length differs from the content size")
+    if has_checksum and (xxhash.xxh64_intdigest(out) & 0xFFFFFFFF) != int.from_bytes(seg[-4:], "little"):
+        _zbad(6, "content checksum does not match")
     return out
 
 
@@ -949,13 +1075,15 @@ class Reader:
                 if codec == "raw":
                     dec = chunk
                 elif codec == "zstd":
-                    dec = zstd_segment(chunk, raw_len)
+                    dec = zstd_segment(chunk, raw_len, self.sv >= CHECKSUM_FROM_SCHEMA)
                 else:
                     plane = raw_len // w
                     planes = []
                     sp = 0
                     for s in c["segments"]:
-                        planes.append(zstd_segment(chunk[sp : sp + s], plane))
+                        planes.append(
+                            zstd_segment(chunk[sp : sp + s], plane, self.sv >= CHECKSUM_FROM_SCHEMA)
+                        )
                         sp += s
                     arr = np.frombuffer(b"".join(planes), dtype=np.uint8).reshape(w, plane)
                     dec = arr.T.tobytes()

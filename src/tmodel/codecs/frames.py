@@ -14,7 +14,7 @@ from .planes import Buffer
 
 #: the manifest schema version from which every frame carries its content checksum (SPEC.md §6.4 rule 6)
 CHECKSUMMED_FROM = 6
-#: the largest block, decoded or stored (RFC 8878 §3.1.1.2.4)
+#: the largest block, decoded or stored (RFC 8878 section 3.1.1.2.4)
 MAX_BLOCK = 128 << 10
 MAGIC = b"\x28\xb5\x2f\xfd"
 
