@@ -25,6 +25,7 @@ import tmodel
 from tmodel.archive.reader import Reader
 from tmodel.codecs import zstd
 from tmodel.codecs.frames import CHECKSUMMED_FROM, MAX_BLOCK, check_frame
+from tmodel.conformance import make_cases
 from tmodel.conformance import zstd_frames as zf
 from tmodel.container.framing import HEADER_SIZE, TRAILER_SIZE, align, pack_trailer
 from tmodel.errors import TModelError
@@ -341,6 +342,21 @@ def test_mutated_frames_raise_only_tmodel_errors(content: bytes, edits: list[tup
         verdict = "OK"
     if len(frame) <= len(content):  # one decoding for every reader: the independent one agrees
         assert _independent_rule(IR, bytes(frame), len(content)).split()[0] == verdict
+
+
+def test_the_corpus_cases_libzstd_accepts() -> None:
+    """Each decoder-differential case of the corpus (ATTACKS.md line 36): libzstd decodes its frame exactly
+    when make_cases says so (LIBZSTD_ACCEPTS), and the reference refuses every one [BAD_COMPRESSED_DATA]."""
+    names = [n for n, h in make_cases.HOSTILE.items() if h.line == 36]
+    assert set(names) > make_cases.LIBZSTD_ACCEPTS and len(make_cases.LIBZSTD_ACCEPTS) == 5
+    for name in names:
+        path = ROOT / "conformance" / "cases" / "hostile" / f"{name}.tmodel"
+        _, _, wire = _split(path.read_bytes())
+        blob = wire["blobs"][0]
+        frame = path.read_bytes()[blob["offset"] : blob["offset"] + blob["length"]]
+        assert _libzstd_accepts(frame) == (name in make_cases.LIBZSTD_ACCEPTS), name
+        assert _code(lambda p=path: tmodel.load(p)) == "BAD_COMPRESSED_DATA", name
+        assert _independent_rule(IR, frame, blob["nbytes"], True).startswith("BAD_COMPRESSED_DATA"), name
 
 
 # -- the independent reader applies the same rules -----------------------------------------------------------

@@ -124,8 +124,8 @@ def raw_block_over_window(content: bytes) -> bytes:
 
 
 def rle_block_over_window(content: bytes) -> bytes:
-    """One byte repeated, as one RLE block longer than the frame's 1 KiB window (rule 7)."""
-    return _frame(header(len(content), 10), [block(RLE, len(content), content[:1], True)], content)
+    """Runs of one byte as RLE blocks of up to 64 KiB, in a frame whose window is 1 KiB (rule 7)."""
+    return _frame(header(len(content), 10), _runs(content, 64 * KIB), content)
 
 
 def rle_block_over_128k(content: bytes) -> bytes:
