@@ -33,6 +33,8 @@ from .checkpoint import flatten, rebuild
 from .container import digests
 from .container.sources import buffer_source
 from .container.streams import check_writable
+from .container.upload import staged
+from .container.urls import is_url, local_path
 from .errors import InvalidArgument, NotFound, StateMismatch, TModelError, UnsupportedType
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest.encoding import pack_manifest
@@ -102,7 +104,10 @@ def save(
         raise InvalidArgument(
             "save takes a path or a writable binary file object; tmodel.save_bytes returns bytes"
         )
+    to_url = is_url(f)
     to_path = isinstance(f, (str, os.PathLike))
+    if isinstance(f, str):
+        f = local_path(f)
     if not to_path:
         check_writable(f)
     sources, finish, options = _prepare(
@@ -119,7 +124,10 @@ def save(
         encrypt_manifest,
     )
     with progress_for(progress, "save") as report:
-        if to_path:
+        if to_url:  # written whole locally, then uploaded (`container.upload`)
+            with staged(f) as local:  # type: ignore[arg-type]
+                write_atomic(local, sources, finish, options, report)
+        elif to_path:
             write_atomic(f, sources, finish, options, report)  # type: ignore[arg-type]
         else:
             write_stream(f, sources, finish, options, report)  # type: ignore[arg-type]

@@ -51,7 +51,7 @@ def wrapped(exc: BaseException, url: str, doing: str = "accessing") -> TModelErr
     """A filesystem's exception as the IO_ERROR it is: MISSING_FILE's class for a missing object."""
     if isinstance(exc, TModelError):
         return exc
-    message = f"{doing} {url!r} failed: {type(exc).__name__}: {exc}".rstrip(": ")
     if isinstance(exc, FileNotFoundError):
-        return MissingFile(f"no object at {url!r}", path=url)
+        return MissingFile(f"{doing} {url!r} failed: no such object", path=url)
+    message = f"{doing} {url!r} failed: {type(exc).__name__}: {exc}".rstrip(": ")
     return FileAccessError(message, path=url)
