@@ -261,6 +261,26 @@ def test_random_state_dicts_round_trip_through_memory(
     _equal(tmodel.load("memory://hyp/x.tmodel"), sd)
 
 
+def test_load_into_and_load_checkpoint_take_urls(memfs: Any) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    tmodel.save({"model": model, "optim": opt, "step": 3}, "memory://ck/run.tmodel")
+    tmodel.save(model.state_dict(), "memory://ck/weights.tmodel")
+    fresh = torch.nn.Linear(4, 3)
+    tmodel.load_into(fresh, "memory://ck/weights.tmodel")
+    _equal(fresh.state_dict(), model.state_dict())
+    resumed = torch.nn.Linear(4, 3)
+    opt2 = torch.optim.SGD(resumed.parameters(), lr=0.1, momentum=0.9)
+    ckpt = tmodel.load_checkpoint("memory://ck/run.tmodel", model=resumed, optimizer=opt2)
+    assert ckpt["step"] == 3 and ckpt["model"] is resumed
+    _equal(resumed.state_dict(), model.state_dict())
+    buf = opt.state_dict()["state"][0]["momentum_buffer"]
+    assert torch.equal(opt2.state_dict()["state"][0]["momentum_buffer"], buf)
+
+
 def test_missing_object_is_io_error_and_file_not_found() -> None:
     with pytest.raises(TModelError) as err:
         tmodel.load("memory://nowhere/none.tmodel")
@@ -338,7 +358,7 @@ def test_open_reads_trailer_and_manifest_in_one_request_and_a_tensor_only_its_ch
 
 
 def test_a_manifest_longer_than_the_tail_costs_one_more_request(server: Served) -> None:
-    sd = {f"layer{i:05d}.weight": torch.full((2,), float(i)) for i in range(6000)}
+    sd = {f"layer{i:05d}.weight": torch.full((2,), float(i)) for i in range(1500)}
     server.objects["many.tmodel"] = data = tmodel.save_bytes(sd)
     with tmodel.open(server.url("many.tmodel")) as f:
         start = f.reader.manifest_offset
@@ -348,7 +368,7 @@ def test_a_manifest_longer_than_the_tail_costs_one_more_request(server: Served) 
             f"bytes={len(data) - remote.TAIL}-{len(data) - 1}",
             f"bytes={start}-{len(data) - remote.TAIL - 1}",
         ]
-        assert torch.equal(f.get_tensor("layer05999.weight"), torch.full((2,), 5999.0))
+        assert torch.equal(f.get_tensor("layer01499.weight"), torch.full((2,), 1499.0))
 
 
 def test_whole_load_merges_chunks_into_few_requests(server: Served) -> None:
@@ -454,15 +474,15 @@ def test_content_changed_between_requests(server: Served) -> None:
 
 def test_a_hung_server_times_out_with_io_error(server: Served) -> None:
     server.objects["m.tmodel"] = tmodel.save_bytes(_blobs(2), codec="raw")
-    source = open_remote(server.url("m.tmodel"), timeout=1)
+    source = open_remote(server.url("m.tmodel"), timeout=0.5)
     with tmodel.open(source) as f:  # type: ignore[arg-type]
         server.mode = "hang"
         began = time.monotonic()
         with pytest.raises(TModelError) as err:
             f.get_tensor("t0")
         assert time.monotonic() - began < 10
-    assert err.value.code == "IO_ERROR" and "within 1 s" in str(err.value)
-    assert _code(lambda: open_remote(server.url("m.tmodel"), timeout=1)) == "IO_ERROR"  # hangs at open
+    assert err.value.code == "IO_ERROR" and "within 0.5 s" in str(err.value)
+    assert _code(lambda: open_remote(server.url("m.tmodel"), timeout=0.5)) == "IO_ERROR"  # hangs at open
     assert _code(lambda: open_remote(server.url("m.tmodel"), timeout=0)) == "INVALID_ARGUMENT"
 
 
