@@ -1,6 +1,8 @@
 """save / load / open: the only place that knows the order of the steps.
 
 Where files come from and go to, as torch.save / torch.load take them: a path (written atomically); a
+URL string (`s3://`, `https://`, `memory://`, ... through fsspec: read in ranged requests, saved by an
+upload that never leaves a partial object at the target, `container.remote` and `container.upload`); a
 binary file object (written from its position: a complete file or an error, never atomic, see
 `container.streams`; read from its position to its end, which must be seekable); or bytes
 (`save_bytes` / `load_bytes`, as safetensors.torch's save / load). Every rule of reading applies to each.

@@ -93,8 +93,9 @@ class Reader:
         worker_init: Callable[[], None] | None = None,
         key: Any = None,
     ) -> None:
-        """`source`: a path, a readable seekable binary file object (the archive runs from its position to
-        its end), or a `ByteSource` (e.g. `container.sources.buffer_source(data)` for bytes). `merge` is
+        """`source`: a path, a URL (read through fsspec's ranged requests, `container.remote`), a readable
+        seekable binary file object (the archive runs from its position to its end), or a `ByteSource`
+        (e.g. `container.sources.buffer_source(data)` for bytes). `merge` is
         the byte-plane merge the codecs use, `worker_init` runs first on each decoding thread. `key`: an
         encrypted file's key or passphrase (`archive.encryption.key_input`); other files ignore it."""
         if not isinstance(limits, Limits):

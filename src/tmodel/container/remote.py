@@ -88,8 +88,13 @@ class RemoteSource:
 
                 return sync(fs.loop, getattr(fs, "_" + name), *args, timeout=self._timeout, **kwargs)
             return getattr(fs, name)(*args, **kwargs)
+        except (TimeoutError, concurrent.futures.TimeoutError):  # fsspec's and aiohttp's timeouts
+            raise self._timed_out(name) from None
         except Exception as exc:
             raise wrapped(exc, self.name, "reading") from None
+
+    def _timed_out(self, what: str) -> FileAccessError:
+        return FileAccessError(f"no answer from {self.name!r} within {self._timeout:g} s ({what})")
 
     def _submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
         if self._pool is None:
@@ -102,8 +107,7 @@ class RemoteSource:
             return pending.result(timeout=self._timeout)
         except concurrent.futures.TimeoutError:
             pending.cancel()
-            message = f"no answer from {self.name!r} within {self._timeout:g} s ({what})"
-            raise FileAccessError(message) from None
+            raise self._timed_out(what) from None
         except concurrent.futures.CancelledError:
             raise FileAccessError(f"{self.name!r} was closed while reading ({what})") from None
 
