@@ -37,7 +37,8 @@ MiB = 1 << 20
 class Served:
     """Objects by name on 127.0.0.1, with a log of (method, Range header, body bytes sent) per request.
     `mode`: "ok", "ignore_range" (200 and the whole body), "short" (one byte less), "long" (ten more),
-    "shifted" (the bytes one further on, under the asked Content-Range), "hang" (no answer until released),
+    "shifted" (the bytes one further on, under the asked Content-Range), "elsewhere" (another range of
+    the same length, under its own Content-Range), "hang" (no answer until released),
     "size_lies" (HEAD says 100 bytes more than there are)."""
 
     def __init__(self) -> None:
@@ -97,6 +98,9 @@ class Served:
             "shifted": data[start + 1 : end + 1],
         }.get(self.mode, data[start:end])
         headers = {"Content-Range": f"bytes {start}-{end - 1}/{size}"}
+        if self.mode == "elsewhere":  # another range of the same length, and a Content-Range that says so
+            other = 0 if start else end - start
+            body, headers = data[other : other + end - start], {"Content-Range": f"bytes {other}-/{size}"}
         self._send(h, 206, body, headers, head, range_header=wanted)
 
     def _send(
@@ -428,6 +432,7 @@ def test_cli_inspect_and_verify_a_url(server: Served, capsys: pytest.CaptureFixt
         ("short", "TRUNCATED"),
         ("long", "IO_ERROR"),
         ("shifted", "CHECKSUM_MISMATCH"),
+        ("elsewhere", "CHECKSUM_MISMATCH"),
         ("ignore_range", "IO_ERROR"),
     ],
 )
