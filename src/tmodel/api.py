@@ -87,7 +87,8 @@ def save(
     encrypt_manifest: bool = True,
 ) -> None:
     """Save a state dict or checkpoint (dict/list/tuple/str/int/float/bool/None/bytes/tensors/modules) to a
-    path, atomically, or into a writable binary file object from its position (built whole first, then
+    path, atomically, to a URL (written locally, then uploaded: never a partial object at the target,
+    `container.upload`), or into a writable binary file object from its position (built whole first, then
     copied in: the object receives a complete file or nothing tmodel wrote, unless its own write fails).
     `progress=True` draws a bar on a terminal; a callable gets (done, total).
     Values: what `torch.load(weights_only=True)` accepts, with its types kept (OrderedDict and its
@@ -246,8 +247,9 @@ def load(
     require_signature: bool = False,
     key: Any = None,
 ) -> Any:
-    """Load what `save` wrote, from a path or a readable, seekable binary file object (from its position
-    to its end): the same structure, tensors bit-exact, shared storages still shared, modules rebuilt from
+    """Load what `save` wrote, from a path, a URL (`s3://`, `https://`, ...: ranged requests through
+    fsspec, `container.remote`) or a readable, seekable binary file object (from its position to its
+    end): the same structure, tensors bit-exact, shared storages still shared, modules rebuilt from
     registered classes. `map_location` as torch.load takes it: a device ("meta" builds without reading
     tensor data), a dict of location tags or a callable `(storage, location)`; every stored storage's
     location is "cpu" (`tensors.load`). `dtype` casts floating-point tensors; with `mmap` (the default)
@@ -598,9 +600,10 @@ def open_file(
     require_signature: bool = False,
     key: Any = None,
 ) -> TModelFile:
-    """Open a file lazily: the manifest is read and validated now, tensors when asked for. `f` is a path
-    or a readable, seekable binary file object (read from its position; keep it open while the result
-    is; for bytes, `tmodel.open(io.BytesIO(data))`). Signatures as `load` checks them."""
+    """Open a file lazily: the manifest is read and validated now, tensors when asked for. `f` is a path,
+    a URL (only the requested tensors' chunks are fetched) or a readable, seekable binary file object
+    (read from its position; keep it open while the result is; for bytes, `tmodel.open(io.BytesIO(data))`).
+    Signatures as `load` checks them."""
     opened = TModelFile(f, limits, threads, mmap, key)
     try:
         require(opened.reader.signatures, trusted_keys, require_signature)
