@@ -77,3 +77,15 @@ def test_migration_story_resumes_training_in_a_fresh_process(tmp_path: Path) -> 
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "run.tmodel").exists()
+
+
+def test_remote_files_story_runs() -> None:
+    """The "Remote files" example, over memory:// (no network), as written."""
+    block = re.findall(r"```python\n(.*?)```", README.read_text().split("## Remote files")[1], re.S)[0]
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    assert fs.ls("/models", detail=False) == ["/models/net.tmodel"]
+    fs.rm("/models/net.tmodel")

@@ -1,6 +1,8 @@
 """save / load / open: the only place that knows the order of the steps.
 
 Where files come from and go to, as torch.save / torch.load take them: a path (written atomically); a
+URL string (`s3://`, `https://`, `memory://`, ... through fsspec: read in ranged requests, saved by an
+upload that never leaves a partial object at the target, `container.remote` and `container.upload`); a
 binary file object (written from its position: a complete file or an error, never atomic, see
 `container.streams`; read from its position to its end, which must be seekable); or bytes
 (`save_bytes` / `load_bytes`, as safetensors.torch's save / load). Every rule of reading applies to each.
@@ -33,6 +35,8 @@ from .checkpoint import flatten, rebuild
 from .container import digests
 from .container.sources import buffer_source
 from .container.streams import check_writable
+from .container.upload import staged
+from .container.urls import is_url, local_path
 from .errors import InvalidArgument, NotFound, StateMismatch, TModelError, UnsupportedType
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest.encoding import pack_manifest
@@ -91,7 +95,8 @@ def save(
     encrypt_manifest: bool = True,
 ) -> None:
     """Save a state dict or checkpoint (dict/list/tuple/str/int/float/bool/None/bytes/tensors/modules) to a
-    path, atomically, or into a writable binary file object from its position (built whole first, then
+    path, atomically, to a URL (written locally, then uploaded: never a partial object at the target,
+    `container.upload`), or into a writable binary file object from its position (built whole first, then
     copied in: the object receives a complete file or nothing tmodel wrote, unless its own write fails).
     `progress=True` draws a bar on a terminal; a callable gets (done, total).
     Values: what `torch.load(weights_only=True)` accepts, with its types kept (OrderedDict and its
@@ -110,7 +115,10 @@ def save(
         raise InvalidArgument(
             "save takes a path or a writable binary file object; tmodel.save_bytes returns bytes"
         )
+    to_url = is_url(f)
     to_path = isinstance(f, (str, os.PathLike))
+    if isinstance(f, str):
+        f = local_path(f)
     if not to_path:
         check_writable(f)
     sources, finish, options = _prepare(
@@ -127,7 +135,10 @@ def save(
         encrypt_manifest,
     )
     with progress_for(progress, "save") as report:
-        if to_path:
+        if to_url:  # written whole locally, then uploaded (`container.upload`)
+            with staged(f) as local:  # type: ignore[arg-type]
+                write_atomic(local, sources, finish, options, report)
+        elif to_path:
             write_atomic(f, sources, finish, options, report)  # type: ignore[arg-type]
         else:
             write_stream(f, sources, finish, options, report)  # type: ignore[arg-type]
@@ -244,8 +255,9 @@ def load(
     require_signature: bool = False,
     key: Any = None,
 ) -> Any:
-    """Load what `save` wrote, from a path or a readable, seekable binary file object (from its position
-    to its end): the same structure, tensors bit-exact, shared storages still shared, modules rebuilt from
+    """Load what `save` wrote, from a path, a URL (`s3://`, `https://`, ...: ranged requests through
+    fsspec, `container.remote`) or a readable, seekable binary file object (from its position to its
+    end): the same structure, tensors bit-exact, shared storages still shared, modules rebuilt from
     registered classes. `map_location` as torch.load takes it: a device ("meta" builds without reading
     tensor data), a dict of location tags or a callable `(storage, location)`; every stored storage's
     location is "cpu" (`tensors.load`). `dtype` casts floating-point tensors; with `mmap` (the default)
@@ -597,9 +609,10 @@ def open_file(
     require_signature: bool = False,
     key: Any = None,
 ) -> TModelFile:
-    """Open a file lazily: the manifest is read and validated now, tensors when asked for. `f` is a path
-    or a readable, seekable binary file object (read from its position; keep it open while the result
-    is; for bytes, `tmodel.open(io.BytesIO(data))`). Signatures as `load` checks them."""
+    """Open a file lazily: the manifest is read and validated now, tensors when asked for. `f` is a path,
+    a URL (only the requested tensors' chunks are fetched) or a readable, seekable binary file object
+    (read from its position; keep it open while the result is; for bytes, `tmodel.open(io.BytesIO(data))`).
+    Signatures as `load` checks them."""
     opened = TModelFile(f, limits, threads, mmap, key)
     try:
         require(opened.reader.signatures, trusted_keys, require_signature)

@@ -78,6 +78,8 @@ def names_file(fn: Callable[Concatenate[Reader, _P], _R]) -> Callable[Concatenat
 
 #: one chunk to decode: its blob's record and index, the chunk's index, its file offset, its output
 _Job = tuple[Blob, int, int, int, memoryview]
+#: the same with the chunk's stored bytes already read, and how many bytes of padding follow them there
+_RangedJob = tuple[Blob, int, int, int, memoryview, memoryview, int]
 
 
 class Reader:
@@ -92,8 +94,9 @@ class Reader:
         worker_init: Callable[[], None] | None = None,
         key: Any = None,
     ) -> None:
-        """`source`: a path, a readable seekable binary file object (the archive runs from its position to
-        its end), or a `ByteSource` (e.g. `container.sources.buffer_source(data)` for bytes). `merge` is
+        """`source`: a path, a URL (read through fsspec's ranged requests, `container.remote`), a readable
+        seekable binary file object (the archive runs from its position to its end), or a `ByteSource`
+        (e.g. `container.sources.buffer_source(data)` for bytes). `merge` is
         the byte-plane merge the codecs use, `worker_init` runs first on each decoding thread. `key`: an
         encrypted file's key or passphrase (`archive.encryption.key_input`); other files ignore it."""
         if not isinstance(limits, Limits):
@@ -227,6 +230,9 @@ class Reader:
             if not 0 <= first <= stop <= len(b.chunks) or len(out) != expected:
                 raise InvalidArgument(f"output of {len(out)} bytes for chunks {first}:{stop} of blob {blob}")
             checked.append((b, blob, out, first, stop))
+        if self.source.ranged:
+            self._decode_ranged(checked, tally)
+            return
         jobs = self._jobs(checked)
         head = list(itertools.islice(jobs, 2))
         if len(head) == 1:
@@ -248,7 +254,39 @@ class Reader:
                 lo = j * b.chunk_size - base
                 yield (b, blob, j, starts[j], out[lo : lo + min(b.chunk_size, b.nbytes - j * b.chunk_size)])
 
-    def _decode_bounded(self, jobs: Iterator[_Job], tally: Callable[[int], None] | None) -> None:
+    def _decode_ranged(
+        self, checked: list[tuple[Blob, int, memoryview, int, int]], tally: Callable[[int], None] | None
+    ) -> None:
+        """For a source whose reads are requests (a remote object): every chunk's stored bytes through one
+        `read_ranges` call, which merges them into few requests fetched ahead, each chunk then checked and
+        decoded on a worker thread while later ones arrive. A blob's padding comes with its last chunk."""
+        spanned: collections.deque[tuple[_Job, int]] = collections.deque()  # (job, padding after it)
+
+        def spans() -> Iterator[tuple[int, int]]:
+            for job in self._jobs(checked):
+                b, _, j, start, _ = job
+                pad = 0
+                if j == len(b.chunks) - 1:
+                    end = b.offset + b.length
+                    pad = align(end) - end
+                spanned.append((job, pad))
+                yield start, self._stored_size(b, j) + pad
+
+        def jobs() -> Iterator[_RangedJob]:
+            with contextlib.closing(self.source.read_ranges(spans())) as stored:
+                for view in stored:
+                    job, pad = spanned.popleft()
+                    yield (*job, view, pad)
+
+        self._decode_bounded(jobs(), tally)
+
+    def _stored_size(self, b: Blob, j: int) -> int:
+        """Chunk j's bytes in the file (with its tag, in an encrypted file)."""
+        return sum(b.chunks[j].segments) + (0 if self.sealer is None else TAG_SIZE)
+
+    def _decode_bounded(
+        self, jobs: Iterator[_Job] | Iterator[_RangedJob], tally: Callable[[int], None] | None
+    ) -> None:
         """Jobs over the worker threads, at most a few per thread in flight: memory stays bounded by
         threads x chunk however many chunks there are; errors surface in chunk order."""
         pool = self._executor()
@@ -291,16 +329,33 @@ class Reader:
             self._starts[blob] = starts
         return starts
 
-    def _decode_chunk(self, b: Blob, blob: int, j: int, start: int, out: memoryview) -> None:
+    def _decode_chunk(
+        self,
+        b: Blob,
+        blob: int,
+        j: int,
+        start: int,
+        out: memoryview,
+        stored: memoryview | None = None,
+        pad: int = 0,
+    ) -> None:
+        """Chunk j into `out`: read from the source, or from `stored` (its stored bytes, then `pad` bytes of
+        the blob's padding, which must be zero) where they were read already."""
         try:
-            self._decode_chunk_bytes(b, blob, j, start, out)
+            if stored is None or not pad:
+                self._decode_chunk_bytes(b, blob, j, start, out, stored)
+            else:
+                self._decode_chunk_bytes(b, blob, j, start, out, stored[: len(stored) - pad])
+                self._check_padding(blob, stored[len(stored) - pad :])
         except TModelError as exc:  # a short read, a bad digest or frame: about this chunk
             exc.add_context(blob=blob, chunk=j)
             raise
 
-    def _decode_chunk_bytes(self, b: Blob, blob: int, j: int, start: int, out: memoryview) -> None:
+    def _decode_chunk_bytes(
+        self, b: Blob, blob: int, j: int, start: int, out: memoryview, stored: memoryview | None
+    ) -> None:
         raw = b.codec == RAW
-        view = self._plain(b, blob, j, start, len(out), out if raw else None)
+        view = self._plain(b, blob, j, start, len(out), out if raw else None, stored)
         if raw:
             return
         segments: list[memoryview] = []
@@ -312,18 +367,31 @@ class Reader:
         decode_chunk(b.codec, b.width, segments, out, self.limits.max_window_size, checksummed, self._merge)
 
     def _plain(
-        self, b: Blob, blob: int, j: int, start: int, raw_len: int, into: memoryview | None
+        self,
+        b: Blob,
+        blob: int,
+        j: int,
+        start: int,
+        raw_len: int,
+        into: memoryview | None,
+        stored: memoryview | None = None,
     ) -> memoryview:
-        """Chunk j's segments back to back (into `into`, else this thread's scratch): its stored bytes
-        read and checked against its digest, and in an encrypted file opened (SPEC.md §3.5)."""
+        """Chunk j's segments back to back (into `into`, else this thread's scratch, or `stored` itself
+        where the chunk was read already): its stored bytes read and checked against its digest, and in an
+        encrypted file opened (SPEC.md §3.5)."""
         n = sum(b.chunks[j].segments)
-        view = _scratch(n) if into is None else into
         if self.sealer is None:
-            self.source.readinto(view, start)
+            view = (_scratch(n) if stored is None else stored) if into is None else into
+            if stored is None:
+                self.source.readinto(view, start)
+            elif view is not stored:
+                view[:] = stored
             self._check_digest(blob, j, view)
             return view
-        sealed = _scratch(n + TAG_SIZE, "sealed")
-        self.source.readinto(sealed, start)
+        view = _scratch(n) if into is None else into
+        sealed = _scratch(n + TAG_SIZE, "sealed") if stored is None else stored
+        if stored is None:
+            self.source.readinto(sealed, start)
         self._check_digest(blob, j, sealed)
         self.sealer.open_chunk(b.nonce, j, raw_len, b.width, b.codec, sealed, view)
         return view
@@ -448,11 +516,13 @@ class Reader:
             raise InvalidArgument(f"{self.path} is not a file opened from a path")
         return fd
 
-    def _check_padding(self, blob: int) -> None:
-        b = self.manifest.blobs[blob]
-        end = b.offset + b.length
-        pad = self.source.read(align(end) - end, end)
-        if pad.count(0) != len(pad):
+    def _check_padding(self, blob: int, pad: memoryview | bytes | None = None) -> None:
+        """The zero bytes after a blob up to the next alignment (read here unless given)."""
+        if pad is None:
+            b = self.manifest.blobs[blob]
+            end = b.offset + b.length
+            pad = self.source.read(align(end) - end, end)
+        if bytes(pad).count(0) != len(pad):
             raise BadLayout(f"padding after blob {blob} is not zero", blob=blob)
 
     @names_file

@@ -7,7 +7,9 @@ takes its size once; the archive occupies a file object from its current positio
 returns exactly the bytes asked for or raises TRUNCATED (the source shrank or lied), and a source's own
 failures are IO_ERROR: no source raises anything but a TModelError. A copy-on-write mapping is offered only
 where the bytes live in a regular file, so that what was checked is what the mapping shows (SPEC.md §7);
-bytes and other file objects are always read into memory the caller owns, then checked there.
+bytes and other file objects are always read into memory the caller owns, then checked there. A string
+that is a URL (`container.urls`) is an object read through fsspec's ranged requests (`container.remote`,
+fsspec imported only then), with the same exact reads, never mapped.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ import mmap
 import os
 import stat
 import threading
+from collections.abc import Generator, Iterable
 from typing import Any, BinaryIO, Protocol
 
 from ..errors import FileAccessError, InvalidArgument, NotRegularFile, TModelError, Truncated
 from .files import open_regular, pread_exact, preadinto_exact
+from .remote import RemoteSource, open_remote
+from .urls import is_url, local_path
 
 #: what `open_source` accepts: a path or a readable, seekable binary file object
 Openable = str | os.PathLike[str] | BinaryIO
@@ -33,9 +38,16 @@ class ByteSource(Protocol):
 
     name: str
     size: int
+    #: True where each read is a request (a remote object): chunks are then read through `read_ranges`
+    ranged: bool
 
     def read(self, length: int, offset: int) -> bytes:
         """Exactly `length` bytes at `offset`, or TRUNCATED."""
+        ...
+
+    def read_ranges(self, spans: Iterable[tuple[int, int]]) -> Generator[memoryview, None, None]:
+        """The bytes of each (offset, length) span in order, exactly, or TRUNCATED; a remote source merges
+        near spans into one request and fetches ahead."""
         ...
 
     def readinto(self, out: memoryview, offset: int) -> None:
@@ -57,7 +69,20 @@ class ByteSource(Protocol):
     def close(self) -> None: ...
 
 
-class FileSource:
+class _OneReadPerRange:
+    """`read_ranges` as one `read` per span, for sources whose reads are cheap."""
+
+    ranged = False
+
+    def read(self, length: int, offset: int) -> bytes:
+        raise NotImplementedError
+
+    def read_ranges(self, spans: Iterable[tuple[int, int]]) -> Generator[memoryview, None, None]:
+        for offset, length in spans:
+            yield memoryview(bytearray(self.read(length, offset)))
+
+
+class FileSource(_OneReadPerRange):
     """A regular file read through one descriptor that this source owns, from byte `base` on."""
 
     def __init__(self, fd: int, size: int, name: str, base: int = 0) -> None:
@@ -93,7 +118,7 @@ class FileSource:
             self._fd = -1
 
 
-class BufferSource:
+class BufferSource(_OneReadPerRange):
     """Bytes in memory. Reads copy out of the buffer, and the copy is what gets checked, so a caller that
     changes a bytearray while it is read cannot slip unchecked bytes past a digest; never mapped."""
 
@@ -133,7 +158,7 @@ class BufferSource:
         self._view = memoryview(b"")
 
 
-class StreamSource:
+class StreamSource(_OneReadPerRange):
     """Any readable, seekable binary file object, read from byte `base` on. Seek-then-read is one step
     under a lock, so decoding threads may share it; the object's own errors become IO_ERROR."""
 
@@ -202,7 +227,7 @@ def _read_some(f: Any, out: memoryview) -> int:
 
 
 #: the concrete sources (what a Reader takes as already opened)
-SOURCES = (FileSource, BufferSource, StreamSource)
+SOURCES = (FileSource, BufferSource, StreamSource, RemoteSource)
 
 
 def buffer_source(data: Any) -> BufferSource:
@@ -211,8 +236,12 @@ def buffer_source(data: Any) -> BufferSource:
 
 
 def open_source(target: Openable) -> ByteSource:
-    """A path or a readable, seekable binary file object as a source. Bytes are refused here (a bytes path
-    and bytes of a file would be ambiguous): `buffer_source` takes those."""
+    """A path, a URL (a str) or a readable, seekable binary file object as a source. Bytes are refused
+    here (a bytes path and bytes of a file would be ambiguous): `buffer_source` takes those."""
+    if isinstance(target, str) and is_url(target):
+        return open_remote(target)
+    if isinstance(target, str):
+        target = local_path(target)
     if isinstance(target, (str, os.PathLike)):
         fd, size = open_regular(target)
         return FileSource(fd, size, os.fspath(target))
