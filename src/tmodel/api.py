@@ -51,15 +51,7 @@ from .nn.registry import finding
 from .tensors.dtypes import DTYPE_NAMES, PACKED, torch_dtype
 from .tensors.into import LoadReport
 from .tensors.into import load_into as _load_into
-from .tensors.load import (
-    MapLocation,
-    Placement,
-    checked_ahead,
-    common_device_of,
-    materialize,
-    meta_tensors,
-    placement,
-)
+from .tensors.load import MapLocation, Placement, common_device_of, materialize, meta_tensors, placement
 from .tensors.planes import one_intra_op_thread, torch_merge, torch_split
 from .tensors.slices import read_slice
 from .tensors.storage import plan_blobs
@@ -356,8 +348,7 @@ def _load_modules(
         raise InvalidArgument(_STEPS_READ)
     dry = None
     if m.modules and not steps and not meta:
-        with checked_ahead(reader, where, use_mmap):  # raw blobs' digests meanwhile, on other threads
-            dry = check_rebuild(m, [i for _, i in roots(m)], reader.limits)  # before tensor memory is spent
+        dry = check_rebuild(m, [i for _, i in roots(m)], reader.limits)  # before any tensor memory is spent
     tensors = _tensors(reader, where, dtype, use_mmap, progress)
     device = _device_of(where, tensors)
     if steps:

@@ -110,8 +110,6 @@ class Reader:
         self._lock = threading.Lock()
         self._starts: dict[int, array[int]] = {}
         self._map: memoryview | None = None
-        #: raw blobs checked ahead through the mapping (`mapped_many(ahead=True)`), each for one later call
-        self._ahead: dict[int, memoryview] = {}
         self._key = key
         #: an encrypted file's keys (SPEC.md §3.5), None for a file that is not encrypted
         self.sealer: Sealer | None = None
@@ -177,7 +175,6 @@ class Reader:
     def close(self) -> None:
         self._finalizer.detach()
         self._owned.release(wait=True)
-        self._ahead.clear()
         self._map = None  # unmapped once no tensor holds a view of it
 
     def __enter__(self) -> Reader:
@@ -422,17 +419,11 @@ class Reader:
 
     @names_file
     def mapped_many(
-        self,
-        blobs: Sequence[int],
-        tally: Callable[[int], None] | None = None,
-        cancel: threading.Event | None = None,
-        ahead: bool = False,
+        self, blobs: Sequence[int], tally: Callable[[int], None] | None = None
     ) -> dict[int, memoryview] | None:
         """Raw blobs as writable copy-on-write views of the file mapping, zero-copy, after every chunk
         digest (checked on the worker threads) and the padding were checked; None where the source cannot
-        be mapped (the caller decodes). `tally(n)` hears of each n checked bytes. With `ahead`, the views
-        are also kept for the next call that asks for them (checking ahead while the caller does other
-        work), and once `cancel` is set the checks stop with `CheckStopped`."""
+        be mapped (the caller decodes). `tally(n)` hears of each n checked bytes."""
         for blob in blobs:
             if self.manifest.blobs[blob].codec != RAW:
                 raise InvalidArgument(f"blob {blob} is not stored raw")
@@ -449,27 +440,14 @@ class Reader:
         views: dict[int, memoryview] = {}
         checks: list[tuple[int, int, memoryview]] = []
         for blob in blobs:
-            if (kept := self._ahead.pop(blob, None)) is not None:
-                views[blob] = kept
-                if tally is not None:
-                    tally(len(kept))
-                continue
             b = self.manifest.blobs[blob]
             views[blob] = view = whole[b.offset : b.offset + b.nbytes]
             checks.extend(
                 (blob, j, view[j * b.chunk_size : (j + 1) * b.chunk_size]) for j in range(len(b.chunks))
             )
-
-        def check(c: tuple[int, int, memoryview]) -> None:
-            if cancel is not None and cancel.is_set():
-                raise CheckStopped
-            self._check_digest(*c)
-
-        self._run_batched(checks, check, lambda c: len(c[2]), tally)
+        self._run_batched(checks, lambda c: self._check_digest(*c), lambda c: len(c[2]), tally)
         for blob in blobs:
             self._check_padding(blob)
-        if ahead:
-            self._ahead.update(views)
         return views
 
     def _run_batched(
@@ -585,10 +563,6 @@ class _Owned:
         if unclosed:
             message = f"unclosed tmodel file {path!r}: close it, or use it as a context manager"
             warnings.warn(message, ResourceWarning, stacklevel=1)  # no caller's line to point at
-
-
-class CheckStopped(Exception):
-    """Checks ahead stopped because the work they were ahead of failed; never leaves `checked_ahead`."""
 
 
 def _each(work: Callable[[_J], None], jobs: Iterable[_J]) -> None:

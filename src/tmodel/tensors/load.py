@@ -13,9 +13,7 @@ mmap), and "cpu"; it returns a storage of the same size, on any device, or None 
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -117,43 +115,6 @@ def _mapped_storage(fn: StorageMap, storage: torch.UntypedStorage, blob: int) ->
 
 
 @names_file
-def _mapped_blobs(reader: Reader, indices: Sequence[int], where: Placement, use_mmap: bool) -> list[int]:
-    """The raw blobs `materialize` maps for these tensors (the rest are decoded into new memory)."""
-    m = reader.manifest
-    device = where if isinstance(where, torch.device) else torch.device("cpu")
-    if not use_mmap or device.type != "cpu":
-        return []
-    return sorted({b for i in indices if (b := m.tensors[i].blob) is not None and m.blobs[b].codec == RAW})
-
-
-@contextlib.contextmanager
-def checked_ahead(reader: Reader, where: Placement, use_mmap: bool) -> Iterator[None]:
-    """While the caller's block runs (the modules' dry run), check the digests of the raw blobs a load of
-    every tensor will map, on the reader's threads: reading a mapping allocates nothing, so the rule that
-    the dry run comes before tensor memory holds, and the load that follows finds them checked. If the
-    block fails, the checks stop and its error is the one raised; a check's own failure is left for the
-    load to meet again (unchecked blobs are checked then)."""
-    blobs = _mapped_blobs(reader, range(len(reader.manifest.tensors)), where, use_mmap)
-    if not blobs:
-        yield
-        return
-    stop = threading.Event()
-
-    def run() -> None:
-        with contextlib.suppress(Exception):  # TModelErrors recur in the load; CheckStopped is wanted
-            reader.mapped_many(blobs, cancel=stop, ahead=True)
-
-    worker = threading.Thread(target=run, name="tmodel-check-ahead", daemon=True)
-    worker.start()
-    try:
-        yield
-    except BaseException:
-        stop.set()
-        raise
-    finally:
-        worker.join()
-
-
 def materialize(
     reader: Reader,
     indices: Sequence[int],
@@ -170,8 +131,8 @@ def materialize(
     blobs = sorted({b for i in indices if (b := m.tensors[i].blob) is not None})
     tally = Tally(progress, sum(m.blobs[b].nbytes for b in blobs)) if progress is not None else None
     buffers: dict[int, torch.Tensor] = {}
-    raw = _mapped_blobs(reader, indices, where, use_mmap)
-    views = reader.mapped_many(raw, tally) if raw else None
+    raw = [b for b in blobs if m.blobs[b].codec == RAW]
+    views = reader.mapped_many(raw, tally) if use_mmap and device.type == "cpu" and raw else None
     for b, view in (views or {}).items():
         buffers[b] = torch.frombuffer(view, dtype=torch.uint8)
     decode = [b for b in blobs if b not in buffers]
