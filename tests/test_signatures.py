@@ -233,3 +233,24 @@ def test_every_loader_checks_trust(tmp_path: Path, keys: dict[str, Path]) -> Non
     for name, run in loaders.items():
         run(good)
         assert _code(lambda run=run: run(bad)) == "SIGNATURE_REQUIRED", name
+
+
+def test_only_signed_files_and_signing_import_cryptography(tmp_path: Path) -> None:
+    """Saving, loading and opening unsigned files imports no cryptography (a first call pays for what it
+    uses); a signed file's signatures, or a required signature, import it."""
+    import subprocess
+    import sys
+
+    plain, signed = tmp_path / "plain.tmodel", tmp_path / "signed.tmodel"
+    tmodel.save({"w": torch.arange(4.0)}, signed, sign_with=ed25519.Ed25519PrivateKey.generate())
+    code = (
+        "import sys, torch, tmodel\n"
+        f"tmodel.save({{'w': torch.arange(4.0)}}, {str(plain)!r}, checksum='blake3')\n"
+        f"tmodel.load({str(plain)!r})\n"
+        f"with tmodel.open({str(plain)!r}) as f: f.get_tensor('w')\n"
+        "print('cryptography' in sys.modules)\n"
+        f"tmodel.load({str(signed)!r})\n"
+        "print('cryptography' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]

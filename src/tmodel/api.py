@@ -21,7 +21,7 @@ import torch
 from .archive.encryption import Sealer
 from .archive.progress import ProgressArg, progress_for
 from .archive.reader import Reader, names_file
-from .archive.signing import check_signable, private_key, require, signed_block
+from .archive.trust import require
 from .archive.writer import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_LEVEL,
@@ -191,6 +191,8 @@ def _prepare(
         checksum = digests.DEFAULT if sign_with is None else "blake3"
     sign = None
     if sign_with is not None:
+        from .archive.signing import check_signable, private_key, signed_block
+
         signer = private_key(sign_with)
         check_signable(checksum)  # before any blob is written
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from . import api
 from .archive.progress import ProgressArg, progress_for
-from .archive.signing import require
+from .archive.trust import require
 from .checkpoint import ROOT, training_value
 from .errors import InvalidArgument, NotFound, StateMismatch
 from .limits import DEFAULT_LIMITS, Limits

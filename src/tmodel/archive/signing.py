@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from ..container.digests import CRYPTOGRAPHIC
-from ..errors import BadSignature, InvalidArgument, SignatureRequired, UnsupportedType
+from ..errors import BadSignature, InvalidArgument, UnsupportedType
 from ..limits import DEFAULT_LIMITS
 from ..manifest.encoding import pack_manifest, unpack_manifest
 
@@ -195,18 +194,6 @@ def verify_block(block: bytes, manifest: bytes, content_size: int) -> list[Signa
             ) from None
         out.append(Signature(e["algorithm"], e["key_id"].hex()))
     return out
-
-
-def require(found: list[Signature], trusted_keys: Iterable[Any] | None, required: bool) -> None:
-    """SIGNATURE_REQUIRED unless a signature (all of which verified) is by one of `trusted_keys`."""
-    if not required:
-        return
-    if trusted_keys is None:
-        raise InvalidArgument("require_signature=True needs trusted_keys: anyone can sign a file")
-    trusted = {key_id(public_key(k)) for k in trusted_keys}
-    if not any(s.key_id in trusted for s in found):
-        what = ", ".join(s.key_id[:16] for s in found) or "none"
-        raise SignatureRequired(f"no signature by a trusted key (signatures by: {what})")
 
 
 def check_signable(checksum: str) -> None:

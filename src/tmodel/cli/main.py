@@ -275,7 +275,8 @@ def _run_with_bar(label: str, action: Callable[[ProgressBar | None], None]) -> N
 
 
 def _verify(args: argparse.Namespace, out: TextIO) -> int:
-    from ..archive.signing import key_id, public_key, require
+    from ..archive.signing import key_id, public_key
+    from ..archive.trust import require
 
     trusted = {key_id(public_key(k)) for k in args.trusted_keys}
     with Reader(args.file, key=key_of(args)) as reader:  # every signature is verified on open
