@@ -169,6 +169,8 @@ class Reader:
         #: where the manifest starts and ends (the signed content's size), and the signature block after it
         self.manifest_offset, self.content_size, self.signature_block = trailer.manifest_offset, end, block
         self.flags = flags  # the header's required flags
+        #: the trailer's manifest digest and its algorithm: one value that stands for the whole file
+        self.manifest_digest, self.manifest_checksum = trailer.digest, trailer.digest_name
         return manifest
 
     # -- lifecycle --------------------------------------------------------------------------------------
