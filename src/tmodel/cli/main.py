@@ -278,6 +278,8 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
     from ..archive.signing import key_id, public_key
     from ..archive.trust import require
 
+    if os.path.isdir(args.file):  # a DCP checkpoint folder (tmodel.distributed)
+        return _verify_dcp(args, out)
     trusted = {key_id(public_key(k)) for k in args.trusted_keys}
     with Reader(args.file, key=key_of(args)) as reader:  # every signature is verified on open
         _run_with_bar("verify", reader.verify)
@@ -294,6 +296,20 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
     if encrypted:
         state += ", encrypted"
     out.write(f"ok: {args.file} ({n} tensors, {checked} bytes checked, {state})\n")
+    return 0
+
+
+def _verify_dcp(args: argparse.Namespace, out: TextIO) -> int:
+    """A DCP checkpoint folder: its metadata and every shard (torch.distributed is imported only here)."""
+    from ..distributed import verify_checkpoint
+
+    if args.trusted_keys:
+        raise InvalidArgument("--trusted-key applies to a file, not a DCP checkpoint folder")
+    done = verify_checkpoint(args.file)
+    out.write(
+        f"ok: {args.file} (DCP checkpoint: {done.shards} shards, {done.items} items, "
+        f"{done.bytes_checked} bytes checked)\n"
+    )
     return 0
 
 
@@ -389,7 +405,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
     add_key_options(s)
     s.set_defaults(run=_inspect)
-    s = sub.add_parser("verify", help="check every checksum and signature and decode every chunk")
+    s = sub.add_parser(
+        "verify",
+        help="check every checksum and signature and decode every chunk (of a file or a DCP folder)",
+    )
     s.add_argument("file", metavar="FILE")
     s.add_argument(
         "--trusted-key",

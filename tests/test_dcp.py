@@ -1,0 +1,292 @@
+"""tmodel.distributed: DCP save / load through tmodel containers, in one process (no_dist) and with gloo
+workers (tests/dcp_worker.py) at world sizes 1, 2 and 4, resharding between them; shards changed or
+swapped in from another save are coded errors naming the shard; no file holds a pickle."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
+
+import tmodel
+from tmodel.cli.main import main
+from tmodel.container.framing import MAGIC
+from tmodel.distributed import (
+    TModelLoadPlanner,
+    TModelReader,
+    TModelSavePlanner,
+    TModelWriter,
+    verify_checkpoint,
+)
+from tmodel.errors import TModelError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dcp_worker import expected
+
+WORKER = Path(__file__).parent / "dcp_worker.py"
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+
+
+def save(state: dict[str, Any], folder: Path, **options: Any) -> None:
+    dcp.save(state, storage_writer=TModelWriter(folder, **options), planner=TModelSavePlanner(), no_dist=True)
+
+
+def load(state: dict[str, Any], folder: Path) -> None:
+    dcp.load(state, storage_reader=TModelReader(folder), planner=TModelLoadPlanner(), no_dist=True)
+
+
+def zeros_like(state: Any) -> Any:
+    """A load target of the same tree: tensors zeroed, other leaves None."""
+    if isinstance(state, dict):
+        return {k: zeros_like(v) for k, v in state.items()}
+    return torch.zeros_like(state) if isinstance(state, torch.Tensor) else None
+
+
+def failure(exc: pytest.ExceptionInfo[CheckpointException]) -> TModelError:
+    """The one rank's error DCP wrapped."""
+    (err, _trace), *_ = exc.value.failures.values()
+    assert isinstance(err, TModelError), err
+    return err
+
+
+def run_workers(world: int, folder: Path, actions: str, tmp: Path) -> None:
+    init = tmp / f"init-{world}-{actions}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(r), str(world), str(init), str(folder), actions],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(world)
+    ]
+    outs = [p.communicate(timeout=60) for p in procs]
+    for r, (p, (out, err)) in enumerate(zip(procs, outs, strict=True)):
+        assert p.returncode == 0, err[-3000:]
+        assert out.split() == (["ok", str(r)] if "load" in actions else []), out
+
+
+def check_full(state: dict[str, Any]) -> None:
+    for key, value in expected().items():
+        got = state[key]
+        if isinstance(value, torch.Tensor):
+            assert got.dtype == value.dtype and got.shape == value.shape, key
+            assert torch.equal(got, value), key
+        else:
+            assert got == value, key
+
+
+def test_round_trip_in_one_process(tmp_path: Path) -> None:
+    state = {
+        **expected(),
+        "scalar": torch.tensor(2.5, dtype=torch.float64),
+        "mask": torch.arange(10) % 3 == 0,
+        "empty": torch.zeros(0, 4),
+        "view": torch.arange(40, dtype=torch.int16).reshape(5, 8)[1:4, ::2],
+    }
+    save(state, tmp_path)
+    assert sorted(os.listdir(tmp_path)) == [".metadata.tmodel", "__0_0.tmodel"]
+    back = zeros_like(state)
+    load(back, tmp_path)
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor):
+            assert back[key].dtype == value.dtype and back[key].shape == value.shape, key
+            assert torch.equal(back[key], value), key
+        else:
+            assert back[key] == value, key
+    # the shard is a complete tmodel file of its own: the rank's tensors and values, readable directly
+    shard = tmodel.load(tmp_path / "__0_0.tmodel")
+    assert torch.equal(shard["tensors"]["w"], state["w"])
+    assert shard["values"] == {"step": 7, "cfg.betas": (0.9, 0.99), "cfg.name": "adamw"}
+
+
+def test_no_file_holds_a_pickle(tmp_path: Path) -> None:
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    save({"model": model.state_dict(), "optim": opt.state_dict()}, tmp_path, codec="raw")
+    for path in tmp_path.rglob("*"):
+        data = path.read_bytes()
+        assert data.startswith(MAGIC), path  # every file is a tmodel container
+        for marker in (b"_rebuild_tensor", b"torch._utils", b"collections\nOrderedDict", b"\x80\x02c"):
+            assert marker not in data, (path, marker)
+    assert not (tmp_path / ".metadata").exists()
+    # bytes items are tmodel values, decoded without pickle
+    values = tmodel.load(tmp_path / "__0_0.tmodel")["values"]
+    assert values["optim.param_groups.0.betas"] == (0.9, 0.999)
+    assert values["optim.param_groups.0.params"] == [0, 1]
+
+
+def test_model_and_adamw_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.8, 0.95), weight_decay=0.1)
+    for _ in range(2):
+        model(torch.randn(5, 4)).pow(2).sum().backward()
+        opt.step()
+    saved = {"model": model.state_dict(), "optim": opt.state_dict()}
+    save(saved, tmp_path)
+    target = copy.deepcopy(saved)
+    for t in [*target["model"].values(), *(v for s in target["optim"]["state"].values() for v in s.values())]:
+        t.zero_()
+    target["optim"]["param_groups"][0].update(lr=1.0, betas=(0.0, 0.0), weight_decay=0.0)
+    load(target, tmp_path)
+    for k, v in saved["model"].items():
+        assert torch.equal(target["model"][k], v), k
+    for i, s in saved["optim"]["state"].items():
+        for k, v in s.items():
+            got = target["optim"]["state"][i][k]
+            assert got.dtype == v.dtype and torch.equal(got, v), (i, k)
+    assert target["optim"]["param_groups"] == saved["optim"]["param_groups"]
+    assert target["optim"]["param_groups"][0]["betas"] == (0.8, 0.95)
+
+
+def test_two_ranks_resharded_to_one(tmp_path: Path) -> None:
+    ckpt = tmp_path / "ckpt"
+    run_workers(2, ckpt, "save,load", tmp_path)  # saved and loaded at 2 ranks
+    assert sorted(os.listdir(ckpt)) == [".metadata.tmodel", "__0_0.tmodel", "__1_0.tmodel"]
+    full = expected()
+    for rank in (0, 1):  # each rank's file is independently readable and holds that rank's rows
+        shard = tmodel.load(ckpt / f"__{rank}_0.tmodel")
+        assert torch.equal(shard["tensors"]["w"], full["w"][4 * rank : 4 * rank + 4])  # type: ignore[index]
+        assert torch.equal(shard["tensors"]["h"], full["h"][4 * rank : 4 * rank + 4])  # type: ignore[index]
+    assert verify_checkpoint(ckpt).shards == 2
+    back = zeros_like(full)
+    load(back, ckpt)  # at world size 1
+    check_full(back)
+
+
+def test_one_rank_resharded_to_four(tmp_path: Path) -> None:
+    save(expected(), tmp_path / "ckpt")
+    run_workers(4, tmp_path / "ckpt", "load", tmp_path)
+
+
+def test_four_ranks_resharded_to_two(tmp_path: Path) -> None:
+    run_workers(4, tmp_path / "ckpt", "save", tmp_path)
+    assert len(list((tmp_path / "ckpt").glob("__*_0.tmodel"))) == 4
+    run_workers(2, tmp_path / "ckpt", "load", tmp_path)
+
+
+def test_changed_shard_is_named(tmp_path: Path) -> None:
+    save(expected(), tmp_path, codec="raw")
+    shard = tmp_path / "__0_0.tmodel"
+    data = bytearray(shard.read_bytes())
+    data[64] ^= 1  # the first byte of the first blob
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CheckpointException) as exc:
+        load(zeros_like(expected()), tmp_path)
+    err = failure(exc)
+    assert err.code == "CHECKSUM_MISMATCH" and err.path == str(shard)
+
+
+def test_shard_of_another_save_is_refused(tmp_path: Path) -> None:
+    other = {**expected(), "w": torch.ones(8, 3)}
+    save(expected(), tmp_path / "a")
+    save(other, tmp_path / "b")
+    shutil.copyfile(tmp_path / "b" / "__0_0.tmodel", tmp_path / "a" / "__0_0.tmodel")
+    with pytest.raises(CheckpointException) as exc:
+        load(zeros_like(expected()), tmp_path / "a")
+    err = failure(exc)
+    assert err.code == "CHECKSUM_MISMATCH" and err.path == str(tmp_path / "a" / "__0_0.tmodel")
+    assert "shard __0_0.tmodel is not the file this checkpoint wrote" in str(err)
+
+
+def test_default_planner_would_pickle_and_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointException) as exc:
+        dcp.save({"step": 3}, storage_writer=TModelWriter(tmp_path), no_dist=True)
+    assert failure(exc).code == "UNSUPPORTED_TYPE"
+    save({"step": 3}, tmp_path)
+    with pytest.raises(CheckpointException) as exc:
+        dcp.load({"step": 0}, storage_reader=TModelReader(tmp_path), no_dist=True)
+    assert failure(exc).code == "INVALID_ARGUMENT"
+
+
+def _edit(plain: dict[str, Any], what: str) -> None:
+    state, storage = plain["state"], plain["storage"]
+    if what == "dtype":
+        state["w"]["dtype"] = "float99"
+    elif what == "size":
+        state["w"]["size"] = [8, -3]
+    elif what == "bool_size":
+        state["w"]["size"] = [True, 3]
+    elif what == "chunk_bounds":
+        state["w"]["chunks"][0]["offsets"] = [1, 0]
+    elif what == "chunk_dims":
+        state["w"]["chunks"][0]["sizes"] = [8]
+    elif what == "kind":
+        state["step"]["kind"] = "pickle"
+    elif what == "extra":
+        plain["extra"] = 1
+    elif what == "format":
+        plain["format"] = "other"
+    elif what == "shard_name":
+        plain["shards"]["../x.tmodel"] = plain["shards"].pop("__0_0.tmodel")
+    elif what == "missing_storage":
+        del storage[0]
+    elif what == "storage_file":
+        storage[0]["file"] = "__9_0.tmodel"
+    elif what == "planner":
+        plain["planner"]["w"] = [1.5]
+    elif what == "digest":
+        plain["shards"]["__0_0.tmodel"]["digest"] = "XYZ"
+
+
+EDITS = [
+    "dtype",
+    "size",
+    "bool_size",
+    "chunk_bounds",
+    "chunk_dims",
+    "kind",
+    "extra",
+    "format",
+    "shard_name",
+    "missing_storage",
+    "storage_file",
+    "planner",
+    "digest",
+]
+
+
+@pytest.mark.parametrize("what", EDITS)
+def test_bad_metadata_is_bad_value(tmp_path: Path, what: str) -> None:
+    save(expected(), tmp_path)
+    path = tmp_path / ".metadata.tmodel"
+    plain = tmodel.load(path)
+    _edit(plain, what)
+    tmodel.save(plain, path)
+    with pytest.raises(TModelError) as exc:
+        TModelReader(tmp_path).read_metadata()
+    assert exc.value.code == "BAD_VALUE" and exc.value.path == str(path)
+
+
+def test_cli_verify_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    save(expected(), tmp_path, codec="raw")
+    assert main(["verify", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"ok: {tmp_path} (DCP checkpoint: 1 shards, 6 items, ")
+    shard = tmp_path / "__0_0.tmodel"
+    data = bytearray(shard.read_bytes())
+    data[64] ^= 1
+    shard.write_bytes(bytes(data))
+    assert main(["verify", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error[CHECKSUM_MISMATCH]: ") and "__0_0.tmodel" in err
+
+
+def test_cli_verify_swapped_shard(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    save(expected(), tmp_path / "a")
+    save({**expected(), "step": 8}, tmp_path / "b")
+    shutil.copyfile(tmp_path / "b" / "__0_0.tmodel", tmp_path / "a" / "__0_0.tmodel")
+    assert main(["verify", str(tmp_path / "a")]) == 1
+    assert capsys.readouterr().err.startswith("error[CHECKSUM_MISMATCH]: shard __0_0.tmodel is not")
