@@ -187,6 +187,7 @@ def test_changed_shard_is_named(tmp_path: Path) -> None:
         load(zeros_like(expected()), tmp_path)
     err = failure(exc)
     assert err.code == "CHECKSUM_MISMATCH" and err.path == str(shard)
+    assert str(err) == "shard __0_0.tmodel: blob 0 chunk 0: checksum mismatch"
 
 
 def test_shard_of_another_save_is_refused(tmp_path: Path) -> None:

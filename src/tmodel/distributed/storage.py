@@ -165,6 +165,15 @@ def open_shard(folder: Path, name: str, recorded: dict[str, str]) -> TModelFile:
     return f
 
 
+def in_shard(exc: TModelError, name: str, path: Path) -> TModelError:
+    """The same error, its message starting with the shard's file name (DCP and the CLI show only the
+    message) and its `path` set."""
+    if exc.message.startswith(f"shard {name}"):
+        return exc.add_context(path=path)
+    named = type(exc)(f"shard {name}: {exc.message}", **exc.context)
+    return named.add_context(path=path)
+
+
 def _values(f: TModelFile) -> dict[str, Any]:
     root = f.load(map_location="meta")
     if not isinstance(root, dict) or not isinstance(root.get("values"), dict):
@@ -233,12 +242,11 @@ class TModelReader(StorageReader):
         for req in plan.items:
             per_file.setdefault(self.storage_data[req.storage_index]["file"], []).append(req)
         for name, reqs in per_file.items():
-            with open_shard(self.path, name, self.shards[name]) as f:
-                try:
+            try:
+                with open_shard(self.path, name, self.shards[name]) as f:
                     self._read_shard(f, reqs, planner)
-                except TModelError as exc:
-                    exc.add_context(path=f.reader.path)
-                    raise
+            except TModelError as exc:
+                raise in_shard(exc, name, self.path / name) from None
         return _done(None)
 
     def _read_shard(self, f: TModelFile, reqs: list[ReadItem], planner: LoadPlanner) -> None:
