@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -291,3 +292,10 @@ def test_cli_verify_swapped_shard(tmp_path: Path, capsys: pytest.CaptureFixture[
     shutil.copyfile(tmp_path / "b" / "__0_0.tmodel", tmp_path / "a" / "__0_0.tmodel")
     assert main(["verify", str(tmp_path / "a")]) == 1
     assert capsys.readouterr().err.startswith("error[CHECKSUM_MISMATCH]: shard __0_0.tmodel is not")
+
+
+def test_readme_example_runs() -> None:
+    """README "Distributed checkpoints (DCP)" runs as written."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.findall(r"```python\n(.*?)```", text.split("## Distributed checkpoints (DCP)")[1], re.S)[0]
+    exec(compile(block, "README.md", "exec"), {})
