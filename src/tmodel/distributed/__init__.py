@@ -1,5 +1,5 @@
 """A `torch.distributed.checkpoint` (DCP) storage backend: one tmodel container per rank and a metadata
-container, no pickle anywhere (SPEC.md §12). The only package that imports torch.distributed.
+container, no pickle anywhere (SPEC.md Appendix B). The only package that imports torch.distributed.
 
 >>> dcp.save(state, storage_writer=TModelWriter(path), planner=TModelSavePlanner())
 >>> dcp.load(state, storage_reader=TModelReader(path), planner=TModelLoadPlanner())

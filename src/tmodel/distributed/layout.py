@@ -1,6 +1,6 @@
 """DCP's `Metadata` <-> plain data (dicts, lists, str, int, bool, None), so no pickle is ever written.
 
-The plain form is what `.metadata.tmodel` holds as its object tree (SPEC.md §12): `to_plain` builds it,
+The plain form is what `.metadata.tmodel` holds as its object tree (SPEC.md Appendix B): `to_plain` builds it,
 `from_plain` checks every field's type and every cross-reference before rebuilding DCP's classes, and
 raises BAD_VALUE (naming the metadata file) for anything else.
 """
