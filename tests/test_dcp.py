@@ -241,6 +241,10 @@ def _edit(plain: dict[str, Any], what: str) -> None:
         plain["planner"]["w"] = [1.5]
     elif what == "digest":
         plain["shards"]["__0_0.tmodel"]["digest"] = "XYZ"
+    elif what == "state_key":
+        state[3] = {"kind": "bytes"}
+    elif what == "storage_entry":
+        storage[0] = [1]
 
 
 EDITS = [
@@ -257,6 +261,8 @@ EDITS = [
     "storage_file",
     "planner",
     "digest",
+    "state_key",
+    "storage_entry",
 ]
 
 

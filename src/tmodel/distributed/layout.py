@@ -111,6 +111,8 @@ class _Check:
         return value
 
     def keys(self, d: Any, allowed: set[str], where: str) -> None:
+        if not isinstance(d, dict):
+            raise self.fail(f"{where} is not a map")
         extra = set(d) - allowed
         if extra:
             raise self.fail(f"{where} has unknown fields {sorted(extra)}")
@@ -202,6 +204,8 @@ def from_plain(raw: Any, path: str) -> tuple[Metadata, dict[str, dict[str, str]]
     state: dict[str, TensorStorageMetadata | BytesStorageMetadata] = {}
     for fqn, md in c.get(raw, "state", dict, "metadata").items():
         where = f"state[{fqn!r}]"
+        if not isinstance(fqn, str):
+            raise c.fail(f"{where}: an fqn is a str")
         kind = c.get(md, "kind", str, where)
         if kind == "bytes":
             c.keys(md, {"kind"}, where)
