@@ -278,7 +278,8 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
     from ..archive.signing import key_id, public_key
     from ..archive.trust import require
 
-    if os.path.isdir(args.file):  # a DCP checkpoint folder (tmodel.distributed)
+    # a DCP checkpoint folder (tmodel.distributed's METADATA_FILE); any other folder is NOT_REGULAR_FILE
+    if os.path.isfile(os.path.join(args.file, ".metadata.tmodel")):
         return _verify_dcp(args, out)
     trusted = {key_id(public_key(k)) for k in args.trusted_keys}
     with Reader(args.file, key=key_of(args)) as reader:  # every signature is verified on open
