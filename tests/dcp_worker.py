@@ -1,8 +1,9 @@
 """One rank of tests/test_dcp.py's multi-process checks: gloo on CPU, DTensors on a 1-d mesh.
 
-python dcp_worker.py RANK WORLD INIT_FILE FOLDER ACTIONS  (ACTIONS: "save", "load" or "save,load")
+python dcp_worker.py RANK WORLD INIT_FILE FOLDER ACTIONS  (ACTIONS: "save", "load", "save,load" or "fsdp")
 Saves or loads `expected()` sharded `Shard(0)` ("w", "h") and `Replicate()` ("b"), with two values;
-a load checks every local shard and full tensor exactly and prints "ok RANK".
+a load checks every local shard and full tensor exactly and prints "ok RANK". "fsdp": an FSDP2
+(`fully_shard`) model and its AdamW state saved and loaded into a fresh copy, compared exactly.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import warnings
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
+from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor, Replicate, Shard, distribute_tensor
 
 from tmodel.distributed import TModelLoadPlanner, TModelReader, TModelSavePlanner, TModelWriter
@@ -47,11 +50,50 @@ def sharded(mesh: object, zero: bool) -> dict[str, object]:
     return out
 
 
+def fsdp_model(mesh: DeviceMesh) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    for layer in (model[0], model[2]):
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    return model, torch.optim.AdamW(model.parameters(), lr=1e-2, betas=(0.8, 0.9))
+
+
+def full(value: object) -> object:
+    return value.full_tensor() if isinstance(value, DTensor) else value
+
+
+def fsdp_round_trip(mesh: DeviceMesh, folder: str) -> None:
+    """Train one step, save model and optimizer state, load it into a fresh model, compare exactly."""
+    model, opt = fsdp_model(mesh)
+    torch.manual_seed(1)
+    model(torch.randn(4, 6)).sum().backward()
+    opt.step()
+    msd, osd = get_state_dict(model, opt)
+    dcp.save({"model": msd, "optim": osd}, storage_writer=TModelWriter(folder), planner=TModelSavePlanner())
+    model2, opt2 = fsdp_model(mesh)
+    msd2, osd2 = get_state_dict(model2, opt2)
+    state = {"model": msd2, "optim": osd2}
+    dcp.load(state, storage_reader=TModelReader(folder), planner=TModelLoadPlanner())
+    set_state_dict(model2, opt2, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    for (key, a), b in zip(model.state_dict().items(), model2.state_dict().values(), strict=True):
+        assert torch.equal(full(a), full(b)), key  # type: ignore[arg-type]
+    o1, o2 = get_state_dict(model, opt)[1], get_state_dict(model2, opt2)[1]
+    assert o1["param_groups"] == o2["param_groups"], o2["param_groups"]
+    assert sorted(o1["state"]) == sorted(o2["state"]) and len(o1["state"]) == 4
+    for fqn, entries in o1["state"].items():
+        for key, value in entries.items():
+            assert torch.equal(full(value), full(o2["state"][fqn][key])), (fqn, key)  # type: ignore[arg-type]
+    print(f"ok {dist.get_rank()}")
+
+
 def main() -> None:
     rank, world, init, folder, actions = sys.argv[1:]
     warnings.simplefilter("ignore")
     dist.init_process_group("gloo", init_method=f"file://{init}", rank=int(rank), world_size=int(world))
     mesh = init_device_mesh("cpu", (int(world),))
+    if actions == "fsdp":
+        fsdp_round_trip(mesh, folder)
     if "save" in actions:
         dcp.save(sharded(mesh, False), storage_writer=TModelWriter(folder), planner=TModelSavePlanner())
     if "load" in actions:
