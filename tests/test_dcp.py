@@ -172,10 +172,13 @@ def test_one_rank_resharded_to_four(tmp_path: Path) -> None:
     run_workers(4, tmp_path / "ckpt", "load", tmp_path)
 
 
-def test_four_ranks_resharded_to_two(tmp_path: Path) -> None:
+def test_four_ranks_resharded_to_two_and_three(tmp_path: Path) -> None:
+    """Saved at 4 ranks (rows 2 each), loaded at 2 and at 3 (rows 3, 3, 2 and 3, 3, 1: every rank's piece
+    straddles the saved ones)."""
     run_workers(4, tmp_path / "ckpt", "save", tmp_path)
     assert len(list((tmp_path / "ckpt").glob("__*_0.tmodel"))) == 4
     run_workers(2, tmp_path / "ckpt", "load", tmp_path)
+    run_workers(3, tmp_path / "ckpt", "load", tmp_path)
 
 
 def test_fsdp2_model_and_adamw_at_two_ranks(tmp_path: Path) -> None:
