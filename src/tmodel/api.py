@@ -21,6 +21,7 @@ import torch
 from .archive.encryption import Sealer
 from .archive.progress import ProgressArg, progress_for
 from .archive.reader import Reader, names_file
+from .archive.sharding import parse_size, plan_shards, remove_stale_shards, write_sharded
 from .archive.trust import require
 from .archive.writer import (
     DEFAULT_CHUNK_SIZE,
@@ -85,6 +86,7 @@ def save(
     sign_with: Any = None,
     encrypt_with: Any = None,
     encrypt_manifest: bool = True,
+    max_shard_size: int | str | None = None,
 ) -> None:
     """Save a state dict or checkpoint (dict/list/tuple/str/int/float/bool/None/bytes/tensors/modules) to a
     path, atomically, to a URL (written locally, then uploaded: never a partial object at the target,
@@ -99,6 +101,9 @@ def save(
     file) embeds a signature (SPEC.md §3.4); `checksum` is then `"blake3"` unless given (xxh3-64 otherwise).
     `encrypt_with` (32 raw bytes, or a passphrase: a str or `tmodel.Passphrase`) encrypts every chunk and
     the manifest (SPEC.md §3.5); `encrypt_manifest=False` leaves the manifest readable, still authenticated.
+    `max_shard_size` (bytes, or "5GB"/"5GiB") splits a larger object into shards beside a path target,
+    `model-00001-of-00003.tmodel`, ..., each a complete file, and writes at the path their index, which
+    `load`, `open` and `verify` take as they take one file (SPEC.md §5.10; `archive.sharding`).
 
     >>> tmodel.save({"w": torch.ones(2)}, "ckpt.tmodel", metadata={"step": 10})
     >>> buf = io.BytesIO(); tmodel.save(model.state_dict(), buf)
@@ -126,6 +131,22 @@ def save(
         encrypt_with,
         encrypt_manifest,
     )
+    if max_shard_size is not None:
+        limit = parse_size(max_shard_size)
+        if not to_path or to_url:
+            raise InvalidArgument("max_shard_size needs a local path to write the shards beside")
+        groups = plan_shards(sources, limit)
+        with progress_for(progress, "save") as report:
+            if len(groups) > 1:
+
+                def new_seal() -> Sealer | None:
+                    return None if encrypt_with is None else Sealer.new(encrypt_with, encrypt_manifest)
+
+                write_sharded(f, sources, finish, options, groups, new_seal, report)  # type: ignore[arg-type]
+            else:
+                write_atomic(f, sources, finish, options, report)  # type: ignore[arg-type]
+                remove_stale_shards(f)  # type: ignore[arg-type]
+        return
     with progress_for(progress, "save") as report:
         if to_url:  # written whole locally, then uploaded (`container.upload`)
             with staged(f) as local:  # type: ignore[arg-type]

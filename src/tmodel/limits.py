@@ -36,6 +36,8 @@ class Limits:
     max_found_names: int = 64
     #: bytes scrypt may spend (128 * N * r * p) deriving an encrypted file's key from a passphrase.
     max_kdf_bytes: int = 1 * GiB
+    #: files a sharded set's index may list (each is opened when a tensor in it is read).
+    max_shards: int = 100_000
 
     def max_decoded_bytes(self, file_size: int) -> int:
         """The most decoded bytes a file of `file_size` bytes may declare."""

@@ -48,6 +48,7 @@ from ..manifest.checks import read_manifest, tensor_extent
 from ..manifest.dtypes import check_bool_bytes
 from ..manifest.schema import Blob, Manifest
 from .progress import Progress
+from .shards import ShardSet, shard_base
 from .threads import default_threads
 
 if TYPE_CHECKING:
@@ -121,8 +122,16 @@ class Reader:
         self._owned = _Owned(opened)
         self._finalizer = weakref.finalize(self, self._owned.collected, self.path)
         self._finalizer.atexit = False  # at exit the process lets go of everything anyway
+        #: an index's shards (SPEC.md §5.10), opened when read; None for a file that is not an index
+        self.shards: ShardSet | None = None
         try:
             self.manifest = self._read_manifest()
+            if self.manifest.shards:
+
+                def opener(where: str) -> Reader:
+                    return Reader(where, limits, threads, merge, worker_init, key)
+
+                self.shards = ShardSet(self.manifest, self.path, shard_base(source), opener)
         except BaseException:
             self.close()
             raise
@@ -175,6 +184,8 @@ class Reader:
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def close(self) -> None:
+        if self.shards is not None:
+            self.shards.close()
         self._finalizer.detach()
         self._owned.release(wait=True)
         self._map = None  # unmapped once no tensor holds a view of it
@@ -507,7 +518,11 @@ class Reader:
 
     @names_file
     def verify(self, progress: Progress | None = None) -> None:
-        """Check every checksum, decode every chunk, check padding and the values of bool tensors."""
+        """Check every checksum, decode every chunk, check padding and the values of bool tensors (of
+        every shard, for an index)."""
+        if self.shards is not None:
+            self.shards.verify(progress)
+            return
         total = sum(b.nbytes for b in self.manifest.blobs)
         done = 0
         regions = bool_regions(self.manifest, range(len(self.manifest.tensors)))

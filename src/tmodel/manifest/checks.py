@@ -62,6 +62,7 @@ from .nodes import (
     walk,
 )
 from .schema import KNOWN_FEATURES, SCHEMA_VERSION, Manifest, TensorEntry
+from .shards import blob_sizes, check_shards
 
 
 def read_manifest(
@@ -103,6 +104,7 @@ def _precheck_counts(wire: dict[str, Any], limits: Limits) -> None:
         ("tensors", limits.max_tensors),
         ("blobs", limits.max_blobs),
         ("modules", limits.max_modules),
+        ("shards", limits.max_shards),
     ):
         table = wire.get(key)
         if isinstance(table, list) and len(table) > cap:
@@ -118,7 +120,8 @@ def check_semantics(
         raise UnknownFeature(f"unknown required features {unknown}")
     digest_len = digests.digest_length(m.checksum)
     _check_blobs(m, limits, digest_len, manifest_offset, file_size, encrypted)
-    _check_tensors(m, limits)
+    check_shards(m, limits)
+    _check_tensors(m, limits, blob_sizes(m))
     _check_modules(m, limits)
     _check_tree(m, limits)
     _check_module_paths(m, limits)
@@ -187,9 +190,10 @@ def tensor_extent(t: TensorEntry) -> int:
     return extent(DTYPES[t.dtype][0], t.shape, t.strides)
 
 
-def _check_tensors(m: Manifest, limits: Limits) -> None:
+def _check_tensors(m: Manifest, limits: Limits, sizes: list[int]) -> None:
+    """Tensor rules (SPEC.md §5.2) against `sizes`, the decoded size of each blob (a set's, in an index)."""
     names: set[str] = set()
-    used = [False] * len(m.blobs)
+    used = [False] * len(sizes)
     for i, t in enumerate(m.tensors):
         check_name(t.name, limits)
         if t.name in names:
@@ -203,14 +207,12 @@ def _check_tensors(m: Manifest, limits: Limits) -> None:
             if t.blob is not None or t.offset != 0:
                 raise BadTensor(f"{where}: an empty tensor has no blob and offset 0")
             continue
-        if t.blob is None or t.blob >= len(m.blobs):
-            raise BadTensor(f"{where}: refers to blob {t.blob} of {len(m.blobs)}")
+        if t.blob is None or t.blob >= len(sizes):
+            raise BadTensor(f"{where}: refers to blob {t.blob} of {len(sizes)}")
         if t.offset % itemsize:
             raise BadTensor(f"{where}: offset {t.offset} is not a multiple of the item size {itemsize}")
-        if t.offset + reach > m.blobs[t.blob].nbytes:
-            raise BadTensor(
-                f"{where}: view reaches byte {t.offset + reach} of a {m.blobs[t.blob].nbytes}-byte blob"
-            )
+        if t.offset + reach > sizes[t.blob]:
+            raise BadTensor(f"{where}: view reaches byte {t.offset + reach} of a {sizes[t.blob]}-byte blob")
         used[t.blob] = True
         del i
     if not all(used):

@@ -78,8 +78,20 @@ class CheckpointVersion(BaseModel):
     version: Annotated[int, Field(strict=True, ge=1, le=INT64_MAX)]
 
 
+class Shard(BaseModel):
+    """One file of a sharded set, as its index lists it (schema 7, SPEC.md §5.10): its name beside the
+    index, its size, its manifest digest, and the decoded size of each of its blobs."""
+
+    model_config = STRICT
+    file: str
+    size: Size
+    digest: bytes
+    blobs: list[Annotated[int, Field(strict=True, ge=1, le=INT64_MAX)]]
+
+
 class Manifest(BaseModel):
-    """Tensors, their blobs, modules, the saved object tree, and typed user metadata (SPEC.md §5)."""
+    """Tensors, their blobs, modules, the saved object tree, and typed user metadata (SPEC.md §5); in the
+    index of a sharded set, the files that hold the blobs (`shards`)."""
 
     model_config = STRICT
     schema_version: Literal[SCHEMA_VERSION]  # type: ignore[valid-type]
@@ -92,6 +104,7 @@ class Manifest(BaseModel):
     extensions: dict[str, MetaValue]
     modules: list[ModuleRecord]
     checkpoint: CheckpointVersion | None
+    shards: list[Shard]
 
     def to_wire(self) -> dict[str, Any]:
         """The plain structure that is msgpack-encoded into the file."""

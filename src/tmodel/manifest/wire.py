@@ -54,6 +54,13 @@ class CheckpointWire(TypedDict):
     version: int
 
 
+class ShardWire(TypedDict):
+    file: str
+    size: int
+    digest: bytes
+    blobs: list[int]
+
+
 class ManifestWire(TypedDict):
     schema_version: int
     required_features: list[str]
@@ -65,6 +72,7 @@ class ManifestWire(TypedDict):
     extensions: dict[str, Any]
     modules: list[ModuleWire]
     checkpoint: CheckpointWire | None
+    shards: list[ShardWire]
 
 
 def manifest_wire(
@@ -78,6 +86,7 @@ def manifest_wire(
     required_features: list[str] | None = None,
     extensions: dict[str, Any] | None = None,
     checkpoint: CheckpointWire | None = None,
+    shards: list[ShardWire] | None = None,
 ) -> ManifestWire:
     """A manifest of the current schema version, keys in the canonical order."""
     return {
@@ -91,4 +100,5 @@ def manifest_wire(
         "extensions": dict(extensions or {}),
         "modules": modules,
         "checkpoint": checkpoint,
+        "shards": list(shards or []),
     }

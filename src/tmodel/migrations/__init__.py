@@ -12,9 +12,9 @@ from typing import Any
 
 from ..errors import ManifestSchemaError, TModelError, UnknownDtype, UnsupportedVersion
 from ..errors import UnknownChecksum as UnknownChecksumError
-from . import v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6
+from . import v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7
 
-STEPS: tuple[ModuleType, ...] = (v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6)
+STEPS: tuple[ModuleType, ...] = (v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7)
 OLDEST = 1
 CURRENT = STEPS[-1].TO_VERSION if STEPS else OLDEST
 

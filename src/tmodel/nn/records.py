@@ -31,6 +31,7 @@ from ..manifest.dtypes import DTYPES, extent
 from ..manifest.module_tree import record_paths, roots
 from ..manifest.names import CLASS_NAME, CLASS_NAME_BYTES
 from ..manifest.schema import Manifest, ModuleRecord
+from ..manifest.shards import blob_sizes
 from ..manifest.wire import ModuleWire
 from ..tensors.load import meta_tensors
 from ..tensors.values import (
@@ -531,7 +532,8 @@ def _check_bytes(m: Manifest, builder: ModuleBuilder, built: list[nn.Module], li
                 unsaved += t.numel() * t.element_size()
     expanded = sum(_full_size(m, i) for i in used)
     blobs = {b for i in used if (b := m.tensors[i].blob) is not None}
-    held = sum(m.blobs[b].nbytes for b in blobs)
+    sizes = blob_sizes(m)
+    held = sum(sizes[b] for b in blobs)
     held += sum(_extent(m, i) for i in used if m.tensors[i].blob is None)  # in memory: tensors a step made
     beyond = unsaved + max(0, expanded - held)
     if beyond > limits.max_unsaved_bytes:

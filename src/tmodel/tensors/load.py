@@ -24,6 +24,7 @@ from ..codecs.table import RAW
 from ..errors import InvalidArgument
 from ..manifest.dtypes import DTYPES, check_bool_bytes
 from ..manifest.schema import Manifest
+from ..manifest.shards import blob_sizes
 from .dtypes import torch_dtype
 from .memory import host_view
 
@@ -125,7 +126,9 @@ def materialize(
     """Decode the blobs behind the given tensors and return the tensors, views of shared storages, on a
     device or where a callable map_location puts each blob's storage. With `use_mmap`, raw blobs decoded
     on the CPU are zero-copy views of the file mapping (verified first); `progress(done, total)` counts
-    the blobs' bytes."""
+    the blobs' bytes. From an index, each shard's tensors are read from it (`archive.shards`)."""
+    if reader.shards is not None:
+        return _from_shards(reader, indices, where, use_mmap, progress)
     m = reader.manifest
     device = where if isinstance(where, torch.device) else torch.device("cpu")
     blobs = sorted({b for i in indices if (b := m.tensors[i].blob) is not None})
@@ -148,6 +151,38 @@ def materialize(
         storages = {b: _mapped_storage(where, st, b) for b, st in storages.items()}
         device = common_device_of({st.device for st in storages.values()}, device)  # for empty tensors
     return [_view(m, i, storages, device) for i in indices]
+
+
+def _from_shards(
+    reader: Reader, indices: Sequence[int], where: Placement, use_mmap: bool, progress: Progress | None
+) -> list[torch.Tensor]:
+    """`materialize` through an index, shard by shard (the set keeps a bounded number open); empty
+    tensors, which are in no shard, made here."""
+    shards = reader.shards
+    assert shards is not None
+    m = reader.manifest
+    sizes = blob_sizes(m)
+    blobs = {b for i in indices if (b := m.tensors[i].blob) is not None}
+    total = sum(sizes[b] for b in blobs)
+    out: list[torch.Tensor | None] = [None] * len(indices)
+    devices: set[torch.device] = set()
+    done = 0
+    for k, members in sorted(shards.parts(indices).items()):
+        sub = None
+        if progress is not None:
+
+            def sub(d: int, _total: int, base: int = done, report: Progress = progress) -> None:
+                report(base + d, total)
+
+        shard = shards.reader(k)
+        got = materialize(shard, [j for _, j in members], where, use_mmap, sub)
+        local = {e.blob for _, j in members if (e := shard.manifest.tensors[j]).blob is not None}
+        done += sum(shard.manifest.blobs[b].nbytes for b in local)
+        for (pos, _), tensor in zip(members, got, strict=True):
+            out[pos] = tensor
+            devices.add(tensor.device)
+    device = where if isinstance(where, torch.device) else common_device_of(devices, torch.device("cpu"))
+    return [t if t is not None else _view(m, i, {}, device) for t, i in zip(out, indices, strict=True)]
 
 
 def common_device_of(devices: set[torch.device], default: torch.device) -> torch.device:

@@ -106,6 +106,9 @@ def _index(base: torch.Tensor, key: Any, t: TensorEntry) -> torch.Tensor:
 @names_file
 def read_slice(reader: Reader, index: int, key: Any) -> torch.Tensor:
     """`key` applied to one tensor (see the module's docstring), decoding only the chunks it needs."""
+    if reader.shards is not None and reader.shards.tensor_shard[index] >= 0:  # read from its shard
+        shards = reader.shards
+        return read_slice(shards.reader(shards.tensor_shard[index]), shards.local_tensor[index], key)
     rows, rest = _split_key(key)
     m = reader.manifest
     t = m.tensors[index]
