@@ -21,7 +21,7 @@ import torch
 from .archive.encryption import Sealer
 from .archive.progress import ProgressArg, progress_for
 from .archive.reader import Reader, names_file
-from .archive.sharding import parse_size, plan_shards, remove_stale_shards, write_sharded
+from .archive.sharding import Split, by_size, parse_size, remove_stale_shards, write_sharded
 from .archive.trust import require
 from .archive.writer import (
     DEFAULT_CHUNK_SIZE,
@@ -108,12 +108,51 @@ def save(
     >>> tmodel.save({"w": torch.ones(2)}, "ckpt.tmodel", metadata={"step": 10})
     >>> buf = io.BytesIO(); tmodel.save(model.state_dict(), buf)
     """
+    split = None if max_shard_size is None else by_size(parse_size(max_shard_size))
+    save_split(
+        obj,
+        f,
+        split,
+        metadata=metadata,
+        codec=codec,
+        level=level,
+        chunk_size=chunk_size,
+        threads=threads,
+        checksum=checksum,
+        progress=progress,
+        checkpoint=checkpoint,
+        sign_with=sign_with,
+        encrypt_with=encrypt_with,
+        encrypt_manifest=encrypt_manifest,
+    )
+
+
+def save_split(
+    obj: Any,
+    f: WriteTarget,
+    split: Split | None,
+    *,
+    metadata: dict[str, Any] | None = None,
+    codec: str = "auto",
+    level: int = DEFAULT_LEVEL,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    threads: int = 0,
+    checksum: str | None = None,
+    progress: ProgressArg = None,
+    checkpoint: str | None = None,
+    sign_with: Any = None,
+    encrypt_with: Any = None,
+    encrypt_manifest: bool = True,
+) -> None:
+    """`save`, with `split` choosing the blobs of each shard (None: one file; `archive.sharding`)."""
     if isinstance(f, (bytes, bytearray, memoryview)):
         raise InvalidArgument(
             "save takes a path or a writable binary file object; tmodel.save_bytes returns bytes"
         )
     to_url = is_url(f)
     to_path = isinstance(f, (str, os.PathLike))
+    if split is not None and (not to_path or to_url):
+        raise InvalidArgument("max_shard_size needs a local path to write the shards beside")
     if isinstance(f, str):
         f = local_path(f)
     if not to_path:
@@ -131,11 +170,8 @@ def save(
         encrypt_with,
         encrypt_manifest,
     )
-    if max_shard_size is not None:
-        limit = parse_size(max_shard_size)
-        if not to_path or to_url:
-            raise InvalidArgument("max_shard_size needs a local path to write the shards beside")
-        groups = plan_shards(sources, limit)
+    if split is not None:
+        groups = split(sources, finish([])["tensors"])
         with progress_for(progress, "save") as report:
             if len(groups) > 1:
 

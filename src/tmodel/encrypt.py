@@ -16,6 +16,7 @@ from typing import Any
 from .archive.encryption import Sealer, new_key
 from .archive.reader import Reader
 from .archive.recode import stored_again
+from .archive.shards import refuse_index
 from .archive.writer import Options, ResealedBlob, Source, write_atomic
 from .errors import InvalidArgument
 from .limits import DEFAULT_LIMITS, Limits
@@ -47,6 +48,7 @@ def _reseal(src: PathLike, dst: PathLike, key: Any, seal: Sealer | None, limits:
     if os.path.abspath(os.fspath(src)) == os.path.abspath(os.fspath(dst)):
         raise InvalidArgument("write to another path: the source is read while the result is written")
     with Reader(src, limits, key=key) as reader:
+        refuse_index(reader, "encrypted or decrypted")
         if seal is None and reader.sealer is None:
             raise InvalidArgument(f"{reader.path} is not encrypted")
         m = reader.manifest

@@ -15,6 +15,7 @@ import torch
 from .archive.progress import Progress, ProgressArg, progress_for
 from .archive.reader import Reader
 from .archive.recode import needs_recoding, stored_again
+from .archive.shards import refuse_index
 from .archive.writer import Options, ResealedBlob, Source, StoredBlob, write_atomic
 from .container.atomic import copy_new
 from .errors import InvalidArgument, TModelError, UnregisteredType
@@ -123,6 +124,7 @@ def migrate_file(
         Reader(src, limits, 0, torch_merge, one_intra_op_thread, key) as reader,
     ):
         m = reader.manifest
+        refuse_index(reader, "migrated on disk")
         check_layers(m, src, targets)
         up = apply_steps(m, lambda i: materialize(reader, [i], torch.device("cpu"))[0], targets)
         if not up.changed:

@@ -54,19 +54,49 @@ def _size_of(src: Source) -> int:
     return len(src.data) if isinstance(src, BlobSource) else src.nbytes
 
 
-def plan_shards(sources: Sequence[Source], max_size: int) -> list[range]:
-    """The blobs of each shard: consecutive runs of at most `max_size` decoded bytes (or one blob)."""
-    groups: list[range] = []
-    start, size = 0, 0
-    for i, src in enumerate(sources):
-        n = _size_of(src)
-        if i > start and size + n > max_size:
-            groups.append(range(start, i))
-            start, size = i, 0
-        size += n
-    if start < len(sources):
-        groups.append(range(start, len(sources)))
-    return groups
+#: the blobs of each shard, from the blobs and the tensor table that points into them
+Split = Callable[[Sequence[Source], list[TensorWire]], list[range]]
+
+
+def by_size(max_size: int) -> Split:
+    """Consecutive runs of blobs of at most `max_size` decoded bytes (or one blob)."""
+
+    def split(sources: Sequence[Source], _tensors: list[TensorWire]) -> list[range]:
+        groups: list[range] = []
+        start, size = 0, 0
+        for i, src in enumerate(sources):
+            n = _size_of(src)
+            if i > start and size + n > max_size:
+                groups.append(range(start, i))
+                start, size = i, 0
+            size += n
+        if start < len(sources):
+            groups.append(range(start, len(sources)))
+        return groups
+
+    return split
+
+
+def by_name(shard_of: dict[str, int]) -> Split:
+    """A new shard wherever a blob's first tensor's shard (by name, in `shard_of`) differs from the one
+    before: another file's split kept, when its tensors come in shard order."""
+
+    def split(sources: Sequence[Source], tensors: list[TensorWire]) -> list[range]:
+        first: dict[int, str] = {}
+        for t in tensors:
+            if t["blob"] is not None:
+                first.setdefault(t["blob"], t["name"])
+        groups: list[range] = []
+        start = 0
+        for i in range(1, len(sources)):
+            if shard_of.get(first[i]) != shard_of.get(first[i - 1]):
+                groups.append(range(start, i))
+                start = i
+        if sources:
+            groups.append(range(start, len(sources)))
+        return groups
+
+    return split
 
 
 def shard_names(target: str, count: int) -> list[str]:

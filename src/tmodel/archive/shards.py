@@ -172,3 +172,12 @@ class ShardSet:
             opened, self._open = list(self._open.values()), collections.OrderedDict()
         for r in opened:
             r.close()
+
+
+def refuse_index(reader: Reader, doing: str) -> None:
+    """INVALID_ARGUMENT for an index given to an operation that rewrites one file's blobs."""
+    if reader.shards is not None:
+        raise InvalidArgument(
+            f"{reader.path} is the index of a sharded set, whose blobs are in its shards: it cannot be "
+            f"{doing} as one file; load it and save it again (tmodel.save(tmodel.load(index), path, ...))"
+        )

@@ -34,7 +34,8 @@ from ..errors import ConformanceFailure, FileAccessError, InvalidArgument, TMode
 from ..manifest.dtypes import DTYPES
 from ..manifest.module_tree import architecture, render
 from ..manifest.nodes import MetaTensorNode, OptimizerNode, StatefulNode, mapping_items, walk
-from ..manifest.schema import Manifest
+from ..manifest.schema import Blob, Manifest
+from ..manifest.shards import blob_sizes
 from .configs import show_config
 from .keys import add_key_options, key_of
 from .layers import add_import_option, load_layers
@@ -80,15 +81,19 @@ def _ratio(raw: int, stored: int) -> float | None:
     return round(raw / stored, 4) if stored else None
 
 
-def inspect_document(path: str, m: Manifest, file_size: int, schema_version: int) -> dict[str, Any]:
-    """The `inspect --json` object, built from the manifest alone.
+def inspect_document(
+    path: str, m: Manifest, file_size: int, schema_version: int, set_blobs: list[Blob] | None = None
+) -> dict[str, Any]:
+    """The `inspect --json` object, built from the manifest alone (for an index, with `set_blobs`, the
+    blobs of its shards in order: their offsets are within their shard).
 
     tensors[i].stored_bytes / ratio describe the tensor's blob (shared blobs repeat them); raw_bytes is
     numel × itemsize. totals count every blob once: stored = sum of blob lengths, raw = sum of decoded sizes.
     """
+    blobs = m.blobs if set_blobs is None else set_blobs
     tensors = []
     for t in m.tensors:
-        b = m.blobs[t.blob] if t.blob is not None else None
+        b = blobs[t.blob] if t.blob is not None else None
         tensors.append(
             {
                 "name": t.name,
@@ -103,8 +108,8 @@ def inspect_document(path: str, m: Manifest, file_size: int, schema_version: int
                 "ratio": _ratio(b.nbytes, b.length) if b else None,
             }
         )
-    stored = sum(b.length for b in m.blobs)
-    raw = sum(b.nbytes for b in m.blobs)
+    stored = sum(b.length for b in blobs)
+    raw = sum(b.nbytes for b in blobs)
     return {
         "file": path,
         "file_bytes": file_size,
@@ -121,11 +126,12 @@ def inspect_document(path: str, m: Manifest, file_size: int, schema_version: int
                 "chunk_size": b.chunk_size,
                 "chunks": len(b.chunks),
             }
-            for b in m.blobs
+            for b in blobs
         ],
+        "shards": [{"file": sh.file, "bytes": sh.size, "blobs": len(sh.blobs)} for sh in m.shards],
         "totals": {
             "tensors": len(m.tensors),
-            "blobs": len(m.blobs),
+            "blobs": len(blobs),
             "stored_bytes": stored,
             "raw_bytes": raw,
             "ratio": _ratio(raw, stored),
@@ -205,6 +211,9 @@ def _render(doc: dict[str, Any]) -> str:
     )
     head = f"{quote(doc['file'])}: {doc['file_bytes']} bytes, schema {doc['schema_version']}"
     lines = [f"{head}, {doc['checksum']}"]
+    if doc["shards"]:
+        listed = ", ".join(quote(sh["file"]) for sh in doc["shards"])
+        lines.append(f"index of a sharded set: {len(doc['shards'])} shards ({listed})")
     lines += _table(rows, {4, 5, 6})
     if doc["meta_tensors"]:  # in the object tree, without data (SPEC.md §5.4)
         shown = ", ".join(
@@ -255,7 +264,15 @@ def _json_configs(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _inspect(args: argparse.Namespace, out: TextIO) -> int:
     with Reader(args.file, key=key_of(args)) as reader:
-        doc = inspect_document(args.file, reader.manifest, reader.file_size, reader.source_schema_version)
+        shards = reader.shards
+        set_blobs = None
+        if shards is not None:  # each shard opened and checked against the index, for its blob records
+            set_blobs = [
+                b for k in range(len(reader.manifest.shards)) for b in shards.reader(k).manifest.blobs
+            ]
+        doc = inspect_document(
+            args.file, reader.manifest, reader.file_size, reader.source_schema_version, set_blobs
+        )
     out.write((json_text(doc) if args.json else _render(doc)) + "\n")
     return 0
 
@@ -285,7 +302,8 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
     with Reader(args.file, key=key_of(args)) as reader:  # every signature is verified on open
         _run_with_bar("verify", reader.verify)
         n = len(reader.manifest.tensors)
-        checked = sum(b.nbytes for b in reader.manifest.blobs)
+        checked = sum(blob_sizes(reader.manifest))
+        n_shards = len(reader.manifest.shards)
         signed = list(reader.signatures)
         encrypted = reader.sealer is not None
     for sig in signed:
@@ -296,6 +314,8 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
     state = f"{len(signed)} valid signature{'s' * (len(signed) != 1)}" if signed else "unsigned"
     if encrypted:
         state += ", encrypted"
+    if n_shards:
+        state += f", {n_shards} shards"
     out.write(f"ok: {args.file} ({n} tensors, {checked} bytes checked, {state})\n")
     return 0
 
@@ -365,7 +385,15 @@ def _convert(args: argparse.Namespace, out: TextIO) -> int:
 
     load_layers(args.imports)  # a whole model is rebuilt from registered layers
     _run_with_bar(
-        "convert", lambda bar: convert(args.src, args.dst, codec=args.codec, key=args.key, progress=bar)
+        "convert",
+        lambda bar: convert(
+            args.src,
+            args.dst,
+            codec=args.codec,
+            key=args.key,
+            progress=bar,
+            max_shard_size=args.max_shard_size,
+        ),
     )
     out.write(f"ok: {args.src} -> {args.dst}\n")
     return 0
@@ -456,6 +484,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("dst", metavar="DST")
     s.add_argument("--codec", choices=CHOICES, default="auto", help="codec of a .tmodel destination")
     s.add_argument("--key", help="convert one entry of a checkpoint (e.g. model; a dotted path nests)")
+    s.add_argument(
+        "--max-shard-size",
+        metavar="SIZE",
+        help="split into shards of at most SIZE bytes of tensor data (e.g. 5GB, 2GiB): a .tmodel index or "
+        "a .safetensors.index.json set; a sharded source keeps its split without it",
+    )
     add_import_option(s)
     s.set_defaults(run=_convert)
     s = sub.add_parser("conformance", help="run the conformance suite against an implementation")

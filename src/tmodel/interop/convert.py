@@ -20,17 +20,20 @@ from torch import nn
 
 from .. import api
 from ..archive.progress import Progress, ProgressArg, progress_for
+from ..archive.sharding import by_name, by_size, parse_size
 from ..codecs.table import CHOICES
 from ..container.atomic import replace_atomically
 from ..container.files import open_regular
 from ..errors import BadSourceFile, InvalidArgument, UnsupportedType
 from .safetensors import (
+    index_shards,
     metadata_from_safetensors,
     metadata_to_safetensors,
     naming,
     read_safetensors,
     read_safetensors_index,
     write_safetensors,
+    write_safetensors_index,
 )
 
 PathLike = str | os.PathLike[str]
@@ -95,19 +98,25 @@ def convert(
     codec: str = "auto",
     key: str | None = None,
     progress: ProgressArg = None,
+    max_shard_size: int | str | None = None,
 ) -> None:
     """Convert between formats, chosen by suffix (or between model folders); `codec` applies to .tmodel
     destinations only; `key` picks one entry of the source (`"model"`; a dotted path `"model.backbone"` when
     no entry is named so). `progress=True` draws a bar on a terminal; a callable gets (done, total).
+    Sharded sets convert both ways (a Hugging Face `*.safetensors.index.json` and a sharded .tmodel index,
+    SPEC.md §5.10): a sharded source keeps its split unless `max_shard_size` is given; a single-file source
+    is split by `max_shard_size` (for a .safetensors.index.json destination, "5GB" unless given).
 
     >>> convert("model.safetensors.index.json", "model.tmodel", codec="bytegroup-zstd")
+    >>> convert("model.tmodel", "model.safetensors.index.json", max_shard_size="2GB")
     >>> convert("checkpoint.tmodel", "model.safetensors", key="model")
     """
+    limit = None if max_shard_size is None else parse_size(max_shard_size)
     with progress_for(progress, "convert") as report:
         if os.path.isdir(src):
-            _convert_folder(Path(src), Path(dst), codec, key, report)
+            _convert_folder(Path(src), Path(dst), codec, key, report, limit)
         else:
-            _convert(src, dst, codec, key, report)
+            _convert(src, dst, codec, key, report, limit)
 
 
 #: what a model folder holds beside its weights, copied as it is
@@ -121,7 +130,9 @@ FOLDER_WEIGHTS = {
 }
 
 
-def _convert_folder(src: Path, dst: Path, codec: str, key: str | None, progress: Progress | None) -> None:
+def _convert_folder(
+    src: Path, dst: Path, codec: str, key: str | None, progress: Progress | None, limit: int | None
+) -> None:
     if not (src / "config.json").is_file():
         raise BadSourceFile(f"{os.fspath(src)!r} is not a model folder: it has no config.json")
     kind = next((k for k, name in FOLDER_WEIGHTS.items() if (src / name).is_file()), None)
@@ -130,8 +141,11 @@ def _convert_folder(src: Path, dst: Path, codec: str, key: str | None, progress:
     if dst.exists() and not dst.is_dir():
         raise InvalidArgument(f"{os.fspath(dst)!r} is not a folder: a model folder converts to a folder")
     dst.mkdir(parents=True, exist_ok=True)
-    target = "safetensors" if kind == "tmodel" else "tmodel"
-    _convert(src / FOLDER_WEIGHTS[kind], dst / FOLDER_WEIGHTS[target], codec, key, progress)
+    target = "tmodel"
+    if kind == "tmodel":  # a sharded .tmodel (or a split asked for) becomes Hugging Face's sharded layout
+        with api.open_file(src / FOLDER_WEIGHTS[kind]) as f:
+            target = "index" if f.manifest.shards or limit is not None else "safetensors"
+    _convert(src / FOLDER_WEIGHTS[kind], dst / FOLDER_WEIGHTS[target], codec, key, progress, limit)
     for name in FOLDER_FILES:
         if (src / name).is_file():
             _copy(src / name, dst / name)
@@ -146,10 +160,17 @@ def _copy(src: Path, dst: Path) -> None:
     replace_atomically(dst, write)
 
 
-def _convert(src: PathLike, dst: PathLike, codec: str, key: str | None, progress: Progress | None) -> None:
+def _convert(
+    src: PathLike,
+    dst: PathLike,
+    codec: str,
+    key: str | None,
+    progress: Progress | None,
+    limit: int | None = None,
+) -> None:
     src_kind, dst_kind = _kind(src, "source"), _kind(dst, "destination")
-    if dst_kind == "index":
-        raise InvalidArgument("writing a sharded safetensors index is not supported")
+    if limit is not None and dst_kind in ("safetensors", "torch"):
+        raise InvalidArgument("max_shard_size applies to a .tmodel or .safetensors.index.json destination")
     if codec not in CHOICES:
         raise InvalidArgument(f"codec must be one of {CHOICES}, not {codec!r}")
     if codec != "auto" and dst_kind != "tmodel":
@@ -157,8 +178,16 @@ def _convert(src: PathLike, dst: PathLike, codec: str, key: str | None, progress
     obj, metadata = _read(src, src_kind, progress)
     if key is not None:
         obj = pick(obj, key)
+    kept = _source_split(src, src_kind) if limit is None and key is None else None
+    if kept is not None and isinstance(obj, dict):  # tensors in shard order, so each shard is one run
+        obj = dict(sorted(obj.items(), key=lambda item: kept.get(item[0], 0) if type(item[0]) is str else 0))
     if dst_kind == "tmodel":
-        api.save(obj, dst, metadata=metadata, codec=codec, progress=progress)
+        split = by_size(limit) if limit is not None else None if kept is None else by_name(kept)
+        api.save_split(obj, dst, split, metadata=metadata, codec=codec, progress=progress)
+    elif dst_kind == "index":
+        tensors = _flat_tensors(obj)
+        shards = _split_tensors(tensors, kept, DEFAULT_SHARD if limit is None else limit)
+        write_safetensors_index(shards, dst, metadata=metadata, progress=progress)
     elif dst_kind == "safetensors":
         write_safetensors(
             _flat_tensors(obj), dst, metadata=metadata_to_safetensors(metadata), progress=progress
@@ -182,6 +211,43 @@ def _read_source(src: PathLike, kind: str, progress: Progress | None) -> tuple[A
     if kind == "index":
         return read_safetensors_index(src, progress=progress)
     return read_torch(src), {}
+
+
+#: the shard size of a Hugging Face sharded destination when the source has no split and none is given
+DEFAULT_SHARD = 5 * 10**9
+
+
+def _source_split(src: PathLike, kind: str) -> dict[str, int] | None:
+    """Each tensor's shard in a sharded source (a .tmodel index or a safetensors index), or None."""
+    if kind == "index":
+        return index_shards(src)
+    if kind == "tmodel":
+        with api.open_file(src) as f:
+            shards = f.reader.shards
+            if shards is not None:
+                return {t.name: shards.tensor_shard[i] for i, t in enumerate(f.manifest.tensors)}
+    return None
+
+
+def _split_tensors(
+    tensors: dict[str, torch.Tensor], kept: dict[str, int] | None, limit: int
+) -> list[dict[str, torch.Tensor]]:
+    """The shards of a safetensors set: the source's split, or runs of at most `limit` bytes."""
+    shards: list[dict[str, torch.Tensor]] = []
+    if kept is not None:
+        by_shard: dict[int, dict[str, torch.Tensor]] = {}
+        for name, t in tensors.items():
+            by_shard.setdefault(kept.get(name, 0), {})[name] = t
+        return [by_shard[k] for k in sorted(by_shard)]
+    size = 0
+    for name, t in tensors.items():
+        n = t.numel() * t.element_size()
+        if not shards or (shards[-1] and size + n > limit):
+            shards.append({})
+            size = 0
+        shards[-1][name] = t
+        size += n
+    return shards or [{}]
 
 
 def pick(obj: Any, key: str) -> Any:

@@ -357,7 +357,8 @@ def read_safetensors_index(
         return _read_index(path, progress)
 
 
-def _read_index(path: PathLike, progress: Progress | None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _index_doc(path: PathLike) -> dict[str, Any]:
+    """A sharded index's JSON, with its 'weight_map' object."""
     fd, size = open_regular(path)
     try:
         if size > MAX_HEADER_BYTES:
@@ -367,6 +368,22 @@ def _read_index(path: PathLike, progress: Progress | None) -> tuple[dict[str, to
         os.close(fd)
     if not isinstance(doc, dict) or not isinstance(doc.get("weight_map"), dict):
         raise BadSourceFile("safetensors index needs a 'weight_map' object")
+    return doc
+
+
+def index_shards(path: PathLike) -> dict[str, int]:
+    """Each tensor's shard in a sharded index, shards numbered in the order the weight map first names
+    them (to keep the split when converting)."""
+    with naming(path):
+        order: dict[str, int] = {}
+        return {
+            name: order.setdefault(_shard_name(shard), len(order))
+            for name, shard in _index_doc(path)["weight_map"].items()
+        }
+
+
+def _read_index(path: PathLike, progress: Progress | None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    doc = _index_doc(path)
     index_meta = doc.get("metadata")
     index_meta = {} if index_meta is None else index_meta
     if not isinstance(index_meta, dict):
@@ -393,6 +410,44 @@ def _read_index(path: PathLike, progress: Progress | None) -> tuple[dict[str, to
         if progress is not None:
             progress(i + 1, len(shards))
     return {name: found[name] for name in weight_map}, metadata
+
+
+def write_safetensors_index(
+    shards: list[dict[str, torch.Tensor]],
+    path: PathLike,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> None:
+    """Write a Hugging Face sharded set: `<stem>-00001-of-0000N.safetensors` ... beside `path`
+    (`<stem>.safetensors.index.json`), each atomically, then the index, whose "metadata" holds
+    `total_size` and the tmodel metadata as JSON (bytes or non-finite floats are UNSUPPORTED_TYPE)."""
+    name = os.path.basename(os.fspath(path))
+    stem = name[: -len(".safetensors.index.json")] if name.endswith(".safetensors.index.json") else name
+    directory = os.path.dirname(os.path.abspath(os.fspath(path)))
+    meta = dict(metadata or {})
+    for key, value in meta.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise UnsupportedType(f"metadata {key!r}: a safetensors index holds JSON values only") from None
+    weight_map: dict[str, str] = {}
+    total = 0
+    for k, tensors in enumerate(shards):
+        file = f"{stem}-{k + 1:05d}-of-{len(shards):05d}.safetensors"
+        write_safetensors(tensors, os.path.join(directory, file), metadata={"format": "pt"})
+        for tensor_name, t in tensors.items():
+            weight_map[tensor_name] = file
+            total += t.numel() * t.element_size()
+        if progress is not None:
+            progress(k + 1, len(shards))
+    doc = {"metadata": {**meta, "total_size": total}, "weight_map": weight_map}
+    raw = (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+    def write(f: BinaryIO) -> None:
+        f.write(raw)
+
+    replace_atomically(path, write)
 
 
 def _shard_name(shard: Any) -> str:
