@@ -27,7 +27,7 @@ import zstandard
 MAGIC = b"\x89TMODEL\n"
 END_MAGIC = b"TMODEND\n"
 CONTAINER_VERSION = 1
-SCHEMA_VERSIONS = (1, 2, 3, 4, 5, 6)
+SCHEMA_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 MIB = 1 << 20
 INT63 = (1 << 63) - 1
 
@@ -35,6 +35,7 @@ MAX_MANIFEST_BYTES = 256 * MIB
 MAX_TENSORS = 1_000_000
 MAX_BLOBS = 1_000_000
 MAX_MODULES = 1_000_000
+MAX_SHARDS = 100_000  # §8
 MAX_MODULE_PATHS = 1_000_000
 MAX_CHUNKS = 10_000_000
 MAX_RANK = 64
@@ -104,6 +105,10 @@ MANIFEST_KEYS_V2 = (
 MANIFEST_KEYS_V1 = MANIFEST_KEYS_V2[:-1]
 #: §5 (version 6): the manifest gains `checkpoint`, nil or {"type": registered name, "version": int >= 1}
 MANIFEST_KEYS_V6 = (*MANIFEST_KEYS_V2, "checkpoint")
+#: §5 (version 7): the manifest gains `shards`, the files of a sharded set (§5.10)
+MANIFEST_KEYS_V7 = (*MANIFEST_KEYS_V6, "shards")
+SHARD_KEYS = ("file", "size", "digest", "blobs")
+SHARD_FILE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\Z")
 CHECKPOINT_KEYS = ("type", "version")
 BLOB_KEYS = ("offset", "length", "nbytes", "codec", "width", "chunk_size", "chunks")
 CHUNK_KEYS = ("digest", "segments")
@@ -605,6 +610,7 @@ class Reader:
         block = self._pread(m_off + m_len, s_len) if s_len else b""
         if chunk_digest(algo, head + mbytes + block + trailer[:24]) != trailer[24 : 24 + dlen]:
             _fail("CHECKSUM_MISMATCH", "manifest digest")
+        self.trailer_algo, self.digest = algo, trailer[24 : 24 + dlen]  # a shard's, checked by its index
         self.manifest_offset = m_off
         # §4 msgpack
         self.phase = "manifest"
@@ -629,28 +635,44 @@ class Reader:
             _schema(type(rf) is list and all(type(x) is str for x in rf), "required_features")
             if rf:
                 _fail("UNKNOWN_FEATURE", f"required features {rf}")
-        keys = MANIFEST_KEYS_V1 if sv == 1 else MANIFEST_KEYS_V2 if sv < 6 else MANIFEST_KEYS_V6
+        keys = (
+            MANIFEST_KEYS_V1
+            if sv == 1
+            else MANIFEST_KEYS_V2
+            if sv < 6
+            else MANIFEST_KEYS_V6
+            if sv == 6
+            else MANIFEST_KEYS_V7
+        )
         _record(m, keys, "manifest")  # versions 3 to 5 keep version 2's keys (§5.9)
         if sv == 1:  # §12 v1_to_v2
             m = dict(m, modules=[])
         if sv < 6:  # §5.9, §12 v5_to_v6: read as version 6, with no checkpoint version
             m = dict(m, checkpoint=None)
+        if sv < 7:  # §12 v6_to_v7: read as version 7, not an index
+            m = dict(m, shards=[])
         self.sv = sv
         self.m = m
         self._schema_top()
         self._blobs()
-        self._tensors()
+        sizes = self._shards()
+        self._tensors(sizes)
         self._tree()
         self._modules()
         self._checkpoint()
         self.phase = "data"
-        data = self._data()
-        return self._describe(data)
+        self.data = self._shard_data() if m["shards"] else self._data()
+        return self._describe(self.data)
 
     def _schema_top(self) -> None:
         m = self.m
         _schema(type(m["checksum"]) is str, "checksum is not a string")
-        for key, limit in (("blobs", MAX_BLOBS), ("tensors", MAX_TENSORS), ("modules", MAX_MODULES)):
+        for key, limit in (
+            ("blobs", MAX_BLOBS),
+            ("tensors", MAX_TENSORS),
+            ("modules", MAX_MODULES),
+            ("shards", MAX_SHARDS),
+        ):
             _schema(type(m[key]) is list, f"{key} is not an array")
             if len(m[key]) > limit:
                 _fail("LIMIT_EXCEEDED", f"too many {key}")
@@ -701,6 +723,15 @@ class Reader:
                 for k, v in r[key].items():
                     _schema(v is None or _is_nonneg(v), f"module {i} {key}.{k} is not int >= 0 or nil")
             _schema(type(r["training"]) is bool, f"module {i} training is not a bool")
+        for k, sh in enumerate(m["shards"]):
+            _record(sh, SHARD_KEYS, f"shard {k}")
+            _schema(type(sh["file"]) is str, f"shard {k} file is not a string")
+            _schema(_is_nonneg(sh["size"]), f"shard {k} size is not an int in 0..2^63-1")
+            _schema(type(sh["digest"]) is bytes, f"shard {k} digest is not bytes")
+            _schema(
+                type(sh["blobs"]) is list and all(_is_nonneg(n) and n >= 1 for n in sh["blobs"]),
+                f"shard {k} blobs is not an array of ints >= 1",
+            )
         ck = m["checkpoint"]
         if ck is not None:
             _record(ck, CHECKPOINT_KEYS, "checkpoint")
@@ -757,7 +788,67 @@ class Reader:
         if total > min(1 << 50, 1024 * self.size + 64 * MIB):
             _fail("LIMIT_EXCEEDED", "decoded size limit")
 
-    def _tensors(self) -> None:
+    def _shards(self) -> list[int]:
+        """§5.10: an index's shard table; the decoded size of each blob tensors may refer to."""
+        m = self.m
+        if not m["shards"]:
+            return [b["nbytes"] for b in m["blobs"]]
+        if m["blobs"]:
+            _fail("BAD_LAYOUT", "an index holds blobs")
+        dlen = CHECKSUMS[self.algo][1]
+        seen: set[str] = set()
+        sizes: list[int] = []
+        for k, sh in enumerate(m["shards"]):
+            f = sh["file"]
+            if len(f.encode("utf-8", "surrogatepass")) > 255 or not SHARD_FILE_RE.match(f) or ".." in f:
+                _fail("BAD_NAME", f"shard file {f!r}")
+            if f in seen:
+                _fail("BAD_NAME", f"shard file {f!r} listed twice")
+            seen.add(f)
+            if len(sh["digest"]) != dlen:
+                _fail("BAD_LAYOUT", f"shard {k} digest length")
+            if sh["size"] < 128:
+                _fail("BAD_LAYOUT", f"shard {k} size")
+            if not sh["blobs"]:
+                _fail("BAD_LAYOUT", f"shard {k} holds no blob")
+            if len(sizes) + len(sh["blobs"]) > MAX_BLOBS:
+                _fail("LIMIT_EXCEEDED", "too many blobs in the set")
+            if sum(sh["blobs"]) > min(1 << 50, 1024 * sh["size"] + 64 * MIB):
+                _fail("LIMIT_EXCEEDED", f"shard {k} decoded size limit")
+            sizes.extend(sh["blobs"])
+        return sizes
+
+    def _shard_data(self) -> list[bytes]:
+        """§5.10: every shard read as a file, checked against the index; the set's blobs, decoded."""
+        m = self.m
+        folder = os.path.dirname(os.path.realpath(self.path))
+        out: list[bytes] = []
+        for k, sh in enumerate(m["shards"]):
+            sub = Reader(os.path.join(folder, sh["file"]))
+            sub.read()  # every rule of a file, with the codes a file gets (IO_ERROR when it is missing)
+            if sub.size != sh["size"] or sub.trailer_algo != self.algo or sub.digest != sh["digest"]:
+                _fail("CHECKSUM_MISMATCH", f"shard {k} is not the file the index lists")
+            sm = sub.m
+            if sm["shards"]:
+                _fail("BAD_LAYOUT", f"shard {k} is an index")
+            if [b["nbytes"] for b in sm["blobs"]] != sh["blobs"]:
+                _fail("BAD_LAYOUT", f"shard {k} blobs differ from the index")
+            lo, hi = len(out), len(out) + len(sh["blobs"])
+            mine = [
+                (t["name"], t["dtype"], t["shape"], t["strides"], t["offset"], t["blob"] - lo)
+                for t in m["tensors"]
+                if t["blob"] is not None and lo <= t["blob"] < hi
+            ]
+            theirs = [
+                (t["name"], t["dtype"], t["shape"], t["strides"], t["offset"], t["blob"])
+                for t in sm["tensors"]
+            ]
+            if mine != theirs:
+                _fail("BAD_LAYOUT", f"shard {k} tensors differ from the index")
+            out.extend(sub.data)
+        return out
+
+    def _tensors(self, sizes: list[int]) -> None:
         m = self.m
         names: set[str] = set()
         used: set[int] = set()
@@ -783,15 +874,15 @@ class Reader:
                 if blob is not None or off != 0:
                     _fail("BAD_TENSOR", f"empty tensor {name} with a blob or offset")
                 continue
-            if blob is None or not 0 <= blob < len(m["blobs"]):
+            if blob is None or not 0 <= blob < len(sizes):
                 _fail("BAD_TENSOR", f"tensor {name} blob {blob}")
             if off < 0 or off % itemsize:
                 _fail("BAD_TENSOR", f"tensor {name} offset {off}")
             extent = itemsize * (1 + sum((n - 1) * s for n, s in zip(shape, strides, strict=True)))
-            if off + extent > m["blobs"][blob]["nbytes"]:
+            if off + extent > sizes[blob]:
                 _fail("BAD_TENSOR", f"tensor {name} extent beyond its blob")
             used.add(blob)
-        for i in range(len(m["blobs"])):
+        for i in range(len(sizes)):
             if i not in used:
                 _fail("BAD_LAYOUT", f"blob {i} referenced by no tensor")
 

@@ -282,7 +282,7 @@ def test_inspect_table(good: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = run("inprocess", ["inspect", str(good)], capsys)
     assert (rc, err) == (0, "")
     lines = out.splitlines()
-    assert lines[0].startswith(f"{good}: {good.stat().st_size} bytes, schema 6")
+    assert lines[0].startswith(f"{good}: {good.stat().st_size} bytes, schema 7")
     assert lines[1].split() == ["name", "dtype", "shape", "codec", "stored", "raw", "ratio"]
     rows = {line.split()[0]: line.split() for line in lines[2:7]}
     assert rows["w"][:4] == ["w", "float32", "[8,", "8]"]

@@ -457,7 +457,7 @@ MANIFEST_ATTACKS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "empty name": (_t0("name", ""), "BAD_NAME"),
     "2000-char name": (_t0("name", "a" * 2000), "BAD_NAME"),
     "duplicate names": (_duplicate_name, "BAD_NAME"),
-    "schema_version 7": (_set("schema_version", 7), "UNSUPPORTED_VERSION"),
+    "schema_version 8": (_set("schema_version", 8), "UNSUPPORTED_VERSION"),
     "schema_version 0": (_set("schema_version", 0), "UNSUPPORTED_VERSION"),
     "schema_version str": (_set("schema_version", "1"), "MANIFEST_SCHEMA"),
     "required feature": (_set("required_features", ["x"]), "UNKNOWN_FEATURE"),

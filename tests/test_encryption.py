@@ -361,7 +361,7 @@ def test_nonces_belong_to_encrypted_files_only(sealed: bytes, tmp_path: Path) ->
 def test_an_encrypted_manifest_of_schema_5_is_refused(sealed: bytes) -> None:
     _, _, m = _opened(sealed)
     m["schema_version"] = 5
-    del m["checkpoint"]
+    del m["checkpoint"], m["shards"]
     assert _code(lambda: tmodel.load_bytes(_resealed(sealed, m), key=KEY)) == "UNSUPPORTED_VERSION"
 
 

@@ -11,8 +11,9 @@ hashes taken when schema version 4 was introduced, checked on the file taken dow
 version 5 changed no byte of this content either). `RECORDED_V5` holds the hashes taken when schema version 5
 was introduced; schema version 6 added the manifest key `checkpoint` (nil here), which taking the file down
 to version 5 removes, so from then on the older forms are one key shorter than the file. `RECORDED_V6` holds
-the hashes of the file as written now, taken when schema version 6 was introduced: the record that catches a
-changed byte directly.
+the hashes taken when schema version 6 was introduced; schema version 7 added the manifest key `shards`
+(empty here), which taking the file down to version 6 removes. `RECORDED_V7` holds the hashes of the file as
+written now, taken when schema version 7 was introduced: the record that catches a changed byte directly.
 """
 
 from __future__ import annotations
@@ -52,8 +53,14 @@ RECORDED_V6 = {
     "auto": "b35edc2e8a9ea7501961833cb14a92eb1245f068af4d1329841e14bf4450b091",
     "raw": "08ab3439c25033f0b1eeccb21bff2f40a9d23cf711846963b5c8152c009e8636",
 }
+RECORDED_V7 = {
+    "auto": "dab2cbda66df154c3e6887ba3dd8fbb9880eaf30eede18a8203605f998d11130",
+    "raw": "bc263dcc3a1ff7f215b44ca3245408121858eda6807dfaab7012915c48c850e8",
+}
 #: what taking a version-6 file down to version 5 removes from its manifest: the key `checkpoint`, nil
 V6_KEY_BYTES = len(b"\xaacheckpoint\xc0")
+#: what taking a version-7 file down to version 6 removes: the key `shards`, empty
+V7_KEY_BYTES = len(b"\xa6shards\x90")
 DTYPES = ("float64", "float16", "bfloat16", "int8", "int16", "int32", "int64", "uint8", "bool", "complex64")
 
 
@@ -90,17 +97,29 @@ def as_schema_version(data: bytes, version: int) -> bytes:
     return data[:offset] + manifest + pack_trailer(offset, manifest, BY_ID[digest_id], data[:HEADER_SIZE])
 
 
-@pytest.mark.parametrize("codec", sorted(RECORDED_V6))
+@pytest.mark.parametrize("codec", sorted(RECORDED_V7))
 def test_fixed_object_saves_to_the_recorded_bytes(tmp_path: Path, codec: str) -> None:
     data = _save(tmp_path, codec)
-    assert hashlib.sha256(data).hexdigest() == RECORDED_V6[codec]
+    assert hashlib.sha256(data).hexdigest() == RECORDED_V7[codec]
+
+
+@pytest.mark.parametrize("codec", sorted(RECORDED_V6))
+def test_taken_down_to_schema_6_it_is_the_file_schema_6_wrote(tmp_path: Path, codec: str) -> None:
+    data = _save(tmp_path, codec)
+    v6 = as_schema_version(data, 6)
+    assert len(v6) == len(data) - V7_KEY_BYTES  # the version number, and the key version 7 added
+    assert hashlib.sha256(v6).hexdigest() == RECORDED_V6[codec]
+    (tmp_path / "v6.tmodel").write_bytes(v6)
+    with tmodel.open(tmp_path / "v6.tmodel") as f:  # and it is a valid version-6 file
+        assert f.reader.source_schema_version == 6
+        f.verify()
 
 
 @pytest.mark.parametrize("codec", sorted(RECORDED_V5))
 def test_taken_down_to_schema_5_it_is_the_file_schema_5_wrote(tmp_path: Path, codec: str) -> None:
     data = _save(tmp_path, codec)
     v5 = as_schema_version(data, 5)
-    assert len(v5) == len(data) - V6_KEY_BYTES  # the version number, and the key version 6 added
+    assert len(v5) == len(data) - V7_KEY_BYTES - V6_KEY_BYTES  # the version, and the keys 6 and 7 added
     assert hashlib.sha256(v5).hexdigest() == RECORDED_V5[codec]
     (tmp_path / "v5.tmodel").write_bytes(v5)
     with tmodel.open(tmp_path / "v5.tmodel") as f:  # and it is a valid version-5 file
@@ -112,7 +131,7 @@ def test_taken_down_to_schema_5_it_is_the_file_schema_5_wrote(tmp_path: Path, co
 def test_taken_down_to_schema_4_it_is_the_file_schema_4_wrote(tmp_path: Path, codec: str) -> None:
     data = _save(tmp_path, codec)
     v4 = as_schema_version(data, 4)
-    assert v4 != data and len(v4) == len(data) - V6_KEY_BYTES  # the version number differs
+    assert v4 != data and len(v4) == len(data) - V7_KEY_BYTES - V6_KEY_BYTES
     assert hashlib.sha256(v4).hexdigest() == RECORDED_V4[codec]
     (tmp_path / "v4.tmodel").write_bytes(v4)
     with tmodel.open(tmp_path / "v4.tmodel") as f:  # and it is a valid version-4 file
@@ -124,7 +143,7 @@ def test_taken_down_to_schema_4_it_is_the_file_schema_4_wrote(tmp_path: Path, co
 def test_taken_down_to_schema_3_it_is_the_file_schema_3_wrote(tmp_path: Path, codec: str) -> None:
     data = _save(tmp_path, codec)
     v3 = as_schema_version(data, 3)
-    assert v3 != data and len(v3) == len(data) - V6_KEY_BYTES  # the version number differs
+    assert v3 != data and len(v3) == len(data) - V7_KEY_BYTES - V6_KEY_BYTES
     assert hashlib.sha256(v3).hexdigest() == RECORDED_V3[codec]
     (tmp_path / "v3.tmodel").write_bytes(v3)
     with tmodel.open(tmp_path / "v3.tmodel") as f:  # and it is a valid version-3 file
@@ -136,7 +155,7 @@ def test_taken_down_to_schema_3_it_is_the_file_schema_3_wrote(tmp_path: Path, co
 def test_taken_down_to_schema_2_it_is_the_file_schema_2_wrote(tmp_path: Path, codec: str) -> None:
     data = _save(tmp_path, codec)
     v2 = as_schema_version(data, 2)
-    assert v2 != data and len(v2) == len(data) - V6_KEY_BYTES  # the version number differs
+    assert v2 != data and len(v2) == len(data) - V7_KEY_BYTES - V6_KEY_BYTES
     assert hashlib.sha256(v2).hexdigest() == RECORDED_V2[codec]
     (tmp_path / "v2.tmodel").write_bytes(v2)
     with tmodel.open(tmp_path / "v2.tmodel") as f:  # and it is a valid version-2 file

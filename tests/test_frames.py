@@ -236,7 +236,8 @@ def test_a_schema_6_file_with_an_unchecksummed_frame_is_refused(tmp_path: Path) 
 
 def test_released_files_without_checksums_still_load() -> None:
     seen = 0
-    for path in sorted((ROOT / "conformance" / "golden").glob("v*/*.tmodel")):
+    released = (ROOT / "conformance" / "golden").glob("v*/*.tmodel")
+    for path in sorted(p for p in released if int(p.parent.name[1:]) < CHECKSUMMED_FROM):
         with Reader(path) as r:
             assert r.source_schema_version < CHECKSUMMED_FROM
             r.verify()

@@ -303,7 +303,7 @@ def test_protocol(written: dict[str, Path], tmp_path: Path) -> None:
     responses = [json.loads(line) for line in lines]
     hello = responses[0]
     assert (
-        hello["ok"] and hello["capabilities"] == ["read"] and hello["schema_versions"] == [1, 2, 3, 4, 5, 6]
+        hello["ok"] and hello["capabilities"] == ["read"] and hello["schema_versions"] == [1, 2, 3, 4, 5, 6, 7]
     )
     for p, resp in zip(paths, responses[1 : 1 + len(paths)], strict=True):
         assert resp["ok"], (p, resp)
@@ -349,9 +349,12 @@ def _set(path: tuple[Any, ...], value: Any) -> Any:
 
 
 def _as_v(w: dict[str, Any], version: int, **changes: Any) -> None:
-    """Make a current manifest one of an older schema version: renumbered, without the key version 6 added
-    (`checkpoint`, nil in every file the tests write), with `changes` applied."""
-    del w["checkpoint"]
+    """Make a current manifest one of an older schema version: renumbered, without the keys versions 6 and 7
+    added (`checkpoint` and `shards`, nil and empty in every file the tests write), with `changes` applied."""
+    if version < 7:
+        del w["shards"]
+    if version < 6:
+        del w["checkpoint"]
     w.update(schema_version=version, **changes)
 
 
@@ -365,7 +368,7 @@ def _delete(path: tuple[Any, ...]) -> Any:
 
 
 MANIFEST_EDITS: dict[str, Any] = {
-    "schema_7": _set(("schema_version",), 7),
+    "schema_8": _set(("schema_version",), 8),
     "schema_0": _set(("schema_version",), 0),
     "schema_bool": _set(("schema_version",), True),
     "schema_float": _set(("schema_version",), 2.0),
@@ -1180,4 +1183,4 @@ def test_training_state_description(written: dict[str, Path]) -> None:
     }
     assert root["off"]["$stateful"]["state"] == {"$dict": []}
     assert [k for k, _ in root["rng"]["$stateful"]["state"]["$dict"]][:2] == ["torch", "python"]
-    assert got["schema_version"] == 6 and "checkpoint" not in got
+    assert got["schema_version"] == 7 and "checkpoint" not in got

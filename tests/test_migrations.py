@@ -14,7 +14,7 @@ import tmodel
 import tmodel.migrations as chain
 from tmodel.archive.reader import Reader
 from tmodel.errors import TModelError
-from tmodel.migrations import v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6
+from tmodel.migrations import v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7
 
 GOLDEN = Path(__file__).resolve().parents[1] / "conformance" / "golden"
 GOLDEN_V1 = sorted((GOLDEN / "v1").glob("*.tmodel"))
@@ -22,6 +22,7 @@ GOLDEN_V2 = sorted((GOLDEN / "v2").glob("*.tmodel"))
 GOLDEN_V3 = sorted((GOLDEN / "v3").glob("*.tmodel"))
 GOLDEN_V4 = sorted((GOLDEN / "v4").glob("*.tmodel"))
 GOLDEN_V5 = sorted((GOLDEN / "v5").glob("*.tmodel"))
+GOLDEN_V6 = sorted((GOLDEN / "v6").glob("*.tmodel"))
 
 
 def _v1() -> dict[str, Any]:
@@ -186,24 +187,25 @@ def test_node_lookalikes_in_metadata_and_dict_keys_are_not_nodes() -> None:
 
 def test_the_chain_is_complete_and_reaches_the_current_schema() -> None:
     chain.check_chain()
-    assert chain.OLDEST == 1 and chain.CURRENT == tmodel.manifest.schema.SCHEMA_VERSION == 6
-    assert (v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6) == chain.STEPS
+    assert chain.OLDEST == 1 and chain.CURRENT == tmodel.manifest.schema.SCHEMA_VERSION == 7
+    assert (v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7) == chain.STEPS
     upgraded, source = chain.upgrade(_v1())
-    assert source == 1 and upgraded["schema_version"] == 6 and upgraded["checkpoint"] is None
+    assert source == 1 and upgraded["schema_version"] == 7 and upgraded["checkpoint"] is None
+    assert upgraded["shards"] == []
     assert chain.downgrade(copy.deepcopy(upgraded), 2) == v1_to_v2.upgrade(_v1())
     assert chain.downgrade(upgraded, 1) == _v1()
     upgraded, source = chain.upgrade(_v2())
-    assert source == 2 and upgraded == {**_v2(), "schema_version": 6, "checkpoint": None}
+    assert source == 2 and upgraded == {**_v2(), "schema_version": 7, "checkpoint": None, "shards": []}
 
 
 def test_a_gap_in_the_chain_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    gap = SimpleNamespace(__name__="v6_to_v7", FROM_VERSION=7, TO_VERSION=8)
-    monkeypatch.setattr(chain, "STEPS", (v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, gap))
-    with pytest.raises(AssertionError, match="version 6"):
+    gap = SimpleNamespace(__name__="v7_to_v8", FROM_VERSION=8, TO_VERSION=9)
+    monkeypatch.setattr(chain, "STEPS", (v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7, gap))
+    with pytest.raises(AssertionError, match="version 7"):
         chain.check_chain()
 
 
-@pytest.mark.parametrize("version", [0, 7, -1, 2**40])
+@pytest.mark.parametrize("version", [0, 8, -1, 2**40])
 def test_versions_outside_the_chain_are_unsupported(version: int) -> None:
     with pytest.raises(TModelError) as err:
         chain.upgrade({**_v1(), "schema_version": version})
@@ -221,7 +223,7 @@ def test_a_schema_version_that_is_not_an_int_is_a_schema_error(value: object) ->
 def test_frozen_v1_files_read_through_the_chain(path: Path) -> None:
     with Reader(path) as reader:
         assert reader.source_schema_version == 1
-        assert reader.manifest.schema_version == 6
+        assert reader.manifest.schema_version == 7
         assert reader.manifest.modules == []
         assert reader.manifest.checkpoint is None
     tmodel.load(path)
@@ -231,7 +233,7 @@ def test_frozen_v1_files_read_through_the_chain(path: Path) -> None:
 def test_frozen_v2_files_read_through_the_chain(path: Path) -> None:
     with Reader(path) as reader:
         assert reader.source_schema_version == 2
-        assert reader.manifest.schema_version == 6
+        assert reader.manifest.schema_version == 7
     tmodel.load(path)
 
 
@@ -239,7 +241,7 @@ def test_frozen_v2_files_read_through_the_chain(path: Path) -> None:
 def test_frozen_v3_files_read_through_the_chain(path: Path) -> None:
     with Reader(path) as reader:
         assert reader.source_schema_version == 3
-        assert reader.manifest.schema_version == 6
+        assert reader.manifest.schema_version == 7
     tmodel.load(path)
 
 
@@ -247,7 +249,7 @@ def test_frozen_v3_files_read_through_the_chain(path: Path) -> None:
 def test_frozen_v4_files_read_through_the_chain(path: Path) -> None:
     with Reader(path) as reader:
         assert reader.source_schema_version == 4
-        assert reader.manifest.schema_version == 6
+        assert reader.manifest.schema_version == 7
     tmodel.load(path)
 
 
@@ -256,7 +258,7 @@ def test_frozen_v5_files_read_through_the_chain(path: Path) -> None:
     """(The `configs` file's records need conformance/freeze.py's registrations; test_golden reads it.)"""
     with Reader(path) as reader:
         assert reader.source_schema_version == 5
-        assert reader.manifest.schema_version == 6
+        assert reader.manifest.schema_version == 7
         assert reader.manifest.checkpoint is None
     tmodel.load(path)
 
@@ -383,7 +385,7 @@ def test_there_are_frozen_v2_files() -> None:
 def test_new_files_are_written_as_the_current_version(tmp_path: Path) -> None:
     tmodel.save({"w": torch.ones(2)}, tmp_path / "x.tmodel")
     with Reader(tmp_path / "x.tmodel") as reader:
-        assert reader.source_schema_version == 6
+        assert reader.source_schema_version == 7
 
 
 # -- schema step 5 -> 6: training-state nodes and the manifest key `checkpoint` ----------------------------
@@ -516,10 +518,11 @@ def test_a_plain_file_downgrades_and_upgrades_back_exactly(tmp_path: Path) -> No
     obj = {"model": torch.nn.Sequential(torch.nn.Linear(3, 2)), "step": 4, "w": torch.ones(2)}
     tmodel.save(obj, tmp_path / "plain.tmodel", metadata={"run": "a"})
     wire, raw = _wire(tmp_path / "plain.tmodel")
-    assert wire["schema_version"] == 6 and wire["checkpoint"] is None
-    for target in (5, 2):
+    assert wire["schema_version"] == 7 and wire["checkpoint"] is None and wire["shards"] == []
+    for target in (6, 5, 2):
         down = chain.downgrade(copy.deepcopy(wire), target)
-        assert down["schema_version"] == target and "checkpoint" not in down
+        assert down["schema_version"] == target and "shards" not in down
+        assert ("checkpoint" in down) == (target == 6)
         up, source = chain.upgrade(copy.deepcopy(down))
         assert source == target and up == wire and list(up) == list(wire)
         assert pack_manifest(up) == raw  # byte for byte
@@ -531,7 +534,7 @@ def test_frozen_v5_manifests_upgrade_and_downgrade_back_byte_for_byte(path: Path
 
     wire, raw = _wire(path)
     up, source = chain.upgrade(copy.deepcopy(wire))
-    assert source == 5 and up == {**wire, "schema_version": 6, "checkpoint": None}
+    assert source == 5 and up == {**wire, "schema_version": 7, "checkpoint": None, "shards": []}
     assert pack_manifest(chain.downgrade(up, 5)) == raw
 
 
@@ -545,3 +548,64 @@ def test_a_training_checkpoint_does_not_downgrade(tmp_path: Path) -> None:
         wire, _ = _wire(tmp_path / f"{kind}.tmodel")
         with pytest.raises(ValueError, match=f"no '{kind}' nodes"):
             chain.downgrade(wire, 5)
+
+
+@pytest.mark.parametrize("path", [p for p in GOLDEN_V6 if p.stem != "configs"], ids=lambda p: p.stem)
+def test_frozen_v6_files_read_through_the_chain(path: Path) -> None:
+    """(The `configs` file's records need conformance/freeze.py's registrations; test_golden reads it.)"""
+    with Reader(path) as reader:
+        assert reader.source_schema_version == 6
+        assert reader.manifest.schema_version == 7
+        assert reader.manifest.shards == [] and reader.shards is None
+    tmodel.load(path)
+
+
+def test_the_frozen_v6_files_are_all_there() -> None:
+    assert len(GOLDEN_V6) == 11
+
+
+@pytest.mark.parametrize("path", GOLDEN_V6, ids=lambda p: p.stem)
+def test_frozen_v6_manifests_upgrade_and_downgrade_back_byte_for_byte(path: Path) -> None:
+    from tmodel.manifest.encoding import pack_manifest
+
+    wire, raw = _wire(path)
+    up, source = chain.upgrade(copy.deepcopy(wire))
+    assert source == 6 and up == {**wire, "schema_version": 7, "shards": []}
+    assert list(up) == [*wire, "shards"]  # the new key last, as SPEC.md §5 orders them
+    assert pack_manifest(chain.downgrade(up, 6)) == raw
+
+
+# -- schema step 6 -> 7: the manifest key `shards` ---------------------------------------------------------
+def _v6_wire() -> dict[str, Any]:
+    return {**_v5({"tensor": 0}), "schema_version": 6, "checkpoint": None}
+
+
+def test_v6_to_v7_adds_empty_shards_and_keeps_everything_else() -> None:
+    assert v6_to_v7.FROM_VERSION == 6 and v6_to_v7.TO_VERSION == 7
+    before = _v6_wire()
+    after = v6_to_v7.upgrade(copy.deepcopy(before))
+    assert after == {**before, "schema_version": 7, "shards": []}
+    assert v6_to_v7.downgrade(copy.deepcopy(after)) == before
+    assert list(v6_to_v7.downgrade(after)) == list(before)
+
+
+@pytest.mark.parametrize("value", [[], None, [{"file": "a.tmodel"}], 0])
+def test_v6_to_v7_refuses_a_v6_manifest_holding_shards(value: Any) -> None:
+    m = {**_v6_wire(), "shards": value}
+    with pytest.raises(ValueError, match="no 'shards' key"):
+        v6_to_v7.upgrade(copy.deepcopy(m))
+    with pytest.raises(TModelError) as err:
+        chain.upgrade(m)
+    assert err.value.code == "MANIFEST_SCHEMA"
+
+
+def test_an_index_does_not_downgrade(tmp_path: Path) -> None:
+    tmodel.save({"a": torch.ones(300), "b": torch.zeros(300)}, tmp_path / "m.tmodel", max_shard_size=1200)
+    wire, _ = _wire(tmp_path / "m.tmodel")
+    assert [s["file"] for s in wire["shards"]] == ["m-00001-of-00002.tmodel", "m-00002-of-00002.tmodel"]
+    with pytest.raises(ValueError, match="cannot be the index of a sharded set"):
+        v6_to_v7.downgrade(copy.deepcopy(wire))
+    with pytest.raises(ValueError, match="cannot be the index of a sharded set"):
+        chain.downgrade(wire, 2)
+    shard, _ = _wire(tmp_path / "m-00001-of-00002.tmodel")  # a shard is an ordinary file: it does
+    assert chain.downgrade(copy.deepcopy(shard), 6)["schema_version"] == 6

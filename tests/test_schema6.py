@@ -253,7 +253,7 @@ def test_a_full_training_checkpoint(tmp_path: Path) -> None:
     _assert_same_state(got["optim"]["state"], opt.state_dict()["state"])
     assert got["sched"] == sched.state_dict() and got["scaler"] == {} and got["epoch"] == 2
     with Reader(tmp_path / "full.tmodel") as r:
-        assert r.manifest.schema_version == 6 and r.manifest.checkpoint is None
+        assert r.manifest.schema_version == 7 and r.manifest.checkpoint is None
 
 
 def _refused(obj: Any, path: Path) -> TModelError:

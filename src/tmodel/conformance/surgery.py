@@ -180,6 +180,10 @@ def blob_set(i: int, key: str, value: Any) -> Callable[[dict[str, Any]], None]:
 
 
 def as_older(w: dict[str, Any], version: int) -> None:
-    """A version-6 manifest renumbered as an older version, without the key version 6 added."""
-    del w["checkpoint"]
+    """A current manifest renumbered as an older version, without the keys later versions added (`shards`
+    in 7, `checkpoint` in 6; empty and nil in every file the cases write)."""
+    if version < 7:
+        del w["shards"]
+    if version < 6:
+        del w["checkpoint"]
     w["schema_version"] = version
