@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..container import digests
 from ..container.atomic import resolve_target
 from ..container.files import open_regular
-from ..container.framing import HEADER_SIZE, TRAILER_SIZE, parse_trailer
+from ..container.framing import HEADER_SIZE, TRAILER_SIZE, check_header, parse_trailer
 from ..errors import InvalidArgument
 from ..limits import DEFAULT_LIMITS
 from ..manifest.encoding import pack_manifest
@@ -154,10 +154,11 @@ def _record(path: str, name: str, checksum: str, blobs: list[int]) -> ShardWire:
     """A written shard as the index lists it: its size and the manifest digest of its trailer."""
     fd, size = open_regular(path)
     try:
+        flags = check_header(os.pread(fd, HEADER_SIZE, 0))
         raw = os.pread(fd, TRAILER_SIZE, size - TRAILER_SIZE)
     finally:
         os.close(fd)
-    trailer = parse_trailer(raw, size, DEFAULT_LIMITS)
+    trailer = parse_trailer(raw, size, DEFAULT_LIMITS, flags)
     if trailer.digest_name != checksum:
         raise AssertionError(f"shard {name} was written with digest {trailer.digest_name}, not {checksum}")
     return {"file": name, "size": size, "digest": trailer.digest, "blobs": blobs}

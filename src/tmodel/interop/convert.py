@@ -225,7 +225,8 @@ def _source_split(src: PathLike, kind: str) -> dict[str, int] | None:
         with api.open_file(src) as f:
             shards = f.reader.shards
             if shards is not None:
-                return {t.name: shards.tensor_shard[i] for i, t in enumerate(f.manifest.tensors)}
+                kept = enumerate(f.manifest.tensors)  # empty tensors are in no shard: they go with the first
+                return {t.name: shards.tensor_shard[i] for i, t in kept if shards.tensor_shard[i] >= 0}
     return None
 
 
