@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .api import open_file as open
     from .archive.encryption import Passphrase
     from .encrypt import decrypt_file, encrypt_file
+    from .interop.convert import convert
     from .nn.checkpoint_steps import checkpoint_migration, register_checkpoint
     from .nn.references import register_function, register_value_type
     from .nn.registry import register, register_class
@@ -37,6 +38,7 @@ __all__ = [
     "TModelError",
     "TModelFile",
     "checkpoint_migration",
+    "convert",
     "decrypt_file",
     "encrypt_file",
     "keygen",
@@ -84,6 +86,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "keygen": (".sign", "keygen"),
     "encrypt_file": (".encrypt", "encrypt_file"),
     "decrypt_file": (".encrypt", "decrypt_file"),
+    "convert": (".interop.convert", "convert"),
     "Passphrase": (".archive.encryption", "Passphrase"),
     "load_checkpoint": (".resume", "load_checkpoint"),
     "rng_state": (".training", "rng_state"),
