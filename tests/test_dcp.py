@@ -319,6 +319,21 @@ EDITS = [
 ]
 
 
+def test_a_damaged_metadata_file_names_its_code_through_dcp(tmp_path: Path) -> None:
+    """DCP reports a metadata read failure by its message alone: the code and the file are in it."""
+    save(expected(), tmp_path)
+    meta = tmp_path / ".metadata.tmodel"
+    data = bytearray(meta.read_bytes())
+    data[100] ^= 1
+    meta.write_bytes(bytes(data))
+    with pytest.raises((AssertionError, CheckpointException)) as wrapped:  # DCP's wrapper, by version
+        load(zeros_like(expected()), tmp_path)
+    assert f"{meta}: [CHECKSUM_MISMATCH] manifest checksum mismatch" in str(wrapped.value)
+    with pytest.raises(TModelError) as err:
+        TModelReader(tmp_path).read_metadata()
+    assert err.value.code == "CHECKSUM_MISMATCH" and err.value.path == str(meta)
+
+
 @pytest.mark.parametrize("what", EDITS)
 def test_bad_metadata_is_bad_value(tmp_path: Path, what: str) -> None:
     save(expected(), tmp_path)

@@ -216,7 +216,14 @@ class TModelReader(StorageReader):
         self.load_id = str(uuid.uuid4())
 
     def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
-        metadata, self.shards = read_metadata_file(self.path)
+        """The checkpoint's Metadata. DCP reports a failure here as an AssertionError holding only the
+        message, so the message carries the code and the file (`tmodel verify FOLDER` raises the error)."""
+        try:
+            metadata, self.shards = read_metadata_file(self.path)
+        except TModelError as exc:
+            where = self.path / layout.METADATA_FILE
+            coded = type(exc)(f"{where}: [{exc.code}] {exc.message}", **exc.context)
+            raise coded.add_context(path=where) from None
         assert metadata.storage_meta is not None
         metadata.storage_meta.checkpoint_id = str(self.path)
         metadata.storage_meta.load_id = self.load_id
