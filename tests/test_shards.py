@@ -164,7 +164,7 @@ def test_bad_sizes_are_invalid_arguments(bad: Any, tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
-def test_a_file_object_target_cannot_hold_shards(tmp_path: Path) -> None:
+def test_a_file_object_target_cannot_hold_shards() -> None:
     assert (
         _code(lambda: tmodel.save({"w": torch.ones(2)}, io.BytesIO(), max_shard_size=1)) == "INVALID_ARGUMENT"
     )
@@ -272,6 +272,10 @@ def test_an_index_and_its_shards_read_by_url(tmp_path: Path) -> None:
     for p in tmp_path.iterdir():
         fs.pipe(f"/sets/{p.name}", p.read_bytes())
     try:
+        tmodel.save(_state(), "memory://sets/again.tmodel", max_shard_size=LIMIT)  # uploaded, index last
+        names = sorted(n.rsplit("/", 1)[-1] for n in fs.ls("/sets", detail=False) if "again" in n)
+        assert names == sorted(["again.tmodel", *shard_names("again.tmodel", SHARDS)])
+        _same(tmodel.load("memory://sets/again.tmodel"), _state())
         _same(tmodel.load("memory://sets/model.tmodel"), _state())
         with tmodel.open("memory://sets/model.tmodel") as f:
             assert torch.equal(f.get_tensor("layers.5.weight"), _state()["layers.5.weight"])

@@ -36,7 +36,7 @@ from .checkpoint import flatten, rebuild
 from .container import digests
 from .container.sources import buffer_source
 from .container.streams import check_writable
-from .container.upload import staged
+from .container.upload import staged, staged_set
 from .container.urls import is_url, local_path
 from .errors import InvalidArgument, NotFound, StateMismatch, TModelError, UnsupportedType
 from .limits import DEFAULT_LIMITS, Limits
@@ -101,7 +101,7 @@ def save(
     file) embeds a signature (SPEC.md §3.4); `checksum` is then `"blake3"` unless given (xxh3-64 otherwise).
     `encrypt_with` (32 raw bytes, or a passphrase: a str or `tmodel.Passphrase`) encrypts every chunk and
     the manifest (SPEC.md §3.5); `encrypt_manifest=False` leaves the manifest readable, still authenticated.
-    `max_shard_size` (bytes, or "5GB"/"5GiB") splits a larger object into shards beside a path target,
+    `max_shard_size` (bytes, or "5GB"/"5GiB") splits a larger object into shards beside a path or URL,
     `model-00001-of-00003.tmodel`, ..., each a complete file, and writes at the path their index, which
     `load`, `open` and `verify` take as they take one file (SPEC.md §5.10; `archive.sharding`).
 
@@ -151,8 +151,8 @@ def save_split(
         )
     to_url = is_url(f)
     to_path = isinstance(f, (str, os.PathLike))
-    if split is not None and (not to_path or to_url):
-        raise InvalidArgument("max_shard_size needs a local path to write the shards beside")
+    if split is not None and not to_path:
+        raise InvalidArgument("max_shard_size needs a path or URL to write the shards beside")
     if isinstance(f, str):
         f = local_path(f)
     if not to_path:
@@ -172,16 +172,23 @@ def save_split(
     )
     if split is not None:
         groups = split(sources, finish([])["tensors"])
-        with progress_for(progress, "save") as report:
+
+        def new_seal() -> Sealer | None:
+            return None if encrypt_with is None else Sealer.new(encrypt_with, encrypt_manifest)
+
+        def write_set(target: str | os.PathLike[str], report: Any) -> None:
             if len(groups) > 1:
-
-                def new_seal() -> Sealer | None:
-                    return None if encrypt_with is None else Sealer.new(encrypt_with, encrypt_manifest)
-
-                write_sharded(f, sources, finish, options, groups, new_seal, report)  # type: ignore[arg-type]
+                write_sharded(target, sources, finish, options, groups, new_seal, report)
             else:
-                write_atomic(f, sources, finish, options, report)  # type: ignore[arg-type]
-                remove_stale_shards(f)  # type: ignore[arg-type]
+                write_atomic(target, sources, finish, options, report)
+                remove_stale_shards(target)
+
+        with progress_for(progress, "save") as report:
+            if to_url:  # written locally, then uploaded: the shards first, the index last
+                with staged_set(f) as local:  # type: ignore[arg-type]
+                    write_set(local, report)
+            else:
+                write_set(f, report)  # type: ignore[arg-type]
         return
     with progress_for(progress, "save") as report:
         if to_url:  # written whole locally, then uploaded (`container.upload`)

@@ -44,6 +44,25 @@ def staged(url: str) -> Iterator[str]:
         upload(fs, local, path, url, bool(protocols & ATOMIC_PUT))
 
 
+@contextlib.contextmanager
+def staged_set(url: str) -> Iterator[str]:
+    """`staged` for a sharded set (SPEC.md §5.10): a local path in an empty folder to write the set to;
+    every other file the block wrote there (the shards) is uploaded beside `url` first, each as `staged`
+    uploads one, and the file at the path (the index) last."""
+    fs, path = filesystem(url)
+    protocols = _protocols(fs)
+    if protocols & READ_ONLY:
+        raise InvalidArgument(f"cannot save to {url!r}: http(s) URLs are read-only here")
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    parent = path[: len(path) - len(name)]
+    with tempfile.TemporaryDirectory(prefix="tmodel-upload-") as tmp:
+        local = os.path.join(tmp, name)
+        yield local
+        for shard in sorted(n for n in os.listdir(tmp) if n != name):
+            upload(fs, os.path.join(tmp, shard), parent + shard, url, bool(protocols & ATOMIC_PUT))
+        upload(fs, local, path, url, bool(protocols & ATOMIC_PUT))
+
+
 def upload(fs: Any, local: str, path: str, url: str, atomic_put: bool) -> None:
     """`local` to `path` of `fs` (see the module's docstring); any failure is IO_ERROR."""
     if atomic_put:
