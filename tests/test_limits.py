@@ -74,6 +74,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmodel.save(nn.Sequential(FoundA(), FoundB(), FoundA()), paths["found"])
     tmodel.save(ckpt, paths["main"])
     tmodel.save({"x": torch.arange(10_000, dtype=torch.float32)}, paths["chunks"], chunk_size=4096)
+    paths["sharded"] = d / "sharded.tmodel"  # an index of three shards (SPEC.md §5.10)
+    tmodel.save({k: torch.ones(1000) for k in "abc"}, paths["sharded"], max_shard_size=4000)
     return paths
 
 
@@ -95,6 +97,7 @@ CASES = [  # (file, limit, other limit changes, code when one below the file's n
     ("main", "max_unsaved_bytes", {}, "LIMIT_EXCEEDED"),
     ("found", "max_found_names", {}, "LIMIT_EXCEEDED"),
     ("kdf", "max_kdf_bytes", {}, "LIMIT_EXCEEDED"),
+    ("sharded", "max_shards", {}, "LIMIT_EXCEEDED"),
 ]
 #: the passphrase of the "kdf" file, with scrypt parameters small enough for a test: 128 * 2^10 * 8 bytes
 KDF_KEY = tmodel.Passphrase("limits", log_n=10, r=8, p=1)
@@ -137,7 +140,8 @@ def test_each_limit_is_enforced_at_its_exact_boundary(
             "max_chunks": sum(len(b.chunks) for b in m.blobs),
             "max_rank": max(len(t.shape) for t in m.tensors),
             "max_name_bytes": max(len(t.name.encode()) for t in m.tensors),
-            "max_chunk_size": max(b.chunk_size for b in m.blobs),
+            "max_chunk_size": max((b.chunk_size for b in m.blobs), default=None),
+            "max_shards": 3 if m.shards else None,
             "decoded_slack": sum(b.nbytes for b in m.blobs),
             "max_total_bytes": sum(b.nbytes for b in m.blobs),
             "max_unsaved_bytes": 4000 if name == "main" else None,
