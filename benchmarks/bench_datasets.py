@@ -25,6 +25,8 @@ class Dataset:
     description: str
     build: Callable[[], dict[str, torch.Tensor]]
     available: Callable[[], str | None]  # None when usable, else why not
+    cold: bool = False  # also measure cold-cache loads without --cold (the cold-cache dataset)
+    zipnn: bool = True  # run the ZipNN reference (not on 100,000 tiny tensors: one zipnn call each)
 
 
 def _always() -> str | None:
@@ -125,6 +127,58 @@ def build_1b() -> dict[str, torch.Tensor]:
     return normal_state_dict(gpt_shapes(**GPT_1B), torch.bfloat16)
 
 
+def build_cold240() -> dict[str, torch.Tensor]:
+    """Issue 18's cold-cache dataset: 240 MB of bf16 as 120 tensors of 1000 x 1000, N(0, 0.02)."""
+    return normal_state_dict([(f"layers.{i}.weight", (1000, 1000)) for i in range(120)], torch.bfloat16)
+
+
+MANY_TENSORS = 100_000
+
+
+def many_layout(
+    count: int = MANY_TENSORS, seed: int = SEED
+) -> list[tuple[str, tuple[int, ...], torch.dtype]]:
+    """Names, shapes and dtypes of the many-tensor dataset, from a seeded `random.Random`.
+
+    Mostly tiny (90 %: 1-64 elements, 1-D), some of KB size (9.95 %: 256-4096 elements, 2-D), a few of MB
+    size (0.05 %, 50 of 100,000: 256 Ki-1 Mi elements, 2-D); floats are fp32 or bf16 half and half, 10 % of
+    the tiny and KB ones are int64. ~190 MB in all.
+    """
+    import random
+
+    rng = random.Random(seed)
+    big = set(rng.sample(range(count), count // 2000))
+    out: list[tuple[str, tuple[int, ...], torch.dtype]] = []
+    for i in range(count):
+        if i in big:
+            cols = rng.choice((512, 1024, 2048))
+            shape: tuple[int, ...] = (rng.randint(256 * 1024, 1024 * 1024) // cols, cols)
+            dtype = rng.choice((torch.float32, torch.bfloat16))
+        else:
+            kb = rng.random() < 0.1
+            if kb:
+                cols = rng.choice((16, 32, 64))
+                shape = (rng.randint(256, 4096) // cols, cols)
+            else:
+                shape = (rng.randint(1, 64),)
+            r = rng.random()
+            dtype = torch.int64 if r < 0.1 else torch.float32 if r < 0.55 else torch.bfloat16
+        out.append((f"blocks.{i // 100}.p{i % 100}.{'big' if i in big else 'w'}", shape, dtype))
+    return out
+
+
+def build_many() -> dict[str, torch.Tensor]:
+    """100,000 tensors of mixed sizes (many_layout): floats N(0, 0.02), int64 counters in [0, 1000)."""
+    g = torch.Generator().manual_seed(SEED)
+    sd: dict[str, torch.Tensor] = {}
+    for name, shape, dtype in many_layout():
+        if dtype is torch.int64:
+            sd[name] = torch.randint(0, 1000, shape, generator=g, dtype=torch.int64)
+        else:
+            sd[name] = torch.randn(shape, generator=g).mul_(STD).to(dtype)
+    return sd
+
+
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in (
@@ -151,6 +205,22 @@ DATASETS: dict[str, Dataset] = {
             "GPT-like ~1.1B params (hidden 2048, 20 layers, vocab 50257, ctx 2048), bf16, N(0, 0.02)",
             build_1b,
             _always,
+        ),
+        Dataset(
+            "cold240",
+            "issue 18's cold-cache dataset: 240 MB of bf16, 120 tensors of 1000 x 1000, N(0, 0.02); loads "
+            "measured cold too",
+            build_cold240,
+            _always,
+            cold=True,
+        ),
+        Dataset(
+            "many",
+            "100,000 tensors of mixed sizes (90 % of 1-64 elements, 10 % of 1-16 KB, 50 of 1-4 MB; fp32, "
+            "bf16, int64), ~190 MB",
+            build_many,
+            _always,
+            zipnn=False,
         ),
     )
 }
