@@ -164,6 +164,19 @@ def test_bad_sizes_are_invalid_arguments(bad: Any, tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("name", ["my model.tmodel", "modèle (v2).tmodel", "ckpt", "a.b.c.tmodel"])
+def test_any_plain_target_name_names_its_shards(tmp_path: Path, name: str) -> None:
+    tmodel.save(_state(), tmp_path / name, max_shard_size=LIMIT)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, *shard_names(name, SHARDS)])
+    _same(tmodel.load(tmp_path / name), _state())
+    assert independent_reader.Reader(str(tmp_path / name)).read() == describe(str(tmp_path / name))
+
+
+def test_a_target_whose_shards_could_not_be_named_is_refused_first(tmp_path: Path) -> None:
+    err = _error(lambda: tmodel.save(_state(), tmp_path / "a..b.tmodel", max_shard_size=LIMIT))
+    assert err.code == "INVALID_ARGUMENT" and not list(tmp_path.iterdir())
+
+
 def test_a_file_object_target_cannot_hold_shards() -> None:
     assert (
         _code(lambda: tmodel.save({"w": torch.ones(2)}, io.BytesIO(), max_shard_size=1)) == "INVALID_ARGUMENT"
@@ -361,6 +374,10 @@ def test_an_index_edited_to_other_tensors_is_refused_by_both_readers(tmp_path: P
         (lambda w: w["shards"][0].__setitem__("file", "../model-00001-of-00007.tmodel"), "BAD_NAME"),
         (lambda w: w["shards"][0].__setitem__("file", "/etc/passwd"), "BAD_NAME"),
         (lambda w: w["shards"][0].__setitem__("file", ".hidden"), "BAD_NAME"),
+        (lambda w: w["shards"][0].__setitem__("file", "C:model-00001-of-00007.tmodel"), "BAD_NAME"),
+        (lambda w: w["shards"][0].__setitem__("file", "..\\model-00001-of-00007.tmodel"), "BAD_NAME"),
+        (lambda w: w["shards"][0].__setitem__("file", "shard\n.tmodel"), "BAD_NAME"),
+        (lambda w: w["shards"][0].__setitem__("file", "é" * 128), "BAD_NAME"),
         (lambda w: w["shards"][1].__setitem__("file", w["shards"][0]["file"]), "BAD_NAME"),
         (lambda w: w["shards"][0].__setitem__("digest", b"\0" * 7), "BAD_LAYOUT"),
         (lambda w: w["shards"][0].__setitem__("size", 127), "BAD_LAYOUT"),

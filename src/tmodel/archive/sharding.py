@@ -23,9 +23,10 @@ from ..container import digests
 from ..container.atomic import resolve_target
 from ..container.files import open_regular
 from ..container.framing import HEADER_SIZE, TRAILER_SIZE, check_header, parse_trailer
-from ..errors import InvalidArgument
+from ..errors import BadName, InvalidArgument
 from ..limits import DEFAULT_LIMITS
 from ..manifest.encoding import pack_manifest
+from ..manifest.shards import check_shard_file
 from ..manifest.wire import BlobWire, ManifestWire, ShardWire, TensorWire
 from .progress import Progress
 from .writer import BlobSource, Options, Source, check_written, write_atomic
@@ -178,6 +179,14 @@ def write_sharded(
     target = resolve_target(path)
     directory = os.path.dirname(target)
     names = shard_names(target, len(groups))
+    for name in names:
+        try:
+            check_shard_file(name)
+        except BadName:
+            raise InvalidArgument(
+                f"cannot name shards after {os.path.basename(target)!r}: {name!r} is not a name an index "
+                "may hold (SPEC.md §5.10): save to another file name"
+            ) from None
     index = finish([])
     sizes = [_size_of(s) for s in sources]
     digest_len = digests.digest_length(options.checksum)

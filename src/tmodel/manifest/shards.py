@@ -12,17 +12,18 @@ from ..errors import BadLayout, BadName, LimitExceeded
 from ..limits import Limits
 from .schema import Manifest
 
-#: a shard's file: a plain name in the index's folder (no path, not hidden, no '..'), at most 255 bytes
-SHARD_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+#: a shard's file: one name in the index's folder, never a path on any system (no '/', '\\' or ':', no
+#: control characters), not hidden (no leading '.'), no '..'; 1 to 255 bytes of UTF-8
+SHARD_FILE = re.compile(r"[^\x00-\x1f\x7f/\\:.][^\x00-\x1f\x7f/\\:]*")
 SHARD_FILE_BYTES = 255
 
 
 def check_shard_file(name: str) -> None:
     """A name an index may give a shard [BAD_NAME]."""
-    if len(name.encode("utf-8", "surrogatepass")) > SHARD_FILE_BYTES or not SHARD_FILE.fullmatch(name):
-        raise BadName(f"shard file {name!r} is not a plain file name (letters, digits, '.', '_', '-')")
-    if ".." in name:
-        raise BadName(f"shard file {name!r} contains '..'")
+    if not SHARD_FILE.fullmatch(name) or ".." in name:
+        raise BadName(f"shard file {name!r} is not one plain file name beside the index")
+    if len(name.encode("utf-8", "surrogatepass")) > SHARD_FILE_BYTES:
+        raise BadName(f"shard file name of more than {SHARD_FILE_BYTES} bytes")
 
 
 def blob_sizes(m: Manifest) -> list[int]:
