@@ -2,7 +2,9 @@
 
 Rules: the corpus is data. `cases/valid/NAME.tmodel` is written by the reference writer and `NAME.json` holds
 its canonical description (`describe.py`); `cases/hostile/NAME.tmodel` is a valid sibling with exactly ONE
-documented change, and `NAME.json` lists every error code SPEC.md allows for it. Manifest-content
+documented change, and `NAME.json` lists every error code SPEC.md allows for it. `cases/sharded/` holds a
+sharded set (`set.tmodel`, its index, with its shards beside it and no JSON for them) and hostile indexes,
+each `set.tmodel` with ONE change, that read the same shards (`sharded_cases`). Manifest-content
 attacks re-encode the manifest with the trailer digest recomputed; payload attacks recompute the chunk
 digests; framing and checksum attacks edit raw bytes. Each hostile case names the line of
 conformance/ATTACKS.md (the numbered list of hostile inputs the suite covers) that it covers. The output
@@ -11,7 +13,7 @@ files (no time, no randomness without a seed).
 
 The cases live by topic: `valid_cases` (what the reference writer saves), `surgery` (taking files apart and
 putting them together), `hostile_cases` (container, manifest, data and model rules), `crypto_cases` (signed
-and encrypted files), `zstd_cases` (the decoder differential), `attacks` (the ATTACKS.md lines and the
+and encrypted files), `zstd_cases` (the decoder differential), `sharded_cases` (sharded sets), `attacks` (the ATTACKS.md lines and the
 phase of each code); this module gathers them and writes the corpus.
 """
 
