@@ -303,7 +303,9 @@ def test_protocol(written: dict[str, Path], tmp_path: Path) -> None:
     responses = [json.loads(line) for line in lines]
     hello = responses[0]
     assert (
-        hello["ok"] and hello["capabilities"] == ["read"] and hello["schema_versions"] == [1, 2, 3, 4, 5, 6, 7]
+        hello["ok"]
+        and hello["capabilities"] == ["read"]
+        and hello["schema_versions"] == [1, 2, 3, 4, 5, 6, 7]
     )
     for p, resp in zip(paths, responses[1 : 1 + len(paths)], strict=True):
         assert resp["ok"], (p, resp)
