@@ -13,8 +13,8 @@ files (no time, no randomness without a seed).
 
 The cases live by topic: `valid_cases` (what the reference writer saves), `surgery` (taking files apart and
 putting them together), `hostile_cases` (container, manifest, data and model rules), `crypto_cases` (signed
-and encrypted files), `zstd_cases` (the decoder differential), `sharded_cases` (sharded sets), `attacks` (the ATTACKS.md lines and the
-phase of each code); this module gathers them and writes the corpus.
+and encrypted files), `zstd_cases` (the decoder differential), `sharded_cases` (sharded sets), `attacks`
+(the ATTACKS.md lines and the phase of each code); this module gathers them and writes the corpus.
 """
 
 from __future__ import annotations

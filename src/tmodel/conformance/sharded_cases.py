@@ -226,6 +226,20 @@ SHARDED_HOSTILE: dict[str, Hostile] = {
         ("BAD_NAME",),
         "a shard file name with a character outside A-Z, a-z, 0-9, '_', '.', '-'",
     ),
+    "shard_file_nul": _hostile(
+        37,
+        manifest(_shard(0, "file", "set-00001-of-00003.tmodel\x00.txt")),
+        "shard 0's file is 'set-00001-of-00003.tmodel' + NUL + '.txt'",
+        ("BAD_NAME",),
+        "a NUL in a shard file name: a C string ends there, at the right shard",
+    ),
+    "shard_file_newline": _hostile(
+        37,
+        manifest(_shard(0, "file", "set-00001-of-00003.tmodel\n")),
+        "shard 0's file is 'set-00001-of-00003.tmodel' and a newline",
+        ("BAD_NAME",),
+        "a shard file name ending in a newline, which a pattern anchored by '$' lets through",
+    ),
     "shard_file_duplicate": _hostile(
         38,
         manifest(_file_of(1, 0)),
