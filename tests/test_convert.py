@@ -552,7 +552,6 @@ def test_codec_choice_reaches_the_tmodel_file(tmp_path: Path) -> None:
     [
         ("a.tmodel", "b.txt", "auto"),
         ("a.npz", "b.tmodel", "auto"),
-        ("a.tmodel", "b.safetensors.index.json", "auto"),
         ("a.tmodel", "b.safetensors", "zstd"),
         ("a.tmodel", "b.tmodel", "lz4"),
     ],
