@@ -17,6 +17,7 @@ import stat
 import struct
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any, cast
 
 import blake3
@@ -540,9 +541,11 @@ def chunk_digest(algo: str, data: bytes) -> bytes:
 
 
 class Reader:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, against_index: Callable[[Reader], None] | None = None) -> None:
         self.path = path
         self.phase = "container"
+        #: for a shard: its checks against the index, run between §9 step 9 and its data (step 12)
+        self.against_index = against_index
 
     # -- I/O ----------------------------------------------------------------------------------------------
     def _pread(self, offset: int, n: int) -> bytes:
@@ -660,6 +663,8 @@ class Reader:
         self._tree()
         self._modules()
         self._checkpoint()
+        if self.against_index is not None:
+            self.against_index(self)
         self.phase = "data"
         self.data = self._shard_data() if m["shards"] else self._data()
         return self._describe(self.data)
@@ -819,34 +824,40 @@ class Reader:
         return sizes
 
     def _shard_data(self) -> list[bytes]:
-        """§5.10: every shard read as a file, checked against the index; the set's blobs, decoded."""
-        m = self.m
+        """§5.10: every shard read as a file, checked against the index after its §9 steps 1-9 and before
+        its data (step 12), so that a nested index is refused before its own shards are read; the set's
+        blobs, decoded."""
         folder = os.path.dirname(os.path.realpath(self.path))
         out: list[bytes] = []
-        for k, sh in enumerate(m["shards"]):
-            sub = Reader(os.path.join(folder, sh["file"]))
+        for k, sh in enumerate(self.m["shards"]):
+            lo = len(out)
+            sub = Reader(
+                os.path.join(folder, sh["file"]), lambda r, k=k, sh=sh, lo=lo: self._shard(k, sh, r, lo)
+            )
             sub.read()  # every rule of a file, with the codes a file gets (IO_ERROR when it is missing)
-            if sub.size != sh["size"] or sub.trailer_algo != self.algo or sub.digest != sh["digest"]:
-                _fail("CHECKSUM_MISMATCH", f"shard {k} is not the file the index lists")
-            sm = sub.m
-            if sm["shards"]:
-                _fail("BAD_LAYOUT", f"shard {k} is an index")
-            if [b["nbytes"] for b in sm["blobs"]] != sh["blobs"]:
-                _fail("BAD_LAYOUT", f"shard {k} blobs differ from the index")
-            lo, hi = len(out), len(out) + len(sh["blobs"])
-            mine = [
-                (t["name"], t["dtype"], t["shape"], t["strides"], t["offset"], t["blob"] - lo)
-                for t in m["tensors"]
-                if t["blob"] is not None and lo <= t["blob"] < hi
-            ]
-            theirs = [
-                (t["name"], t["dtype"], t["shape"], t["strides"], t["offset"], t["blob"])
-                for t in sm["tensors"]
-            ]
-            if mine != theirs:
-                _fail("BAD_LAYOUT", f"shard {k} tensors differ from the index")
             out.extend(sub.data)
         return out
+
+    def _shard(self, k: int, sh: dict[str, Any], sub: Reader, lo: int) -> None:
+        """Shard k, read up to its data, against its entry; `lo` is its first blob in the set."""
+        if sub.size != sh["size"] or sub.trailer_algo != self.algo or sub.digest != sh["digest"]:
+            _fail("CHECKSUM_MISMATCH", f"shard {k} is not the file the index lists")
+        sm = sub.m
+        if sm["shards"]:
+            _fail("BAD_LAYOUT", f"shard {k} is an index")
+        if [b["nbytes"] for b in sm["blobs"]] != sh["blobs"]:
+            _fail("BAD_LAYOUT", f"shard {k} blobs differ from the index")
+        hi = lo + len(sh["blobs"])
+        mine = [
+            (t["name"], t["dtype"], t["shape"], t["strides"], t["offset"], t["blob"] - lo)
+            for t in self.m["tensors"]
+            if t["blob"] is not None and lo <= t["blob"] < hi
+        ]
+        theirs = [
+            (t["name"], t["dtype"], t["shape"], t["strides"], t["offset"], t["blob"]) for t in sm["tensors"]
+        ]
+        if mine != theirs:
+            _fail("BAD_LAYOUT", f"shard {k} tensors differ from the index")
 
     def _tensors(self, sizes: list[int]) -> None:
         m = self.m

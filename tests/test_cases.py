@@ -49,7 +49,11 @@ def _verify(path: Path, read_with: dict[str, Any]) -> None:
 
 VALID = _cases("valid")
 HOSTILE = _cases("hostile")
-ALL = VALID + HOSTILE
+#: the sharded folder's cases: its valid set and the hostile indexes beside it
+SHARDED = _cases("sharded")
+ALL = VALID + HOSTILE + SHARDED
+#: every hostile case, of every folder
+ALL_HOSTILE = HOSTILE + [p for p in SHARDED if p.stem in make_cases.SHARDED_HOSTILE]
 
 
 def _id(p: Path) -> str:
@@ -66,7 +70,7 @@ def test_case_matches_schema(path: Path) -> None:
     jsonschema.Draft202012Validator(SCHEMA).validate(case)
     assert case["id"] == _id(path)
     assert case["file"] == path.stem + ".tmodel"
-    if path.parent.name == "hostile":
+    if case["category"] != "valid":
         phases = {make_cases.PHASE[c] for c in case["expect"]["error"]["codes"]}
         assert case["category"] == case["expect"]["error"]["phase"] in phases
 
@@ -87,6 +91,8 @@ def test_corpus_size() -> None:
     assert len(VALID) >= 10
     assert {p.stem for p in VALID} == set(make_cases.VALID) | set(make_cases.CRYPTO_VALID)
     assert {p.stem for p in HOSTILE} == set(make_cases.HOSTILE)
+    assert {p.stem for p in SHARDED} == set(make_cases.SHARDED_VALID) | set(make_cases.SHARDED_HOSTILE)
+    assert len(make_cases.SHARDED_HOSTILE) >= 25
 
 
 @pytest.mark.parametrize("path", VALID, ids=_id)
@@ -163,7 +169,8 @@ def _readme_table() -> dict[int, list[str]]:
 def test_readme_maps_every_attack_line() -> None:
     rows = _readme_table()
     assert sorted(rows) == sorted(make_cases.ATTACKS) == list(range(1, max(make_cases.ATTACKS) + 1))
-    hostile = {p.stem: _load(p)["attack"]["line"] for p in HOSTILE}
+    hostile = {p.stem: _load(p)["attack"]["line"] for p in ALL_HOSTILE}
+    assert len(hostile) == len(ALL_HOSTILE)  # names are unique across the folders
     for line, names in rows.items():
         assert names or line in make_cases.NOT_A_FILE, f"ATTACKS line {line} has no case"
         for name in names:
@@ -173,13 +180,13 @@ def test_readme_maps_every_attack_line() -> None:
 
 
 def test_every_attack_line_has_a_case_or_a_reason() -> None:
-    lines = {_load(p)["attack"]["line"] for p in HOSTILE}
+    lines = {_load(p)["attack"]["line"] for p in ALL_HOSTILE}
     assert lines | set(make_cases.NOT_A_FILE) == set(make_cases.ATTACKS)
 
 
 def test_regenerating_gives_identical_files(tmp_path: Path) -> None:
     make_cases.write(tmp_path)
-    for kind in ("valid", "hostile"):
+    for kind in ("valid", "hostile", "sharded"):
         fresh = {p.name: p.read_bytes() for p in (tmp_path / kind).iterdir()}
         stored = {p.name: p.read_bytes() for p in (CASES / kind).iterdir()}
         assert sorted(fresh) == sorted(stored)

@@ -62,7 +62,8 @@ def test_wrong_answers_crashes_and_hangs_fail(tmp_path: Path) -> None:
     t0 = time.monotonic()
     report = runner.run(hang, tiers=("MUST",), timeout=0.5)
     assert all(not r.ok and "no answer within 0.5 s" in r.detail for r in report.results)
-    assert time.monotonic() - t0 < 0.5 * len(report.results) + 30
+    # each case: its timeout, then the implementation killed and started again (a process start per case)
+    assert time.monotonic() - t0 < (0.5 + 0.25) * len(report.results) + 30
 
 
 def test_memory_limit_applies(tmp_path: Path) -> None:

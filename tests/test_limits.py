@@ -69,13 +69,15 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "long_name_tensor": torch.ones(5000),
     }
     paths = {"main": d / "main.tmodel", "chunks": d / "chunks.tmodel", "found": d / "found.tmodel"}
+    paths["sharded"] = d / "sharded.tmodel"  # an index and 3 shards of one tensor each
+    tmodel.save(
+        {f"t{i}": torch.full((256,), float(i)) for i in range(3)}, paths["sharded"], max_shard_size=1024
+    )
     paths["kdf"] = d / "kdf.tmodel"
     tmodel.save({"x": torch.ones(3)}, paths["kdf"], encrypt_with=KDF_KEY)
     tmodel.save(nn.Sequential(FoundA(), FoundB(), FoundA()), paths["found"])
     tmodel.save(ckpt, paths["main"])
     tmodel.save({"x": torch.arange(10_000, dtype=torch.float32)}, paths["chunks"], chunk_size=4096)
-    paths["sharded"] = d / "sharded.tmodel"  # an index of three shards (SPEC.md §5.10)
-    tmodel.save({k: torch.ones(1000) for k in "abc"}, paths["sharded"], max_shard_size=4000)
     return paths
 
 
@@ -132,22 +134,25 @@ def test_each_limit_is_enforced_at_its_exact_boundary(
     assert _outcome(path, dataclasses.replace(base, **{field: hi - 1})) == code
     with tmodel.open(path, key=KDF_KEY) as f:
         m = f.manifest
-        need = {
-            "max_tensors": len(m.tensors),
-            "max_blobs": len(m.blobs),
-            "max_modules": len(m.modules),
-            "max_module_paths": 4,  # the Sequential and its three children
-            "max_chunks": sum(len(b.chunks) for b in m.blobs),
-            "max_rank": max(len(t.shape) for t in m.tensors),
-            "max_name_bytes": max(len(t.name.encode()) for t in m.tensors),
-            "max_chunk_size": max((b.chunk_size for b in m.blobs), default=None),
-            "max_shards": 3 if m.shards else None,
-            "decoded_slack": sum(b.nbytes for b in m.blobs),
-            "max_total_bytes": sum(b.nbytes for b in m.blobs),
-            "max_unsaved_bytes": 4000 if name == "main" else None,
-            "max_found_names": 2 if name == "found" else None,  # two distinct names, FoundA twice
-            "max_kdf_bytes": 128 * 2**10 * 8,
-        }.get(field)
+        if name == "sharded":  # an index (SPEC.md §5.10): max_shards counts its shard table
+            assert len(m.shards) == 3
+            need: int | None = len(m.shards)
+        else:
+            need = {
+                "max_tensors": len(m.tensors),
+                "max_blobs": len(m.blobs),
+                "max_modules": len(m.modules),
+                "max_module_paths": 4,  # the Sequential and its three children
+                "max_chunks": sum(len(b.chunks) for b in m.blobs),
+                "max_rank": max(len(t.shape) for t in m.tensors),
+                "max_name_bytes": max(len(t.name.encode()) for t in m.tensors),
+                "max_chunk_size": max(b.chunk_size for b in m.blobs),
+                "decoded_slack": sum(b.nbytes for b in m.blobs),
+                "max_total_bytes": sum(b.nbytes for b in m.blobs),
+                "max_unsaved_bytes": 4000 if name == "main" else None,
+                "max_found_names": 2 if name == "found" else None,  # two distinct names, FoundA twice
+                "max_kdf_bytes": 128 * 2**10 * 8,
+            }.get(field)
     if need is not None:
         assert hi == need  # limits are inclusive maxima of exactly what SPEC.md §8 says they count
 

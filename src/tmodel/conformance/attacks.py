@@ -46,6 +46,9 @@ ATTACKS: dict[int, tuple[str, str]] = {
     34: ("KDF DoS", "JWE PBES2 iteration counts taken from the token (CVE-2022-36083)"),
     35: ("encryption downgrade", "JWT alg none: a field of the input switches protection off"),
     36: ("decoder differential", "libzstd decodes frames RFC 8878 forbids, some to other bytes"),
+    37: ("shard path traversal", "Hugging Face sharded indexes map tensors to file paths"),
+    38: ("shard substitution", "a safetensors index records no digest of its shards"),
+    39: ("index size lies", "buffers and bounds sized from an index, never checked against the files"),
 }
 
 #: conformance/ATTACKS.md lines that no file can express, and where they are tested instead.
@@ -81,4 +84,5 @@ PHASE = {
     "MIGRATION": "model",
     "SIGNATURE_REQUIRED": "usage",
     "KEY_REQUIRED": "usage",
+    "IO_ERROR": "io",
 }

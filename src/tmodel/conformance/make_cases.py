@@ -2,7 +2,9 @@
 
 Rules: the corpus is data. `cases/valid/NAME.tmodel` is written by the reference writer and `NAME.json` holds
 its canonical description (`describe.py`); `cases/hostile/NAME.tmodel` is a valid sibling with exactly ONE
-documented change, and `NAME.json` lists every error code SPEC.md allows for it. Manifest-content
+documented change, and `NAME.json` lists every error code SPEC.md allows for it. `cases/sharded/` holds a
+sharded set (`set.tmodel`, its index, with its shards beside it and no JSON for them) and hostile indexes,
+each `set.tmodel` with ONE change, that read the same shards (`sharded_cases`). Manifest-content
 attacks re-encode the manifest with the trailer digest recomputed; payload attacks recompute the chunk
 digests; framing and checksum attacks edit raw bytes. Each hostile case names the line of
 conformance/ATTACKS.md (the numbered list of hostile inputs the suite covers) that it covers. The output
@@ -11,8 +13,8 @@ files (no time, no randomness without a seed).
 
 The cases live by topic: `valid_cases` (what the reference writer saves), `surgery` (taking files apart and
 putting them together), `hostile_cases` (container, manifest, data and model rules), `crypto_cases` (signed
-and encrypted files), `zstd_cases` (the decoder differential), `attacks` (the ATTACKS.md lines and the
-phase of each code); this module gathers them and writes the corpus.
+and encrypted files), `zstd_cases` (the decoder differential), `sharded_cases` (sharded sets), `attacks`
+(the ATTACKS.md lines and the phase of each code); this module gathers them and writes the corpus.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from .crypto_cases import (
 from .describe import describe, reader_options
 from .hostile_cases import HOSTILE as _MAIN_HOSTILE
 from .hostile_cases import Hostile
+from .sharded_cases import SHARDED_HOSTILE, SHARDED_VALID
 from .suite import SUITE
 from .surgery import build, signing_key, split
 from .valid_cases import Valid
@@ -61,6 +64,8 @@ __all__ = [
     "OTHER_KEY",
     "OTHER_PASSPHRASE",
     "PHASE",
+    "SHARDED_HOSTILE",
+    "SHARDED_VALID",
     "SIGNING_SEEDS",
     "TEST_KDF",
     "TEST_KEY",
@@ -122,7 +127,7 @@ def _reading(case: dict[str, Any], read_with: dict[str, Any], requires: list[str
 
 
 def write(out: Path) -> list[Path]:
-    """Write the whole corpus into `out/valid` and `out/hostile` (both emptied first)."""
+    """Write the whole corpus into `out/valid`, `out/hostile` and `out/sharded` (each emptied first)."""
     written: list[Path] = []
     for sub in ("valid", "hostile"):
         if (out / sub).exists():
@@ -157,28 +162,63 @@ def write(out: Path) -> list[Path]:
         written += [path, out / "valid" / f"{name}.json"]
     for name, h in HOSTILE.items():
         sibling = (out / "valid" / f"{h.sibling}.tmodel").read_bytes()
-        data = h.edit(sibling)
-        request = read_with[h.sibling] if h.read_with is None else h.read_with
-        # the ONE change: to the file, or (for what the caller gives, not the file) to the read request
-        assert (data != sibling) != (request != read_with[h.sibling]), name
-        path = out / "hostile" / f"{name}.tmodel"
-        path.write_bytes(data)
-        cls, motivation = ATTACKS[h.line]
-        case = {
-            "id": f"hostile/{name}",
+        written += _hostile(out / "hostile", name, h, sibling, f"valid/{h.sibling}", read_with[h.sibling])
+    return written + _sharded(out / "sharded")
+
+
+def _hostile(
+    folder: Path, name: str, h: Hostile, sibling: bytes, sibling_id: str, sibling_request: dict[str, Any]
+) -> list[Path]:
+    """One hostile case: the sibling's bytes with `h`'s ONE change, and its JSON."""
+    data = h.edit(sibling)
+    request = sibling_request if h.read_with is None else h.read_with
+    # the ONE change: to the file, or (for what the caller gives, not the file) to the read request
+    assert (data != sibling) != (request != sibling_request), name
+    path = folder / f"{name}.tmodel"
+    path.write_bytes(data)
+    cls, motivation = ATTACKS[h.line]
+    case: dict[str, Any] = {
+        "id": f"{folder.name}/{name}",
+        "file": path.name,
+        "tier": h.tier,
+        "category": category(h.codes),
+        "spec": h.spec,
+        "description": h.description,
+        "sibling": f"{sibling_id}.tmodel",
+        "change": h.change,
+        "attack": {"line": h.line, "class": cls, "motivation": motivation},
+    }
+    _reading(case, request, requirements(data, category(h.codes), h.requires))
+    case["expect"] = {"error": {"phase": category(h.codes), "codes": list(h.codes)}}
+    (folder / f"{name}.json").write_text(_json(case), encoding="utf-8")
+    return [path, folder / f"{name}.json"]
+
+
+def _sharded(folder: Path) -> list[Path]:
+    """`folder` (emptied first): the valid set (its index, JSON and shards) and the hostile indexes."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    written: list[Path] = []
+    for name, v in SHARDED_VALID.items():
+        path = folder / f"{name}.tmodel"
+        tmodel.save(v.make(), path, metadata=v.metadata, **v.options)
+        case: dict[str, Any] = {
+            "id": f"sharded/{name}",
             "file": path.name,
-            "tier": h.tier,
-            "category": category(h.codes),
-            "spec": h.spec,
-            "description": h.description,
-            "sibling": f"valid/{h.sibling}.tmodel",
-            "change": h.change,
-            "attack": {"line": h.line, "class": cls, "motivation": motivation},
+            "tier": v.tier,
+            "category": "valid",
+            "spec": v.spec,
+            "description": v.description,
+            "expect": {"description": describe(str(path))},
         }
-        _reading(case, request, requirements(data, category(h.codes), h.requires))
-        case["expect"] = {"error": {"phase": category(h.codes), "codes": list(h.codes)}}
-        (out / "hostile" / f"{name}.json").write_text(_json(case), encoding="utf-8")
-        written += [path, out / "hostile" / f"{name}.json"]
+        (folder / f"{name}.json").write_text(_json(case), encoding="utf-8")
+        written += [path, folder / f"{name}.json", *sorted(folder.glob(f"{name}-*.tmodel"))]
+    for name, h in SHARDED_HOSTILE.items():
+        sibling = (folder / f"{h.sibling}.tmodel").read_bytes()
+        written += _hostile(folder, name, h, sibling, f"sharded/{h.sibling}", {})
+    return written
+
     return written
 
 
@@ -186,7 +226,7 @@ def table() -> str:
     """The README table: every conformance/ATTACKS.md line and the hostile cases that cover it."""
     rows = ["| line | attack class | hostile cases |", "|---|---|---|"]
     for line, (cls, _) in ATTACKS.items():
-        names = [f"`{n}`" for n, h in HOSTILE.items() if h.line == line]
+        names = [f"`{n}`" for n, h in {**HOSTILE, **SHARDED_HOSTILE}.items() if h.line == line]
         where = ", ".join(names) if names else ""
         if line in NOT_A_FILE:
             where = (where + "; " if where else "") + "no file: " + NOT_A_FILE[line]

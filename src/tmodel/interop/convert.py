@@ -87,7 +87,7 @@ def _kind(path: PathLike, role: str) -> str:
         return "torch"
     raise InvalidArgument(
         f"cannot tell the {role} format of {os.fspath(path)!r}: use .tmodel, .safetensors, "
-        ".safetensors.index.json (source only), .pt, .pth or .bin"
+        ".safetensors.index.json, .pt, .pth or .bin"
     )
 
 
