@@ -13,8 +13,8 @@ from ..limits import Limits
 from .schema import Manifest
 
 #: a shard's file: one name in the index's folder, never a path on any system (no '/', '\\' or ':', no
-#: control characters), not hidden (no leading '.'), no '..'; 1 to 255 bytes of UTF-8
-SHARD_FILE = re.compile(r"[^\x00-\x1f\x7f/\\:.][^\x00-\x1f\x7f/\\:]*")
+#: control characters), not hidden or an option (no leading '.' or '-'), no '..'; 1 to 255 bytes of UTF-8
+SHARD_FILE = re.compile(r"[^\x00-\x1f\x7f/\\:.\-][^\x00-\x1f\x7f/\\:]*")
 SHARD_FILE_BYTES = 255
 
 
