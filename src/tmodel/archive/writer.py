@@ -35,9 +35,8 @@ from ..container.framing import (
 from ..container.streams import write_into
 from ..errors import InvalidArgument, LimitExceeded, TModelError, Truncated, UnsupportedType
 from ..limits import DEFAULT_LIMITS
-from ..manifest.checks import read_manifest
 from ..manifest.encoding import pack_manifest
-from ..manifest.schema import Manifest
+from ..manifest.validated import Validated, read_validated
 from ..manifest.wire import BlobWire, ChunkWire, ManifestWire
 from .progress import Progress
 from .threads import default_threads
@@ -108,7 +107,7 @@ class Options:
     worker_init: Callable[[], None] | None = None
     #: run on the written manifest, as the reader validated it, before the file is complete (the API's
     #: rebuild of modules on the meta device); what it raises fails the write
-    check: Callable[[Manifest], None] | None = None
+    check: Callable[[Validated], None] | None = None
     #: bytes by which raw-stored frames must grow the file (0 on a first write; see the module's rule)
     raw_needed: int = 0
     #: the signature block for (manifest bytes, size up to the manifest's end): the file is signed
@@ -358,13 +357,13 @@ def _write(
     f.write(pack_trailer(pos, region, options.checksum, header, block))
 
 
-def check_written(raw: bytes, offset: int, encrypted: bool = False) -> Manifest:
-    """The manifest about to be written, through the reader's own validation (`read_manifest`, default
+def check_written(raw: bytes, offset: int, encrypted: bool = False) -> Validated:
+    """The manifest about to be written, through the reader's own validation (`read_validated`, default
     limits) before anything is replaced: content the reader would refuse is UNSUPPORTED_TYPE, naming the
     reader's code (SPEC.md §11)."""
     try:
         end = offset + len(raw) + TRAILER_SIZE
-        return read_manifest(raw, DEFAULT_LIMITS, offset, end, encrypted)[0]
+        return read_validated(raw, DEFAULT_LIMITS, offset, end, encrypted)
     except TModelError as exc:
         hint = " (a reader's default limit, SPEC.md §8)" if isinstance(exc, LimitExceeded) else ""
         raise UnsupportedType(

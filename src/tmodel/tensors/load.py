@@ -23,6 +23,7 @@ from ..archive.reader import Reader, bool_regions, names_file
 from ..codecs.table import RAW
 from ..errors import InvalidArgument
 from ..manifest.dtypes import DTYPES, check_bool_bytes
+from ..manifest.rows import Tables
 from ..manifest.schema import Manifest
 from .dtypes import torch_dtype
 from .memory import host_view
@@ -126,7 +127,7 @@ def materialize(
     device or where a callable map_location puts each blob's storage. With `use_mmap`, raw blobs decoded
     on the CPU are zero-copy views of the file mapping (verified first); `progress(done, total)` counts
     the blobs' bytes."""
-    m = reader.manifest
+    m = reader.tables
     device = where if isinstance(where, torch.device) else torch.device("cpu")
     blobs = sorted({b for i in indices if (b := m.tensors[i].blob) is not None})
     tally = Tally(progress, sum(m.blobs[b].nbytes for b in blobs)) if progress is not None else None
@@ -169,7 +170,7 @@ def meta_tensors(m: Manifest) -> list[torch.Tensor]:
 
 
 def _view(
-    m: Manifest, i: int, storages: dict[int, torch.UntypedStorage], device: torch.device
+    m: Tables, i: int, storages: dict[int, torch.UntypedStorage], device: torch.device
 ) -> torch.Tensor:
     """Tensor `i` as a view of its blob's storage."""
     t = m.tensors[i]

@@ -107,7 +107,7 @@ def _index(base: torch.Tensor, key: Any, t: TensorEntry) -> torch.Tensor:
 def read_slice(reader: Reader, index: int, key: Any) -> torch.Tensor:
     """`key` applied to one tensor (see the module's docstring), decoding only the chunks it needs."""
     rows, rest = _split_key(key)
-    m = reader.manifest
+    m = reader.tables
     t = m.tensors[index]
     if rows is not None:
         return _read_rows(reader, t, rows, rest)
@@ -145,7 +145,7 @@ def _read_rows(reader: Reader, t: TensorEntry, index: Any, rest: tuple[Any, ...]
     if rows.numel() == 0 or sub[0].numel() == 0 or t.blob is None:
         return torch.empty(shape, dtype=dtype)
     itemsize = DTYPES[t.dtype][0]
-    b = reader.manifest.blobs[t.blob]
+    b = reader.tables.blobs[t.blob]
     uniq, inverse = torch.unique(rows.flatten(), sorted=True, return_inverse=True)
     stride0, inner_shape, inner_strides = sub.stride(0), sub.shape[1:], sub.stride()[1:]
     lo = (int(sub.storage_offset()) + uniq * stride0) * itemsize
