@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import functools
 import math
+from itertools import chain, compress, islice, repeat
+from operator import add, attrgetter, contains, eq, floordiv, le, mod, mul, neg, not_, sub
 from typing import Annotated, Any, NamedTuple
 
 import msgspec
@@ -29,18 +31,19 @@ from .dtypes import DTYPES
 from .encoding import INT64_MAX, check_types
 from .fast_tree import proves
 from .metadata import check_metadata
-from .names import check_name
+from .names import all_valid
 from .rows import BlobRow, TensorRow
 from .schema import KNOWN_FEATURES, SCHEMA_VERSION, Manifest
 
 #: manifests larger than this take the strict path, which holds chunk lists packed as it decodes them
 #: (rows cost ~150 bytes a chunk; SPEC.md §9 asks for memory a small multiple of the manifest)
 FAST_MANIFEST_BYTES = 64 << 20
+#: manifests whose blobs take more bytes than this on average (many chunks each) take the strict path too
+DENSE_BLOB_BYTES = 1024
 #: the msgspec types of the top-level fields decoded as rows; every other field is decoded as plain values
 _ROWS: dict[str, Any] = {"blobs": list[BlobRow], "tensors": list[TensorRow]}
 #: the nesting the rows reach: manifest, blobs, blob, chunks, chunk, segments, a segment length
 _ROW_DEPTH = 7
-_MASK = ~(ALIGNMENT - 1)
 
 
 class Proven(NamedTuple):
@@ -52,12 +55,21 @@ class Proven(NamedTuple):
 
 
 @functools.cache
-def _codec() -> tuple[msgspec.msgpack.Decoder[Any], msgspec.msgpack.Encoder]:
-    """A decoder of the whole manifest (a struct of `schema.Manifest`'s fields, in their order) and the
-    encoder that proves it canonical."""
+def _codec() -> tuple[msgspec.msgpack.Decoder[Any], msgspec.msgpack.Encoder, msgspec.msgpack.Decoder[Any]]:
+    """A decoder of the whole manifest (a struct of `schema.Manifest`'s fields, in their order), the
+    encoder that proves it canonical, and a decoder that only finds where the blob table lies."""
     fields = [(name, _ROWS.get(name, Any)) for name in Manifest.model_fields]
     top = msgspec.defstruct("ManifestRows", fields, forbid_unknown_fields=True, gc=False)
-    return msgspec.msgpack.Decoder(top), msgspec.msgpack.Encoder()
+    outline = msgspec.defstruct("ManifestOutline", [("blobs", msgspec.Raw)], gc=False)
+    return msgspec.msgpack.Decoder(top), msgspec.msgpack.Encoder(), msgspec.msgpack.Decoder(outline)
+
+
+def _dense(outline: msgspec.msgpack.Decoder[Any], raw: bytes) -> bool:
+    """Whether the blob table averages more than DENSE_BLOB_BYTES a blob (read without decoding it)."""
+    blobs = bytes(outline.decode(raw).blobs or b"\x90")
+    head = blobs[0]
+    count = head & 0x0F if 0x90 <= head <= 0x9F else int.from_bytes(blobs[1 : 3 if head == 0xDC else 5], "big")
+    return len(blobs) > DENSE_BLOB_BYTES * max(count, 1)
 
 
 def prove(
@@ -66,8 +78,10 @@ def prove(
     """`raw` decoded and validated as `checks.parse` would, or None when this path cannot prove it valid."""
     if len(raw) > FAST_MANIFEST_BYTES or limits.max_depth < _ROW_DEPTH:
         return None
-    decoder, encoder = _codec()
+    decoder, encoder, outline = _codec()
     try:
+        if _dense(outline, raw):
+            return None
         top = decoder.decode(raw)
         if encoder.encode(top) != raw:
             return None
@@ -149,86 +163,103 @@ def _blobs_ok(
     file_size: int,
     encrypted: bool,
 ) -> bool:
-    """`checks._check_blobs` as one loop: packed and aligned, nonces, codecs and widths, chunk counts and
-    sizes, segment lengths, digest lengths, the decoded-size and chunk limits (SPEC.md §3.3, §5.1, §8)."""
+    """`checks._check_blobs` over whole columns at once: packed and aligned, nonces, codecs and widths,
+    chunk counts and sizes, segment lengths, digest lengths, the decoded-size and chunk limits (SPEC.md
+    §3.3, §5.1, §8)."""
     try:
         digest_len = digests.digest_length(checksum)
     except TModelError:
         return False
-    expected = HEADER_SIZE
-    tag = TAG_SIZE if encrypted else 0
+    if not blobs:
+        return manifest_offset == HEADER_SIZE
+    offsets, lengths = _column(blobs, "offset"), _column(blobs, "length")
+    nbytes, widths, sizes = _column(blobs, "nbytes"), _column(blobs, "width"), _column(blobs, "chunk_size")
+    codecs, chunks = _column(blobs, "codec"), _column(blobs, "chunks")
+    counts = list(map(len, chunks))
     nonce_len = NONCE_SIZE if encrypted else 0
-    cap = limits.max_decoded_bytes(file_size)
-    max_chunk = limits.max_chunk_size
-    total_bytes = total_chunks = 0
-    for b in blobs:
-        codec = CODECS.get(b.codec)
-        width, nbytes, chunk_size = b.width, b.nbytes, b.chunk_size
-        if (
-            b.offset != expected
-            or len(b.nonce) != nonce_len
-            or codec is None
-            or (width != 1 and not codec.grouped)
-            or chunk_size > max_chunk
-            or nbytes % width
-            or chunk_size % width
+    kinds = set(zip(codecs, widths))
+    if (
+        offsets[0] != HEADER_SIZE
+        or any(map(mod, offsets, repeat(ALIGNMENT)))
+        or not _packed(offsets, lengths, manifest_offset)
+        or set(map(len, _column(blobs, "nonce"))) != {nonce_len}
+        or any(c not in CODECS or (w != 1 and not CODECS[c].grouped) for c, w in kinds)
+        or max(sizes) > limits.max_chunk_size
+        or any(map(mod, nbytes, widths))
+        or any(map(mod, sizes, widths))
+        or sum(nbytes) > limits.max_decoded_bytes(file_size)
+        or sum(counts) > limits.max_chunks
+        or counts != list(map(neg, map(floordiv, map(neg, nbytes), sizes)))  # ceil(nbytes / chunk_size)
+    ):
+        return False
+    flat = list(chain.from_iterable(chunks))
+    segments = list(map(attrgetter("segments"), flat))
+    if set(map(len, map(attrgetter("digest"), flat))) != {digest_len}:
+        return False
+    per_kind = {kind: CODECS[kind[0]].segments(kind[1]) for kind in kinds}
+    chunk_codecs = list(chain.from_iterable(map(repeat, codecs, counts)))
+    chunk_widths = list(chain.from_iterable(map(repeat, widths, counts)))
+    if list(map(len, segments)) != list(map(per_kind.__getitem__, zip(chunk_codecs, chunk_widths))):
+        return False
+    last = map(sub, nbytes, map(mul, map(sub, counts, repeat(1)), sizes))  # a blob's last chunk's bytes
+    raw_lens = list(chain.from_iterable(map(chain, map(repeat, sizes, map(sub, counts, repeat(1))), zip(last))))
+    for name in set(codecs):
+        pick = list(map(eq, chunk_codecs, repeat(name)))
+        if not CODECS[name].accepts(
+            list(compress(raw_lens, pick)), list(compress(chunk_widths, pick)), list(compress(segments, pick))
         ):
             return False
-        total_bytes += nbytes
-        chunks = b.chunks
-        n = len(chunks)
-        total_chunks += n
-        if n != -(-nbytes // chunk_size) or total_bytes > cap or total_chunks > limits.max_chunks:
-            return False
-        segments_of, check = codec.segments(width), codec.check
-        stored = 0
-        for j, c in enumerate(chunks):
-            segments = c.segments
-            if len(segments) != segments_of or len(c.digest) != digest_len:
-                return False
-            check(width, min(chunk_size, nbytes - j * chunk_size), segments)  # BadTensor: declined
-            stored += sum(segments) + tag
-        if stored != b.length:
-            return False
-        expected = (b.offset + stored + ALIGNMENT - 1) & _MASK
-    return expected == manifest_offset
+    stored = list(map(sum, segments))
+    if encrypted:
+        stored = list(map(add, stored, repeat(TAG_SIZE)))
+    it = iter(stored)
+    return list(map(sum, map(islice, repeat(it), counts))) == lengths
+
+
+def _column(rows: list[Any], field: str) -> list[Any]:
+    return list(map(attrgetter(field), rows))
+
+
+def _packed(offsets: list[int], lengths: list[int], manifest_offset: int) -> bool:
+    """Each blob (its offset aligned) starts where the one before ends, padded to the next multiple of
+    ALIGNMENT, and the manifest where the last one ends, padded likewise."""
+    ends = list(map(add, offsets, lengths))
+    gaps = list(map(sub, [*offsets[1:], manifest_offset], ends))
+    return manifest_offset % ALIGNMENT == 0 and min(gaps) >= 0 and max(gaps) < ALIGNMENT
 
 
 def _tensors_ok(tensors: list[TensorRow], blobs: list[BlobRow], limits: Limits) -> bool:
-    """`checks._check_tensors` as one loop: names valid and unique, dtypes known, ranks within the limit,
-    a stride per dimension, no overflow, extents within their blob, offsets aligned, every blob used."""
-    used = bytearray(len(blobs))
-    n_blobs = len(blobs)
-    max_rank = limits.max_rank
-    for t in tensors:
-        item = DTYPES.get(t.dtype)
-        shape, strides = t.shape, t.strides
-        rank = len(shape)
-        if item is None or rank > max_rank or len(strides) != rank:
-            return False
-        itemsize = item[0]
-        if rank == 1:  # most tensors: the general case below, unrolled
-            d = shape[0]
-            size = d * itemsize
-            reach = itemsize * (1 + (d - 1) * strides[0]) if d else 0
-        else:
-            size = itemsize * math.prod(d for d in shape if d)
-            reach = 0 if 0 in shape else itemsize * (1 + sum((d - 1) * s for d, s in zip(shape, strides)))
-        if size > INT64_MAX:
-            return False
-        offset, blob = t.offset, t.blob
-        if reach == 0:
-            if blob is not None or offset:
-                return False
-            continue
-        if blob is None or blob >= n_blobs or offset % itemsize or offset + reach > blobs[blob].nbytes:
-            return False
-        used[blob] = 1
-    if used.count(0):
+    """`checks._check_tensors` over whole columns at once: names valid and unique, dtypes known, ranks within
+    the limit, a stride per dimension, no overflow, extents within their blob, offsets aligned, every blob
+    used by a tensor (SPEC.md §5.2, §5.6)."""
+    names = _column(tensors, "name")
+    if len(set(names)) != len(names) or not all_valid(names, limits):
         return False
-    names = [t.name for t in tensors]
-    if len(set(names)) != len(names):
+    if not tensors:
+        return not blobs
+    items = list(map(_ITEMSIZE.get, _column(tensors, "dtype")))
+    shapes, strides = _column(tensors, "shape"), _column(tensors, "strides")
+    ranks = list(map(len, shapes))
+    if None in items or max(ranks) > limits.max_rank or list(map(len, strides)) != ranks:
         return False
-    for name in names:
-        check_name(name, limits)  # BadName: declined
-    return True
+    sizes = map(mul, items, map(math.prod, map(filter, repeat(None), shapes)))  # zeros left out
+    if max(sizes) > INT64_MAX:
+        return False
+    # extent = itemsize * (1 + sum((d - 1) * s)) = itemsize * (1 + sum(d * s) - sum(s)), 0 if a d is 0
+    spans = map(sub, map(sum, map(map, repeat(mul), shapes, strides)), map(sum, strides))
+    empty = list(map(contains, shapes, repeat(0)))
+    reach = [0 if e else i * (1 + s) for e, i, s in zip(empty, items, spans)]
+    offsets, refs = _column(tensors, "offset"), _column(tensors, "blob")
+    full = list(map(not_, empty))
+    if any(compress(offsets, empty)) or set(compress(refs, empty)) - {None}:
+        return False
+    refs = list(compress(refs, full))
+    offsets = list(compress(offsets, full))
+    if None in refs or max(refs, default=-1) >= len(blobs) or len(set(refs)) != len(blobs):
+        return False
+    items = list(compress(items, full))
+    capacity = list(map(_column(blobs, "nbytes").__getitem__, refs))
+    return not any(map(mod, offsets, items)) and all(map(le, map(add, offsets, compress(reach, full)), capacity))
+
+
+_ITEMSIZE = {name: item for name, (item, _) in DTYPES.items()}
