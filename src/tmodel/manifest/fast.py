@@ -152,7 +152,7 @@ def _adapter(name: str) -> Any:
     from pydantic import TypeAdapter
 
     info = Manifest.model_fields[name]
-    return TypeAdapter(Annotated[info.annotation, *info.metadata])
+    return TypeAdapter(Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation)
 
 
 def _blobs_ok(
