@@ -138,19 +138,29 @@ def main() -> None:
         for _ in range(2):  # warm both (page cache, imports)
             tm_open(tm)()
             st_open()
-        opens = [median_of(args.runs, tm_open(tm)), median_of(args.runs, tm_open(tm_raw)), median_of(args.runs, st_open)]
+        opens = [
+            median_of(args.runs, tm_open(tm)),
+            median_of(args.runs, tm_open(tm_raw)),
+            median_of(args.runs, st_open),
+        ]
         rows.append(("open+get_tensor (default codec) / safe_open+get_tensor", opens[0], opens[2], 2.0))
         rows.append(("open+get_tensor (raw) / safe_open+get_tensor", opens[1], opens[2], 2.0))
         small = Path(tmp, "small.tmodel")
         tmodel.save({"w": torch.ones(4), "b": torch.zeros(2)}, small)
-        firsts = [first_call(small, "w", "open", max(args.runs, 5)), first_call(small, "w", "load", max(args.runs, 5))]
+        firsts = [
+            first_call(small, "w", "open", max(args.runs, 5)),
+            first_call(small, "w", "load", max(args.runs, 5)),
+        ]
     print(f"{'target':58} {'tmodel':>9} {'other':>9} {'ratio':>7} {'limit':>6}")
     for target, a, b, limit in rows:
         ratio = a / b
-        print(f"{target:58} {a:9.3f} {b:9.3f} {ratio:7.2f} {limit:6.2f} {'PASS' if ratio <= limit else 'FAIL'}")
+        print(
+            f"{target:58} {a:9.3f} {b:9.3f} {ratio:7.2f} {limit:6.2f} {'PASS' if ratio <= limit else 'FAIL'}"
+        )
     for what, extra in zip(("open+get_tensor", "load (no modules)"), firsts, strict=True):
         mark = "PASS" if extra <= 0.030 else "FAIL"
-        print(f"{'first call, fresh process - warm: ' + what:58} {extra * 1000:8.1f}ms {'':>9} {'':>7} {'30ms':>6} {mark}")
+        label = f"first call, fresh process - warm: {what}"
+        print(f"{label:58} {extra * 1000:8.1f}ms {'':>9} {'':>7} {'30ms':>6} {mark}")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ def _region(data: bytes) -> tuple[bytes, int, int]:
 
 
 def _outcome(fn: Any) -> Any:
+    """What `fn` returns, or the code of the TModelError it raises."""
     try:
         return fn()
     except TModelError as exc:
@@ -115,16 +116,23 @@ def test_a_valid_manifest_encoded_otherwise_takes_the_strict_path(files: dict[st
         Limits(max_chunks=2),
     ],
 )
-def test_tighter_limits_are_refused_with_the_strict_paths_code(files: dict[str, bytes], limits: Limits) -> None:
+def test_tighter_limits_are_refused_with_the_strict_paths_code(
+    files: dict[str, bytes], limits: Limits
+) -> None:
     for data in files.values():
-        raw, offset, size = _region(data)
-        strict = _outcome(lambda: read_manifest(raw, limits, offset, size)[0].to_wire())
-        fast = prove(raw, limits, offset, size)
-        if isinstance(strict, str):
-            assert fast is None
-            assert _outcome(lambda: read_validated(raw, limits, offset, size)) == strict
-        else:
-            assert fast is None or read_validated(raw, limits, offset, size).manifest.to_wire() == strict
+        _agree(*_region(data), limits)
+
+
+def _agree(raw: bytes, offset: int, size: int, limits: Limits = DEFAULT_LIMITS) -> None:
+    """The fast path declines whatever the strict path refuses, and the reader then reports the strict
+    path's code; what both accept reads back the same."""
+    strict = _outcome(lambda: read_manifest(raw, limits, offset, size)[0].to_wire())
+    fast = prove(raw, limits, offset, size)
+    if isinstance(strict, str):
+        assert fast is None, f"the fast path accepted a manifest the strict path refuses [{strict}]"
+        assert _outcome(lambda: read_validated(raw, limits, offset, size)) == strict
+    elif fast is not None:
+        assert read_validated(raw, limits, offset, size).manifest.to_wire() == strict
 
 
 def _check_agreement(data: bytes, rng: random.Random, chunks: bool) -> None:
@@ -135,18 +143,13 @@ def _check_agreement(data: bytes, rng: random.Random, chunks: bool) -> None:
         raw = encode(parts.wire)
     except (TypeError, ValueError, OverflowError):
         return
-    size = offset + len(raw) + TRAILER_SIZE
-    strict = _outcome(lambda: read_manifest(raw, DEFAULT_LIMITS, offset, size)[0].to_wire())
-    fast = prove(raw, DEFAULT_LIMITS, offset, size)
-    if isinstance(strict, str):
-        assert fast is None, f"the fast path accepted a manifest the strict path refuses [{strict}]"
-        assert _outcome(lambda: read_validated(raw, DEFAULT_LIMITS, offset, size)) == strict
-    elif fast is not None:
-        assert read_validated(raw, DEFAULT_LIMITS, offset, size).manifest.to_wire() == strict
+    _agree(raw, offset, offset + len(raw) + TRAILER_SIZE)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rng=st.randoms(use_true_random=False), name=st.sampled_from(["state", "checkpoint", "modules", "rich"]))
+@given(
+    rng=st.randoms(use_true_random=False), name=st.sampled_from(["state", "checkpoint", "modules", "rich"])
+)
 def test_mutated_manifests_are_refused_with_the_strict_paths_code(
     files: dict[str, bytes], rng: random.Random, name: str
 ) -> None:
@@ -170,13 +173,7 @@ def test_flipped_manifest_bytes_are_refused_with_the_strict_paths_code(
     raw, offset, size = _region(files[name])
     at = data.draw(st.integers(0, len(raw) - 1))
     value = data.draw(st.integers(0, 255))
-    mutated = raw[:at] + bytes([value]) + raw[at + 1 :]
-    strict = _outcome(lambda: read_manifest(mutated, DEFAULT_LIMITS, offset, size)[0].to_wire())
-    fast = prove(mutated, DEFAULT_LIMITS, offset, size)
-    if isinstance(strict, str):
-        assert fast is None
-    elif fast is not None:
-        assert read_validated(mutated, DEFAULT_LIMITS, offset, size).manifest.to_wire() == strict
+    _agree(raw[:at] + bytes([value]) + raw[at + 1 :], offset, size)
 
 
 def test_a_file_of_many_chunks_a_blob_takes_the_strict_path(tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ from .container.atomic import copy_new
 from .errors import InvalidArgument, TModelError, UnregisteredType
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest.rows import wire
-from .manifest.validated import Validated
 from .manifest.schema import Manifest, TensorEntry
+from .manifest.validated import Validated
 from .manifest.wire import BlobWire, ChunkWire, ManifestWire, TensorWire, manifest_wire
 from .nn.apply import (
     Upgraded,

@@ -68,7 +68,9 @@ def _dense(outline: msgspec.msgpack.Decoder[Any], raw: bytes) -> bool:
     """Whether the blob table averages more than DENSE_BLOB_BYTES a blob (read without decoding it)."""
     blobs = bytes(outline.decode(raw).blobs or b"\x90")
     head = blobs[0]
-    count = head & 0x0F if 0x90 <= head <= 0x9F else int.from_bytes(blobs[1 : 3 if head == 0xDC else 5], "big")
+    count = (
+        head & 0x0F if 0x90 <= head <= 0x9F else int.from_bytes(blobs[1 : 3 if head == 0xDC else 5], "big")
+    )
     return len(blobs) > DENSE_BLOB_BYTES * max(count, 1)
 
 
@@ -113,7 +115,12 @@ def prove(
             return None
         m = Manifest.model_construct(**fields)
         check_semantics(
-            m, limits, manifest_offset, file_size, encrypted, proven=_PROVEN if root_wire is not None else _TABLES
+            m,
+            limits,
+            manifest_offset,
+            file_size,
+            encrypted,
+            proven=_PROVEN if root_wire is not None else _TABLES,
         )
     except (TModelError, ValueError, TypeError):  # pydantic's ValidationError is a ValueError
         return None
@@ -152,7 +159,7 @@ def _adapter(name: str) -> Any:
     from pydantic import TypeAdapter
 
     info = Manifest.model_fields[name]
-    return TypeAdapter(Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation)
+    return TypeAdapter(Annotated[info.annotation, info])  # type: ignore[arg-type]
 
 
 def _blobs_ok(
@@ -177,7 +184,7 @@ def _blobs_ok(
     codecs, chunks = _column(blobs, "codec"), _column(blobs, "chunks")
     counts = list(map(len, chunks))
     nonce_len = NONCE_SIZE if encrypted else 0
-    kinds = set(zip(codecs, widths))
+    kinds = set(zip(codecs, widths, strict=True))
     if (
         offsets[0] != HEADER_SIZE
         or any(map(mod, offsets, repeat(ALIGNMENT)))
@@ -199,10 +206,14 @@ def _blobs_ok(
     per_kind = {kind: CODECS[kind[0]].segments(kind[1]) for kind in kinds}
     chunk_codecs = list(chain.from_iterable(map(repeat, codecs, counts)))
     chunk_widths = list(chain.from_iterable(map(repeat, widths, counts)))
-    if list(map(len, segments)) != list(map(per_kind.__getitem__, zip(chunk_codecs, chunk_widths))):
+    if list(map(len, segments)) != list(
+        map(per_kind.__getitem__, zip(chunk_codecs, chunk_widths, strict=True))
+    ):
         return False
     last = map(sub, nbytes, map(mul, map(sub, counts, repeat(1)), sizes))  # a blob's last chunk's bytes
-    raw_lens = list(chain.from_iterable(map(chain, map(repeat, sizes, map(sub, counts, repeat(1))), zip(last))))
+    raw_lens = list(
+        chain.from_iterable(map(chain, map(repeat, sizes, map(sub, counts, repeat(1))), zip(last)))
+    )
     for name in set(codecs):
         pick = list(map(eq, chunk_codecs, repeat(name)))
         if not CODECS[name].accepts(
@@ -248,7 +259,7 @@ def _tensors_ok(tensors: list[TensorRow], blobs: list[BlobRow], limits: Limits) 
     # extent = itemsize * (1 + sum((d - 1) * s)) = itemsize * (1 + sum(d * s) - sum(s)), 0 if a d is 0
     spans = map(sub, map(sum, map(map, repeat(mul), shapes, strides)), map(sum, strides))
     empty = list(map(contains, shapes, repeat(0)))
-    reach = [0 if e else i * (1 + s) for e, i, s in zip(empty, items, spans)]
+    reach = [0 if e else i * (1 + s) for e, i, s in zip(empty, items, spans, strict=True)]
     offsets, refs = _column(tensors, "offset"), _column(tensors, "blob")
     full = list(map(not_, empty))
     if any(compress(offsets, empty)) or set(compress(refs, empty)) - {None}:
@@ -259,7 +270,9 @@ def _tensors_ok(tensors: list[TensorRow], blobs: list[BlobRow], limits: Limits) 
         return False
     items = list(compress(items, full))
     capacity = list(map(_column(blobs, "nbytes").__getitem__, refs))
-    return not any(map(mod, offsets, items)) and all(map(le, map(add, offsets, compress(reach, full)), capacity))
+    return not any(map(mod, offsets, items)) and all(
+        map(le, map(add, offsets, compress(reach, full)), capacity)
+    )
 
 
 _ITEMSIZE = {name: item for name, (item, _) in DTYPES.items()}

@@ -29,7 +29,7 @@ def proves(root: Any, n_tensors: int, depth: int, max_depth: int) -> bool:
             continue
         if kind is not dict or len(node) != 1 or d + 1 > max_depth:
             return False
-        (tag, body), = node.items()
+        ((tag, body),) = node.items()
         if tag == "tensor" or tag == "requires_grad":
             if type(body) is not int or not 0 <= body < n_tensors:
                 return False
@@ -44,7 +44,11 @@ def proves(root: Any, n_tensors: int, depth: int, max_depth: int) -> bool:
             if type(body) is not dict or len(body) != 2 or d + 2 > max_depth:
                 return False
             items, meta = body.get("items"), body.get("metadata")
-            if type(meta) is not list or len(meta) > 1 or not _entries(items, d + 2, n_tensors, max_depth, push):
+            if (
+                type(meta) is not list
+                or len(meta) > 1
+                or not _entries(items, d + 2, n_tensors, max_depth, push)
+            ):
                 return False
             stack.extend((x, d + 3) for x in meta)
         elif tag == "parameter":
@@ -86,4 +90,3 @@ def _entries(body: Any, d: int, n_tensors: int, max_depth: int, push: Any) -> bo
     if all(type(k) is str for k in keys):
         return len(set(keys)) == len(keys)
     return len({scalar_identity(k) for k in keys}) == len(keys)
-

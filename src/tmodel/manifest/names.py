@@ -32,9 +32,11 @@ def all_valid(names: list[str], limits: Limits) -> bool:
     """Whether every name passes `check_name`, tested in one pass over all of them (the fast path's)."""
     if not names:
         return True
-    if min(map(len, names)) < 1 or max(map(len, names)) * 4 > limits.max_name_bytes:  # UTF-8: <= 4 bytes each
-        if min(map(len, names)) < 1 or max(map(len, map(str.encode, names))) > limits.max_name_bytes:
-            return False
+    if min(map(len, names)) < 1:
+        return False
+    longest = max(map(len, names))  # characters; UTF-8 takes at most 4 bytes for each
+    if longest * 4 > limits.max_name_bytes and max(map(len, map(str.encode, names))) > limits.max_name_bytes:
+        return False
     joined = "\n".join(names)
     return joined.count("\n") == len(names) - 1 and _ANY_BAD.search(joined) is None
 

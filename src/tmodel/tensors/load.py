@@ -169,9 +169,7 @@ def meta_tensors(m: Manifest) -> list[torch.Tensor]:
     ]
 
 
-def _view(
-    m: Tables, i: int, storages: dict[int, torch.UntypedStorage], device: torch.device
-) -> torch.Tensor:
+def _view(m: Tables, i: int, storages: dict[int, torch.UntypedStorage], device: torch.device) -> torch.Tensor:
     """Tensor `i` as a view of its blob's storage."""
     t = m.tensors[i]
     dtype = torch_dtype(t.dtype)
