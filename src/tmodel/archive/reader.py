@@ -49,6 +49,7 @@ from ..manifest.dtypes import check_bool_bytes
 from ..manifest.rows import Tables
 from ..manifest.schema import Blob, Manifest
 from ..manifest.validated import Validated, read_validated
+from .collector import collector_paused
 from .progress import Progress
 from .threads import default_threads
 
@@ -173,7 +174,7 @@ class Reader:
 
             self.sealer, plain = open_envelope(raw, self._key, self.limits)
         self._key = None
-        with _collector_paused():
+        with collector_paused():
             manifest = read_validated(
                 plain, self.limits, trailer.manifest_offset, end + TRAILER_SIZE, self.sealer is not None
             )
@@ -538,20 +539,6 @@ class Reader:
                 done += len(scratch)
                 if progress is not None:
                     progress(done, total)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while a manifest becomes objects: they are all alive and
-    acyclic, and the collections their allocation triggers would scan the whole heap for nothing (in a
-    process that has imported torch, that made some opens many times slower). It runs again afterwards."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class _Owned:

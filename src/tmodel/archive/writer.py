@@ -37,6 +37,7 @@ from ..errors import InvalidArgument, LimitExceeded, TModelError, Truncated, Uns
 from ..limits import DEFAULT_LIMITS
 from ..manifest.encoding import pack_manifest
 from ..manifest.validated import Validated, read_validated
+from .collector import collector_paused
 from ..manifest.wire import BlobWire, ChunkWire, ManifestWire
 from .progress import Progress
 from .threads import default_threads
@@ -363,7 +364,8 @@ def check_written(raw: bytes, offset: int, encrypted: bool = False) -> Validated
     reader's code (SPEC.md §11)."""
     try:
         end = offset + len(raw) + TRAILER_SIZE
-        return read_validated(raw, DEFAULT_LIMITS, offset, end, encrypted)
+        with collector_paused():
+            return read_validated(raw, DEFAULT_LIMITS, offset, end, encrypted)
     except TModelError as exc:
         hint = " (a reader's default limit, SPEC.md §8)" if isinstance(exc, LimitExceeded) else ""
         raise UnsupportedType(

@@ -19,6 +19,7 @@ from itertools import chain, compress, islice, repeat
 from operator import add, attrgetter, contains, eq, floordiv, le, mod, mul, neg, not_, sub
 from typing import Annotated, Any, NamedTuple
 
+import msgpack
 import msgspec
 
 from ..codecs.table import CODECS
@@ -38,8 +39,8 @@ from .schema import KNOWN_FEATURES, SCHEMA_VERSION, Manifest
 #: manifests larger than this take the strict path, which holds chunk lists packed as it decodes them
 #: (rows cost ~150 bytes a chunk; SPEC.md §9 asks for memory a small multiple of the manifest)
 FAST_MANIFEST_BYTES = 64 << 20
-#: manifests whose blobs take more bytes than this on average (many chunks each) take the strict path too
-DENSE_BLOB_BYTES = 1024
+#: manifests of more bytes than this a blob on average (blobs of many chunks) take the strict path too
+DENSE_BLOB_BYTES = 4096
 #: the msgspec types of the top-level fields decoded as rows; every other field is decoded as plain values
 _ROWS: dict[str, Any] = {"blobs": list[BlobRow], "tensors": list[TensorRow]}
 #: the nesting the rows reach: manifest, blobs, blob, chunks, chunk, segments, a segment length
@@ -55,23 +56,27 @@ class Proven(NamedTuple):
 
 
 @functools.cache
-def _codec() -> tuple[msgspec.msgpack.Decoder[Any], msgspec.msgpack.Encoder, msgspec.msgpack.Decoder[Any]]:
-    """A decoder of the whole manifest (a struct of `schema.Manifest`'s fields, in their order), the
-    encoder that proves it canonical, and a decoder that only finds where the blob table lies."""
+def _codec() -> tuple[msgspec.msgpack.Decoder[Any], msgspec.msgpack.Encoder]:
+    """A decoder of the whole manifest (a struct of `schema.Manifest`'s fields, in their order) and the
+    encoder that proves it canonical."""
     fields = [(name, _ROWS.get(name, Any)) for name in Manifest.model_fields]
     top = msgspec.defstruct("ManifestRows", fields, forbid_unknown_fields=True, gc=False)
-    outline = msgspec.defstruct("ManifestOutline", [("blobs", msgspec.Raw)], gc=False)
-    return msgspec.msgpack.Decoder(top), msgspec.msgpack.Encoder(), msgspec.msgpack.Decoder(outline)
+    return msgspec.msgpack.Decoder(top), msgspec.msgpack.Encoder()
 
 
-def _dense(outline: msgspec.msgpack.Decoder[Any], raw: bytes) -> bool:
-    """Whether the blob table averages more than DENSE_BLOB_BYTES a blob (read without decoding it)."""
-    blobs = bytes(outline.decode(raw).blobs or b"\x90")
-    head = blobs[0]
-    count = (
-        head & 0x0F if 0x90 <= head <= 0x9F else int.from_bytes(blobs[1 : 3 if head == 0xDC else 5], "big")
-    )
-    return len(blobs) > DENSE_BLOB_BYTES * max(count, 1)
+def _dense(raw: bytes) -> bool:
+    """Whether the manifest averages more than DENSE_BLOB_BYTES a blob, from the blob count in the array
+    header that follows the small fields before it (True when that is not how the manifest begins)."""
+    u = msgpack.Unpacker(max_buffer_size=len(raw), raw=False, max_str_len=64)
+    u.feed(raw)
+    try:
+        for _ in range(u.read_map_header()):
+            if u.unpack() == "blobs":
+                return len(raw) > DENSE_BLOB_BYTES * max(u.read_array_header(), 1)
+            u.skip()
+    except (ValueError, TypeError, msgpack.UnpackException):
+        pass
+    return True
 
 
 def prove(
@@ -80,10 +85,10 @@ def prove(
     """`raw` decoded and validated as `checks.parse` would, or None when this path cannot prove it valid."""
     if len(raw) > FAST_MANIFEST_BYTES or limits.max_depth < _ROW_DEPTH:
         return None
-    decoder, encoder, outline = _codec()
+    if _dense(raw):
+        return None
+    decoder, encoder = _codec()
     try:
-        if _dense(outline, raw):
-            return None
         top = decoder.decode(raw)
         if encoder.encode(top) != raw:
             return None
