@@ -273,6 +273,10 @@ def _jobs(
                 yield EncodeJob(i, j, data, len(data), src.codec, src.width, nonce, options)
 
 
+#: chunks of at most this many bytes are encoded on the writing thread, in order, not handed to the pool
+_INLINE_BYTES = 16 << 10
+
+
 def _write(
     f: BinaryIO,
     sources: Sequence[Source],
@@ -292,7 +296,7 @@ def _write(
     records = [_record(src, options) for src in sources]
     wb = writeback.Writeback(f, enabled=early_writeback)
     jobs = _jobs(sources, records, options)
-    pending: deque[tuple[EncodeJob | CopyJob, Future[Encoded] | None]] = deque()
+    pending: deque[tuple[EncodeJob | CopyJob, Future[Encoded] | Encoded | None]] = deque()
     with ThreadPoolExecutor(
         max_workers=threads, thread_name_prefix="tmodel-encode", initializer=options.worker_init
     ) as pool:
@@ -302,12 +306,17 @@ def _write(
                 job = next(jobs, None)
                 if job is None:
                     return
-                pending.append((job, pool.submit(_encode, job) if isinstance(job, EncodeJob) else None))
+                if not isinstance(job, EncodeJob):
+                    pending.append((job, None))
+                elif job.raw_len <= _INLINE_BYTES:  # a thread hand-off would cost more than the work
+                    pending.append((job, _encode(job)))
+                else:
+                    pending.append((job, pool.submit(_encode, job)))
 
         fill()
         while pending:
             job, future = pending.popleft()
-            encoded = None if future is None else future.result()
+            encoded = future.result() if isinstance(future, Future) else future
             fill()
             record = records[job.blob]
             if isinstance(job, CopyJob):

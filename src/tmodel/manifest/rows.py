@@ -24,7 +24,7 @@ class ChunkRow(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True
     """One chunk: its digest and its segments' stored lengths (SPEC.md §5.1)."""
 
     digest: bytes
-    segments: list[Size]
+    segments: tuple[Size, ...]
 
 
 class BlobRow(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, omit_defaults=True):
@@ -62,6 +62,6 @@ class Tables(Protocol):
 
 def wire(row: Any) -> Any:
     """A row (or a pydantic model of the strict path) as the plain map written into the file."""
-    if isinstance(row, msgspec.Struct):
-        return msgspec.to_builtins(row, builtin_types=(bytes,))
+    if isinstance(row, msgspec.Struct):  # its own encoding, decoded: arrays as lists, as a file reads
+        return msgspec.msgpack.decode(msgspec.msgpack.encode(row))
     return row.model_dump(by_alias=True)
