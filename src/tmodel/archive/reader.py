@@ -16,7 +16,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
-import gc
 import itertools
 import threading
 import warnings

@@ -37,8 +37,8 @@ from ..errors import InvalidArgument, LimitExceeded, TModelError, Truncated, Uns
 from ..limits import DEFAULT_LIMITS
 from ..manifest.encoding import pack_manifest
 from ..manifest.validated import Validated, read_validated
-from .collector import collector_paused
 from ..manifest.wire import BlobWire, ChunkWire, ManifestWire
+from .collector import collector_paused
 from .progress import Progress
 from .threads import default_threads
 

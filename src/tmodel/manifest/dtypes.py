@@ -71,7 +71,7 @@ def extent(itemsize: int, shape: Sequence[int], strides: Sequence[int]) -> int:
     """Bytes of storage a strided view reaches from its first element (0 for an empty view)."""
     if 0 in shape:
         return 0
-    return itemsize * (1 + sum(map(mul, shape, strides)) - sum(strides[: len(shape)]))
+    return itemsize * (1 + int(sum(map(mul, shape, strides))) - sum(strides[: len(shape)]))
 
 
 def bool_bytes_ok(data: Buffer) -> bool:

@@ -72,7 +72,7 @@ def _dense(raw: bytes) -> bool:
     try:
         for _ in range(u.read_map_header()):
             if u.unpack() == "blobs":
-                return len(raw) > DENSE_BLOB_BYTES * max(u.read_array_header(), 1)
+                return len(raw) > DENSE_BLOB_BYTES * max(int(u.read_array_header()), 1)
             u.skip()
     except (ValueError, TypeError, msgpack.UnpackException):
         pass
