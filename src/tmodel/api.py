@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from operator import attrgetter
 from types import TracebackType
 from typing import Any, BinaryIO
 
@@ -513,7 +514,10 @@ class TModelFile:
     ) -> None:
         self._reader: Reader | None = _reader(f, limits, threads, key)
         self._mmap = mmap
-        self._index = {t.name: i for i, t in enumerate(self._reader.tables.tensors)}
+        tensors = self._reader.tables.tensors
+        self._index: dict[str, int] = dict(
+            zip(map(attrgetter("name"), tensors), range(len(tensors)), strict=True)
+        )
 
     @property
     def reader(self) -> Reader:

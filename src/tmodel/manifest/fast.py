@@ -101,6 +101,7 @@ def prove(
         or top.schema_version != SCHEMA_VERSION
         or len(blobs) > limits.max_blobs
         or len(tensors) > limits.max_tensors
+        or (type(top.modules) is list and len(top.modules) > limits.max_modules)
     ):
         return None
     fields: dict[str, Any] = {}
@@ -262,9 +263,8 @@ def _tensors_ok(tensors: list[TensorRow], blobs: list[BlobRow], limits: Limits) 
     if max(sizes) > INT64_MAX:
         return False
     # extent = itemsize * (1 + sum((d - 1) * s)) = itemsize * (1 + sum(d * s) - sum(s)), 0 if a d is 0
-    spans = map(sub, map(sum, map(map, repeat(mul), shapes, strides)), map(sum, strides))
+    spans_list = list(map(sub, map(sum, map(map, repeat(mul), shapes, strides)), map(sum, strides)))
     empty = list(map(contains, shapes, repeat(0)))
-    reach = [0 if e else i * (1 + s) for e, i, s in zip(empty, items, spans, strict=True)]
     offsets, refs = _column(tensors, "offset"), _column(tensors, "blob")
     full = list(map(not_, empty))
     if any(compress(offsets, empty)) or set(compress(refs, empty)) - {None}:
@@ -274,10 +274,9 @@ def _tensors_ok(tensors: list[TensorRow], blobs: list[BlobRow], limits: Limits) 
     if None in refs or max(refs, default=-1) >= len(blobs) or len(set(refs)) != len(blobs):
         return False
     items = list(compress(items, full))
-    capacity = list(map(_column(blobs, "nbytes").__getitem__, refs))
-    return not any(map(mod, offsets, items)) and all(
-        map(le, map(add, offsets, compress(reach, full)), capacity)
-    )
+    reach = map(mul, items, map(add, compress(spans_list, full), repeat(1)))
+    capacity = map(_column(blobs, "nbytes").__getitem__, refs)
+    return not any(map(mod, offsets, items)) and all(map(le, map(add, offsets, reach), capacity))
 
 
 _ITEMSIZE = {name: item for name, (item, _) in DTYPES.items()}

@@ -6,6 +6,7 @@ False, and the tree then takes the strict path. It never raises and never builds
 
 from __future__ import annotations
 
+from operator import itemgetter, methodcaller
 from typing import Any
 
 from .dtypes import DTYPES, VALUE_DTYPES
@@ -74,6 +75,8 @@ def _entries(body: Any, d: int, n_tensors: int, max_depth: int, push: Any) -> bo
     (floats by their bits); values of the common `{"tensor": i}` form checked here, others pushed."""
     if type(body) is not list or (body and d + 3 > max_depth):
         return False
+    if _state_dict(body, n_tensors):
+        return True
     keys = []
     for pair in body:
         if type(pair) is not list or len(pair) != 2:
@@ -87,6 +90,31 @@ def _entries(body: Any, d: int, n_tensors: int, max_depth: int, push: Any) -> bo
                 return False
         else:
             push((value, d + 2))
+    return _distinct(keys)
+
+
+def _distinct(keys: list[Any]) -> bool:
+    """Scalar keys distinct by kind and value, floats by their bits (SPEC.md §5.4)."""
     if all(type(k) is str for k in keys):
         return len(set(keys)) == len(keys)
     return len({scalar_identity(k) for k in keys}) == len(keys)
+
+
+def _state_dict(body: list[Any], n_tensors: int) -> bool:
+    """The common case of `_entries`, by whole columns: [str key, {"tensor": i}] pairs, i in range, keys
+    distinct (False when the pairs are not all of that form: `_entries` then looks at each)."""
+    if set(map(type, body)) != {list} or set(map(len, body)) != {2}:
+        return False
+    keys, values = list(map(itemgetter(0), body)), list(map(itemgetter(1), body))
+    if set(map(type, keys)) != {str} or set(map(type, values)) != {dict} or set(map(len, values)) != {1}:
+        return False
+    refs = list(map(_TENSOR, values))
+    return (
+        set(map(type, refs)) == {int}
+        and min(refs) >= 0
+        and max(refs) < n_tensors
+        and len(set(keys)) == len(keys)
+    )
+
+
+_TENSOR = methodcaller("get", "tensor")

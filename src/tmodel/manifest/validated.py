@@ -5,6 +5,7 @@ builds the rest of `schema.Manifest` (its object tree) when it is first asked fo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,14 +48,20 @@ class Validated:
         """The whole manifest; its object tree is built now if the fast path left it (already proven valid,
         so building it cannot fail)."""
         if self._root is not None:
-            from pydantic import TypeAdapter
-
-            from .nodes import Node
-
-            root = TypeAdapter(Node).validate_python(self._root, strict=True)
+            root = _node_validator().validate_python(self._root, strict=True)
             self._manifest = self._manifest.model_copy(update={"root": root})
             self._root = None
         return self._manifest
+
+
+@functools.cache
+def _node_validator() -> Any:
+    """pydantic's validator of a tree node, built once (building it takes far longer than a small tree)."""
+    from pydantic import TypeAdapter
+
+    from .nodes import Node
+
+    return TypeAdapter(Node)
 
 
 def read_validated(
