@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -189,16 +190,14 @@ def test_opening_leaves_the_garbage_collector_as_it_was(tmp_path: Path, enabled:
     try:
         gc.enable() if enabled else gc.disable()
         paused: list[bool] = []
-        from tmodel.manifest import checks  # the reader's (and the writer's) path to unpack_manifest
+        validate = reader.read_validated  # the reader's path to both the fast and the strict validation
 
-        unpack = checks.unpack_manifest
-
-        def spy(raw: bytes, limits: object, pack: object) -> object:
+        def spy(*args: Any) -> object:
             paused.append(not gc.isenabled())
-            return unpack(raw, limits, pack)  # type: ignore[arg-type]
+            return validate(*args)
 
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(checks, "unpack_manifest", spy)
+            mp.setattr(reader, "read_validated", spy)
             with Reader(path):
                 pass
         assert paused == [True] and gc.isenabled() == enabled

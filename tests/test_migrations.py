@@ -609,3 +609,29 @@ def test_an_index_does_not_downgrade(tmp_path: Path) -> None:
         chain.downgrade(wire, 2)
     shard, _ = _wire(tmp_path / "m-00001-of-00002.tmodel")  # a shard is an ordinary file: it does
     assert chain.downgrade(copy.deepcopy(shard), 6)["schema_version"] == 6
+
+
+@pytest.mark.parametrize("version", [2, 3, 4])
+@pytest.mark.parametrize("modules", [5, None, "ab", {"a": 1}])
+def test_a_module_table_that_is_no_array_is_the_schemas_error(version: int, modules: Any) -> None:
+    """A step that looks into the module records leaves a `modules` that is not an array to the schema
+    (found by tests/test_fast_manifest.py's mutants: it raised TypeError)."""
+    wire = {
+        "schema_version": version,
+        "required_features": [],
+        "checksum": "xxh3-64",
+        "blobs": [],
+        "tensors": [],
+        "root": None,
+        "metadata": {},
+        "extensions": {},
+        "modules": modules,
+    }
+    upgraded, _ = chain.upgrade(copy.deepcopy(wire))
+    assert upgraded["modules"] == modules
+    from tmodel.limits import DEFAULT_LIMITS
+    from tmodel.manifest.checks import parse
+
+    with pytest.raises(TModelError) as info:
+        parse(upgraded, DEFAULT_LIMITS, 64, 64 + 64)
+    assert info.value.code == "MANIFEST_SCHEMA"

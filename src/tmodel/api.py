@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from operator import attrgetter
 from types import TracebackType
 from typing import Any, BinaryIO
 
@@ -551,10 +552,10 @@ class TensorSlice:
         self._index = index
 
     def get_shape(self) -> list[int]:
-        return list(self._file.manifest.tensors[self._index].shape)
+        return list(self._file.reader.tables.tensors[self._index].shape)
 
     def get_dtype(self) -> torch.dtype:
-        return torch_dtype(self._file.manifest.tensors[self._index].dtype)
+        return torch_dtype(self._file.reader.tables.tensors[self._index].dtype)
 
     def __getitem__(self, key: Any) -> torch.Tensor:
         return read_slice(self._file.reader, self._index, key)
@@ -577,14 +578,21 @@ class TModelFile:
     ) -> None:
         self._reader: Reader | None = _reader(f, limits, threads, key)
         self._mmap = mmap
-        self.manifest: Manifest = self._reader.manifest
-        self._index = {t.name: i for i, t in enumerate(self.manifest.tensors)}
+        tensors = self._reader.tables.tensors
+        self._index: dict[str, int] = dict(
+            zip(map(attrgetter("name"), tensors), range(len(tensors)), strict=True)
+        )
 
     @property
     def reader(self) -> Reader:
         if self._reader is None:
             raise InvalidArgument("the file is closed")
         return self._reader
+
+    @property
+    def manifest(self) -> Manifest:
+        """The file's whole manifest (its object tree is built when first asked for)."""
+        return self.reader.manifest
 
     @property
     def metadata(self) -> dict[str, Any]:

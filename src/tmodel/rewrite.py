@@ -20,7 +20,9 @@ from .archive.writer import Options, ResealedBlob, Source, StoredBlob, write_ato
 from .container.atomic import copy_new
 from .errors import InvalidArgument, TModelError, UnregisteredType
 from .limits import DEFAULT_LIMITS, Limits
+from .manifest.rows import wire
 from .manifest.schema import Manifest, TensorEntry
+from .manifest.validated import Validated
 from .manifest.wire import BlobWire, ChunkWire, ManifestWire, TensorWire, manifest_wire
 from .nn.apply import (
     Upgraded,
@@ -196,11 +198,11 @@ def _write(
     )  # planned keeps the data alive
 
 
-def _rebuilds_after(applied: list[str]) -> Callable[[Manifest], None]:
+def _rebuilds_after(applied: list[str]) -> Callable[[Validated], None]:
     """The writer's check that the migrated file rebuilds (`check_modules`), its error naming the steps
     that made the file: a step that broke it is found before anything is replaced."""
 
-    def check(m: Manifest) -> None:
+    def check(m: Validated) -> None:
         try:
             check_modules(m)
         except TModelError as exc:
@@ -231,7 +233,7 @@ def _stored(reader: Reader, m: Manifest, b: int) -> StoredBlob | ResealedBlob:
 
 
 def _kept_entry(t: TensorEntry, blob_index: dict[int, int], name: str | None) -> TensorWire:
-    entry = cast(TensorWire, t.model_dump())
+    entry = cast(TensorWire, wire(t))
     entry["blob"] = None if t.blob is None else blob_index[t.blob]
     if name is not None:
         entry["name"] = name

@@ -16,7 +16,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
-import gc
 import itertools
 import threading
 import warnings
@@ -44,9 +43,12 @@ from ..container.framing import (
 from ..container.sources import SOURCES, ByteSource, Openable, open_source
 from ..errors import BadLayout, ChecksumMismatch, InvalidArgument, TModelError, Truncated
 from ..limits import DEFAULT_LIMITS, Limits
-from ..manifest.checks import read_manifest, tensor_extent
+from ..manifest.checks import tensor_extent
 from ..manifest.dtypes import check_bool_bytes
+from ..manifest.rows import Tables
 from ..manifest.schema import Blob, Manifest
+from ..manifest.validated import Validated, read_validated
+from .collector import collector_paused
 from .progress import Progress
 from .shards import ShardSet, shard_base
 from .threads import default_threads
@@ -125,16 +127,27 @@ class Reader:
         #: an index's shards (SPEC.md §5.10), opened when read; None for a file that is not an index
         self.shards: ShardSet | None = None
         try:
-            self.manifest = self._read_manifest()
-            if self.manifest.shards:
+            #: the validated manifest: its blob and tensor tables now, the whole manifest when asked for
+            self.validated = self._read_manifest()
+            if self.validated.shards:
 
                 def opener(where: str) -> Reader:
                     return Reader(where, limits, threads, merge, worker_init, key)
 
-                self.shards = ShardSet(self.manifest, self.path, shard_base(source), opener)
+                self.shards = ShardSet(self.validated, self.path, shard_base(source), opener)
         except BaseException:
             self.close()
             raise
+
+    @property
+    def manifest(self) -> Manifest:
+        """The whole manifest (its object tree built on first use)."""
+        return self.validated.manifest
+
+    @property
+    def tables(self) -> Tables:
+        """The blobs and tensors, which reading tensors needs, without building the rest of the manifest."""
+        return self.validated
 
     @property
     def source(self) -> ByteSource:
@@ -143,7 +156,7 @@ class Reader:
         return self._owned.source
 
     @names_file
-    def _read_manifest(self) -> Manifest:
+    def _read_manifest(self) -> Validated:
         size = self.file_size
         src = self.source
         header = src.read(min(size, HEADER_SIZE), 0)
@@ -169,10 +182,11 @@ class Reader:
 
             self.sealer, plain = open_envelope(raw, self._key, self.limits)
         self._key = None
-        with _collector_paused():
-            manifest, self.source_schema_version = read_manifest(
+        with collector_paused():
+            manifest = read_validated(
                 plain, self.limits, trailer.manifest_offset, end + TRAILER_SIZE, self.sealer is not None
             )
+        self.source_schema_version = manifest.source_version
         if block:
             check_signed_digests(manifest.checksum)
         #: where the manifest starts and ends (the signed content's size), and the signature block after it
@@ -212,7 +226,7 @@ class Reader:
     @names_file
     def chunk_span(self, blob: int, lo: int, hi: int) -> tuple[int, int]:
         """The chunks [first, last) that hold decoded bytes [lo, hi) of a blob."""
-        b = self.manifest.blobs[blob]
+        b = self.validated.blobs[blob]
         if not 0 <= lo <= hi <= b.nbytes:
             raise InvalidArgument(f"byte range {lo}:{hi} outside blob {blob}")
         if lo == hi:
@@ -233,7 +247,7 @@ class Reader:
         `tally(n)` hears, on this thread, of each n decoded bytes as they are done."""
         checked: list[tuple[Blob, int, memoryview, int, int]] = []
         for blob, out, first, last in requests:
-            b = self.manifest.blobs[blob]
+            b = self.validated.blobs[blob]
             stop = len(b.chunks) if last is None else last
             base = first * b.chunk_size
             expected = min(b.nbytes, stop * b.chunk_size) - base
@@ -329,7 +343,7 @@ class Reader:
         """File offsets of a blob's chunks, packed (8 bytes a chunk)."""
         starts = self._starts.get(blob)
         if starts is None:
-            b = self.manifest.blobs[blob]
+            b = self.validated.blobs[blob]
             starts = array("Q")
             pos = b.offset
             tag = 0 if self.sealer is None else TAG_SIZE
@@ -410,7 +424,7 @@ class Reader:
     def chunk_segments(self, blob: int, j: int) -> list[bytes]:
         """Chunk j of a blob as encoded, its segments checked (and opened) but not decoded, for storing
         again as they are; the blob's padding is checked with its last chunk."""
-        b = self.manifest.blobs[blob]
+        b = self.validated.blobs[blob]
         raw_len = min(b.chunk_size, b.nbytes - j * b.chunk_size)
         try:
             view = self._plain(b, blob, j, self._chunk_starts(blob)[j], raw_len, None)
@@ -438,7 +452,7 @@ class Reader:
         digest (checked on the worker threads) and the padding were checked; None where the source cannot
         be mapped (the caller decodes). `tally(n)` hears of each n checked bytes."""
         for blob in blobs:
-            if self.manifest.blobs[blob].codec != RAW:
+            if self.validated.blobs[blob].codec != RAW:
                 raise InvalidArgument(f"blob {blob} is not stored raw")
         if self.sealer is not None:  # sealed bytes are not the tensor's: they are decrypted, not mapped
             return None
@@ -453,7 +467,7 @@ class Reader:
         views: dict[int, memoryview] = {}
         checks: list[tuple[int, int, memoryview]] = []
         for blob in blobs:
-            b = self.manifest.blobs[blob]
+            b = self.validated.blobs[blob]
             views[blob] = view = whole[b.offset : b.offset + b.nbytes]
             checks.extend(
                 (blob, j, view[j * b.chunk_size : (j + 1) * b.chunk_size]) for j in range(len(b.chunks))
@@ -495,8 +509,8 @@ class Reader:
 
     def _check_digest(self, blob: int, j: int, stored: memoryview) -> None:
         """A chunk's stored bytes against its digest (SPEC.md §7), before anything reads them."""
-        digest = digests.digest_function(self.manifest.checksum)(stored)
-        if digest != self.manifest.blobs[blob].chunks[j].digest:
+        digest = digests.digest_function(self.validated.checksum)(stored)
+        if digest != self.validated.blobs[blob].chunks[j].digest:
             raise ChecksumMismatch(f"blob {blob} chunk {j}: checksum mismatch", blob=blob, chunk=j)
 
     @property
@@ -510,7 +524,7 @@ class Reader:
     def _check_padding(self, blob: int, pad: memoryview | bytes | None = None) -> None:
         """The zero bytes after a blob up to the next alignment (read here unless given)."""
         if pad is None:
-            b = self.manifest.blobs[blob]
+            b = self.validated.blobs[blob]
             end = b.offset + b.length
             pad = self.source.read(align(end) - end, end)
         if bytes(pad).count(0) != len(pad):
@@ -523,10 +537,10 @@ class Reader:
         if self.shards is not None:
             self.shards.verify(progress)
             return
-        total = sum(b.nbytes for b in self.manifest.blobs)
+        total = sum(b.nbytes for b in self.validated.blobs)
         done = 0
-        regions = bool_regions(self.manifest, range(len(self.manifest.tensors)))
-        for i, b in enumerate(self.manifest.blobs):
+        regions = bool_regions(self.validated, range(len(self.validated.tensors)))
+        for i, b in enumerate(self.validated.blobs):
             for j in range(0, len(b.chunks), 16):
                 hi = min(len(b.chunks), j + 16)
                 w_lo = j * b.chunk_size
@@ -539,20 +553,6 @@ class Reader:
                 done += len(scratch)
                 if progress is not None:
                     progress(done, total)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while a manifest becomes objects: they are all alive and
-    acyclic, and the collections their allocation triggers would scan the whole heap for nothing (in a
-    process that has imported torch, that made some opens many times slower). It runs again afterwards."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class _Owned:
@@ -603,7 +603,7 @@ def _scratch(n: int, slot: str = "buf") -> memoryview:
     return memoryview(buf)[:n]
 
 
-def bool_regions(m: Manifest, indices: Iterable[int]) -> dict[int, list[tuple[int, int]]]:
+def bool_regions(m: Tables, indices: Iterable[int]) -> dict[int, list[tuple[int, int]]]:
     """Per blob, the merged byte ranges [offset, offset + extent) of bool tensors: SPEC.md §5.3 requires
     every byte there to be 0 or 1, which keeps the check linear in the blob's size whatever the strides
     and however many views there are."""

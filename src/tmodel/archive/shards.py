@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..container.urls import is_url
 from ..errors import BadLayout, ChecksumMismatch, InvalidArgument, TModelError
-from ..manifest.schema import Manifest, Shard
+from ..manifest.schema import Shard
+from ..manifest.validated import Validated
 
 if TYPE_CHECKING:
     from .progress import Progress
@@ -43,7 +44,9 @@ class ShardSet:
     """The shards of an index, opened on demand by `opener` (a Reader with the index's limits, threads and
     key), and where each of the index's tensors and blobs lives in them."""
 
-    def __init__(self, index: Manifest, path: str, base: str | None, opener: Callable[[str], Reader]) -> None:
+    def __init__(
+        self, index: Validated, path: str, base: str | None, opener: Callable[[str], Reader]
+    ) -> None:
         self.manifest = index
         self.path = path
         self._base = base
@@ -126,7 +129,7 @@ class ShardSet:
                 "replaced, or from another save)",
                 path=where,
             )
-        m = r.manifest
+        m = r.validated  # its tables: a shard's object tree is never built here
         if m.shards:
             raise BadLayout(f"{what} is itself an index", path=where)
         if [b.nbytes for b in m.blobs] != rec.blobs:

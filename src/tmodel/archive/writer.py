@@ -35,10 +35,10 @@ from ..container.framing import (
 from ..container.streams import write_into
 from ..errors import InvalidArgument, LimitExceeded, TModelError, Truncated, UnsupportedType
 from ..limits import DEFAULT_LIMITS
-from ..manifest.checks import read_manifest
 from ..manifest.encoding import pack_manifest
-from ..manifest.schema import Manifest
+from ..manifest.validated import Validated, read_validated
 from ..manifest.wire import BlobWire, ChunkWire, ManifestWire
+from .collector import collector_paused
 from .progress import Progress
 from .threads import default_threads
 
@@ -108,7 +108,7 @@ class Options:
     worker_init: Callable[[], None] | None = None
     #: run on the written manifest, as the reader validated it, before the file is complete (the API's
     #: rebuild of modules on the meta device); what it raises fails the write
-    check: Callable[[Manifest], None] | None = None
+    check: Callable[[Validated], None] | None = None
     #: bytes by which raw-stored frames must grow the file (0 on a first write; see the module's rule)
     raw_needed: int = 0
     #: the signature block for (manifest bytes, size up to the manifest's end): the file is signed
@@ -273,6 +273,10 @@ def _jobs(
                 yield EncodeJob(i, j, data, len(data), src.codec, src.width, nonce, options)
 
 
+#: chunks of at most this many bytes are encoded on the writing thread, in order, not handed to the pool
+_INLINE_BYTES = 16 << 10
+
+
 def _write(
     f: BinaryIO,
     sources: Sequence[Source],
@@ -292,7 +296,7 @@ def _write(
     records = [_record(src, options) for src in sources]
     wb = writeback.Writeback(f, enabled=early_writeback)
     jobs = _jobs(sources, records, options)
-    pending: deque[tuple[EncodeJob | CopyJob, Future[Encoded] | None]] = deque()
+    pending: deque[tuple[EncodeJob | CopyJob, Future[Encoded] | Encoded | None]] = deque()
     with ThreadPoolExecutor(
         max_workers=threads, thread_name_prefix="tmodel-encode", initializer=options.worker_init
     ) as pool:
@@ -302,12 +306,17 @@ def _write(
                 job = next(jobs, None)
                 if job is None:
                     return
-                pending.append((job, pool.submit(_encode, job) if isinstance(job, EncodeJob) else None))
+                if not isinstance(job, EncodeJob):
+                    pending.append((job, None))
+                elif job.raw_len <= _INLINE_BYTES:  # a thread hand-off would cost more than the work
+                    pending.append((job, _encode(job)))
+                else:
+                    pending.append((job, pool.submit(_encode, job)))
 
         fill()
         while pending:
             job, future = pending.popleft()
-            encoded = None if future is None else future.result()
+            encoded = future.result() if isinstance(future, Future) else future
             fill()
             record = records[job.blob]
             if isinstance(job, CopyJob):
@@ -358,13 +367,14 @@ def _write(
     f.write(pack_trailer(pos, region, options.checksum, header, block))
 
 
-def check_written(raw: bytes, offset: int, encrypted: bool = False) -> Manifest:
-    """The manifest about to be written, through the reader's own validation (`read_manifest`, default
+def check_written(raw: bytes, offset: int, encrypted: bool = False) -> Validated:
+    """The manifest about to be written, through the reader's own validation (`read_validated`, default
     limits) before anything is replaced: content the reader would refuse is UNSUPPORTED_TYPE, naming the
     reader's code (SPEC.md §11)."""
     try:
         end = offset + len(raw) + TRAILER_SIZE
-        return read_manifest(raw, DEFAULT_LIMITS, offset, end, encrypted)[0]
+        with collector_paused():
+            return read_validated(raw, DEFAULT_LIMITS, offset, end, encrypted)
     except TModelError as exc:
         hint = " (a reader's default limit, SPEC.md §8)" if isinstance(exc, LimitExceeded) else ""
         raise UnsupportedType(

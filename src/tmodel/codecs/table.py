@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import floordiv, itemgetter, le
 
 from ..errors import BadTensor, UnknownCodec
 from . import zstd
@@ -39,8 +40,23 @@ class Codec:
     #: content checksum (the file's schema version, SPEC.md §6.4 rule 6)
     decode: Callable[[int, Sequence[Buffer], memoryview, int, bool, Merge], None]
 
+    #: (raw_lens, widths, segment lists) -> whether `check` accepts every chunk: the same rule over many
+    #: chunks at once (the fast path's), each of whose segment lists has `segments(width)` entries
+    check_many: Callable[[list[int], list[int], list[Sequence[int]]], bool] | None = None
+
     def segments(self, width: int) -> int:
         return width if self.grouped else 1
+
+    def accepts(self, raw_lens: list[int], widths: list[int], segments: list[Sequence[int]]) -> bool:
+        """`check_many`, or `check` chunk by chunk for a codec without one."""
+        if self.check_many is not None:
+            return self.check_many(raw_lens, widths, segments)
+        try:
+            for raw_len, width, segs in zip(raw_lens, widths, segments, strict=True):
+                self.check(width, raw_len, segs)
+        except BadTensor:
+            return False
+        return True
 
 
 def _check_raw(width: int, raw_len: int, segments: Sequence[int]) -> None:
@@ -53,6 +69,15 @@ def _check_frames(width: int, raw_len: int, segments: Sequence[int]) -> None:
     for n in segments:
         if n < 1 or n > plane:
             raise BadTensor(f"segment of {n} bytes for a plane of {plane} bytes")
+
+
+def _raw_many(raw_lens: list[int], widths: list[int], segments: list[Sequence[int]]) -> bool:
+    return list(map(itemgetter(0), segments)) == raw_lens
+
+
+def _frames_many(raw_lens: list[int], widths: list[int], segments: list[Sequence[int]]) -> bool:
+    planes = map(floordiv, raw_lens, widths)
+    return min(map(min, segments), default=1) >= 1 and all(map(le, map(max, segments), planes))
 
 
 def _decode_raw(
@@ -77,13 +102,14 @@ def _decode_grouped(
 CODECS: dict[str, Codec] = {
     c.name: c
     for c in (
-        Codec(RAW, False, _check_raw, lambda w, data, level, split, ratio: [data], _decode_raw),
+        Codec(RAW, False, _check_raw, lambda w, data, level, split, ratio: [data], _decode_raw, _raw_many),
         Codec(
             ZSTD,
             False,
             _check_frames,
             lambda w, data, level, split, ratio: [zstd.encode_segment(data, level, False, ratio)],
             _decode_zstd,
+            _frames_many,
         ),
         Codec(
             BYTEGROUP_ZSTD,
@@ -93,6 +119,7 @@ CODECS: dict[str, Codec] = {
                 zstd.encode_segment(p, level, True, ratio) for p in split(data, w)
             ],
             _decode_grouped,
+            _frames_many,
         ),
     )
 }

@@ -112,19 +112,28 @@ def _precheck_counts(wire: dict[str, Any], limits: Limits) -> None:
 
 
 def check_semantics(
-    m: Manifest, limits: Limits, manifest_offset: int, file_size: int, encrypted: bool = False
+    m: Manifest,
+    limits: Limits,
+    manifest_offset: int,
+    file_size: int,
+    encrypted: bool = False,
+    proven: frozenset[str] = frozenset(),
 ) -> None:
-    """Every rule of SPEC.md §5 that the schema alone does not state."""
+    """Every rule of SPEC.md §5 that the schema alone does not state. `proven`: the parts ("blobs",
+    "tensors", "root") that the fast path (`manifest.fast`) has already checked by the same rules."""
     unknown = sorted(set(m.required_features) - KNOWN_FEATURES)
     if unknown:
         raise UnknownFeature(f"unknown required features {unknown}")
     digest_len = digests.digest_length(m.checksum)
-    _check_blobs(m, limits, digest_len, manifest_offset, file_size, encrypted)
+    if "blobs" not in proven:
+        _check_blobs(m, limits, digest_len, manifest_offset, file_size, encrypted)
     check_shards(m, limits)
-    _check_tensors(m, limits, blob_sizes(m))
+    if "tensors" not in proven or m.shards:  # an index's tensors refer to its shards' blobs
+        _check_tensors(m, limits, blob_sizes(m))
     _check_modules(m, limits)
-    _check_tree(m, limits)
-    _check_module_paths(m, limits)
+    _check_tree(m, limits, with_root="root" not in proven)
+    if "root" not in proven:
+        _check_module_paths(m, limits)
     if m.checkpoint is not None:
         check_type_name(m.checkpoint.type, "checkpoint")
 
@@ -345,14 +354,16 @@ def _check_module_paths(m: Manifest, limits: Limits) -> None:
             raise LimitExceeded(f"more than {cap} paths from the object tree to module records")
 
 
-def _check_tree(m: Manifest, limits: Limits) -> None:
+def _check_tree(m: Manifest, limits: Limits, with_root: bool = True) -> None:
+    """The object tree's nodes (unless `with_root` is False) and the layer configs' (SPEC.md §5.4)."""
     n = len(m.tensors)
     value_dtypes = DTYPES.keys() | set(VALUE_DTYPES)
     keys: list[Any] = []  # key nodes (and set elements) beyond scalars: checked as nodes after the tree
     configs = walk(v for rec in m.modules for v in rec.config.values())
     if any(type(n) in TRAINING_STATE for n in walk(v for rec in m.modules for v in rec.config.values())):
         raise ManifestSchemaError("a layer config holds an optimizer or stateful node (object tree only)")
-    for node in _then(itertools.chain(_object_tree(m.root), configs), keys):
+    tree = _object_tree(m.root) if with_root else iter(())
+    for node in _then(itertools.chain(tree, configs), keys):
         kind = type(node)
         tensor = tensor_index(node)
         if tensor is not None:

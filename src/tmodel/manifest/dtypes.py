@@ -6,6 +6,7 @@ the package is derived from this one: torch's by name (`tmodel.tensors.dtypes`),
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import mul
 
 from ..errors import BadValue
 
@@ -68,9 +69,9 @@ NUMPY_DTYPES: frozenset[str] = frozenset(
 
 def extent(itemsize: int, shape: Sequence[int], strides: Sequence[int]) -> int:
     """Bytes of storage a strided view reaches from its first element (0 for an empty view)."""
-    if any(d == 0 for d in shape):
+    if 0 in shape:
         return 0
-    return itemsize * (1 + sum((d - 1) * s for d, s in zip(shape, strides, strict=False)))
+    return itemsize * (1 + int(sum(map(mul, shape, strides))) - sum(strides[: len(shape)]))
 
 
 def bool_bytes_ok(data: Buffer) -> bool:

@@ -80,7 +80,7 @@ def unpack_manifest(raw: bytes, limits: Limits, pack_chunks: PackChunks | None =
         raise ManifestDecodeError("bytes left in the manifest region after the msgpack object") from None
     except (ValueError, TypeError, UnicodeDecodeError, RecursionError, msgpack.UnpackException) as exc:
         raise ManifestDecodeError(f"manifest is not valid msgpack: {type(exc).__name__}: {exc}") from None
-    _check_types(obj, limits.max_depth)
+    check_types(obj, limits.max_depth)
     return obj
 
 
@@ -150,7 +150,7 @@ class _Streamed:
 _SCALARS = frozenset({type(None), bool, int, float, str, bytes})
 
 
-def _check_types(obj: Any, max_depth: int) -> None:
+def check_types(obj: Any, max_depth: int) -> None:
     """Reject anything but nil/bool/int/float/str/bin/array/map, and nesting deeper than `max_depth`
     (walked level by level; msgpack returns exact types, so `type()` lookups suffice)."""
     level: list[Any] = [obj]

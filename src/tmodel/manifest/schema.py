@@ -17,6 +17,7 @@ from .chunks import ChunkTable
 from .encoding import INT64_MAX
 from .fields import STRICT, Int, Size
 from .nodes import Node, ParamRef
+from .rows import wire
 
 SCHEMA_VERSION = CURRENT
 KNOWN_FEATURES: frozenset[str] = frozenset()
@@ -107,5 +108,8 @@ class Manifest(BaseModel):
     shards: list[Shard]
 
     def to_wire(self) -> dict[str, Any]:
-        """The plain structure that is msgpack-encoded into the file."""
-        return self.model_dump(by_alias=True)
+        """The plain structure that is msgpack-encoded into the file, keys in the order of SPEC.md §5. (A
+        manifest of the fast path holds its blobs and tensors as `rows`, which give their own wire form.)"""
+        tables = {"blobs": [wire(b) for b in self.blobs], "tensors": [wire(t) for t in self.tensors]}
+        rest = self.model_dump(by_alias=True, exclude=set(tables))
+        return {name: tables[name] if name in tables else rest[name] for name in type(self).model_fields}

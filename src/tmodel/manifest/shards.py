@@ -5,6 +5,8 @@ order, whose decoded sizes the table states, so every tensor rule of §5.2 appli
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from ..container import digests
 from ..container.framing import HEADER_SIZE, TRAILER_SIZE
@@ -26,7 +28,17 @@ def check_shard_file(name: str) -> None:
         raise BadName(f"shard file name of more than {SHARD_FILE_BYTES} bytes")
 
 
-def blob_sizes(m: Manifest) -> list[int]:
+class SetTables(Protocol):
+    """What the set's blob sizes are read from: a manifest, or a reader's validated tables."""
+
+    @property
+    def blobs(self) -> Sequence[Any]: ...
+
+    @property
+    def shards(self) -> Sequence[Any]: ...
+
+
+def blob_sizes(m: SetTables) -> list[int]:
     """The decoded size of every blob the manifest's tensors refer to: its own blobs, or in an index the
     blobs of its shards, in order."""
     if not m.shards:

@@ -49,7 +49,8 @@ def _check_v2(manifest: dict[str, Any], direction: str) -> None:
         ):
             raise UnknownDtype(f"{direction}: version 2 has no dtype {tensor['dtype']!r}")
     stack: list[Any] = [manifest.get("root")]
-    for record in manifest.get("modules") or ():
+    records = manifest.get("modules")  # anything but an array is the schema's to refuse
+    for record in records if isinstance(records, list) else ():
         if isinstance(record, dict) and isinstance(record.get("config"), dict):
             stack.extend(record["config"].values())
     while stack:

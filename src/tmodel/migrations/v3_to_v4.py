@@ -22,7 +22,8 @@ def _check_v3(manifest: dict[str, Any], direction: str) -> None:
     """ValueError unless the manifest holds only what version 3 can: no version-4 node, and keys and set
     elements that are scalars, in the object tree and in every config."""
     stack: list[Any] = [manifest.get("root")]
-    for record in manifest.get("modules") or ():
+    records = manifest.get("modules")  # anything but an array is the schema's to refuse
+    for record in records if isinstance(records, list) else ():
         if isinstance(record, dict) and isinstance(record.get("config"), dict):
             stack.extend(record["config"].values())
     while stack:

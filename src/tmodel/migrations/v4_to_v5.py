@@ -19,7 +19,8 @@ def _check_v4(manifest: dict[str, Any], direction: str) -> None:
     """ValueError unless the manifest holds only what version 4 can: every record versioned, and no
     version-5 node in the object tree or in any config."""
     stack: list[Any] = [manifest.get("root")]
-    for record in manifest.get("modules") or ():
+    records = manifest.get("modules")  # anything but an array is the schema's to refuse
+    for record in records if isinstance(records, list) else ():
         if isinstance(record, dict):
             if "version" in record and record["version"] is None:
                 raise ValueError(f"{direction}: every version-4 module record has a layer version")

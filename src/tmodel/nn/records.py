@@ -32,6 +32,7 @@ from ..manifest.module_tree import record_paths, roots
 from ..manifest.names import CLASS_NAME, CLASS_NAME_BYTES
 from ..manifest.schema import Manifest, ModuleRecord
 from ..manifest.shards import blob_sizes
+from ..manifest.validated import Validated
 from ..manifest.wire import ModuleWire
 from ..tensors.load import meta_tensors
 from ..tensors.values import (
@@ -557,8 +558,9 @@ def _extent(m: Manifest, i: int) -> int:
     return extent(DTYPES[t.dtype][0], t.shape, t.strides)
 
 
-def check_modules(m: Manifest) -> None:
+def check_modules(v: Validated) -> None:
     """The writer's check of the modules it wrote (SPEC.md §11): what `load` checks before reading tensors,
     every root module rebuilt on the meta device, with the default limits."""
-    if m.modules:
+    if v.modules:
+        m = v.manifest
         check_rebuild(m, [i for _, i in roots(m)], DEFAULT_LIMITS)

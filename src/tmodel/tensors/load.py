@@ -23,6 +23,7 @@ from ..archive.reader import Reader, bool_regions, names_file
 from ..codecs.table import RAW
 from ..errors import InvalidArgument
 from ..manifest.dtypes import DTYPES, check_bool_bytes
+from ..manifest.rows import Tables
 from ..manifest.schema import Manifest
 from ..manifest.shards import blob_sizes
 from .dtypes import torch_dtype
@@ -129,7 +130,7 @@ def materialize(
     the blobs' bytes. From an index, each shard's tensors are read from it (`archive.shards`)."""
     if reader.shards is not None:
         return _from_shards(reader, indices, where, use_mmap, progress)
-    m = reader.manifest
+    m = reader.tables
     device = where if isinstance(where, torch.device) else torch.device("cpu")
     blobs = sorted({b for i in indices if (b := m.tensors[i].blob) is not None})
     tally = Tally(progress, sum(m.blobs[b].nbytes for b in blobs)) if progress is not None else None
@@ -160,7 +161,7 @@ def _from_shards(
     tensors, which are in no shard, made here."""
     shards = reader.shards
     assert shards is not None
-    m = reader.manifest
+    m = reader.validated
     sizes = blob_sizes(m)
     blobs = {b for i in indices if (b := m.tensors[i].blob) is not None}
     total = sum(sizes[b] for b in blobs)
@@ -176,8 +177,8 @@ def _from_shards(
 
         shard = shards.reader(k)
         got = materialize(shard, [j for _, j in members], where, use_mmap, sub)
-        local = {e.blob for _, j in members if (e := shard.manifest.tensors[j]).blob is not None}
-        done += sum(shard.manifest.blobs[b].nbytes for b in local)
+        local = {e.blob for _, j in members if (e := shard.tables.tensors[j]).blob is not None}
+        done += sum(shard.tables.blobs[b].nbytes for b in local)
         for (pos, _), tensor in zip(members, got, strict=True):
             out[pos] = tensor
             devices.add(tensor.device)
@@ -203,9 +204,7 @@ def meta_tensors(m: Manifest) -> list[torch.Tensor]:
     ]
 
 
-def _view(
-    m: Manifest, i: int, storages: dict[int, torch.UntypedStorage], device: torch.device
-) -> torch.Tensor:
+def _view(m: Tables, i: int, storages: dict[int, torch.UntypedStorage], device: torch.device) -> torch.Tensor:
     """Tensor `i` as a view of its blob's storage."""
     t = m.tensors[i]
     dtype = torch_dtype(t.dtype)

@@ -110,7 +110,7 @@ def read_slice(reader: Reader, index: int, key: Any) -> torch.Tensor:
         shards = reader.shards
         return read_slice(shards.reader(shards.tensor_shard[index]), shards.local_tensor[index], key)
     rows, rest = _split_key(key)
-    m = reader.manifest
+    m = reader.tables
     t = m.tensors[index]
     if rows is not None:
         return _read_rows(reader, t, rows, rest)
@@ -148,7 +148,7 @@ def _read_rows(reader: Reader, t: TensorEntry, index: Any, rest: tuple[Any, ...]
     if rows.numel() == 0 or sub[0].numel() == 0 or t.blob is None:
         return torch.empty(shape, dtype=dtype)
     itemsize = DTYPES[t.dtype][0]
-    b = reader.manifest.blobs[t.blob]
+    b = reader.tables.blobs[t.blob]
     uniq, inverse = torch.unique(rows.flatten(), sorted=True, return_inverse=True)
     stride0, inner_shape, inner_strides = sub.stride(0), sub.shape[1:], sub.stride()[1:]
     lo = (int(sub.storage_offset()) + uniq * stride0) * itemsize
