@@ -96,6 +96,10 @@ class ShardSet:
                 return r
         r = self._checked(k)
         with self._lock:
+            other = self._open.get(k)  # another thread opened it meanwhile: keep one
+            if other is not None:
+                r.close()
+                return other
             self._open[k] = r
             while len(self._open) > OPEN_SHARDS:
                 self._open.popitem(last=False)[1].close()
