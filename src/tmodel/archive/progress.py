@@ -83,6 +83,18 @@ def progress_for(progress: ProgressArg, label: str) -> Iterator[Progress | None]
         )
 
 
+def shifted(progress: Progress | None, base: int, total: int) -> Progress | None:
+    """A part's progress reported as the whole's: (base + done of the part, total of the whole)."""
+    if progress is None:
+        return None
+    outer = progress
+
+    def report(done: int, _part: int) -> None:
+        outer(base + done, total)
+
+    return report
+
+
 class Tally:
     """Bytes done out of a total, reported to a progress callback as they add up."""
 

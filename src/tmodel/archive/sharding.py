@@ -12,6 +12,7 @@ the same target (`<stem>-NNNNN-of-MMMMM<suffix>`) that the new index does not li
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import re
@@ -28,7 +29,7 @@ from ..limits import DEFAULT_LIMITS
 from ..manifest.encoding import pack_manifest
 from ..manifest.shards import check_shard_file
 from ..manifest.wire import BlobWire, ManifestWire, ShardWire, TensorWire
-from .progress import Progress
+from .progress import Progress, shifted
 from .writer import BlobSource, Options, Source, check_written, write_atomic
 
 if TYPE_CHECKING:
@@ -59,21 +60,25 @@ def _size_of(src: Source) -> int:
 Split = Callable[[Sequence[Source], list[TensorWire]], list[range]]
 
 
+def runs(sizes: Sequence[int], max_size: int) -> list[range]:
+    """Consecutive runs of items of at most `max_size` bytes in all (or one item larger than that)."""
+    groups: list[range] = []
+    start, size = 0, 0
+    for i, n in enumerate(sizes):
+        if i > start and size + n > max_size:
+            groups.append(range(start, i))
+            start, size = i, 0
+        size += n
+    if start < len(sizes):
+        groups.append(range(start, len(sizes)))
+    return groups
+
+
 def by_size(max_size: int) -> Split:
     """Consecutive runs of blobs of at most `max_size` decoded bytes (or one blob)."""
 
     def split(sources: Sequence[Source], _tensors: list[TensorWire]) -> list[range]:
-        groups: list[range] = []
-        start, size = 0, 0
-        for i, src in enumerate(sources):
-            n = _size_of(src)
-            if i > start and size + n > max_size:
-                groups.append(range(start, i))
-                start, size = i, 0
-            size += n
-        if start < len(sources):
-            groups.append(range(start, len(sources)))
-        return groups
+        return runs([_size_of(src) for src in sources], max_size)
 
     return split
 
@@ -125,14 +130,19 @@ def remove_stale_shards(path: str | os.PathLike[str], keep: Sequence[str] = ()) 
             os.unlink(os.path.join(directory, name))
 
 
-def _shard_wire(
-    index: ManifestWire, blobs: range, tensors: list[TensorWire]
-) -> Callable[[list[BlobWire]], ManifestWire]:
-    """The manifest of one shard: its blobs, the index's tensors in them (renumbered), a dict of them."""
-    mine: list[TensorWire] = []
+def _by_shard(tensors: list[TensorWire], groups: list[range]) -> list[list[TensorWire]]:
+    """The index's tensors in each shard, in order, their blobs renumbered within it (empty ones in none)."""
+    starts = [g.start for g in groups]
+    out: list[list[TensorWire]] = [[] for _ in groups]
     for t in tensors:
-        if t["blob"] is not None and t["blob"] in blobs:
-            mine.append({**t, "blob": t["blob"] - blobs.start})
+        if t["blob"] is not None:
+            k = bisect.bisect_right(starts, t["blob"]) - 1
+            out[k].append({**t, "blob": t["blob"] - starts[k]})
+    return out
+
+
+def _shard_wire(index: ManifestWire, mine: list[TensorWire]) -> Callable[[list[BlobWire]], ManifestWire]:
+    """The manifest of one shard: its blobs, its tensors, a dict of them as its object tree."""
     root = {"dict": [[t["name"], {"tensor": j}] for j, t in enumerate(mine)]}
 
     def finish(records: list[BlobWire]) -> ManifestWire:
@@ -205,22 +215,11 @@ def write_sharded(
         options.check(checked)  # the modules rebuild on the meta device, before anything is written
     total, done = sum(sizes), 0
     records: list[ShardWire] = []
-    for name, g in zip(names, groups, strict=True):
-        report = None
-        if progress is not None:
-
-            def report(d: int, _t: int, base: int = done, outer: Progress = progress) -> None:
-                outer(base + d, total)
-
+    for name, g, mine in zip(names, groups, _by_shard(index["tensors"], groups), strict=True):
         shard_path = os.path.join(directory, name)
         shard_options = replace(options, check=None, seal=new_seal())
-        write_atomic(
-            shard_path,
-            sources[g.start : g.stop],
-            _shard_wire(index, g, index["tensors"]),
-            shard_options,
-            report,
-        )
+        report = shifted(progress, done, total)
+        write_atomic(shard_path, sources[g.start : g.stop], _shard_wire(index, mine), shard_options, report)
         records.append(_record(shard_path, name, options.checksum, sizes[g.start : g.stop]))
         done += sum(sizes[g.start : g.stop])
 

@@ -21,9 +21,9 @@ from ..container.urls import is_url
 from ..errors import BadLayout, ChecksumMismatch, InvalidArgument, TModelError
 from ..manifest.schema import Shard
 from ..manifest.validated import Validated
+from .progress import Progress, shifted
 
 if TYPE_CHECKING:
-    from .progress import Progress
     from .reader import Reader
 
 #: shards kept open at once (the least recently used one is closed beyond)
@@ -62,17 +62,14 @@ class ShardSet:
         #: for each tensor of the index: its shard (-1: an empty tensor, in no shard) and its index there
         self.tensor_shard: list[int] = []
         self.local_tensor: list[int] = []
-        counts = [0] * len(index.shards)
-        for t in index.tensors:
-            if t.blob is None:
-                self.tensor_shard.append(-1)
-                self.local_tensor.append(-1)
-                continue
-            k = self.shard_of_blob(t.blob)
+        #: the index's tensors each shard holds, in order (a shard's own tensor table, SPEC.md §5.10)
+        self._members: list[list[int]] = [[] for _ in index.shards]
+        for i, t in enumerate(index.tensors):
+            k = -1 if t.blob is None else self.shard_of_blob(t.blob)
             self.tensor_shard.append(k)
-            self.local_tensor.append(counts[k])
-            counts[k] += 1
-        self._counts = counts
+            self.local_tensor.append(-1 if k < 0 else len(self._members[k]))
+            if k >= 0:
+                self._members[k].append(i)
 
     def shard_of_blob(self, blob: int) -> int:
         return bisect.bisect_right(self.first_blob, blob) - 1
@@ -139,7 +136,7 @@ class ShardSet:
         if [b.nbytes for b in m.blobs] != rec.blobs:
             raise BadLayout(f"{what} holds other blobs than the index lists", path=where)
         first = self.first_blob[k]
-        mine = [t for i, t in enumerate(self.manifest.tensors) if self.tensor_shard[i] == k]
+        mine = [self.manifest.tensors[i] for i in self._members[k]]
         if len(m.tensors) != len(mine) or any(
             (a.name, a.dtype, a.shape, a.strides, a.offset, a.blob)
             != (b.name, b.dtype, b.shape, b.strides, b.offset, None if b.blob is None else b.blob - first)
@@ -161,15 +158,9 @@ class ShardSet:
         total = sum(sum(s.blobs) for s in self.manifest.shards)
         done = 0
         for k, s in enumerate(self.manifest.shards):
-            base = done
-
-            def report(d: int, _t: int, base: int = base) -> None:
-                if progress is not None:
-                    progress(base + d, total)
-
             r = self._checked(k)
             try:
-                r.verify(report)
+                r.verify(shifted(progress, done, total))
             finally:
                 r.close()
             done += sum(s.blobs)

@@ -82,7 +82,7 @@ def _ratio(raw: int, stored: int) -> float | None:
 
 
 def inspect_document(
-    path: str, m: Manifest, file_size: int, schema_version: int, set_blobs: list[Blob] | None = None
+    path: str, m: Manifest, file_size: int, schema_version: int, set_blobs: Sequence[Blob] | None = None
 ) -> dict[str, Any]:
     """The `inspect --json` object, built from the manifest alone (for an index, with `set_blobs`, the
     blobs of its shards in order: their offsets are within their shard).
@@ -268,7 +268,7 @@ def _inspect(args: argparse.Namespace, out: TextIO) -> int:
         set_blobs = None
         if shards is not None:  # each shard opened and checked against the index, for its blob records
             set_blobs = [
-                b for k in range(len(reader.manifest.shards)) for b in shards.reader(k).manifest.blobs
+                b for k in range(len(reader.validated.shards)) for b in shards.reader(k).validated.blobs
             ]
         doc = inspect_document(
             args.file, reader.manifest, reader.file_size, reader.source_schema_version, set_blobs
@@ -301,9 +301,9 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
     trusted = {key_id(public_key(k)) for k in args.trusted_keys}
     with Reader(args.file, key=key_of(args)) as reader:  # every signature is verified on open
         _run_with_bar("verify", reader.verify)
-        n = len(reader.manifest.tensors)
-        checked = sum(blob_sizes(reader.manifest))
-        n_shards = len(reader.manifest.shards)
+        n = len(reader.validated.tensors)
+        checked = sum(blob_sizes(reader.validated))
+        n_shards = len(reader.validated.shards)
         signed = list(reader.signatures)
         encrypted = reader.sealer is not None
     for sig in signed:

@@ -30,18 +30,24 @@ def _protocols(fs: Any) -> set[str]:
     return {protocol} if isinstance(protocol, str) else set(protocol)
 
 
-@contextlib.contextmanager
-def staged(url: str) -> Iterator[str]:
-    """A local path to write the whole file to, uploaded to `url` when the block ends without error
-    (the filesystem is resolved first, so a missing package fails before anything is written)."""
+def _writable(url: str) -> tuple[Any, str, bool]:
+    """(filesystem, path in it, whether one upload is atomic) of a URL that can be saved to; resolved
+    before anything is written, so a missing package or a read-only protocol fails first."""
     fs, path = filesystem(url)
     protocols = _protocols(fs)
     if protocols & READ_ONLY:
         raise InvalidArgument(f"cannot save to {url!r}: http(s) URLs are read-only here")
+    return fs, path, bool(protocols & ATOMIC_PUT)
+
+
+@contextlib.contextmanager
+def staged(url: str) -> Iterator[str]:
+    """A local path to write the whole file to, uploaded to `url` when the block ends without error."""
+    fs, path, atomic_put = _writable(url)
     with tempfile.TemporaryDirectory(prefix="tmodel-upload-") as tmp:
         local = os.path.join(tmp, "upload.tmodel")
         yield local
-        upload(fs, local, path, url, bool(protocols & ATOMIC_PUT))
+        upload(fs, local, path, url, atomic_put)
 
 
 @contextlib.contextmanager
@@ -49,18 +55,15 @@ def staged_set(url: str) -> Iterator[str]:
     """`staged` for a sharded set (SPEC.md §5.10): a local path in an empty folder to write the set to;
     every other file the block wrote there (the shards) is uploaded beside `url` first, each as `staged`
     uploads one, and the file at the path (the index) last."""
-    fs, path = filesystem(url)
-    protocols = _protocols(fs)
-    if protocols & READ_ONLY:
-        raise InvalidArgument(f"cannot save to {url!r}: http(s) URLs are read-only here")
+    fs, path, atomic_put = _writable(url)
     name = path.rstrip("/").rsplit("/", 1)[-1]
     parent = path[: len(path) - len(name)]
     with tempfile.TemporaryDirectory(prefix="tmodel-upload-") as tmp:
         local = os.path.join(tmp, name)
         yield local
         for shard in sorted(n for n in os.listdir(tmp) if n != name):
-            upload(fs, os.path.join(tmp, shard), parent + shard, url, bool(protocols & ATOMIC_PUT))
-        upload(fs, local, path, url, bool(protocols & ATOMIC_PUT))
+            upload(fs, os.path.join(tmp, shard), parent + shard, url, atomic_put)
+        upload(fs, local, path, url, atomic_put)
 
 
 def upload(fs: Any, local: str, path: str, url: str, atomic_put: bool) -> None:

@@ -20,7 +20,7 @@ from torch import nn
 
 from .. import api
 from ..archive.progress import Progress, ProgressArg, progress_for
-from ..archive.sharding import by_name, by_size, parse_size
+from ..archive.sharding import by_name, by_size, parse_size, runs
 from ..codecs.table import CHOICES
 from ..container.atomic import replace_atomically
 from ..container.files import open_regular
@@ -144,7 +144,7 @@ def _convert_folder(
     target = "tmodel"
     if kind == "tmodel":  # a sharded .tmodel (or a split asked for) becomes Hugging Face's sharded layout
         with api.open_file(src / FOLDER_WEIGHTS[kind]) as f:
-            target = "index" if f.manifest.shards or limit is not None else "safetensors"
+            target = "index" if f.reader.shards is not None or limit is not None else "safetensors"
     _convert(src / FOLDER_WEIGHTS[kind], dst / FOLDER_WEIGHTS[target], codec, key, progress, limit)
     for name in FOLDER_FILES:
         if (src / name).is_file():
@@ -175,10 +175,10 @@ def _convert(
         raise InvalidArgument(f"codec must be one of {CHOICES}, not {codec!r}")
     if codec != "auto" and dst_kind != "tmodel":
         raise InvalidArgument(f"codec {codec!r} applies only to a .tmodel destination")
-    obj, metadata = _read(src, src_kind, progress)
+    obj, metadata, split_of = _read(src, src_kind, progress)
     if key is not None:
         obj = pick(obj, key)
-    kept = _source_split(src, src_kind) if limit is None and key is None else None
+    kept = split_of if limit is None and key is None else None
     if kept is not None and isinstance(obj, dict):  # tensors in shard order, so each shard is one run
         obj = dict(sorted(obj.items(), key=lambda item: kept.get(item[0], 0) if type(item[0]) is str else 0))
     if dst_kind == "tmodel":
@@ -196,59 +196,54 @@ def _convert(
         write_torch(obj, dst)
 
 
-def _read(src: PathLike, kind: str, progress: Progress | None) -> tuple[Any, dict[str, Any]]:
+#: a source: its object, its metadata, and each tensor's shard when it is a sharded set (else None)
+Loaded = tuple[Any, dict[str, Any], dict[str, int] | None]
+
+
+def _read(src: PathLike, kind: str, progress: Progress | None) -> Loaded:
     with naming(src):  # an error while reading the source names it (a shard's names the shard)
         return _read_source(src, kind, progress)
 
 
-def _read_source(src: PathLike, kind: str, progress: Progress | None) -> tuple[Any, dict[str, Any]]:
+def _read_source(src: PathLike, kind: str, progress: Progress | None) -> Loaded:
     if kind == "tmodel":
         with api.open_file(src) as f:
-            return f.load(), f.metadata
+            return f.load(), f.metadata, _tmodel_split(f)
     if kind == "safetensors":
         tensors, raw_meta = read_safetensors(src, progress=progress)
-        return tensors, metadata_from_safetensors(raw_meta)
+        return tensors, metadata_from_safetensors(raw_meta), None
     if kind == "index":
-        return read_safetensors_index(src, progress=progress)
-    return read_torch(src), {}
+        tensors, metadata = read_safetensors_index(src, progress=progress)
+        return tensors, metadata, index_shards(src)
+    return read_torch(src), {}, None
 
 
 #: the shard size of a Hugging Face sharded destination when the source has no split and none is given
 DEFAULT_SHARD = 5 * 10**9
 
 
-def _source_split(src: PathLike, kind: str) -> dict[str, int] | None:
-    """Each tensor's shard in a sharded source (a .tmodel index or a safetensors index), or None."""
-    if kind == "index":
-        return index_shards(src)
-    if kind == "tmodel":
-        with api.open_file(src) as f:
-            shards = f.reader.shards
-            if shards is not None:
-                kept = enumerate(f.manifest.tensors)  # empty tensors are in no shard: they go with the first
-                return {t.name: shards.tensor_shard[i] for i, t in kept if shards.tensor_shard[i] >= 0}
-    return None
+def _tmodel_split(f: api.TModelFile) -> dict[str, int] | None:
+    """Each tensor's shard in an open .tmodel index, or None for a single file (empty tensors, in no
+    shard, go with the first)."""
+    shards = f.reader.shards
+    if shards is None:
+        return None
+    named = enumerate(f.reader.validated.tensors)
+    return {t.name: shards.tensor_shard[i] for i, t in named if shards.tensor_shard[i] >= 0}
 
 
 def _split_tensors(
     tensors: dict[str, torch.Tensor], kept: dict[str, int] | None, limit: int
 ) -> list[dict[str, torch.Tensor]]:
     """The shards of a safetensors set: the source's split, or runs of at most `limit` bytes."""
-    shards: list[dict[str, torch.Tensor]] = []
     if kept is not None:
         by_shard: dict[int, dict[str, torch.Tensor]] = {}
         for name, t in tensors.items():
             by_shard.setdefault(kept.get(name, 0), {})[name] = t
         return [by_shard[k] for k in sorted(by_shard)]
-    size = 0
-    for name, t in tensors.items():
-        n = t.numel() * t.element_size()
-        if not shards or (shards[-1] and size + n > limit):
-            shards.append({})
-            size = 0
-        shards[-1][name] = t
-        size += n
-    return shards or [{}]
+    items = list(tensors.items())
+    groups = runs([t.numel() * t.element_size() for _, t in items], limit)
+    return [dict(items[g.start : g.stop]) for g in groups] or [{}]
 
 
 def pick(obj: Any, key: str) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..archive.progress import Progress, Tally
+from ..archive.progress import Progress, Tally, shifted
 from ..archive.reader import Reader, bool_regions, names_file
 from ..codecs.table import RAW
 from ..errors import InvalidArgument
@@ -169,14 +169,8 @@ def _from_shards(
     devices: set[torch.device] = set()
     done = 0
     for k, members in sorted(shards.parts(indices).items()):
-        sub = None
-        if progress is not None:
-
-            def sub(d: int, _total: int, base: int = done, report: Progress = progress) -> None:
-                report(base + d, total)
-
         shard = shards.reader(k)
-        got = materialize(shard, [j for _, j in members], where, use_mmap, sub)
+        got = materialize(shard, [j for _, j in members], where, use_mmap, shifted(progress, done, total))
         local = {e.blob for _, j in members if (e := shard.tables.tensors[j]).blob is not None}
         done += sum(shard.tables.blobs[b].nbytes for b in local)
         for (pos, _), tensor in zip(members, got, strict=True):
